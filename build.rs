@@ -1,0 +1,19 @@
+//! Compiles providers.yaml + pricing.yaml into $OUT_DIR/catalog.rs through the codegen crate.
+//! A bad entry fails the build with `file:line:col: entry: problem` lines and no backtrace.
+
+use std::path::PathBuf;
+
+fn main() {
+    println!("cargo::rerun-if-changed=providers.yaml");
+    println!("cargo::rerun-if-changed=pricing.yaml");
+    let manifest_dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_default());
+    let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").unwrap_or_default());
+    if let Err(errors) = llm_relay_codegen::build(&manifest_dir, &out_dir) {
+        for e in &errors {
+            // `cargo::error=` makes cargo print the message as a build error.
+            println!("cargo::error={e}");
+            eprintln!("error: {e}");
+        }
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,273 @@
+//! The canonical request/response model every frontend decodes into and every upstream dialect
+//! encodes from (N + M translation, never pair by pair).
+//!
+//! A frontend never sees a provider wire type and an upstream never sees a client wire type: they
+//! meet here. Token counts are in tokens; costs are in USD.
+
+use serde_json::Value;
+
+/// Who wrote a message. System prompts are not messages: they live in [`ChatRequest::system`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The end user.
+    User,
+    /// The model.
+    Assistant,
+    /// A tool result (`tool_call_id` names the call it answers).
+    Tool,
+}
+
+/// One piece of message content.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ContentPart {
+    /// Plain text.
+    Text(String),
+    /// Inline image: media type (sniffed from the bytes where the client gave none) and base64 data.
+    Image {
+        /// `image/png`, `image/jpeg`, `image/gif`, `image/webp`.
+        media_type: String,
+        /// Standard base64, no `data:` prefix.
+        data: String,
+    },
+    /// Image by http(s) URL (only clients that send URLs produce this).
+    ImageUrl(String),
+}
+
+/// A tool call made by the model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolCall {
+    /// Call id (`call_...`); generated when the upstream gives none.
+    pub id: String,
+    /// Function name.
+    pub name: String,
+    /// Arguments as JSON text (OpenAI carries a string, Ollama an object: both map here).
+    pub arguments: String,
+}
+
+/// One conversation turn.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Message {
+    /// Author.
+    pub role: Role,
+    /// Content parts in order.
+    pub content: Vec<ContentPart>,
+    /// Tool calls (assistant turns).
+    pub tool_calls: Vec<ToolCall>,
+    /// For `Role::Tool`: the call this answers.
+    pub tool_call_id: Option<String>,
+    /// Optional participant / tool name.
+    pub name: Option<String>,
+    /// Reasoning text the model produced earlier (assistant turns).
+    pub thinking: Option<String>,
+}
+
+impl Message {
+    /// A message with only text.
+    pub fn text(role: Role, text: impl Into<String>) -> Self {
+        Message {
+            role,
+            content: vec![ContentPart::Text(text.into())],
+            tool_calls: Vec::new(),
+            tool_call_id: None,
+            name: None,
+            thinking: None,
+        }
+    }
+
+    /// All text parts joined (images skipped).
+    pub fn joined_text(&self) -> String {
+        let mut out = String::new();
+        for p in &self.content {
+            if let ContentPart::Text(t) = p {
+                out.push_str(t);
+            }
+        }
+        out
+    }
+}
+
+/// A function the model may call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tool {
+    /// Function name.
+    pub name: String,
+    /// What it does.
+    pub description: Option<String>,
+    /// JSON Schema of the arguments.
+    pub parameters: Value,
+    /// OpenAI `strict` flag, passed through.
+    pub strict: Option<bool>,
+}
+
+/// Whether and which tool the model must call.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ToolChoice {
+    /// Model decides.
+    Auto,
+    /// No tool.
+    None,
+    /// Some tool.
+    Required,
+    /// This function.
+    Function(String),
+}
+
+/// Structured-output request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ResponseFormat {
+    /// Free text.
+    Text,
+    /// Any JSON object.
+    JsonObject,
+    /// JSON matching a schema.
+    JsonSchema {
+        /// Schema name (OpenAI requires one; frontends without a name use `response`).
+        name: String,
+        /// The JSON Schema.
+        schema: Value,
+        /// OpenAI `strict`.
+        strict: Option<bool>,
+    },
+}
+
+/// A chat request in canonical form.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ChatRequest {
+    /// The model name exactly as the client sent it.
+    pub model: String,
+    /// System prompts in order (several are concatenated by the upstream encoder).
+    pub system: Vec<String>,
+    /// Conversation turns.
+    pub messages: Vec<Message>,
+    /// Whether the client wants a stream.
+    pub stream: bool,
+    /// Completion-token limit (tokens); `None` = let the upstream decide.
+    pub max_tokens: Option<u32>,
+    /// Sampling temperature.
+    pub temperature: Option<f64>,
+    /// Nucleus sampling.
+    pub top_p: Option<f64>,
+    /// Top-k sampling (not an OpenAI parameter; forwarded where the dialect has it).
+    pub top_k: Option<u32>,
+    /// Stop sequences.
+    pub stop: Vec<String>,
+    /// Sampling seed.
+    pub seed: Option<i64>,
+    /// Presence penalty (-2..2).
+    pub presence_penalty: Option<f64>,
+    /// Frequency penalty (-2..2).
+    pub frequency_penalty: Option<f64>,
+    /// Reasoning effort (`none|minimal|low|medium|high|xhigh|max`), passed through.
+    pub reasoning_effort: Option<String>,
+    /// Structured output.
+    pub response_format: Option<ResponseFormat>,
+    /// Callable tools.
+    pub tools: Vec<Tool>,
+    /// Tool choice.
+    pub tool_choice: Option<ToolChoice>,
+    /// Parallel tool calls flag.
+    pub parallel_tool_calls: Option<bool>,
+    /// End-user identifier (OpenAI `user`).
+    pub user: Option<String>,
+}
+
+/// Why generation stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinishReason {
+    /// Natural end or stop sequence.
+    Stop,
+    /// Token limit reached.
+    Length,
+    /// The model called tools.
+    ToolCalls,
+    /// Filtered by the provider.
+    ContentFilter,
+    /// The upstream failed mid-generation.
+    Error,
+}
+
+impl FinishReason {
+    /// OpenAI `finish_reason` string.
+    pub fn as_openai(self) -> &'static str {
+        match self {
+            FinishReason::Stop => "stop",
+            FinishReason::Length => "length",
+            FinishReason::ToolCalls => "tool_calls",
+            FinishReason::ContentFilter => "content_filter",
+            FinishReason::Error => "stop",
+        }
+    }
+    /// Parse an OpenAI-style finish reason (unknown values map to `Stop`).
+    pub fn from_openai(s: &str) -> Self {
+        match s {
+            "length" => FinishReason::Length,
+            "tool_calls" | "function_call" => FinishReason::ToolCalls,
+            "content_filter" => FinishReason::ContentFilter,
+            "error" => FinishReason::Error,
+            _ => FinishReason::Stop,
+        }
+    }
+}
+
+/// Token counts of one request, every class separately (tokens).
+///
+/// Semantics follow OpenAI's `CompletionUsage`: `cache_read_tokens` and `cache_write_tokens` are
+/// part of `prompt_tokens`; `reasoning_tokens` are part of `completion_tokens`.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Usage {
+    /// Prompt (input) tokens, cached ones included.
+    pub prompt_tokens: u64,
+    /// Completion (output) tokens, reasoning included.
+    pub completion_tokens: u64,
+    /// Reasoning tokens within the completion.
+    pub reasoning_tokens: u64,
+    /// Prompt tokens read from the provider's cache.
+    pub cache_read_tokens: u64,
+    /// Prompt tokens written to the provider's cache.
+    pub cache_write_tokens: u64,
+    /// Cost the provider itself reported (OpenRouter `usage.cost`), USD.
+    pub reported_cost_usd: Option<f64>,
+}
+
+/// A complete (non-streamed) answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChatResponse {
+    /// Upstream response id, when given.
+    pub id: Option<String>,
+    /// Model id the upstream reports.
+    pub model: String,
+    /// Answer text.
+    pub content: String,
+    /// Reasoning text, when the upstream returns it.
+    pub thinking: Option<String>,
+    /// Tool calls.
+    pub tool_calls: Vec<ToolCall>,
+    /// Why it stopped.
+    pub finish_reason: FinishReason,
+    /// Token counts.
+    pub usage: Usage,
+}
+
+/// One event of a normalised stream. Frontends frame these (SSE / NDJSON) at the edge.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StreamEvent {
+    /// Answer text.
+    TextDelta(String),
+    /// Reasoning text.
+    ThinkingDelta(String),
+    /// A tool-call fragment: `id`/`name` on the first fragment of call `index`, argument text after.
+    ToolCallDelta {
+        /// Position of the call in this response (0-based).
+        index: u32,
+        /// Call id (first fragment).
+        id: Option<String>,
+        /// Function name (first fragment).
+        name: Option<String>,
+        /// A piece of the JSON argument text.
+        arguments: String,
+    },
+    /// Token counts (may come once, at the end).
+    Usage(Usage),
+    /// Generation ended.
+    Finish(FinishReason),
+}

@@ -1,0 +1,120 @@
+//! Startup configuration from the environment (no config file is needed to start).
+//!
+//! Every variable can also be given as `<NAME>_FILE`, a path whose trimmed contents are the value
+//! (Docker secrets). Provider keys and base URLs come from the variable names in providers.yaml
+//! (`api_key_env`, `<PROVIDER>_BASE_URL`).
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use crate::catalog::{PROVIDERS, ProviderId};
+
+/// Default request body limit: 32 MiB, enough for several base64 images.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
+
+/// One provider as configured at startup.
+#[derive(Clone)]
+pub struct ProviderConfig {
+    /// Which provider.
+    pub id: ProviderId,
+    /// Base URL in effect (env override or the YAML default), no trailing slash.
+    pub base_url: String,
+    /// API key, if set. Never logged (see the `Debug` impl).
+    pub api_key: Option<String>,
+}
+
+impl std::fmt::Debug for ProviderConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProviderConfig")
+            .field("id", &self.id)
+            .field("base_url", &self.base_url)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<set>"))
+            .finish()
+    }
+}
+
+/// Everything the server needs to start.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// API listen address (`HOST`:`PORT`, default 0.0.0.0:11434).
+    pub listen: SocketAddr,
+    /// Model used when a client names an unknown one (`DEFAULT_MODEL`).
+    pub default_model: Option<String>,
+    /// Request body limit in bytes (`MAX_BODY_BYTES`, default 32 MiB).
+    pub max_body_bytes: usize,
+    /// Upstream TCP connect timeout (`UPSTREAM_CONNECT_TIMEOUT_MS`, default 10 000 ms).
+    pub connect_timeout: Duration,
+    /// Longest silence between two upstream reads, streams included
+    /// (`UPSTREAM_READ_TIMEOUT_MS`, default 300 000 ms). Not a total deadline.
+    pub read_timeout: Duration,
+    /// Providers, indexed in `ProviderId` order.
+    pub providers: Vec<ProviderConfig>,
+}
+
+/// Read `name`, or the file named by `name_FILE`. Empty values count as unset.
+pub fn env_var(name: &str) -> Option<String> {
+    let direct = std::env::var(name)
+        .ok()
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty());
+    direct.or_else(|| {
+        let path = std::env::var(format!("{name}_FILE")).ok()?;
+        std::fs::read_to_string(path.trim())
+            .ok()
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    })
+}
+
+fn env_parse<T: std::str::FromStr>(name: &str) -> Result<Option<T>, String> {
+    match env_var(name) {
+        None => Ok(None),
+        Some(v) => v
+            .parse()
+            .map(Some)
+            .map_err(|_| format!("{name}={v:?} is not valid")),
+    }
+}
+
+impl Config {
+    /// Read the configuration from the process environment.
+    ///
+    /// Errors: a variable that is set but does not parse (`PORT=abc`), named in the message.
+    pub fn from_env() -> Result<Config, String> {
+        let host: IpAddr = env_parse("HOST")?.unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        let port: u16 = env_parse("PORT")?.unwrap_or(11434);
+        let providers = PROVIDERS
+            .iter()
+            .map(|p| ProviderConfig {
+                id: p.id,
+                base_url: env_var(p.base_url_env)
+                    .map(|u| u.trim_end_matches('/').to_string())
+                    .unwrap_or_else(|| p.base_url.to_string()),
+                api_key: p.api_key_env.and_then(env_var),
+            })
+            .collect();
+        Ok(Config {
+            listen: SocketAddr::new(host, port),
+            default_model: env_var("DEFAULT_MODEL"),
+            max_body_bytes: env_parse("MAX_BODY_BYTES")?.unwrap_or(DEFAULT_MAX_BODY_BYTES),
+            connect_timeout: Duration::from_millis(
+                env_parse("UPSTREAM_CONNECT_TIMEOUT_MS")?.unwrap_or(10_000),
+            ),
+            read_timeout: Duration::from_millis(
+                env_parse("UPSTREAM_READ_TIMEOUT_MS")?.unwrap_or(300_000),
+            ),
+            providers,
+        })
+    }
+
+    /// The configuration of `id`.
+    pub fn provider(&self, id: ProviderId) -> Option<&ProviderConfig> {
+        self.providers.iter().find(|p| p.id == id)
+    }
+
+    /// Whether `id` can be used: it has a key, or needs none.
+    pub fn is_enabled(&self, id: ProviderId) -> bool {
+        let info = id.info();
+        info.api_key_env.is_none() || self.provider(id).is_some_and(|p| p.api_key.is_some())
+    }
+}

@@ -1,0 +1,782 @@
+//! The Ollama API frontend (`/`, `/api/version`, `/api/tags`, `/api/show`, `/api/ps`,
+//! `/api/chat`, `/api/generate`, `/api/pull`).
+//!
+//! Shapes follow Ollama's `api/types.go` and docs/api.md (WIRE.md §2): NDJSON streaming by default
+//! (`stream` defaults to true), `created_at` in RFC 3339 with nanoseconds, durations in
+//! nanoseconds, `done_reason` on the final chunk, errors as `{"error":"..."}`. Model names are
+//! listed as `<id>:latest` (never doubled) and `name:latest` resolves to `name`.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use poem::http::StatusCode;
+use poem::web::Data;
+use poem::{Body, Response, Route, get, handler, post};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+
+use super::{image_from_base64, now_rfc3339, read_json};
+use crate::canonical::{
+    ChatRequest, ChatResponse, ContentPart, FinishReason, Message, ResponseFormat, Role,
+    StreamEvent, Tool, ToolCall,
+};
+use crate::catalog::{Capability, ModelId};
+use crate::error::ApiError;
+use crate::relay::{self, AppState, Reply};
+use crate::usage::RequestLog;
+
+/// Version reported by `/api/version`: a recent Ollama release, so clients that gate features on
+/// the server version (tools, thinking, structured output) enable them.
+pub const OLLAMA_VERSION: &str = "0.12.6";
+
+/// Routes at the root and under `/api`.
+pub fn routes() -> Route {
+    Route::new()
+        .at("/", get(health).head(health))
+        .at("/api/version", get(version).head(version))
+        .at("/api/tags", get(tags).head(tags))
+        .at("/api/show", post(show))
+        .at("/api/ps", get(ps))
+        .at("/api/chat", post(chat))
+        .at("/api/generate", post(generate))
+        .at("/api/pull", post(pull))
+}
+
+/// Render an error as Ollama does: `{"error":"..."}` with the status.
+pub fn error_response(e: &ApiError) -> Response {
+    let mut resp = Response::builder()
+        .status(StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_GATEWAY))
+        .content_type("application/json; charset=utf-8");
+    if let Some(ra) = e.retry_after() {
+        resp = resp.header("retry-after", ra);
+    }
+    resp.body(json!({"error": e.to_string()}).to_string())
+}
+
+fn json_response(v: &Value) -> Response {
+    Response::builder()
+        .content_type("application/json; charset=utf-8")
+        .body(v.to_string())
+}
+
+#[handler]
+fn health() -> &'static str {
+    "Ollama is running"
+}
+
+#[handler]
+fn version() -> Response {
+    json_response(&json!({"version": OLLAMA_VERSION}))
+}
+
+/// `<id>:latest`, or the id itself when it already carries a tag.
+fn ollama_name(m: ModelId) -> String {
+    let id = m.info().id;
+    if id.contains(':') {
+        id.to_string()
+    } else {
+        format!("{id}:latest")
+    }
+}
+
+/// A stable 64-hex digest per model (sha256 of `provider/id`), as Ollama's manifest digests look.
+fn digest(m: ModelId) -> String {
+    let info = m.info();
+    let hash = Sha256::digest(format!("{}/{}", info.provider.name(), info.id));
+    hash.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn details(m: ModelId) -> Value {
+    let info = m.info();
+    json!({
+        "parent_model": "",
+        "format": "api",
+        "family": info.family,
+        "families": [info.family],
+        "parameter_size": "",
+        "quantization_level": "",
+    })
+}
+
+/// Timestamp used as `modified_at` for catalog models: when this process started.
+fn modified_at(state: &AppState) -> &str {
+    &state.started_at
+}
+
+fn capabilities(m: ModelId) -> Vec<&'static str> {
+    let info = m.info();
+    if info.has(Capability::Embeddings) {
+        return vec!["embedding"];
+    }
+    let mut caps = vec!["completion"];
+    if info.has(Capability::Tools) {
+        caps.push("tools");
+    }
+    if info.has(Capability::Vision) {
+        caps.push("vision");
+    }
+    if info.has(Capability::Reasoning) {
+        caps.push("thinking");
+    }
+    caps
+}
+
+#[handler]
+async fn tags(state: Data<&AppState>) -> Response {
+    let models: Vec<Value> = ModelId::all()
+        .filter(|m| state.config.is_enabled(m.info().provider))
+        .map(|m| {
+            let name = ollama_name(m);
+            json!({"name": name, "model": name, "modified_at": modified_at(&state), "size": 0,
+                   "digest": digest(m), "details": details(m)})
+        })
+        .collect();
+    json_response(&json!({"models": models}))
+}
+
+#[handler]
+fn ps() -> Response {
+    // Nothing is loaded locally: every model runs at its provider.
+    json_response(&json!({"models": []}))
+}
+
+#[derive(Deserialize)]
+struct ShowRequest {
+    #[serde(default)]
+    model: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+}
+
+#[handler]
+async fn show(state: Data<&AppState>, body: Body) -> Response {
+    let result = async {
+        let r: ShowRequest = read_json(body, state.config.max_body_bytes).await?;
+        let name = r.model.or(r.name).ok_or_else(|| ApiError::BadRequest("model is required".into()))?;
+        let m = crate::catalog::resolve(&name).ok_or(ApiError::ModelNotFound(name))?;
+        let info = m.info();
+        let arch = info.family;
+        let mut model_info = Map::new();
+        model_info.insert("general.architecture".into(), arch.into());
+        model_info.insert("general.basename".into(), info.id.into());
+        model_info.insert(format!("{arch}.context_length"), info.context_length.into());
+        Ok::<_, ApiError>(json!({
+            "license": "",
+            "modelfile": format!("# Served by llm-relay from provider {}\nFROM {}\n", info.provider.name(), info.id),
+            "parameters": "",
+            "template": "{{ .Prompt }}",
+            "system": "",
+            "details": details(m),
+            "model_info": model_info,
+            "capabilities": capabilities(m),
+            "modified_at": modified_at(&state),
+        }))
+    }
+    .await;
+    match result {
+        Ok(v) => json_response(&v),
+        Err(e) => error_response(&e),
+    }
+}
+
+#[derive(Deserialize)]
+struct PullRequest {
+    #[serde(default)]
+    model: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    stream: Option<bool>,
+}
+
+#[handler]
+async fn pull(state: Data<&AppState>, body: Body) -> Response {
+    let r: PullRequest = match read_json(body, state.config.max_body_bytes).await {
+        Ok(r) => r,
+        Err(e) => return error_response(&e),
+    };
+    let Some(name) = r.model.or(r.name) else {
+        return error_response(&ApiError::BadRequest("model is required".into()));
+    };
+    if relay::resolve_model(&state.config, &name).is_err() {
+        return error_response(&ApiError::ModelNotFound(name));
+    }
+    // Nothing to download: the model runs at its provider.
+    if r.stream == Some(false) {
+        return json_response(&json!({"status": "success"}));
+    }
+    Response::builder()
+        .content_type("application/x-ndjson")
+        .body("{\"status\":\"pulling manifest\"}\n{\"status\":\"success\"}\n")
+}
+
+// ---- chat / generate ----
+
+#[derive(Deserialize)]
+struct Options {
+    #[serde(default)]
+    temperature: Option<f64>,
+    #[serde(default)]
+    top_p: Option<f64>,
+    #[serde(default)]
+    top_k: Option<u32>,
+    #[serde(default)]
+    num_predict: Option<i64>,
+    #[serde(default)]
+    stop: Option<Vec<String>>,
+    #[serde(default)]
+    seed: Option<i64>,
+    #[serde(default)]
+    presence_penalty: Option<f64>,
+    #[serde(default)]
+    frequency_penalty: Option<f64>,
+}
+
+#[derive(Deserialize)]
+struct WireToolCall {
+    #[serde(default)]
+    id: Option<String>,
+    function: WireFunctionCall,
+}
+
+#[derive(Deserialize)]
+struct WireFunctionCall {
+    name: String,
+    #[serde(default)]
+    arguments: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct WireMessage {
+    role: String,
+    #[serde(default)]
+    content: Option<String>,
+    #[serde(default)]
+    images: Option<Vec<String>>,
+    #[serde(default)]
+    tool_calls: Option<Vec<WireToolCall>>,
+    #[serde(default)]
+    tool_name: Option<String>,
+    #[serde(default)]
+    tool_call_id: Option<String>,
+    #[serde(default)]
+    thinking: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct WireTool {
+    function: WireFunction,
+}
+
+#[derive(Deserialize)]
+struct WireFunction {
+    name: String,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    parameters: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct ChatWire {
+    model: String,
+    #[serde(default)]
+    messages: Vec<WireMessage>,
+    #[serde(default)]
+    tools: Option<Vec<WireTool>>,
+    #[serde(default)]
+    format: Option<Value>,
+    #[serde(default)]
+    options: Option<Options>,
+    #[serde(default)]
+    stream: Option<bool>,
+    #[serde(default)]
+    think: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct GenerateWire {
+    model: String,
+    #[serde(default)]
+    prompt: Option<String>,
+    #[serde(default)]
+    suffix: Option<String>,
+    #[serde(default)]
+    system: Option<String>,
+    #[serde(default)]
+    images: Option<Vec<String>>,
+    #[serde(default)]
+    format: Option<Value>,
+    #[serde(default)]
+    options: Option<Options>,
+    #[serde(default)]
+    stream: Option<bool>,
+    #[serde(default)]
+    think: Option<Value>,
+}
+
+fn apply_options(req: &mut ChatRequest, o: Option<Options>) {
+    let Some(o) = o else { return };
+    req.temperature = o.temperature;
+    req.top_p = o.top_p;
+    req.top_k = o.top_k;
+    // num_predict -1 (or any negative) means unbounded in Ollama.
+    req.max_tokens = o
+        .num_predict
+        .filter(|n| *n > 0)
+        .map(|n| n.min(u32::MAX as i64) as u32);
+    req.stop = o.stop.unwrap_or_default();
+    req.seed = o.seed;
+    req.presence_penalty = o.presence_penalty;
+    req.frequency_penalty = o.frequency_penalty;
+}
+
+/// Ollama `format`: `"json"` or a JSON Schema object.
+fn decode_format(f: Option<Value>) -> Result<Option<ResponseFormat>, ApiError> {
+    match f {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.is_empty() => Ok(None),
+        Some(Value::String(s)) if s == "json" => Ok(Some(ResponseFormat::JsonObject)),
+        Some(schema @ Value::Object(_)) => Ok(Some(ResponseFormat::JsonSchema {
+            name: "response".into(),
+            schema,
+            strict: None,
+        })),
+        Some(_) => Err(ApiError::BadRequest(
+            "format must be \"json\" or a JSON schema object".into(),
+        )),
+    }
+}
+
+/// Ollama `think`: a level (`low|medium|high`) becomes the reasoning effort; `true`/`false` leave
+/// the model's default (OpenAI-compatible upstreams have no portable on/off switch).
+fn decode_think(t: Option<Value>) -> Option<String> {
+    match t {
+        Some(Value::String(s)) => Some(s),
+        _ => None,
+    }
+}
+
+fn images(list: Option<Vec<String>>) -> Result<Vec<ContentPart>, ApiError> {
+    list.unwrap_or_default()
+        .iter()
+        .map(|d| image_from_base64(d))
+        .collect()
+}
+
+fn decode_chat(w: ChatWire) -> Result<ChatRequest, ApiError> {
+    if w.model.trim().is_empty() {
+        return Err(ApiError::BadRequest("model is required".into()));
+    }
+    let mut req = ChatRequest {
+        model: w.model,
+        stream: w.stream.unwrap_or(true),
+        ..ChatRequest::default()
+    };
+    apply_options(&mut req, w.options);
+    req.response_format = decode_format(w.format)?;
+    req.reasoning_effort = decode_think(w.think);
+    for t in w.tools.unwrap_or_default() {
+        req.tools.push(Tool {
+            name: t.function.name,
+            description: t.function.description,
+            parameters: t
+                .function
+                .parameters
+                .unwrap_or_else(|| json!({"type": "object", "properties": {}})),
+            strict: None,
+        });
+    }
+    // Ollama tool results carry `tool_name` (newer: `tool_call_id`); map the name back to the id
+    // of the most recent assistant call with that name.
+    let mut last_call_ids: Vec<(String, String)> = Vec::new();
+    for m in w.messages {
+        let text = m.content.unwrap_or_default();
+        let role = match m.role.to_ascii_lowercase().as_str() {
+            "system" => {
+                req.system.push(text);
+                continue;
+            }
+            "user" => Role::User,
+            "assistant" => Role::Assistant,
+            "tool" => Role::Tool,
+            other => {
+                return Err(ApiError::BadRequest(format!(
+                    "unknown message role '{other}'"
+                )));
+            }
+        };
+        let mut content = Vec::new();
+        if !text.is_empty() || role == Role::Tool {
+            content.push(ContentPart::Text(text));
+        }
+        content.extend(images(m.images)?);
+        let tool_calls: Vec<ToolCall> = m
+            .tool_calls
+            .unwrap_or_default()
+            .into_iter()
+            .map(|c| ToolCall {
+                id: c
+                    .id
+                    .unwrap_or_else(crate::upstream::openai_compat::new_call_id),
+                name: c.function.name,
+                arguments: match c.function.arguments {
+                    Some(Value::String(s)) => s,
+                    Some(Value::Null) | None => "{}".into(),
+                    Some(v) => v.to_string(),
+                },
+            })
+            .collect();
+        for c in &tool_calls {
+            last_call_ids.push((c.name.clone(), c.id.clone()));
+        }
+        let tool_call_id = m.tool_call_id.or_else(|| {
+            let name = m.tool_name.as_deref()?;
+            last_call_ids
+                .iter()
+                .rev()
+                .find(|(n, _)| n == name)
+                .map(|(_, id)| id.clone())
+        });
+        req.messages.push(Message {
+            role,
+            content,
+            tool_calls,
+            tool_call_id,
+            name: m.tool_name,
+            thinking: m.thinking,
+        });
+    }
+    Ok(req)
+}
+
+fn decode_generate(w: GenerateWire) -> Result<ChatRequest, ApiError> {
+    if w.model.trim().is_empty() {
+        return Err(ApiError::BadRequest("model is required".into()));
+    }
+    if w.suffix.as_deref().is_some_and(|s| !s.is_empty()) {
+        return Err(ApiError::BadRequest(
+            "suffix (fill-in-the-middle) is not supported".into(),
+        ));
+    }
+    let mut req = ChatRequest {
+        model: w.model,
+        stream: w.stream.unwrap_or(true),
+        ..ChatRequest::default()
+    };
+    apply_options(&mut req, w.options);
+    req.response_format = decode_format(w.format)?;
+    req.reasoning_effort = decode_think(w.think);
+    if let Some(s) = w.system.filter(|s| !s.is_empty()) {
+        req.system.push(s);
+    }
+    let mut content = vec![ContentPart::Text(w.prompt.unwrap_or_default())];
+    content.extend(images(w.images)?);
+    req.messages.push(Message {
+        content,
+        ..Message::text(Role::User, "")
+    });
+    Ok(req)
+}
+
+fn done_reason(r: FinishReason) -> &'static str {
+    match r {
+        FinishReason::Length => "length",
+        _ => "stop",
+    }
+}
+
+/// Timing of one request, reported in nanoseconds as Ollama does.
+struct Timing {
+    start: Instant,
+    first_token: Option<Instant>,
+}
+
+impl Timing {
+    fn metrics(&self, v: &mut Value, usage: &crate::canonical::Usage) {
+        let now = Instant::now();
+        let first = self.first_token.unwrap_or(now);
+        let ns = |d: std::time::Duration| d.as_nanos().min(i64::MAX as u128) as i64;
+        v["total_duration"] = ns(now - self.start).into();
+        v["load_duration"] = 0.into();
+        v["prompt_eval_count"] = usage.prompt_tokens.into();
+        v["prompt_eval_duration"] = ns(first - self.start).into();
+        v["eval_count"] = usage.completion_tokens.into();
+        v["eval_duration"] = ns(now - first).into();
+    }
+}
+
+fn tool_calls_json(calls: &[ToolCall]) -> Value {
+    calls
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let args: Value = serde_json::from_str(&c.arguments).unwrap_or_else(|_| json!({}));
+            json!({"id": c.id, "function": {"index": i, "name": c.name, "arguments": args}})
+        })
+        .collect()
+}
+
+/// Which Ollama endpoint: chat messages or generate's `response` text.
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Chat,
+    Generate,
+}
+
+fn complete_json(kind: Kind, model: &str, r: &ChatResponse, timing: &Timing) -> Value {
+    let mut v = json!({"model": model, "created_at": now_rfc3339()});
+    match kind {
+        Kind::Chat => {
+            let mut msg = json!({"role": "assistant", "content": r.content});
+            if let Some(t) = &r.thinking {
+                msg["thinking"] = t.clone().into();
+            }
+            if !r.tool_calls.is_empty() {
+                msg["tool_calls"] = tool_calls_json(&r.tool_calls);
+            }
+            v["message"] = msg;
+        }
+        Kind::Generate => {
+            v["response"] = r.content.clone().into();
+            if let Some(t) = &r.thinking {
+                v["thinking"] = t.clone().into();
+            }
+        }
+    }
+    v["done"] = true.into();
+    v["done_reason"] = done_reason(r.finish_reason).into();
+    timing.metrics(&mut v, &r.usage);
+    v
+}
+
+fn ndjson(v: &Value) -> Bytes {
+    let mut s = v.to_string();
+    s.push('\n');
+    Bytes::from(s)
+}
+
+/// Stream encoder: text and thinking deltas go out as they come; tool calls are assembled from
+/// their fragments and sent whole (Ollama sends tool calls complete, in a `done:false` chunk).
+struct NdjsonEncoder {
+    kind: Kind,
+    model: String,
+    timing: Timing,
+    usage: crate::canonical::Usage,
+    calls: Vec<ToolCall>,
+}
+
+impl NdjsonEncoder {
+    fn delta(&self, content: &str, thinking: Option<&str>) -> Bytes {
+        let mut v = json!({"model": self.model, "created_at": now_rfc3339()});
+        match self.kind {
+            Kind::Chat => {
+                let mut msg = json!({"role": "assistant", "content": content});
+                if let Some(t) = thinking {
+                    msg["thinking"] = t.into();
+                }
+                v["message"] = msg;
+            }
+            Kind::Generate => {
+                v["response"] = content.into();
+                if let Some(t) = thinking {
+                    v["thinking"] = t.into();
+                }
+            }
+        }
+        v["done"] = false.into();
+        ndjson(&v)
+    }
+
+    fn event(&mut self, ev: StreamEvent) -> Vec<Bytes> {
+        if self.timing.first_token.is_none()
+            && matches!(
+                ev,
+                StreamEvent::TextDelta(_)
+                    | StreamEvent::ThinkingDelta(_)
+                    | StreamEvent::ToolCallDelta { .. }
+            )
+        {
+            self.timing.first_token = Some(Instant::now());
+        }
+        match ev {
+            StreamEvent::TextDelta(t) => vec![self.delta(&t, None)],
+            StreamEvent::ThinkingDelta(t) => vec![self.delta("", Some(&t))],
+            StreamEvent::ToolCallDelta {
+                index,
+                id,
+                name,
+                arguments,
+            } => {
+                let i = index as usize;
+                while self.calls.len() <= i {
+                    self.calls.push(ToolCall {
+                        id: String::new(),
+                        name: String::new(),
+                        arguments: String::new(),
+                    });
+                }
+                let call = &mut self.calls[i];
+                if let Some(id) = id {
+                    call.id = id;
+                }
+                if let Some(name) = name {
+                    call.name = name;
+                }
+                call.arguments.push_str(&arguments);
+                Vec::new()
+            }
+            StreamEvent::Usage(u) => {
+                self.usage = u;
+                Vec::new()
+            }
+            StreamEvent::Finish(reason) => {
+                let mut out = Vec::new();
+                if !self.calls.is_empty() {
+                    for c in &mut self.calls {
+                        if c.id.is_empty() {
+                            c.id = crate::upstream::openai_compat::new_call_id();
+                        }
+                    }
+                    let mut v =
+                        json!({"model": self.model, "created_at": now_rfc3339(), "done": false});
+                    let calls = tool_calls_json(&self.calls);
+                    match self.kind {
+                        Kind::Chat => {
+                            v["message"] =
+                                json!({"role": "assistant", "content": "", "tool_calls": calls})
+                        }
+                        Kind::Generate => {
+                            v["response"] = "".into();
+                            v["tool_calls"] = calls;
+                        }
+                    }
+                    out.push(ndjson(&v));
+                }
+                let mut v = json!({"model": self.model, "created_at": now_rfc3339()});
+                match self.kind {
+                    Kind::Chat => v["message"] = json!({"role": "assistant", "content": ""}),
+                    Kind::Generate => v["response"] = "".into(),
+                }
+                v["done"] = true.into();
+                v["done_reason"] = done_reason(reason).into();
+                self.timing.metrics(&mut v, &self.usage);
+                out.push(ndjson(&v));
+                out
+            }
+        }
+    }
+}
+
+/// An empty chat (no messages) or an empty generate prompt asks Ollama to load the model.
+fn is_load_request(req: &ChatRequest) -> bool {
+    req.messages.is_empty()
+        || (req.messages.len() == 1
+            && req.messages[0]
+                .content
+                .iter()
+                .all(|p| matches!(p, ContentPart::Text(t) if t.is_empty())))
+}
+
+async fn run(state: &AppState, kind: Kind, path: &'static str, body: Body) -> Response {
+    let mut log = RequestLog::new("POST", path);
+    let start = log.started();
+    let result = async {
+        let req = match kind {
+            Kind::Chat => decode_chat(read_json(body, state.config.max_body_bytes).await?)?,
+            Kind::Generate => decode_generate(read_json(body, state.config.max_body_bytes).await?)?,
+        };
+        log.set_model(&req.model);
+        let model = relay::resolve_model(&state.config, &req.model)?;
+        log.set_provider(model.info().provider.name());
+        if is_load_request(&req) {
+            return Ok((req, None));
+        }
+        let reply = relay::chat(state, model, &req).await?;
+        Ok::<_, ApiError>((req, Some(reply)))
+    }
+    .await;
+    match result {
+        Ok((req, None)) => {
+            // Ollama answers an empty request with done_reason "load" (server/routes.go).
+            log.set_complete();
+            let mut v = json!({"model": req.model, "created_at": now_rfc3339()});
+            match kind {
+                Kind::Chat => v["message"] = json!({"role": "assistant", "content": ""}),
+                Kind::Generate => v["response"] = "".into(),
+            }
+            v["done"] = true.into();
+            v["done_reason"] = "load".into();
+            let body = if req.stream {
+                ndjson(&v)
+            } else {
+                Bytes::from(v.to_string())
+            };
+            let ct = if req.stream {
+                "application/x-ndjson"
+            } else {
+                "application/json; charset=utf-8"
+            };
+            Response::builder().content_type(ct).body(body)
+        }
+        Err(e) => {
+            log.set_status(e.status());
+            error_response(&e)
+        }
+        Ok((req, Some(Reply::Complete(r)))) => {
+            log.set_usage(r.usage);
+            log.set_complete();
+            let timing = Timing {
+                start,
+                first_token: None,
+            };
+            json_response(&complete_json(kind, &req.model, &r, &timing))
+        }
+        Ok((req, Some(Reply::Stream(events)))) => {
+            let mut enc = NdjsonEncoder {
+                kind,
+                model: req.model,
+                timing: Timing {
+                    start,
+                    first_token: None,
+                },
+                usage: Default::default(),
+                calls: Vec::new(),
+            };
+            let stream = events.flat_map(move |ev| {
+                let out = match ev {
+                    Ok(ev) => {
+                        if let StreamEvent::Usage(u) = &ev {
+                            log.set_usage(*u);
+                        }
+                        if matches!(ev, StreamEvent::Finish(_)) {
+                            log.set_complete();
+                        }
+                        enc.event(ev)
+                    }
+                    Err(e) => {
+                        log.set_status(e.status());
+                        tracing::warn!(error = %e, "upstream failed mid-stream");
+                        vec![ndjson(&json!({"error": e.to_string()}))]
+                    }
+                };
+                futures_util::stream::iter(out.into_iter().map(Ok::<Bytes, std::io::Error>))
+            });
+            Response::builder()
+                .content_type("application/x-ndjson")
+                .body(Body::from_bytes_stream(stream))
+        }
+    }
+}
+
+#[handler]
+async fn chat(state: Data<&AppState>, body: Body) -> Response {
+    run(&state, Kind::Chat, "/api/chat", body).await
+}
+
+#[handler]
+async fn generate(state: Data<&AppState>, body: Body) -> Response {
+    run(&state, Kind::Generate, "/api/generate", body).await
+}

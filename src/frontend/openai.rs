@@ -1,0 +1,804 @@
+//! The OpenAI API frontend (`/v1/models`, `/v1/chat/completions`, `/v1/completions`).
+//!
+//! Shapes follow OpenAI's OpenAPI spec (`CreateChatCompletionRequest`/`Response`,
+//! `CreateChatCompletionStreamResponse`, `ErrorResponse`; ../shared/specs/openai-openapi.yaml and
+//! WIRE.md §3). Streams: a role delta first, content deltas, a finish chunk with an empty delta and
+//! the real finish reason, a usage chunk (`choices: []`) when `stream_options.include_usage`, then
+//! `data: [DONE]`. Errors: `{"error":{"message","type","param","code"}}` with the right status.
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use poem::http::StatusCode;
+use poem::web::{Data, Path};
+use poem::{Body, Response, Route, get, handler, post};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{image_from_url, now_unix, read_json};
+use crate::canonical::{
+    ChatRequest, ChatResponse, ContentPart, Message, ResponseFormat, Role, StreamEvent, Tool,
+    ToolCall, ToolChoice, Usage,
+};
+use crate::catalog::{self, ModelId};
+use crate::error::ApiError;
+use crate::relay::{self, AppState, Reply};
+use crate::usage::RequestLog;
+
+/// Routes under `/v1`.
+pub fn routes() -> Route {
+    Route::new()
+        .at("/models", get(list_models))
+        .at("/models/*id", get(get_model))
+        .at("/chat/completions", post(chat_completions))
+        .at("/completions", post(completions))
+}
+
+/// Render an error as OpenAI's `ErrorResponse` with its status (and `Retry-After`).
+pub fn error_response(e: &ApiError) -> Response {
+    let body = json!({"error": {
+        "message": e.to_string(),
+        "type": e.openai_type(),
+        "param": Value::Null,
+        "code": e.openai_code(),
+    }});
+    let mut resp = Response::builder()
+        .status(StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_GATEWAY))
+        .content_type("application/json");
+    if let Some(ra) = e.retry_after() {
+        resp = resp.header("retry-after", ra);
+    }
+    resp.body(body.to_string())
+}
+
+fn json_response(v: &Value) -> Response {
+    Response::builder()
+        .content_type("application/json")
+        .body(v.to_string())
+}
+
+fn model_object(m: ModelId) -> Value {
+    let info = m.info();
+    json!({"id": info.id, "object": "model", "created": 0, "owned_by": info.provider.name()})
+}
+
+#[handler]
+async fn list_models(state: Data<&AppState>) -> Response {
+    let data: Vec<Value> = ModelId::all()
+        .filter(|m| state.config.is_enabled(m.info().provider))
+        .map(model_object)
+        .collect();
+    json_response(&json!({"object": "list", "data": data}))
+}
+
+#[handler]
+async fn get_model(Path(id): Path<String>) -> Response {
+    match catalog::resolve(&id) {
+        Some(m) => json_response(&model_object(m)),
+        None => error_response(&ApiError::ModelNotFound(id)),
+    }
+}
+
+// ---- request wire types (CreateChatCompletionRequest) ----
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum StringOrVec {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl StringOrVec {
+    fn into_vec(self) -> Vec<String> {
+        match self {
+            StringOrVec::One(s) => vec![s],
+            StringOrVec::Many(v) => v,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum WireContent {
+    Text(String),
+    Parts(Vec<WirePart>),
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum WirePart {
+    Text {
+        text: String,
+    },
+    ImageUrl {
+        image_url: WireImageUrl,
+    },
+    Refusal {
+        #[allow(dead_code)]
+        refusal: String,
+    },
+    #[serde(other)]
+    Other,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum WireImageUrl {
+    Url(String),
+    Object { url: String },
+}
+
+#[derive(Deserialize)]
+struct WireToolCall {
+    id: Option<String>,
+    function: WireFunctionCall,
+}
+
+#[derive(Deserialize)]
+struct WireFunctionCall {
+    name: String,
+    #[serde(default)]
+    arguments: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct WireMessage {
+    role: String,
+    #[serde(default)]
+    content: Option<WireContent>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    tool_calls: Option<Vec<WireToolCall>>,
+    #[serde(default)]
+    tool_call_id: Option<String>,
+    #[serde(default, alias = "reasoning")]
+    reasoning_content: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct WireTool {
+    #[serde(rename = "type", default)]
+    kind: Option<String>,
+    function: WireFunction,
+}
+
+#[derive(Deserialize)]
+struct WireFunction {
+    name: String,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    parameters: Option<Value>,
+    #[serde(default)]
+    strict: Option<bool>,
+}
+
+#[derive(Deserialize)]
+struct StreamOptions {
+    #[serde(default)]
+    include_usage: bool,
+}
+
+#[derive(Deserialize)]
+struct ChatCompletionRequest {
+    model: String,
+    messages: Vec<WireMessage>,
+    #[serde(default)]
+    stream: bool,
+    #[serde(default)]
+    stream_options: Option<StreamOptions>,
+    #[serde(default)]
+    max_tokens: Option<u32>,
+    #[serde(default)]
+    max_completion_tokens: Option<u32>,
+    #[serde(default)]
+    temperature: Option<f64>,
+    #[serde(default)]
+    top_p: Option<f64>,
+    #[serde(default)]
+    n: Option<u32>,
+    #[serde(default)]
+    stop: Option<StringOrVec>,
+    #[serde(default)]
+    seed: Option<i64>,
+    #[serde(default)]
+    presence_penalty: Option<f64>,
+    #[serde(default)]
+    frequency_penalty: Option<f64>,
+    #[serde(default)]
+    reasoning_effort: Option<String>,
+    #[serde(default)]
+    response_format: Option<Value>,
+    #[serde(default)]
+    tools: Option<Vec<WireTool>>,
+    #[serde(default)]
+    tool_choice: Option<Value>,
+    #[serde(default)]
+    parallel_tool_calls: Option<bool>,
+    #[serde(default)]
+    user: Option<String>,
+}
+
+fn decode_content(content: Option<WireContent>) -> Result<Vec<ContentPart>, ApiError> {
+    match content {
+        None => Ok(Vec::new()),
+        Some(WireContent::Text(t)) => Ok(vec![ContentPart::Text(t)]),
+        Some(WireContent::Parts(parts)) => {
+            let mut out = Vec::with_capacity(parts.len());
+            for p in parts {
+                match p {
+                    WirePart::Text { text } => out.push(ContentPart::Text(text)),
+                    WirePart::ImageUrl {
+                        image_url: WireImageUrl::Url(u) | WireImageUrl::Object { url: u },
+                    } => out.push(image_from_url(&u)?),
+                    WirePart::Refusal { .. } => {}
+                    WirePart::Other => {
+                        return Err(ApiError::BadRequest(
+                            "unsupported content part: only text and image_url are accepted".into(),
+                        ));
+                    }
+                }
+            }
+            Ok(out)
+        }
+    }
+}
+
+fn decode_response_format(v: Value) -> Result<Option<ResponseFormat>, ApiError> {
+    match v.get("type").and_then(Value::as_str) {
+        Some("text") => Ok(Some(ResponseFormat::Text)),
+        Some("json_object") => Ok(Some(ResponseFormat::JsonObject)),
+        Some("json_schema") => {
+            let js = v.get("json_schema").cloned().unwrap_or(Value::Null);
+            Ok(Some(ResponseFormat::JsonSchema {
+                name: js
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .unwrap_or("response")
+                    .to_string(),
+                schema: js.get("schema").cloned().unwrap_or_else(|| json!({})),
+                strict: js.get("strict").and_then(Value::as_bool),
+            }))
+        }
+        _ => Err(ApiError::BadRequest(
+            "response_format.type must be text, json_object or json_schema".into(),
+        )),
+    }
+}
+
+fn decode_tool_choice(v: Value) -> Result<ToolChoice, ApiError> {
+    match &v {
+        Value::String(s) if s == "auto" => Ok(ToolChoice::Auto),
+        Value::String(s) if s == "none" => Ok(ToolChoice::None),
+        Value::String(s) if s == "required" => Ok(ToolChoice::Required),
+        _ => v
+            .pointer("/function/name")
+            .and_then(Value::as_str)
+            .map(|n| ToolChoice::Function(n.to_string()))
+            .ok_or_else(|| {
+                ApiError::BadRequest(
+                    "tool_choice must be auto, none, required or a function".into(),
+                )
+            }),
+    }
+}
+
+/// Decode a `CreateChatCompletionRequest` into the canonical request. Returns it with the
+/// `include_usage` flag.
+fn decode_chat(r: ChatCompletionRequest) -> Result<(ChatRequest, bool), ApiError> {
+    if r.n.is_some_and(|n| n != 1) {
+        return Err(ApiError::BadRequest("only n=1 is supported".into()));
+    }
+    if r.messages.is_empty() {
+        return Err(ApiError::BadRequest(
+            "messages must contain at least one message".into(),
+        ));
+    }
+    let mut req = ChatRequest {
+        model: r.model,
+        stream: r.stream,
+        max_tokens: r.max_completion_tokens.or(r.max_tokens),
+        temperature: r.temperature,
+        top_p: r.top_p,
+        stop: r.stop.map(StringOrVec::into_vec).unwrap_or_default(),
+        seed: r.seed,
+        presence_penalty: r.presence_penalty,
+        frequency_penalty: r.frequency_penalty,
+        reasoning_effort: r.reasoning_effort,
+        parallel_tool_calls: r.parallel_tool_calls,
+        user: r.user,
+        ..ChatRequest::default()
+    };
+    if let Some(rf) = r.response_format {
+        req.response_format = decode_response_format(rf)?;
+    }
+    for t in r.tools.unwrap_or_default() {
+        if t.kind.as_deref().is_some_and(|k| k != "function") {
+            return Err(ApiError::BadRequest(
+                "only function tools are supported".into(),
+            ));
+        }
+        req.tools.push(Tool {
+            name: t.function.name,
+            description: t.function.description,
+            parameters: t
+                .function
+                .parameters
+                .unwrap_or_else(|| json!({"type": "object", "properties": {}})),
+            strict: t.function.strict,
+        });
+    }
+    if let Some(tc) = r.tool_choice {
+        req.tool_choice = Some(decode_tool_choice(tc)?);
+    }
+    for m in r.messages {
+        let role = match m.role.as_str() {
+            "system" | "developer" => {
+                let text = Message {
+                    content: decode_content(m.content)?,
+                    ..Message::text(Role::User, "")
+                }
+                .joined_text();
+                req.system.push(text);
+                continue;
+            }
+            "user" => Role::User,
+            "assistant" => Role::Assistant,
+            "tool" | "function" => Role::Tool,
+            other => {
+                return Err(ApiError::BadRequest(format!(
+                    "unknown message role '{other}'"
+                )));
+            }
+        };
+        let tool_calls = m
+            .tool_calls
+            .unwrap_or_default()
+            .into_iter()
+            .map(|c| ToolCall {
+                id: c
+                    .id
+                    .unwrap_or_else(crate::upstream::openai_compat::new_call_id),
+                name: c.function.name,
+                arguments: match c.function.arguments {
+                    Some(Value::String(s)) => s,
+                    Some(Value::Null) | None => "{}".into(),
+                    Some(v) => v.to_string(),
+                },
+            })
+            .collect();
+        req.messages.push(Message {
+            role,
+            content: decode_content(m.content)?,
+            tool_calls,
+            tool_call_id: m.tool_call_id,
+            name: m.name,
+            thinking: m.reasoning_content,
+        });
+    }
+    let include_usage = r.stream && r.stream_options.is_some_and(|o| o.include_usage);
+    Ok((req, include_usage))
+}
+
+fn usage_json(u: &Usage) -> Value {
+    let mut v = json!({
+        "prompt_tokens": u.prompt_tokens,
+        "completion_tokens": u.completion_tokens,
+        "total_tokens": u.prompt_tokens + u.completion_tokens,
+        "prompt_tokens_details": {"cached_tokens": u.cache_read_tokens},
+        "completion_tokens_details": {"reasoning_tokens": u.reasoning_tokens},
+    });
+    if u.cache_write_tokens > 0 {
+        v["prompt_tokens_details"]["cache_write_tokens"] = u.cache_write_tokens.into();
+    }
+    v
+}
+
+fn new_id(prefix: &str) -> String {
+    let mut s = String::from(prefix);
+    for _ in 0..24 {
+        s.push(fastrand::alphanumeric());
+    }
+    s
+}
+
+fn completion_json(id: &str, model: &str, created: i64, r: &ChatResponse) -> Value {
+    let mut message = json!({"role": "assistant", "content": r.content, "refusal": Value::Null});
+    if !r.tool_calls.is_empty() {
+        if r.content.is_empty() {
+            message["content"] = Value::Null;
+        }
+        message["tool_calls"] = r
+            .tool_calls
+            .iter()
+            .map(|c| json!({"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}))
+            .collect();
+    }
+    if let Some(t) = &r.thinking {
+        message["reasoning_content"] = t.clone().into();
+    }
+    json!({
+        "id": id,
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": [{"index": 0, "message": message, "logprobs": Value::Null, "finish_reason": r.finish_reason.as_openai()}],
+        "usage": usage_json(&r.usage),
+        "system_fingerprint": Value::Null,
+    })
+}
+
+fn sse(v: &Value) -> Bytes {
+    Bytes::from(format!("data: {v}\n\n"))
+}
+
+/// Per-stream encoder state: chunk envelope fields and what has been seen.
+struct ChatStreamEncoder {
+    id: String,
+    model: String,
+    created: i64,
+    include_usage: bool,
+    usage: Option<Usage>,
+}
+
+impl ChatStreamEncoder {
+    fn chunk(&self, delta: Value, finish: Option<&str>) -> Bytes {
+        let mut v = json!({
+            "id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model,
+            "system_fingerprint": Value::Null,
+            "choices": [{"index": 0, "delta": delta, "logprobs": Value::Null, "finish_reason": finish}],
+        });
+        if self.include_usage {
+            v["usage"] = Value::Null;
+        }
+        sse(&v)
+    }
+
+    fn event(&mut self, ev: StreamEvent) -> Vec<Bytes> {
+        match ev {
+            StreamEvent::TextDelta(t) => vec![self.chunk(json!({"content": t}), None)],
+            StreamEvent::ThinkingDelta(t) => {
+                vec![self.chunk(json!({"reasoning_content": t}), None)]
+            }
+            StreamEvent::ToolCallDelta {
+                index,
+                id,
+                name,
+                arguments,
+            } => {
+                let mut call = json!({"index": index, "function": {"arguments": arguments}});
+                if let Some(id) = id {
+                    call["id"] = id.into();
+                    call["type"] = "function".into();
+                }
+                if let Some(name) = name {
+                    call["function"]["name"] = name.into();
+                }
+                vec![self.chunk(json!({"tool_calls": [call]}), None)]
+            }
+            StreamEvent::Usage(u) => {
+                self.usage = Some(u);
+                Vec::new()
+            }
+            StreamEvent::Finish(reason) => {
+                let mut out = vec![self.chunk(json!({}), Some(reason.as_openai()))];
+                if self.include_usage {
+                    let u = self.usage.unwrap_or_default();
+                    out.push(sse(&json!({
+                        "id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model,
+                        "system_fingerprint": Value::Null, "choices": [], "usage": usage_json(&u),
+                    })));
+                }
+                out.push(Bytes::from_static(b"data: [DONE]\n\n"));
+                out
+            }
+        }
+    }
+}
+
+/// Turn a canonical event stream into an SSE body, feeding usage into the request log.
+fn stream_body(
+    events: crate::upstream::EventStream,
+    mut enc: ChatStreamEncoder,
+    first: Bytes,
+    mut log: RequestLog,
+    text_completion: bool,
+) -> Body {
+    let head = futures_util::stream::once(async move { Ok::<Bytes, std::io::Error>(first) });
+    let rest = events.flat_map(move |ev| {
+        let out: Vec<Bytes> = match ev {
+            Ok(ev) => {
+                if let StreamEvent::Usage(u) = &ev {
+                    log.set_usage(*u);
+                }
+                if matches!(ev, StreamEvent::Finish(_)) {
+                    log.set_complete();
+                }
+                if text_completion { enc.text_event(ev) } else { enc.event(ev) }
+            }
+            Err(e) => {
+                log.set_status(e.status());
+                tracing::warn!(error = %e, "upstream failed mid-stream");
+                vec![
+                    sse(&json!({"error": {"message": e.to_string(), "type": e.openai_type(), "param": Value::Null, "code": e.openai_code()}})),
+                    Bytes::from_static(b"data: [DONE]\n\n"),
+                ]
+            }
+        };
+        futures_util::stream::iter(out.into_iter().map(Ok::<Bytes, std::io::Error>))
+    });
+    Body::from_bytes_stream(head.chain(rest))
+}
+
+fn sse_response(body: Body) -> Response {
+    Response::builder()
+        .content_type("text/event-stream")
+        .header("cache-control", "no-cache")
+        .header("x-accel-buffering", "no")
+        .body(body)
+}
+
+#[handler]
+async fn chat_completions(state: Data<&AppState>, body: Body) -> Response {
+    let mut log = RequestLog::new("POST", "/v1/chat/completions");
+    let result = async {
+        let wire: ChatCompletionRequest = read_json(body, state.config.max_body_bytes).await?;
+        let (req, include_usage) = decode_chat(wire)?;
+        log.set_model(&req.model);
+        let model = relay::resolve_model(&state.config, &req.model)?;
+        log.set_provider(model.info().provider.name());
+        let reply = relay::chat(&state, model, &req).await?;
+        Ok::<_, ApiError>((req, include_usage, reply))
+    }
+    .await;
+    match result {
+        Err(e) => {
+            log.set_status(e.status());
+            error_response(&e)
+        }
+        Ok((req, _, Reply::Complete(r))) => {
+            log.set_usage(r.usage);
+            log.set_complete();
+            json_response(&completion_json(
+                &new_id("chatcmpl-"),
+                &req.model,
+                now_unix(),
+                &r,
+            ))
+        }
+        Ok((req, include_usage, Reply::Stream(events))) => {
+            let enc = ChatStreamEncoder {
+                id: new_id("chatcmpl-"),
+                model: req.model,
+                created: now_unix(),
+                include_usage,
+                usage: None,
+            };
+            let first = enc.chunk(json!({"role": "assistant", "content": ""}), None);
+            sse_response(stream_body(events, enc, first, log, false))
+        }
+    }
+}
+
+// ---- legacy completions (CreateCompletionRequest) ----
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Prompt {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Deserialize)]
+struct CompletionRequest {
+    model: String,
+    prompt: Prompt,
+    #[serde(default)]
+    suffix: Option<String>,
+    #[serde(default)]
+    max_tokens: Option<u32>,
+    #[serde(default)]
+    temperature: Option<f64>,
+    #[serde(default)]
+    top_p: Option<f64>,
+    #[serde(default)]
+    n: Option<u32>,
+    #[serde(default)]
+    stream: bool,
+    #[serde(default)]
+    stream_options: Option<StreamOptions>,
+    #[serde(default)]
+    stop: Option<StringOrVec>,
+    #[serde(default)]
+    seed: Option<i64>,
+    #[serde(default)]
+    presence_penalty: Option<f64>,
+    #[serde(default)]
+    frequency_penalty: Option<f64>,
+    #[serde(default)]
+    user: Option<String>,
+    #[serde(flatten)]
+    _rest: HashMap<String, Value>,
+}
+
+impl ChatStreamEncoder {
+    fn text_chunk(&self, text: &str, finish: Option<&str>) -> Bytes {
+        sse(&json!({
+            "id": self.id, "object": "text_completion", "created": self.created, "model": self.model,
+            "choices": [{"text": text, "index": 0, "logprobs": Value::Null, "finish_reason": finish}],
+        }))
+    }
+
+    /// Legacy completions stream: only text is sent; reasoning and tool calls have no field there.
+    fn text_event(&mut self, ev: StreamEvent) -> Vec<Bytes> {
+        match ev {
+            StreamEvent::TextDelta(t) => vec![self.text_chunk(&t, None)],
+            StreamEvent::Usage(u) => {
+                self.usage = Some(u);
+                Vec::new()
+            }
+            StreamEvent::Finish(reason) => {
+                let mut out = vec![self.text_chunk("", Some(reason.as_openai()))];
+                if self.include_usage {
+                    let u = self.usage.unwrap_or_default();
+                    out.push(sse(&json!({
+                        "id": self.id, "object": "text_completion", "created": self.created, "model": self.model,
+                        "choices": [], "usage": usage_json(&u),
+                    })));
+                }
+                out.push(Bytes::from_static(b"data: [DONE]\n\n"));
+                out
+            }
+            StreamEvent::ThinkingDelta(_) | StreamEvent::ToolCallDelta { .. } => Vec::new(),
+        }
+    }
+}
+
+#[handler]
+async fn completions(state: Data<&AppState>, body: Body) -> Response {
+    let mut log = RequestLog::new("POST", "/v1/completions");
+    let result = async {
+        let r: CompletionRequest = read_json(body, state.config.max_body_bytes).await?;
+        if r.n.is_some_and(|n| n != 1) {
+            return Err(ApiError::BadRequest("only n=1 is supported".into()));
+        }
+        if r.suffix.is_some() {
+            return Err(ApiError::BadRequest("suffix is not supported".into()));
+        }
+        let prompt = match r.prompt {
+            Prompt::One(p) => p,
+            Prompt::Many(v) if v.len() == 1 => v.into_iter().next().unwrap_or_default(),
+            Prompt::Many(_) => {
+                return Err(ApiError::BadRequest(
+                    "only one prompt per request is supported".into(),
+                ));
+            }
+        };
+        let req = ChatRequest {
+            model: r.model,
+            messages: vec![Message::text(Role::User, prompt)],
+            stream: r.stream,
+            max_tokens: r.max_tokens,
+            temperature: r.temperature,
+            top_p: r.top_p,
+            stop: r.stop.map(StringOrVec::into_vec).unwrap_or_default(),
+            seed: r.seed,
+            presence_penalty: r.presence_penalty,
+            frequency_penalty: r.frequency_penalty,
+            user: r.user,
+            ..ChatRequest::default()
+        };
+        log.set_model(&req.model);
+        let model = relay::resolve_model(&state.config, &req.model)?;
+        log.set_provider(model.info().provider.name());
+        let include_usage = r.stream && r.stream_options.is_some_and(|o| o.include_usage);
+        let reply = relay::chat(&state, model, &req).await?;
+        Ok((req, include_usage, reply))
+    }
+    .await;
+    match result {
+        Err(e) => {
+            log.set_status(e.status());
+            error_response(&e)
+        }
+        Ok((req, _, Reply::Complete(r))) => {
+            log.set_usage(r.usage);
+            log.set_complete();
+            json_response(&json!({
+                "id": new_id("cmpl-"), "object": "text_completion", "created": now_unix(), "model": req.model,
+                "choices": [{"text": r.content, "index": 0, "logprobs": Value::Null, "finish_reason": r.finish_reason.as_openai()}],
+                "usage": usage_json(&r.usage),
+            }))
+        }
+        Ok((req, include_usage, Reply::Stream(events))) => {
+            let enc = ChatStreamEncoder {
+                id: new_id("cmpl-"),
+                model: req.model,
+                created: now_unix(),
+                include_usage,
+                usage: None,
+            };
+            // The legacy stream has no role delta: its first event is encoded like any other.
+            let mut events = events;
+            let first_events = match events.next().await {
+                Some(Ok(ev)) => vec![ev],
+                Some(Err(e)) => return error_response(&e),
+                None => Vec::new(),
+            };
+            let mut enc = enc;
+            let mut first = Vec::new();
+            for ev in first_events {
+                for b in enc.text_event(ev) {
+                    first.extend_from_slice(&b);
+                }
+            }
+            sse_response(stream_body(events, enc, Bytes::from(first), log, true))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::canonical::FinishReason;
+
+    fn decode(v: Value) -> Result<(ChatRequest, bool), ApiError> {
+        let wire: ChatCompletionRequest =
+            serde_json::from_value(v).map_err(|e| ApiError::from_json(&e))?;
+        decode_chat(wire)
+    }
+
+    #[test]
+    fn several_system_messages_are_kept_in_order() {
+        let (req, _) = decode(json!({"model": "m", "messages": [
+            {"role": "system", "content": "a"}, {"role": "developer", "content": [{"type": "text", "text": "b"}]},
+            {"role": "user", "content": "hi"}]}))
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(req.system, vec!["a".to_string(), "b".to_string()]);
+        assert_eq!(req.messages.len(), 1);
+    }
+
+    #[test]
+    fn max_completion_tokens_wins_and_n_must_be_one() {
+        let (req, _) = decode(
+            json!({"model": "m", "max_tokens": 5, "max_completion_tokens": 9,
+            "messages": [{"role": "user", "content": "x"}]}),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(req.max_tokens, Some(9));
+        assert!(
+            decode(json!({"model": "m", "n": 2, "messages": [{"role": "user", "content": "x"}]}))
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn finish_chunk_then_usage_then_done() {
+        let mut enc = ChatStreamEncoder {
+            id: "x".into(),
+            model: "m".into(),
+            created: 1,
+            include_usage: true,
+            usage: None,
+        };
+        assert!(
+            enc.event(StreamEvent::Usage(Usage {
+                prompt_tokens: 3,
+                completion_tokens: 4,
+                ..Usage::default()
+            }))
+            .is_empty()
+        );
+        let out: Vec<String> = enc
+            .event(StreamEvent::Finish(FinishReason::Length))
+            .iter()
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+            .collect();
+        assert_eq!(out.len(), 3);
+        assert!(out[0].contains(r#""finish_reason":"length""#) && out[0].contains(r#""delta":{}"#));
+        assert!(out[1].contains(r#""choices":[]"#) && out[1].contains(r#""total_tokens":7"#));
+        assert_eq!(out[2], "data: [DONE]\n\n");
+    }
+}

@@ -1,0 +1,21 @@
+//! llm-relay: one process that presents many LLM providers behind the Ollama and OpenAI APIs.
+//!
+//! # Layout
+//! - [`catalog`]: the static tables compiled from providers.yaml + pricing.yaml (build.rs via
+//!   `codegen/`), and model name resolution.
+//! - [`canonical`]: the request/response model every frontend and upstream meets at.
+//! - [`frontend`]: client APIs (Ollama `/api/*`, OpenAI `/v1/*`): decode, encode, error format.
+//! - [`upstream`]: wire dialects behind the `Dialect` trait and the shared HTTP client.
+//! - [`relay`]: resolve, encode, send, peek the stream.
+//! - [`usage`]: per-request log line and usage hand-off.
+//! - [`config`], [`server`], [`error`].
+
+pub mod canonical;
+pub mod catalog;
+pub mod config;
+pub mod error;
+pub mod frontend;
+pub mod relay;
+pub mod server;
+pub mod upstream;
+pub mod usage;

@@ -1,0 +1,99 @@
+//! The routing service between frontends and upstreams: resolve the model, encode with the
+//! provider's dialect, send, and hand back a complete response or a peeked stream.
+//!
+//! Frontends call [`chat`] with a canonical request and never see a provider type. For streams,
+//! the first upstream event is awaited before returning, so an upstream that fails before its
+//! first token becomes a real HTTP error status instead of a broken 200 stream.
+
+use std::sync::Arc;
+
+use futures_util::StreamExt;
+
+use crate::canonical::{ChatRequest, ChatResponse};
+use crate::catalog::{self, ModelId};
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::upstream::{EventStream, client};
+
+/// Shared state of the API server: configuration and the one upstream HTTP client.
+#[derive(Clone)]
+pub struct AppState {
+    /// Startup configuration.
+    pub config: Arc<Config>,
+    /// The shared upstream client.
+    pub client: reqwest::Client,
+    /// Process start time, RFC 3339 (reported as `modified_at` of catalog models).
+    pub started_at: String,
+}
+
+impl AppState {
+    /// Build the state: the shared client from the configuration.
+    ///
+    /// Errors: the HTTP client cannot be built (TLS backend).
+    pub fn new(config: Config) -> Result<Self, reqwest::Error> {
+        let client = client::build(&config)?;
+        Ok(AppState {
+            config: Arc::new(config),
+            client,
+            started_at: crate::frontend::now_rfc3339(),
+        })
+    }
+}
+
+/// What the upstream produced.
+pub enum Reply {
+    /// A complete response (`stream: false`).
+    Complete(ChatResponse),
+    /// A stream whose first event has already arrived (it is re-emitted first).
+    Stream(EventStream),
+}
+
+/// Resolve a client model name: the catalog, then `DEFAULT_MODEL`.
+///
+/// Errors: `ModelNotFound` naming the client's model.
+pub fn resolve_model(config: &Config, name: &str) -> Result<ModelId, ApiError> {
+    catalog::resolve(name)
+        .or_else(|| config.default_model.as_deref().and_then(catalog::resolve))
+        .ok_or_else(|| ApiError::ModelNotFound(name.to_string()))
+}
+
+/// Route a chat request to its upstream.
+///
+/// Errors: unknown model (404), provider without key (503), request the dialect cannot express
+/// (400), upstream status (kept), transport failures (502/504), and, for streams, a failure before
+/// the first event.
+pub async fn chat(state: &AppState, model: ModelId, req: &ChatRequest) -> Result<Reply, ApiError> {
+    let provider = model.info().provider;
+    if !state.config.is_enabled(provider) {
+        let info = provider.info();
+        return Err(ApiError::ProviderNotConfigured { provider: info.name, env: info.api_key_env.unwrap_or("API_KEY") });
+    }
+    let dialect = catalog::dialect(provider);
+    let encoded = dialect.encode(model, req)?;
+    let upstream = client::send(
+        &state.client,
+        &state.config,
+        dialect,
+        model,
+        &encoded.path,
+        encoded.body,
+    )
+    .await?;
+    let name = upstream.provider;
+    if req.stream {
+        let mut events = dialect.decode_stream(name, upstream.into_stream(&state.config));
+        match events.next().await {
+            Some(Ok(first)) => Ok(Reply::Stream(Box::pin(
+                futures_util::stream::once(async { Ok(first) }).chain(events),
+            ))),
+            Some(Err(e)) => Err(e),
+            None => Err(ApiError::UpstreamInvalid {
+                provider: name,
+                reason: "empty stream".into(),
+            }),
+        }
+    } else {
+        let body = upstream.into_bytes(&state.config).await?;
+        Ok(Reply::Complete(dialect.decode(name, &body)?))
+    }
+}

@@ -1,0 +1,80 @@
+//! The HTTP server: route table, TCP_NODELAY listener, graceful shutdown.
+//!
+//! `run(listener, state, shutdown)` is the seam tests use (mini-redis style): they bind
+//! `127.0.0.1:0`, pass the listener in, and stop the server through the shutdown future.
+
+use std::future::Future;
+use std::io;
+
+use poem::listener::Acceptor;
+use poem::web::{LocalAddr, RemoteAddr};
+use poem::{EndpointExt, Route};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::frontend::{ollama, openai};
+use crate::relay::AppState;
+
+/// Accepts TCP connections with TCP_NODELAY set, so small stream chunks leave at once instead of
+/// waiting on Nagle's algorithm (~40 ms per chunk on loopback with delayed ACKs).
+pub struct NoDelayAcceptor {
+    listener: TcpListener,
+    local: LocalAddr,
+}
+
+impl NoDelayAcceptor {
+    /// Wrap a bound listener.
+    ///
+    /// Errors: the listener has no local address.
+    pub fn new(listener: TcpListener) -> io::Result<Self> {
+        let local = LocalAddr(listener.local_addr()?.into());
+        Ok(NoDelayAcceptor { listener, local })
+    }
+}
+
+impl Acceptor for NoDelayAcceptor {
+    type Io = TcpStream;
+
+    fn local_addr(&self) -> Vec<LocalAddr> {
+        vec![self.local.clone()]
+    }
+
+    async fn accept(
+        &mut self,
+    ) -> io::Result<(TcpStream, LocalAddr, RemoteAddr, poem::http::uri::Scheme)> {
+        let (stream, addr) = self.listener.accept().await?;
+        // Best effort: a socket that refuses the option still works, only slower.
+        let _ = stream.set_nodelay(true);
+        Ok((
+            stream,
+            self.local.clone(),
+            RemoteAddr(addr.into()),
+            poem::http::uri::Scheme::HTTP,
+        ))
+    }
+}
+
+/// The API route table: Ollama at `/` and `/api/*`, OpenAI at `/v1/*`.
+pub fn app(state: AppState) -> impl poem::Endpoint {
+    Route::new()
+        .nest("/v1", openai::routes())
+        .nest("/", ollama::routes())
+        .data(state)
+}
+
+/// Serve the API on `listener` until `shutdown` completes, then finish in-flight requests.
+///
+/// Errors: accept-loop I/O failures.
+pub async fn run(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send,
+) -> io::Result<()> {
+    let acceptor = NoDelayAcceptor::new(listener)?;
+    poem::Server::new_with_acceptor(acceptor)
+        .run_with_graceful_shutdown(
+            app(state),
+            shutdown,
+            Some(std::time::Duration::from_secs(10)),
+        )
+        .await
+}

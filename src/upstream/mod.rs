@@ -1,0 +1,90 @@
+//! Upstream dialects: one module per wire family behind the [`Dialect`] trait, plus the shared
+//! HTTP client ([`client`]). Providers are data (providers.yaml); the generated
+//! `catalog::dialect(ProviderId)` picks the module a provider speaks.
+//!
+//! A dialect only translates: canonical request -> upstream JSON, upstream JSON/stream -> canonical
+//! response/events. Auth headers, timeouts and status handling are in `client.rs`, the same for all.
+
+pub mod anthropic;
+pub mod client;
+pub mod gemini;
+pub mod ollama;
+pub mod openai_compat;
+
+use std::pin::Pin;
+
+use bytes::Bytes;
+use futures_util::Stream;
+
+use crate::canonical::{ChatRequest, ChatResponse, StreamEvent};
+use crate::catalog::ModelId;
+use crate::error::ApiError;
+
+/// A normalised upstream stream.
+pub type EventStream = Pin<Box<dyn Stream<Item = Result<StreamEvent, ApiError>> + Send>>;
+
+/// Raw upstream body bytes, transport errors already mapped.
+pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, ApiError>> + Send>>;
+
+/// What a dialect wants sent: a path below the provider's base URL and a JSON body.
+#[derive(Debug, Clone)]
+pub struct UpstreamRequest {
+    /// Path appended to the base URL, starting with `/` (e.g. `/chat/completions`).
+    pub path: String,
+    /// Serialized JSON body.
+    pub body: Vec<u8>,
+}
+
+/// One wire family's translator.
+pub trait Dialect: Send + Sync {
+    /// Encode `req` for `model` (quirks from the catalog applied).
+    ///
+    /// Errors: a request this dialect cannot express (400).
+    fn encode(&self, model: ModelId, req: &ChatRequest) -> Result<UpstreamRequest, ApiError>;
+
+    /// Decode a complete 2xx response body.
+    ///
+    /// Errors: `UpstreamInvalid` when the body is not the expected JSON.
+    fn decode(&self, provider: &'static str, body: &[u8]) -> Result<ChatResponse, ApiError>;
+
+    /// Turn a 2xx streamed body into canonical events, chunk by chunk (no buffering).
+    fn decode_stream(&self, provider: &'static str, body: ByteStream) -> EventStream;
+
+    /// Extract a human-readable message from an upstream error body (status >= 400).
+    fn error_message(&self, body: &[u8]) -> String {
+        error_message_from_json(body)
+    }
+}
+
+/// Common shapes of error bodies: `{"error":{"message":..}}`, `{"error":".."}`, `{"message":..}`,
+/// `{"detail":..}`; otherwise the first 200 bytes of the body as text.
+pub fn error_message_from_json(body: &[u8]) -> String {
+    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) {
+        let candidates = [
+            v.pointer("/error/message"),
+            v.get("error").filter(|e| e.is_string()),
+            v.get("message"),
+            v.get("detail"),
+            v.pointer("/detail/0/msg"),
+        ];
+        for c in candidates.into_iter().flatten() {
+            if let Some(s) = c.as_str() {
+                return s.to_string();
+            }
+        }
+    }
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim();
+    if text.is_empty() {
+        return "no error message".into();
+    }
+    text.chars().take(200).collect()
+}
+
+/// Placeholder for wire families whose module has not been written yet: every request fails with
+/// 501, naming the family. Replaced module by module (Anthropic, Gemini, Ollama are issue #4).
+pub(crate) fn not_yet(family: &str) -> ApiError {
+    ApiError::NotImplemented(format!(
+        "the {family} upstream dialect is not implemented yet in this llm-relay build"
+    ))
+}

@@ -1,0 +1,422 @@
+//! The OpenAI-compatible dialect (OpenAI, Groq, DeepSeek, Mistral, xAI, Perplexity, OpenRouter,
+//! HuggingFace router, ... any provider whose providers.yaml row says `wire: openai_compat`).
+//!
+//! Request: `POST {base_url}/chat/completions` per OpenAI's `CreateChatCompletionRequest`
+//! (openai-openapi spec), with the model's YAML quirks applied: completion limit field, dropped and
+//! renamed parameters, system prompt delivery. Response decoding accepts the variants real
+//! providers send (see tests/fixtures): `reasoning_content` (DeepSeek, xAI) or `reasoning`
+//! (Groq, OpenRouter) for thinking, Mistral's content-part arrays, usage under `x_groq`,
+//! OpenRouter's `usage.cost`, DeepSeek's `prompt_cache_hit_tokens`.
+
+mod stream;
+
+use serde_json::{Map, Value, json};
+
+use super::{ByteStream, Dialect, EventStream, UpstreamRequest};
+use crate::canonical::{
+    ChatRequest, ChatResponse, ContentPart, FinishReason, Message, ResponseFormat, Role, ToolCall,
+    ToolChoice, Usage,
+};
+use crate::catalog::{MaxTokensField, ModelId, Param, Quirks, SystemPrompt};
+use crate::error::ApiError;
+
+/// OpenAI Chat Completions dialect.
+pub struct OpenAiCompat;
+
+impl Dialect for OpenAiCompat {
+    fn encode(&self, model: ModelId, req: &ChatRequest) -> Result<UpstreamRequest, ApiError> {
+        let body = encode_body(model.info().id, model.quirks(), req);
+        let body = serde_json::to_vec(&body)
+            .map_err(|e| ApiError::BadRequest(format!("cannot encode request: {e}")))?;
+        Ok(UpstreamRequest {
+            path: "/chat/completions".into(),
+            body,
+        })
+    }
+
+    fn decode(&self, provider: &'static str, body: &[u8]) -> Result<ChatResponse, ApiError> {
+        let v: Value = serde_json::from_slice(body).map_err(|e| ApiError::UpstreamInvalid {
+            provider,
+            reason: format!("not JSON: {e}"),
+        })?;
+        decode_response(provider, &v)
+    }
+
+    fn decode_stream(&self, provider: &'static str, body: ByteStream) -> EventStream {
+        stream::decode(provider, body)
+    }
+}
+
+/// Build the upstream JSON body. Public for snapshot tests of canonical -> dialect requests.
+pub fn encode_body(model_id: &str, q: &Quirks, req: &ChatRequest) -> Value {
+    let mut m = Map::new();
+    m.insert("model".into(), model_id.into());
+    m.insert("messages".into(), Value::Array(encode_messages(q, req)));
+    if req.stream {
+        m.insert("stream".into(), true.into());
+        if !q.drops(Param::StreamOptions) {
+            m.insert(
+                q.field(Param::StreamOptions).into(),
+                json!({"include_usage": true}),
+            );
+        }
+    }
+    if let Some(n) = req.max_tokens.or(q.default_max_tokens) {
+        let field = match q.max_tokens_field {
+            MaxTokensField::MaxTokens => "max_tokens",
+            MaxTokensField::MaxCompletionTokens => "max_completion_tokens",
+        };
+        m.insert(field.into(), n.into());
+    }
+    let mut put = |p: Param, v: Option<Value>| {
+        if let Some(v) = v
+            && !q.drops(p)
+        {
+            m.insert(q.field(p).into(), v);
+        }
+    };
+    put(Param::Temperature, req.temperature.map(Value::from));
+    put(Param::TopP, req.top_p.map(Value::from));
+    put(Param::Stop, (!req.stop.is_empty()).then(|| json!(req.stop)));
+    put(Param::Seed, req.seed.map(Value::from));
+    put(
+        Param::PresencePenalty,
+        req.presence_penalty.map(Value::from),
+    );
+    put(
+        Param::FrequencyPenalty,
+        req.frequency_penalty.map(Value::from),
+    );
+    put(
+        Param::ReasoningEffort,
+        req.reasoning_effort.clone().map(Value::from),
+    );
+    put(Param::User, req.user.clone().map(Value::from));
+    put(
+        Param::ResponseFormat,
+        req.response_format.as_ref().map(encode_response_format),
+    );
+    if !req.tools.is_empty() && !q.drops(Param::Tools) {
+        let tools = req
+            .tools
+            .iter()
+            .map(|t| {
+                let mut f = Map::new();
+                f.insert("name".into(), t.name.clone().into());
+                if let Some(d) = &t.description {
+                    f.insert("description".into(), d.clone().into());
+                }
+                f.insert("parameters".into(), t.parameters.clone());
+                if let Some(s) = t.strict {
+                    f.insert("strict".into(), s.into());
+                }
+                json!({"type": "function", "function": f})
+            })
+            .collect();
+        m.insert(q.field(Param::Tools).into(), Value::Array(tools));
+        if let Some(tc) = &req.tool_choice {
+            m.insert(
+                "tool_choice".into(),
+                match tc {
+                    ToolChoice::Auto => "auto".into(),
+                    ToolChoice::None => "none".into(),
+                    ToolChoice::Required => "required".into(),
+                    ToolChoice::Function(name) => {
+                        json!({"type": "function", "function": {"name": name}})
+                    }
+                },
+            );
+        }
+        if let Some(p) = req.parallel_tool_calls {
+            m.insert("parallel_tool_calls".into(), p.into());
+        }
+    }
+    Value::Object(m)
+}
+
+fn encode_response_format(rf: &ResponseFormat) -> Value {
+    match rf {
+        ResponseFormat::Text => json!({"type": "text"}),
+        ResponseFormat::JsonObject => json!({"type": "json_object"}),
+        ResponseFormat::JsonSchema {
+            name,
+            schema,
+            strict,
+        } => {
+            let mut s = Map::new();
+            s.insert("name".into(), name.clone().into());
+            s.insert("schema".into(), schema.clone());
+            if let Some(st) = strict {
+                s.insert("strict".into(), (*st).into());
+            }
+            json!({"type": "json_schema", "json_schema": s})
+        }
+    }
+}
+
+fn encode_messages(q: &Quirks, req: &ChatRequest) -> Vec<Value> {
+    let mut out = Vec::with_capacity(req.messages.len() + 1);
+    let system = req.system.join("\n\n");
+    let mut merge_pending = None;
+    if !system.is_empty() {
+        match q.system_prompt {
+            SystemPrompt::System => out.push(json!({"role": "system", "content": system})),
+            SystemPrompt::Developer => out.push(json!({"role": "developer", "content": system})),
+            SystemPrompt::MergeIntoUser => merge_pending = Some(system),
+        }
+    }
+    for msg in &req.messages {
+        let mut v = encode_message(msg);
+        if msg.role == Role::User
+            && let Some(sys) = merge_pending.take()
+        {
+            prepend_text(&mut v, &sys);
+        }
+        out.push(v);
+    }
+    if let Some(sys) = merge_pending {
+        out.insert(0, json!({"role": "user", "content": sys}));
+    }
+    out
+}
+
+fn prepend_text(v: &mut Value, prefix: &str) {
+    match v.get_mut("content") {
+        Some(Value::String(s)) => *s = format!("{prefix}\n\n{s}"),
+        Some(Value::Array(parts)) => parts.insert(0, json!({"type": "text", "text": prefix})),
+        _ => {}
+    }
+}
+
+fn encode_content(parts: &[ContentPart]) -> Value {
+    match parts {
+        [] => Value::String(String::new()),
+        [ContentPart::Text(t)] => Value::String(t.clone()),
+        parts => Value::Array(
+            parts
+                .iter()
+                .map(|p| match p {
+                    ContentPart::Text(t) => json!({"type": "text", "text": t}),
+                    ContentPart::Image { media_type, data } => {
+                        json!({"type": "image_url", "image_url": {"url": format!("data:{media_type};base64,{data}")}})
+                    }
+                    ContentPart::ImageUrl(url) => json!({"type": "image_url", "image_url": {"url": url}}),
+                })
+                .collect(),
+        ),
+    }
+}
+
+fn encode_message(msg: &Message) -> Value {
+    match msg.role {
+        Role::User => {
+            let mut v = json!({"role": "user", "content": encode_content(&msg.content)});
+            if let Some(n) = &msg.name {
+                v["name"] = n.clone().into();
+            }
+            v
+        }
+        Role::Tool => json!({
+            "role": "tool",
+            "tool_call_id": msg.tool_call_id.clone().unwrap_or_default(),
+            "content": msg.joined_text(),
+        }),
+        Role::Assistant => {
+            let mut v = json!({"role": "assistant"});
+            let text = msg.joined_text();
+            v["content"] = if text.is_empty() && !msg.tool_calls.is_empty() {
+                Value::Null
+            } else {
+                text.into()
+            };
+            if !msg.tool_calls.is_empty() {
+                v["tool_calls"] = msg
+                    .tool_calls
+                    .iter()
+                    .map(|c| json!({"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}))
+                    .collect();
+            }
+            v
+        }
+    }
+}
+
+/// Decode a non-streamed `chat.completion` object.
+fn decode_response(provider: &'static str, v: &Value) -> Result<ChatResponse, ApiError> {
+    let invalid = |reason: &str| ApiError::UpstreamInvalid {
+        provider,
+        reason: reason.into(),
+    };
+    let choice = v
+        .pointer("/choices/0")
+        .ok_or_else(|| invalid("no choices in response"))?;
+    let msg = choice
+        .get("message")
+        .ok_or_else(|| invalid("choice without message"))?;
+    let (content, part_thinking) = content_text(msg.get("content"));
+    let thinking = reasoning_text(msg).or(part_thinking);
+    let tool_calls: Vec<ToolCall> = msg
+        .get("tool_calls")
+        .and_then(Value::as_array)
+        .map(|calls| {
+            calls
+                .iter()
+                .map(|c| ToolCall {
+                    id: c
+                        .get("id")
+                        .and_then(Value::as_str)
+                        .map_or_else(new_call_id, str::to_string),
+                    name: c
+                        .pointer("/function/name")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_string(),
+                    arguments: arguments_text(c.pointer("/function/arguments")),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut finish = choice
+        .get("finish_reason")
+        .and_then(Value::as_str)
+        .map_or(FinishReason::Stop, FinishReason::from_openai);
+    if !tool_calls.is_empty() && finish == FinishReason::Stop {
+        finish = FinishReason::ToolCalls;
+    }
+    Ok(ChatResponse {
+        id: v.get("id").and_then(Value::as_str).map(str::to_string),
+        model: v
+            .get("model")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
+        content,
+        thinking,
+        tool_calls,
+        finish_reason: finish,
+        usage: v.get("usage").map(decode_usage).unwrap_or_default(),
+    })
+}
+
+/// Text of a `content` field that is a string, null, or an array of parts (Mistral sends
+/// `[{"type":"thinking","thinking":[{"type":"text","text":..}]},{"type":"text","text":..}]`).
+/// Returns (answer text, thinking text from parts).
+fn content_text(content: Option<&Value>) -> (String, Option<String>) {
+    match content {
+        Some(Value::String(s)) => (s.clone(), None),
+        Some(Value::Array(parts)) => {
+            let (mut text, mut thinking) = (String::new(), String::new());
+            for p in parts {
+                match p.get("type").and_then(Value::as_str) {
+                    Some("text") => {
+                        text.push_str(p.get("text").and_then(Value::as_str).unwrap_or_default())
+                    }
+                    Some("thinking") => {
+                        let (t, _) = content_text(p.get("thinking"));
+                        thinking.push_str(&t);
+                    }
+                    _ => {}
+                }
+            }
+            (text, (!thinking.is_empty()).then_some(thinking))
+        }
+        _ => (String::new(), None),
+    }
+}
+
+/// `reasoning_content` (DeepSeek, xAI) or `reasoning` (Groq, OpenRouter) as a string.
+fn reasoning_text(msg: &Value) -> Option<String> {
+    ["reasoning_content", "reasoning"]
+        .iter()
+        .find_map(|k| msg.get(*k).and_then(Value::as_str))
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+}
+
+/// Tool arguments as JSON text: OpenAI sends a string; some providers send an object.
+fn arguments_text(v: Option<&Value>) -> String {
+    match v {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Null) | None => String::new(),
+        Some(other) => other.to_string(),
+    }
+}
+
+/// A fresh `call_` id for tool calls the upstream left unnamed.
+pub fn new_call_id() -> String {
+    let mut s = String::from("call_");
+    for _ in 0..24 {
+        s.push(fastrand::alphanumeric());
+    }
+    s
+}
+
+fn u(v: &Value, ptr: &str) -> Option<u64> {
+    v.pointer(ptr).and_then(Value::as_u64)
+}
+
+/// Decode an OpenAI-style `usage` object into canonical token classes.
+///
+/// `cached_tokens` (OpenAI, xAI, OpenRouter) or DeepSeek's `prompt_cache_hit_tokens` are cache
+/// reads; `prompt_tokens_details.cache_write_tokens` (newest OpenAI spec) are cache writes.
+/// Providers that count reasoning outside `completion_tokens` (xAI: total = prompt + completion +
+/// reasoning, seen in tests/fixtures/xai) are normalised so reasoning is part of the completion.
+pub fn decode_usage(v: &Value) -> Usage {
+    let prompt = u(v, "/prompt_tokens").unwrap_or(0);
+    let mut completion = u(v, "/completion_tokens").unwrap_or(0);
+    let reasoning = u(v, "/completion_tokens_details/reasoning_tokens").unwrap_or(0);
+    if let Some(total) = u(v, "/total_tokens")
+        && reasoning > 0
+        && total != prompt + completion
+        && total == prompt + completion + reasoning
+    {
+        completion += reasoning;
+    }
+    Usage {
+        prompt_tokens: prompt,
+        completion_tokens: completion,
+        reasoning_tokens: reasoning,
+        cache_read_tokens: u(v, "/prompt_tokens_details/cached_tokens")
+            .filter(|n| *n > 0)
+            .or_else(|| u(v, "/prompt_cache_hit_tokens"))
+            .unwrap_or(0),
+        cache_write_tokens: u(v, "/prompt_tokens_details/cache_write_tokens").unwrap_or(0),
+        reported_cost_usd: v.get("cost").and_then(Value::as_f64),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn xai_reasoning_outside_completion_is_normalised() {
+        let v = json!({"prompt_tokens":12,"completion_tokens":1,"total_tokens":303,
+            "prompt_tokens_details":{"cached_tokens":11},"completion_tokens_details":{"reasoning_tokens":290}});
+        let u = decode_usage(&v);
+        assert_eq!(
+            (
+                u.prompt_tokens,
+                u.completion_tokens,
+                u.reasoning_tokens,
+                u.cache_read_tokens
+            ),
+            (12, 291, 290, 11)
+        );
+    }
+
+    #[test]
+    fn openai_reasoning_inside_completion_is_kept() {
+        let v = json!({"prompt_tokens":10,"completion_tokens":300,"total_tokens":310,
+            "completion_tokens_details":{"reasoning_tokens":256}});
+        assert_eq!(decode_usage(&v).completion_tokens, 300);
+    }
+
+    #[test]
+    fn deepseek_cache_hit_and_openrouter_cost() {
+        let v = json!({"prompt_tokens":339,"completion_tokens":83,"total_tokens":422,"prompt_cache_hit_tokens":320,"cost":0.000669});
+        let u = decode_usage(&v);
+        assert_eq!(u.cache_read_tokens, 320);
+        assert_eq!(u.reported_cost_usd, Some(0.000669));
+    }
+}

@@ -1,0 +1,174 @@
+//! OpenAI-compatible SSE stream -> canonical [`StreamEvent`]s.
+//!
+//! SSE framing is parsed by `eventsource-stream` (handles `\r\n`, comments such as OpenRouter's
+//! `: OPENROUTER PROCESSING`, multi-line data). Normalisation: usage is remembered and emitted
+//! once, right before `Finish`, which is always the last event — whatever order the provider used
+//! (OpenAI sends usage after the finish chunk; Perplexity repeats it in every chunk; Groq puts it
+//! under `x_groq.usage`). An `error` object in a chunk or an `event: error` frame ends the stream
+//! with an error (recorded Groq and OpenRouter traffic).
+
+use std::collections::VecDeque;
+
+use eventsource_stream::Eventsource;
+use futures_util::{Stream, StreamExt};
+use serde_json::Value;
+
+use super::{content_text, decode_usage};
+use crate::canonical::{FinishReason, StreamEvent, Usage};
+use crate::error::ApiError;
+use crate::upstream::{ByteStream, EventStream, error_message_from_json};
+
+struct State<S> {
+    sse: S,
+    provider: &'static str,
+    queue: VecDeque<Result<StreamEvent, ApiError>>,
+    usage: Option<Usage>,
+    finish: Option<FinishReason>,
+    saw_tool_call: bool,
+    ended: bool,
+}
+
+/// Decode an OpenAI-style SSE body.
+pub fn decode(provider: &'static str, body: ByteStream) -> EventStream {
+    let state = State {
+        sse: body.eventsource(),
+        provider,
+        queue: VecDeque::new(),
+        usage: None,
+        finish: None,
+        saw_tool_call: false,
+        ended: false,
+    };
+    Box::pin(futures_util::stream::unfold(state, |mut st| async move {
+        loop {
+            if let Some(item) = st.queue.pop_front() {
+                return Some((item, st));
+            }
+            if st.ended {
+                return None;
+            }
+            match st.sse.next().await {
+                Some(Ok(ev)) => st.on_event(&ev.event, &ev.data),
+                Some(Err(e)) => {
+                    st.ended = true;
+                    st.queue.push_back(Err(match e {
+                        eventsource_stream::EventStreamError::Transport(api) => api,
+                        other => ApiError::UpstreamInvalid {
+                            provider: st.provider,
+                            reason: other.to_string(),
+                        },
+                    }));
+                }
+                None => st.finish_stream(),
+            }
+        }
+    }))
+}
+
+impl<S: Stream + Unpin> State<S> {
+    fn finish_stream(&mut self) {
+        self.ended = true;
+        if let Some(u) = self.usage.take() {
+            self.queue.push_back(Ok(StreamEvent::Usage(u)));
+        }
+        let mut reason = self.finish.unwrap_or(FinishReason::Stop);
+        if self.saw_tool_call && reason == FinishReason::Stop {
+            reason = FinishReason::ToolCalls;
+        }
+        self.queue.push_back(Ok(StreamEvent::Finish(reason)));
+    }
+
+    fn fail(&mut self, message: String) {
+        self.ended = true;
+        self.queue.clear();
+        self.queue.push_back(Err(ApiError::Upstream {
+            provider: self.provider,
+            status: 502,
+            message,
+            retry_after: None,
+        }));
+    }
+
+    fn on_event(&mut self, event: &str, data: &str) {
+        let data = data.trim();
+        if data.is_empty() {
+            return;
+        }
+        if data == "[DONE]" {
+            self.finish_stream();
+            return;
+        }
+        let v: Value = match serde_json::from_str(data) {
+            Ok(v) => v,
+            Err(e) => {
+                self.ended = true;
+                self.queue.push_back(Err(ApiError::UpstreamInvalid {
+                    provider: self.provider,
+                    reason: format!("bad stream chunk: {e}"),
+                }));
+                return;
+            }
+        };
+        if event == "error" || v.get("error").is_some_and(|e| !e.is_null()) {
+            self.fail(error_message_from_json(data.as_bytes()));
+            return;
+        }
+        if let Some(u) = v
+            .get("usage")
+            .filter(|u| u.is_object())
+            .or_else(|| v.pointer("/x_groq/usage"))
+        {
+            self.usage = Some(decode_usage(u));
+        }
+        let Some(choice) = v.pointer("/choices/0") else {
+            return;
+        };
+        if let Some(delta) = choice.get("delta") {
+            for key in ["reasoning_content", "reasoning"] {
+                if let Some(t) = delta
+                    .get(key)
+                    .and_then(Value::as_str)
+                    .filter(|t| !t.is_empty())
+                {
+                    self.queue
+                        .push_back(Ok(StreamEvent::ThinkingDelta(t.to_string())));
+                    break;
+                }
+            }
+            let (text, thinking) = content_text(delta.get("content"));
+            if let Some(t) = thinking {
+                self.queue.push_back(Ok(StreamEvent::ThinkingDelta(t)));
+            }
+            if !text.is_empty() {
+                self.queue.push_back(Ok(StreamEvent::TextDelta(text)));
+            }
+            if let Some(calls) = delta.get("tool_calls").and_then(Value::as_array) {
+                for (pos, c) in calls.iter().enumerate() {
+                    self.saw_tool_call = true;
+                    let index = c.get("index").and_then(Value::as_u64).unwrap_or(pos as u64) as u32;
+                    let arguments = match c.pointer("/function/arguments") {
+                        Some(Value::String(s)) => s.clone(),
+                        Some(Value::Null) | None => String::new(),
+                        Some(other) => other.to_string(),
+                    };
+                    self.queue.push_back(Ok(StreamEvent::ToolCallDelta {
+                        index,
+                        id: c.get("id").and_then(Value::as_str).map(str::to_string),
+                        name: c
+                            .pointer("/function/name")
+                            .and_then(Value::as_str)
+                            .map(str::to_string),
+                        arguments,
+                    }));
+                }
+            }
+        }
+        if let Some(r) = choice.get("finish_reason").and_then(Value::as_str) {
+            if r == "error" {
+                self.fail("the upstream reported an error mid-stream".into());
+                return;
+            }
+            self.finish = Some(FinishReason::from_openai(r));
+        }
+    }
+}

@@ -1,0 +1,86 @@
+//! Per-request accounting hand-off: the one log line per request and the point where usage
+//! leaves the request path.
+//!
+//! A [`RequestLog`] is created when a request arrives and dropped when its response is complete,
+//! including when a stream ends early (client disconnect, upstream failure): `Drop` writes the
+//! log line and hands the [`Usage`] on. Recording usage records (redb, batched) plugs in at
+//! [`RequestLog::drop`] in a later change; nothing here waits on storage.
+
+use std::time::Instant;
+
+use crate::canonical::Usage;
+
+/// Accounting for one API request. Never holds a key or a prompt.
+#[derive(Debug)]
+pub struct RequestLog {
+    method: &'static str,
+    path: &'static str,
+    /// Model name as the client sent it.
+    model: String,
+    /// Provider that served it, once routed.
+    provider: &'static str,
+    /// HTTP status sent to the client.
+    status: u16,
+    started: Instant,
+    usage: Usage,
+    /// Whether the response (or stream) completed normally.
+    complete: bool,
+}
+
+impl RequestLog {
+    /// Start accounting for a request.
+    pub fn new(method: &'static str, path: &'static str) -> Self {
+        RequestLog {
+            method,
+            path,
+            model: String::new(),
+            provider: "-",
+            status: 200,
+            started: Instant::now(),
+            usage: Usage::default(),
+            complete: false,
+        }
+    }
+    /// When the request arrived.
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+    /// Record the requested model name.
+    pub fn set_model(&mut self, model: &str) {
+        model.clone_into(&mut self.model);
+    }
+    /// Record the provider that serves the request.
+    pub fn set_provider(&mut self, provider: &'static str) {
+        self.provider = provider;
+    }
+    /// Record the HTTP status.
+    pub fn set_status(&mut self, status: u16) {
+        self.status = status;
+    }
+    /// Record token counts (replaces earlier counts: upstreams report cumulative usage).
+    pub fn set_usage(&mut self, usage: Usage) {
+        self.usage = usage;
+    }
+    /// Mark the response as fully delivered.
+    pub fn set_complete(&mut self) {
+        self.complete = true;
+    }
+}
+
+impl Drop for RequestLog {
+    fn drop(&mut self) {
+        let latency_ms = self.started.elapsed().as_millis() as u64;
+        tracing::info!(
+            method = self.method,
+            path = self.path,
+            model = %self.model,
+            provider = self.provider,
+            status = self.status,
+            latency_ms,
+            prompt_tokens = self.usage.prompt_tokens,
+            completion_tokens = self.usage.completion_tokens,
+            complete = self.complete,
+            "request"
+        );
+    }
+}
