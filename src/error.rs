@@ -42,6 +42,15 @@ pub enum ApiError {
         /// `Retry-After` value to pass on (429/503).
         retry_after: Option<String>,
     },
+    /// The upstream reported an error inside a 2xx stream (an `error` object or `event: error`)
+    /// (502 if it happens before the first event; otherwise sent in-stream).
+    #[error("{provider} failed mid-stream: {message}")]
+    UpstreamStream {
+        /// Provider name.
+        provider: &'static str,
+        /// The upstream's message.
+        message: String,
+    },
     /// No byte from the upstream within the read timeout (504).
     #[error("{provider} did not answer within {}s", .after.as_secs())]
     UpstreamTimeout {
@@ -81,7 +90,7 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => 413,
             ApiError::Upstream { status, .. } => *status,
             ApiError::UpstreamTimeout { .. } => 504,
-            ApiError::UpstreamUnreachable { .. } | ApiError::UpstreamInvalid { .. } => 502,
+            ApiError::UpstreamUnreachable { .. } | ApiError::UpstreamInvalid { .. } | ApiError::UpstreamStream { .. } => 502,
             ApiError::NotImplemented(_) => 501,
         }
     }

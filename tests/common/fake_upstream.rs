@@ -113,3 +113,21 @@ fn template(ex: &Exchange, delay: Option<Duration>) -> ResponseTemplate {
     }
     t
 }
+
+impl FakeUpstream {
+    /// Like [`replay`](Self::replay), but only for requests that also satisfy `matcher`, e.g.
+    /// `wiremock::matchers::body_partial_json(json!({"stream": true}))` or a closure
+    /// `|r: &wiremock::Request| ...`. Mounted with wiremock's highest priority, so it wins over
+    /// plain `replay` mounts of the same path (a catch-all); among several conditional mounts that
+    /// all match, the first mounted wins. Lets one path serve several fixtures (stream vs not,
+    /// per model).
+    pub async fn replay_if(&self, ex: &Exchange, path: &str, matcher: impl wiremock::Match + 'static) {
+        Mock::given(method(ex.method.as_str()))
+            .and(path_matcher(path))
+            .and(matcher)
+            .respond_with(template(ex, None))
+            .with_priority(1)
+            .mount(&self.server)
+            .await;
+    }
+}

@@ -6,3 +6,4 @@
 
 pub mod fake_upstream;
 pub mod fixtures;
+pub mod relay;
