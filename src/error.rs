@@ -90,7 +90,9 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => 413,
             ApiError::Upstream { status, .. } => *status,
             ApiError::UpstreamTimeout { .. } => 504,
-            ApiError::UpstreamUnreachable { .. } | ApiError::UpstreamInvalid { .. } | ApiError::UpstreamStream { .. } => 502,
+            ApiError::UpstreamUnreachable { .. }
+            | ApiError::UpstreamInvalid { .. }
+            | ApiError::UpstreamStream { .. } => 502,
             ApiError::NotImplemented(_) => 501,
         }
     }

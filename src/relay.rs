@@ -66,7 +66,10 @@ pub async fn chat(state: &AppState, model: ModelId, req: &ChatRequest) -> Result
     let provider = model.info().provider;
     if !state.config.is_enabled(provider) {
         let info = provider.info();
-        return Err(ApiError::ProviderNotConfigured { provider: info.name, env: info.api_key_env.unwrap_or("API_KEY") });
+        return Err(ApiError::ProviderNotConfigured {
+            provider: info.name,
+            env: info.api_key_env.unwrap_or("API_KEY"),
+        });
     }
     let dialect = catalog::dialect(provider);
     let encoded = dialect.encode(model, req)?;

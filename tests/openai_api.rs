@@ -37,23 +37,49 @@ async fn chat_non_stream_round_trip() {
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["object"], "chat.completion");
     assert_eq!(body["model"], "gpt-4o");
-    assert_eq!(body["choices"][0]["message"]["content"], recorded["choices"][0]["message"]["content"]);
-    assert_eq!(body["choices"][0]["finish_reason"], recorded["choices"][0]["finish_reason"]);
-    assert_eq!(body["usage"]["prompt_tokens"], recorded["usage"]["prompt_tokens"]);
-    assert_eq!(body["usage"]["completion_tokens"], recorded["usage"]["completion_tokens"]);
-    assert_eq!(body["usage"]["total_tokens"], recorded["usage"]["total_tokens"]);
+    assert_eq!(
+        body["choices"][0]["message"]["content"],
+        recorded["choices"][0]["message"]["content"]
+    );
+    assert_eq!(
+        body["choices"][0]["finish_reason"],
+        recorded["choices"][0]["finish_reason"]
+    );
+    assert_eq!(
+        body["usage"]["prompt_tokens"],
+        recorded["usage"]["prompt_tokens"]
+    );
+    assert_eq!(
+        body["usage"]["completion_tokens"],
+        recorded["usage"]["completion_tokens"]
+    );
+    assert_eq!(
+        body["usage"]["total_tokens"],
+        recorded["usage"]["total_tokens"]
+    );
 
     let sent = fake.received().await;
     assert_eq!(sent.len(), 1);
-    let auth = sent[0].headers.get("authorization").unwrap().to_str().unwrap();
+    let auth = sent[0]
+        .headers
+        .get("authorization")
+        .unwrap()
+        .to_str()
+        .unwrap();
     assert_eq!(auth, format!("Bearer {}", test_key("openai")));
     let up = fake.last_json().await;
     assert_eq!(up["model"], "gpt-4o");
-    assert_eq!(up["messages"], json!([{"role": "user", "content": "Hello"}]));
+    assert_eq!(
+        up["messages"],
+        json!([{"role": "user", "content": "Hello"}])
+    );
     assert_eq!(up["temperature"], 0.2);
     assert_eq!(up["seed"], 7);
     assert!(up.get("stream").is_none());
-    assert!(up.get("max_tokens").is_none(), "no invented max_tokens default: {up}");
+    assert!(
+        up.get("max_tokens").is_none(),
+        "no invented max_tokens default: {up}"
+    );
 }
 
 #[tokio::test]
@@ -65,9 +91,18 @@ async fn chat_stream_role_first_finish_usage_done() {
         .filter(|d| *d != "[DONE]")
         .map(|d| serde_json::from_str(d).unwrap())
         .collect();
-    let recorded_text: String =
-        recorded.iter().filter_map(|c| c.pointer("/choices/0/delta/content").and_then(Value::as_str)).collect();
-    let recorded_usage = recorded.iter().find_map(|c| c.get("usage").filter(|u| u.is_object())).unwrap().clone();
+    let recorded_text: String = recorded
+        .iter()
+        .filter_map(|c| {
+            c.pointer("/choices/0/delta/content")
+                .and_then(Value::as_str)
+        })
+        .collect();
+    let recorded_usage = recorded
+        .iter()
+        .find_map(|c| c.get("usage").filter(|u| u.is_object()))
+        .unwrap()
+        .clone();
 
     let resp = relay
         .post(
@@ -77,23 +112,51 @@ async fn chat_stream_role_first_finish_usage_done() {
         )
         .await;
     assert_eq!(resp.status(), 200);
-    assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
     let payloads = sse_payloads(&resp.text().await.unwrap());
     assert_eq!(payloads.last().unwrap(), "[DONE]");
-    let chunks: Vec<Value> =
-        payloads[..payloads.len() - 1].iter().map(|p| serde_json::from_str(p).unwrap()).collect();
-    assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant", "role delta first");
-    assert!(chunks[1..].iter().all(|c| c.pointer("/choices/0/delta/role").is_none()), "role only once");
-    let text: String = chunks.iter().filter_map(|c| c.pointer("/choices/0/delta/content").and_then(Value::as_str)).collect();
+    let chunks: Vec<Value> = payloads[..payloads.len() - 1]
+        .iter()
+        .map(|p| serde_json::from_str(p).unwrap())
+        .collect();
+    assert_eq!(
+        chunks[0]["choices"][0]["delta"]["role"], "assistant",
+        "role delta first"
+    );
+    assert!(
+        chunks[1..]
+            .iter()
+            .all(|c| c.pointer("/choices/0/delta/role").is_none()),
+        "role only once"
+    );
+    let text: String = chunks
+        .iter()
+        .filter_map(|c| {
+            c.pointer("/choices/0/delta/content")
+                .and_then(Value::as_str)
+        })
+        .collect();
     assert_eq!(text, recorded_text);
     let finish = &chunks[chunks.len() - 2];
     assert_eq!(finish["choices"][0]["delta"], json!({}));
     assert_eq!(finish["choices"][0]["finish_reason"], "stop");
     let usage_chunk = chunks.last().unwrap();
     assert_eq!(usage_chunk["choices"], json!([]));
-    assert_eq!(usage_chunk["usage"]["prompt_tokens"], recorded_usage["prompt_tokens"]);
-    assert_eq!(usage_chunk["usage"]["completion_tokens"], recorded_usage["completion_tokens"]);
-    let ids: std::collections::HashSet<&str> = chunks.iter().map(|c| c["id"].as_str().unwrap()).collect();
+    assert_eq!(
+        usage_chunk["usage"]["prompt_tokens"],
+        recorded_usage["prompt_tokens"]
+    );
+    assert_eq!(
+        usage_chunk["usage"]["completion_tokens"],
+        recorded_usage["completion_tokens"]
+    );
+    let ids: std::collections::HashSet<&str> =
+        chunks.iter().map(|c| c["id"].as_str().unwrap()).collect();
     assert_eq!(ids.len(), 1, "one id per stream");
 
     let up = fake.last_json().await;
@@ -108,7 +171,10 @@ async fn stream_without_include_usage_has_no_usage_chunk() {
         .post("/v1/chat/completions", &json!({"model": "gpt-4o", "stream": true, "messages": [{"role": "user", "content": "x"}]}))
         .await;
     let payloads = sse_payloads(&resp.text().await.unwrap());
-    assert!(payloads.iter().all(|p| !p.contains("\"usage\"")), "{payloads:?}");
+    assert!(
+        payloads.iter().all(|p| !p.contains("\"usage\"")),
+        "{payloads:?}"
+    );
     let finish: Value = serde_json::from_str(&payloads[payloads.len() - 2]).unwrap();
     assert_eq!(finish["choices"][0]["finish_reason"], "stop");
 }
@@ -134,9 +200,15 @@ async fn reasoning_model_quirks_reach_the_upstream() {
     let up = fake.last_json().await;
     assert_eq!(up["max_completion_tokens"], 300);
     assert!(up.get("max_tokens").is_none());
-    assert!(up.get("temperature").is_none() && up.get("top_p").is_none(), "dropped for reasoning models: {up}");
+    assert!(
+        up.get("temperature").is_none() && up.get("top_p").is_none(),
+        "dropped for reasoning models: {up}"
+    );
     assert_eq!(up["reasoning_effort"], "low");
-    assert_eq!(up["messages"][0], json!({"role": "developer", "content": "Be terse.\n\nAnswer in English."}));
+    assert_eq!(
+        up["messages"][0],
+        json!({"role": "developer", "content": "Be terse.\n\nAnswer in English."})
+    );
     assert_eq!(up["messages"][1]["role"], "user");
 }
 
@@ -162,7 +234,10 @@ async fn tools_response_format_and_images_are_forwarded() {
     assert_eq!(up["tool_choice"], "auto");
     assert_eq!(up["user"], "u1");
     assert_eq!(up["response_format"]["json_schema"]["name"], "w");
-    assert_eq!(up["messages"][0]["content"][1]["image_url"]["url"], format!("data:image/png;base64,{PNG_1X1}"));
+    assert_eq!(
+        up["messages"][0]["content"][1]["image_url"]["url"],
+        format!("data:image/png;base64,{PNG_1X1}")
+    );
 }
 
 #[tokio::test]
@@ -180,9 +255,15 @@ async fn tool_call_history_round_trips() {
         .await;
     assert_eq!(resp.status(), 200);
     let up = fake.last_json().await;
-    assert_eq!(up["messages"][1]["tool_calls"][0]["function"]["arguments"], "{\"city\":\"Paris\"}");
+    assert_eq!(
+        up["messages"][1]["tool_calls"][0]["function"]["arguments"],
+        "{\"city\":\"Paris\"}"
+    );
     assert_eq!(up["messages"][1]["content"], Value::Null);
-    assert_eq!(up["messages"][2], json!({"role": "tool", "tool_call_id": "call_1", "content": "18C"}));
+    assert_eq!(
+        up["messages"][2],
+        json!({"role": "tool", "tool_call_id": "call_1", "content": "18C"})
+    );
 }
 
 #[tokio::test]
@@ -201,18 +282,38 @@ async fn streamed_tool_calls_from_recorded_deepseek_traffic() {
         .await;
     assert_eq!(resp.status(), 200);
     let payloads = sse_payloads(&resp.text().await.unwrap());
-    let chunks: Vec<Value> =
-        payloads.iter().filter(|p| *p != "[DONE]").map(|p| serde_json::from_str(p).unwrap()).collect();
-    let first_call = chunks.iter().find_map(|c| c.pointer("/choices/0/delta/tool_calls/0")).unwrap();
+    let chunks: Vec<Value> = payloads
+        .iter()
+        .filter(|p| *p != "[DONE]")
+        .map(|p| serde_json::from_str(p).unwrap())
+        .collect();
+    let first_call = chunks
+        .iter()
+        .find_map(|c| c.pointer("/choices/0/delta/tool_calls/0"))
+        .unwrap();
     assert!(first_call["id"].as_str().unwrap().starts_with("call_"));
     assert_eq!(first_call["type"], "function");
     let args: String = chunks
         .iter()
-        .filter_map(|c| c.pointer("/choices/0/delta/tool_calls/0/function/arguments").and_then(Value::as_str))
+        .filter_map(|c| {
+            c.pointer("/choices/0/delta/tool_calls/0/function/arguments")
+                .and_then(Value::as_str)
+        })
         .collect();
-    assert!(serde_json::from_str::<Value>(&args).is_ok(), "arguments reassemble to JSON: {args}");
-    assert_eq!(chunks.last().unwrap()["choices"][0]["finish_reason"], "tool_calls");
-    assert!(chunks.iter().any(|c| c.pointer("/choices/0/delta/reasoning_content").is_some()), "reasoning passed on");
+    assert!(
+        serde_json::from_str::<Value>(&args).is_ok(),
+        "arguments reassemble to JSON: {args}"
+    );
+    assert_eq!(
+        chunks.last().unwrap()["choices"][0]["finish_reason"],
+        "tool_calls"
+    );
+    assert!(
+        chunks
+            .iter()
+            .any(|c| c.pointer("/choices/0/delta/reasoning_content").is_some()),
+        "reasoning passed on"
+    );
 }
 
 #[tokio::test]
@@ -232,23 +333,50 @@ async fn mistral_seed_is_renamed() {
 
 #[tokio::test]
 async fn upstream_errors_keep_status_and_message() {
-    for (fixture, status) in [("openrouter/error_401_no_auth.yaml", 401), ("openai/error_400_unsupported_parameter.body.json", 400)] {
+    for (fixture, status) in [
+        ("openrouter/error_401_no_auth.yaml", 401),
+        ("openai/error_400_unsupported_parameter.body.json", 400),
+    ] {
         let ex = load(fixture).remove(0);
         assert_eq!(ex.status, status);
         let fake = FakeUpstream::start().await;
         fake.replay(&ex, "/chat/completions").await;
         let relay = Relay::start(&[("openai", fake.uri()), ("openrouter", fake.uri())]).await;
         let model = if fixture.starts_with("openrouter") {
-            llm_relay::catalog::ModelId::all().find(|m| m.info().provider.name() == "openrouter").unwrap().info().id
+            llm_relay::catalog::ModelId::all()
+                .find(|m| m.info().provider.name() == "openrouter")
+                .unwrap()
+                .info()
+                .id
         } else {
             "gpt-4o"
         };
-        let resp = relay.post("/v1/chat/completions", &json!({"model": model, "messages": [{"role": "user", "content": "x"}]})).await;
+        let resp = relay
+            .post(
+                "/v1/chat/completions",
+                &json!({"model": model, "messages": [{"role": "user", "content": "x"}]}),
+            )
+            .await;
         assert_eq!(resp.status().as_u16(), status, "{fixture}");
         let body: Value = resp.json().await.unwrap();
-        let upstream_msg = ex.response_json().pointer("/error/message").and_then(Value::as_str).unwrap().to_string();
-        assert!(body["error"]["message"].as_str().unwrap().contains(&upstream_msg), "{body}");
-        assert!(body["error"].get("type").is_some() && body["error"].get("param").is_some() && body["error"].get("code").is_some());
+        let upstream_msg = ex
+            .response_json()
+            .pointer("/error/message")
+            .and_then(Value::as_str)
+            .unwrap()
+            .to_string();
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains(&upstream_msg),
+            "{body}"
+        );
+        assert!(
+            body["error"].get("type").is_some()
+                && body["error"].get("param").is_some()
+                && body["error"].get("code").is_some()
+        );
     }
 }
 
@@ -259,15 +387,29 @@ async fn upstream_429_keeps_retry_after() {
     Mock::given(method("POST"))
         .and(path("/chat/completions"))
         .respond_with(
-            ResponseTemplate::new(429).insert_header("retry-after", "7").set_body_raw(ex.response_body.clone(), "application/json"),
+            ResponseTemplate::new(429)
+                .insert_header("retry-after", "7")
+                .set_body_raw(ex.response_body.clone(), "application/json"),
         )
         .mount(&fake.server)
         .await;
     let relay = Relay::start(&[("openrouter", fake.uri())]).await;
-    let model = llm_relay::catalog::ModelId::all().find(|m| m.info().provider.name() == "openrouter").unwrap().info().id;
-    for (path, stream) in [("/v1/chat/completions", false), ("/v1/chat/completions", true), ("/api/chat", true)] {
+    let model = llm_relay::catalog::ModelId::all()
+        .find(|m| m.info().provider.name() == "openrouter")
+        .unwrap()
+        .info()
+        .id;
+    for (path, stream) in [
+        ("/v1/chat/completions", false),
+        ("/v1/chat/completions", true),
+        ("/api/chat", true),
+    ] {
         let resp = relay.post(path, &json!({"model": model, "stream": stream, "messages": [{"role": "user", "content": "x"}]})).await;
-        assert_eq!(resp.status(), 429, "{path} stream={stream}: a failure before the first chunk is a real status");
+        assert_eq!(
+            resp.status(),
+            429,
+            "{path} stream={stream}: a failure before the first chunk is a real status"
+        );
         assert_eq!(resp.headers()["retry-after"], "7");
     }
 }
@@ -278,14 +420,28 @@ async fn midstream_error_becomes_an_sse_error_object() {
     let fake = FakeUpstream::start().await;
     fake.replay(&ex, "/chat/completions").await;
     let relay = Relay::start(&[("openrouter", fake.uri())]).await;
-    let model = llm_relay::catalog::ModelId::all().find(|m| m.info().provider.name() == "openrouter").unwrap().info().id;
+    let model = llm_relay::catalog::ModelId::all()
+        .find(|m| m.info().provider.name() == "openrouter")
+        .unwrap()
+        .info()
+        .id;
     let resp = relay
         .post("/v1/chat/completions", &json!({"model": model, "stream": true, "messages": [{"role": "user", "content": "x"}]}))
         .await;
-    assert_eq!(resp.status(), 200, "headers were committed after the first chunk");
+    assert_eq!(
+        resp.status(),
+        200,
+        "headers were committed after the first chunk"
+    );
     let payloads = sse_payloads(&resp.text().await.unwrap());
     let err: Value = serde_json::from_str(&payloads[payloads.len() - 2]).unwrap();
-    assert!(err["error"]["message"].as_str().unwrap().contains("Token limit reached"), "{err}");
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Token limit reached"),
+        "{err}"
+    );
     assert_eq!(payloads.last().unwrap(), "[DONE]");
 }
 
@@ -293,20 +449,40 @@ async fn midstream_error_becomes_an_sse_error_object() {
 async fn upstream_timeout_is_504_and_refused_is_502() {
     let ex = load("openai/chat_basic.httprr").remove(0);
     let fake = FakeUpstream::start().await;
-    fake.replay_with_delay(&ex, "/v1/chat/completions", Duration::from_secs(3)).await;
+    fake.replay_with_delay(&ex, "/v1/chat/completions", Duration::from_secs(3))
+        .await;
     let mut cfg = config(&[("openai", format!("{}/v1", fake.uri()))]);
     cfg.read_timeout = Duration::from_millis(300);
     let relay = Relay::start_with(cfg).await;
-    let resp = relay.post("/v1/chat/completions", &json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}]})).await;
+    let resp = relay
+        .post(
+            "/v1/chat/completions",
+            &json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}]}),
+        )
+        .await;
     assert_eq!(resp.status(), 504);
 
     // A port nothing listens on: bind, learn the port, close.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let relay = Relay::start(&[("openai", format!("http://127.0.0.1:{port}/v1"))]).await;
-    let resp = relay.post("/v1/chat/completions", &json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}]})).await;
+    let resp = relay
+        .post(
+            "/v1/chat/completions",
+            &json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}]}),
+        )
+        .await;
     assert_eq!(resp.status(), 502);
     let body: Value = resp.json().await.unwrap();
-    assert!(body["error"]["message"].as_str().unwrap().contains("cannot reach openai"));
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("cannot reach openai")
+    );
 }
 
 #[tokio::test]
@@ -315,9 +491,21 @@ async fn bad_input_gets_openai_errors() {
     let cases: [(&'static str, u16, &str); 6] = [
         ("{\"model\":", 400, "invalid JSON"),
         ("{\"messages\":[]}", 400, "missing field `model`"),
-        ("{\"model\":\"gpt-4o\",\"messages\":\"hi\"}", 400, "invalid type"),
-        ("{\"model\":\"no-such-model\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}", 404, "no-such-model"),
-        ("{\"model\":\"claude-sonnet\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}", 503, "ANTHROPIC_API_KEY"),
+        (
+            "{\"model\":\"gpt-4o\",\"messages\":\"hi\"}",
+            400,
+            "invalid type",
+        ),
+        (
+            "{\"model\":\"no-such-model\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}",
+            404,
+            "no-such-model",
+        ),
+        (
+            "{\"model\":\"claude-sonnet\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}",
+            503,
+            "ANTHROPIC_API_KEY",
+        ),
         ("", 400, "empty"),
     ];
     for (body, status, needle) in cases {
@@ -330,7 +518,8 @@ async fn bad_input_gets_openai_errors() {
     let mut cfg = config(&[]);
     cfg.max_body_bytes = 1024;
     let relay = Relay::start_with(cfg).await;
-    let big = json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "x".repeat(4096)}]});
+    let big =
+        json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "x".repeat(4096)}]});
     assert_eq!(relay.post("/v1/chat/completions", &big).await.status(), 413);
 }
 
@@ -340,7 +529,12 @@ async fn default_model_catches_unknown_names() {
     let mut cfg = config(&[("openai", format!("{}/v1", fake.uri()))]);
     cfg.default_model = Some("gpt-4o-mini".into());
     let relay = Relay::start_with(cfg).await;
-    let resp = relay.post("/v1/chat/completions", &json!({"model": "whatever", "messages": [{"role": "user", "content": "x"}]})).await;
+    let resp = relay
+        .post(
+            "/v1/chat/completions",
+            &json!({"model": "whatever", "messages": [{"role": "user", "content": "x"}]}),
+        )
+        .await;
     assert_eq!(resp.status(), 200);
     assert_eq!(fake.last_json().await["model"], "gpt-4o-mini");
 }
@@ -352,9 +546,21 @@ async fn models_list_only_enabled_providers_and_ids_with_slashes_resolve() {
     assert_eq!(list["object"], "list");
     let data = list["data"].as_array().unwrap();
     assert!(!data.is_empty());
-    assert!(data.iter().all(|m| m["owned_by"] == "groq" && m["object"] == "model"));
-    let slashed = data.iter().map(|m| m["id"].as_str().unwrap()).find(|id| id.contains('/')).unwrap();
-    let one: Value = relay.get(&format!("/v1/models/{slashed}")).await.json().await.unwrap();
+    assert!(
+        data.iter()
+            .all(|m| m["owned_by"] == "groq" && m["object"] == "model")
+    );
+    let slashed = data
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .find(|id| id.contains('/'))
+        .unwrap();
+    let one: Value = relay
+        .get(&format!("/v1/models/{slashed}"))
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(one["id"], slashed);
     assert_eq!(relay.get("/v1/models/not-a-model").await.status(), 404);
 }
@@ -362,17 +568,33 @@ async fn models_list_only_enabled_providers_and_ids_with_slashes_resolve() {
 #[tokio::test]
 async fn legacy_completions() {
     let (fake, relay, ex) = openai_upstream("openai/chat_basic.httprr").await;
-    let resp = relay.post("/v1/completions", &json!({"model": "gpt-4o", "prompt": "Say hi", "max_tokens": 20})).await;
+    let resp = relay
+        .post(
+            "/v1/completions",
+            &json!({"model": "gpt-4o", "prompt": "Say hi", "max_tokens": 20}),
+        )
+        .await;
     assert_eq!(resp.status(), 200);
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["object"], "text_completion");
-    assert_eq!(body["choices"][0]["text"], ex.response_json()["choices"][0]["message"]["content"]);
+    assert_eq!(
+        body["choices"][0]["text"],
+        ex.response_json()["choices"][0]["message"]["content"]
+    );
     let up = fake.last_json().await;
-    assert_eq!(up["messages"], json!([{"role": "user", "content": "Say hi"}]));
+    assert_eq!(
+        up["messages"],
+        json!([{"role": "user", "content": "Say hi"}])
+    );
     assert_eq!(up["max_tokens"], 20);
 
     let (_f, relay, _) = openai_upstream("openai/chat_stream_include_usage.httprr").await;
-    let resp = relay.post("/v1/completions", &json!({"model": "gpt-4o", "prompt": "Count", "stream": true})).await;
+    let resp = relay
+        .post(
+            "/v1/completions",
+            &json!({"model": "gpt-4o", "prompt": "Count", "stream": true}),
+        )
+        .await;
     let payloads = sse_payloads(&resp.text().await.unwrap());
     let first: Value = serde_json::from_str(&payloads[0]).unwrap();
     assert_eq!(first["object"], "text_completion");

@@ -73,10 +73,12 @@ pub fn parse(
 fn parse_one<T: serde::de::DeserializeOwned>(file: &str, text: &str) -> Result<T, Error> {
     serde_yaml::from_str(text).map_err(|e| {
         let location = e.location().map(|l| (l.line(), l.column()));
-        // serde_yaml appends " at line L column C" to its message; the location is already in front.
+        // serde_yaml puts " at line L column C" after the problem; the location is already in
+        // front, so drop that copy but keep any context after it (", while parsing a block
+        // mapping at line 3 column 5").
         let mut message = e.to_string();
-        if let Some(i) = message.find(" at line ") {
-            message.truncate(i);
+        if let Some((line, col)) = location {
+            message = message.replacen(&format!(" at line {line} column {col}"), "", 1);
         }
         Error {
             file: file.to_string(),

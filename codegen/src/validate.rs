@@ -9,6 +9,7 @@
 //! reported (not only the first), each located in its file where the text allows.
 
 use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
 
 use crate::schema::{
     AuthStyle, CacheMultipliers, MaxTokensField, Model, Param, Price, PricingFile, Provider,
@@ -69,14 +70,13 @@ pub struct ResolvedPrice {
 
 struct Diag<'a> {
     file: &'a str,
-    text: &'a str,
+    lines: Lines<'a>,
     errors: Vec<Error>,
 }
 
 impl Diag<'_> {
-    /// Record an error, locating the first line that contains `needle` (if any).
-    fn err(&mut self, entry: String, needle: Option<&str>, message: String) {
-        let location = needle.and_then(|n| locate(self.text, n));
+    /// Record an error at a 1-based `(line, column)` when known.
+    fn err(&mut self, entry: String, location: Option<(usize, usize)>, message: String) {
         self.errors.push(Error {
             file: self.file.to_string(),
             location,
@@ -86,16 +86,117 @@ impl Diag<'_> {
     }
 }
 
-/// 1-based line and column of the first occurrence of `needle` in `text`.
-fn locate(text: &str, needle: &str) -> Option<(usize, usize)> {
-    text.lines().enumerate().find_map(|(i, line)| {
-        // Skip comments so a mention in a comment does not win.
-        let code = line.split(" #").next().unwrap_or(line);
-        if code.trim_start().starts_with('#') {
-            return None;
+/// Finds entries in a YAML text by line, so a diagnostic points at the entry it is about (the
+/// second of two duplicate providers, not the first). Block-style YAML is located precisely;
+/// anything else falls back to a plain text search, and at worst to no location.
+struct Lines<'a> {
+    lines: Vec<&'a str>,
+}
+
+impl<'a> Lines<'a> {
+    fn new(text: &'a str) -> Self {
+        Self {
+            lines: text.lines().collect(),
         }
-        code.find(needle).map(|c| (i + 1, c + 1))
-    })
+    }
+
+    fn all(&self) -> Range<usize> {
+        0..self.lines.len()
+    }
+
+    /// Line `i` without its comment (a `#` at the start or after a space).
+    fn code(&self, i: usize) -> &'a str {
+        let line = self.lines.get(i).copied().unwrap_or("");
+        if line.trim_start().starts_with('#') {
+            return "";
+        }
+        line.split(" #").next().unwrap_or(line)
+    }
+
+    fn indent(&self, i: usize) -> usize {
+        let code = self.code(i);
+        code.len() - code.trim_start().len()
+    }
+
+    /// First line in `range` (0-based indexes) holding the mapping key `key` (plain or quoted,
+    /// after any `- ` list markers), whose value is `value` (quotes ignored) when given.
+    /// Returns the 1-based line and the 1-based column of the key.
+    fn key(&self, range: Range<usize>, key: &str, value: Option<&str>) -> Option<(usize, usize)> {
+        let forms = [key.to_string(), format!("\"{key}\""), format!("'{key}'")];
+        range.into_iter().find_map(|i| {
+            let code = self.code(i);
+            let mut rest = code.trim_start();
+            while let Some(r) = rest.strip_prefix("- ") {
+                rest = r.trim_start();
+            }
+            let col = code.len() - rest.len() + 1;
+            let after = forms.iter().find_map(|f| rest.strip_prefix(f.as_str()))?;
+            let after = after.strip_prefix(':')?;
+            if !(after.is_empty() || after.starts_with([' ', '\t'])) {
+                return None;
+            }
+            let v = after.trim();
+            let unquoted = v
+                .strip_prefix('"')
+                .and_then(|v| v.strip_suffix('"'))
+                .or_else(|| v.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')))
+                .unwrap_or(v);
+            match value {
+                Some(want) if unquoted != want => None,
+                _ => Some((i + 1, col)),
+            }
+        })
+    }
+
+    /// First occurrence of `needle` in the code of `range`: 1-based line and column.
+    fn find(&self, range: Range<usize>, needle: &str) -> Option<(usize, usize)> {
+        range
+            .into_iter()
+            .find_map(|i| self.code(i).find(needle).map(|c| (i + 1, c + 1)))
+    }
+
+    /// The lines under the top-level key `key:` (up to the next top-level key); the whole text
+    /// when there is no such key.
+    fn section(&self, key: &str) -> Range<usize> {
+        let Some((line, 1)) = self.key(self.all(), key, None) else {
+            return self.all();
+        };
+        let end = (line..self.lines.len())
+            .find(|&i| {
+                let code = self.code(i);
+                !code.trim().is_empty() && !code.starts_with([' ', '\t', '-'])
+            })
+            .unwrap_or(self.lines.len());
+        line..end
+    }
+
+    /// The entry starting on 1-based line `line` and every following line indented deeper
+    /// (its nested fields), as 0-based indexes.
+    fn block(&self, line: usize) -> Range<usize> {
+        let start = line.saturating_sub(1);
+        let indent = self.indent(start);
+        let end = (line..self.lines.len())
+            .find(|&i| !self.code(i).trim().is_empty() && self.indent(i) <= indent)
+            .unwrap_or(self.lines.len());
+        start..end
+    }
+
+    /// The line of `field:` inside the entry at `at` (its own line for a flow mapping), else `at`.
+    fn field(&self, at: Option<(usize, usize)>, field: &str) -> Option<(usize, usize)> {
+        let Some((line, _)) = at else {
+            return None;
+        };
+        let block = self.block(line);
+        self.key(block.clone(), field, None)
+            .or_else(|| self.find(block, &format!("{field}:")))
+            .or(at)
+    }
+}
+
+/// 1-based line and column of the first occurrence of `needle` in `text`, comments skipped:
+/// the fallback when an entry is not written in block style.
+fn locate(lines: &Lines<'_>, needle: &str) -> Option<(usize, usize)> {
+    lines.find(lines.all(), needle)
 }
 
 fn is_ident(s: &str, upper: bool) -> bool {
@@ -120,67 +221,115 @@ pub fn validate(
 ) -> Result<Catalog, Vec<Error>> {
     let mut pd = Diag {
         file: src.providers_name,
-        text: src.providers,
+        lines: Lines::new(src.providers),
         errors: Vec::new(),
     };
     let mut rd = Diag {
         file: src.pricing_name,
-        text: src.pricing,
+        lines: Lines::new(src.pricing),
         errors: Vec::new(),
     };
+
+    // Where each provider and model is written: searched in file order, so the second of two
+    // equal names is found on its own line.
+    let providers_section = pd.lines.section("providers");
+    let mut provider_at: Vec<Option<(usize, usize)>> = Vec::new();
+    let mut model_at: Vec<Vec<Option<(usize, usize)>>> = Vec::new();
+    let mut from = providers_section.start;
+    for p in &providers.providers {
+        let range = from..providers_section.end;
+        let at = pd
+            .lines
+            .key(range, "name", Some(&p.name))
+            .or_else(|| locate(&pd.lines, &format!("name: {}", p.name)));
+        if let Some((line, _)) = at {
+            from = line;
+        }
+        let mut models_at = Vec::new();
+        let mut mfrom = from;
+        for m in &p.models {
+            let range = mfrom..providers_section.end;
+            let mat = pd
+                .lines
+                .key(range, "id", Some(&m.id))
+                .or_else(|| locate(&pd.lines, &format!("id: {}", m.id)));
+            if let Some((line, _)) = mat {
+                mfrom = line;
+            }
+            models_at.push(mat);
+        }
+        provider_at.push(at);
+        model_at.push(models_at);
+    }
 
     // Providers.
     let mut seen_providers: HashMap<String, usize> = HashMap::new();
     for (i, p) in providers.providers.iter().enumerate() {
         let entry = format!("providers[{}]", p.name);
-        let needle = format!("name: {}", p.name);
+        let at = provider_at[i];
         if !is_ident(&p.name, false) {
             pd.err(
                 entry.clone(),
-                Some(&needle),
+                at,
                 format!("provider name \"{}\" must match [a-z][a-z0-9_]*", p.name),
             );
         }
-        if seen_providers.insert(p.name.clone(), i).is_some() {
+        if let Some(first) = seen_providers.get(&p.name) {
+            let first_line = provider_at[*first]
+                .map(|(l, _)| format!(" (first defined on line {l})"))
+                .unwrap_or_default();
             pd.err(
                 entry.clone(),
-                Some(&needle),
-                format!("duplicate provider \"{}\"", p.name),
+                at,
+                format!("duplicate provider \"{}\"{first_line}", p.name),
             );
+        } else {
+            seen_providers.insert(p.name.clone(), i);
         }
+        let base_url_at = pd.lines.field(at, "base_url");
         match url::Url::parse(&p.base_url) {
             Ok(u) if u.scheme() != "http" && u.scheme() != "https" => pd.err(
                 entry.clone(),
-                Some(&p.base_url),
-                format!("base_url \"{}\" must be http or https", p.base_url),
+                base_url_at,
+                format!(
+                    "base_url \"{}\" must be http or https, not {}",
+                    p.base_url,
+                    u.scheme()
+                ),
             ),
             Ok(_) if p.base_url.ends_with('/') => pd.err(
                 entry.clone(),
-                Some(&p.base_url),
-                format!("base_url \"{}\" must not end with '/'", p.base_url),
+                base_url_at,
+                format!(
+                    "base_url \"{}\" must not end with '/' (paths are appended to it)",
+                    p.base_url
+                ),
             ),
             Ok(_) => {}
             Err(e) => pd.err(
                 entry.clone(),
-                Some(&p.base_url),
-                format!("bad base_url \"{}\": {e}", p.base_url),
+                base_url_at,
+                format!(
+                    "base_url \"{}\" is not an absolute URL: {e} (write it as https://host/path)",
+                    p.base_url
+                ),
             ),
         }
         match (&p.auth, &p.api_key_env) {
             (AuthStyle::None, Some(_)) => pd.err(
                 entry.clone(),
-                Some(&needle),
+                pd.lines.field(at, "api_key_env"),
                 "api_key_env is set but auth is none".into(),
             ),
             (AuthStyle::None, None) => {}
             (_, None) => pd.err(
                 entry.clone(),
-                Some(&needle),
-                "auth needs a key: set api_key_env".into(),
+                pd.lines.field(at, "auth"),
+                "auth sends an API key, so api_key_env must name the variable that holds it".into(),
             ),
             (_, Some(var)) if !is_ident(var, true) => pd.err(
                 entry.clone(),
-                Some(var),
+                pd.lines.field(at, "api_key_env"),
                 format!("api_key_env \"{var}\" must match [A-Z][A-Z0-9_]*"),
             ),
             _ => {}
@@ -188,7 +337,7 @@ pub fn validate(
         if p.models.is_empty() {
             pd.err(
                 entry.clone(),
-                Some(&needle),
+                pd.lines.field(at, "models"),
                 "provider has no models".into(),
             );
         }
@@ -196,76 +345,81 @@ pub fn validate(
 
     // Models, flattened, and the spelling table.
     let mut models: Vec<(usize, Model)> = Vec::new();
+    let mut models_loc: Vec<Option<(usize, usize)>> = Vec::new();
     let mut by_key: HashMap<String, usize> = HashMap::new(); // "provider/id" (lower) -> model index
     let mut spellings: BTreeMap<String, (usize, String)> = BTreeMap::new(); // spelling -> (model, origin)
-    let mut add_spelling =
-        |pd: &mut Diag<'_>, spelling: String, model: usize, origin: String, needle: &str| {
-            if let Some((other, other_origin)) = spellings.get(&spelling) {
-                // The same spelling reaching the same model twice (alias `compound` for id
-                // `groq/compound` gives `groq/compound` both ways) is harmless.
-                if *other != model {
-                    pd.err(
-                        origin.clone(),
-                        Some(needle),
-                        format!("name \"{spelling}\" is ambiguous: also {other_origin}"),
-                    );
-                }
-            } else {
-                spellings.insert(spelling, (model, origin));
+    let mut add_spelling = |pd: &mut Diag<'_>,
+                            spelling: String,
+                            model: usize,
+                            origin: String,
+                            at: Option<(usize, usize)>| {
+        if let Some((other, other_origin)) = spellings.get(&spelling) {
+            // The same spelling reaching the same model twice (alias `compound` for id
+            // `groq/compound` gives `groq/compound` both ways) is harmless.
+            if *other != model {
+                pd.err(
+                    origin.clone(),
+                    at,
+                    format!("name \"{spelling}\" is ambiguous: it already names {other_origin}"),
+                );
             }
-        };
+        } else {
+            spellings.insert(spelling, (model, origin));
+        }
+    };
     for (pi, p) in providers.providers.iter().enumerate() {
-        for m in &p.models {
+        for (mi, m) in p.models.iter().enumerate() {
             let idx = models.len();
             let entry = format!("providers[{}].models[{}]", p.name, m.id);
-            let needle = format!("id: {}", m.id);
+            let at = model_at[pi][mi];
             if m.id.trim().is_empty() || m.id.chars().any(char::is_whitespace) {
                 pd.err(
                     entry.clone(),
-                    Some(&needle),
+                    at,
                     format!("model id \"{}\" must be non-empty without spaces", m.id),
                 );
             }
             if m.context_length == 0 {
                 pd.err(
                     entry.clone(),
-                    Some(&needle),
+                    pd.lines.field(at, "context_length"),
                     "context_length must be > 0".into(),
                 );
             }
             let id = m.id.to_lowercase();
             let pname = p.name.to_lowercase();
-            by_key.insert(format!("{pname}/{id}"), idx);
-            add_spelling(&mut pd, id.clone(), idx, entry.clone(), &needle);
-            add_spelling(
-                &mut pd,
-                format!("{pname}-{id}"),
-                idx,
-                entry.clone(),
-                &needle,
-            );
-            add_spelling(
-                &mut pd,
-                format!("{pname}/{id}"),
-                idx,
-                entry.clone(),
-                &needle,
-            );
+            by_key.entry(format!("{pname}/{id}")).or_insert(idx);
+            add_spelling(&mut pd, id.clone(), idx, entry.clone(), at);
+            add_spelling(&mut pd, format!("{pname}-{id}"), idx, entry.clone(), at);
+            add_spelling(&mut pd, format!("{pname}/{id}"), idx, entry.clone(), at);
             models.push((pi, m.clone()));
+            models_loc.push(at);
         }
     }
 
-    // Aliases.
+    // Aliases, in file order so a duplicate is reported where it is written second.
+    let aliases_section = pd.lines.section("aliases");
+    let mut alias_list: Vec<(Option<(usize, usize)>, &String, &String)> = providers
+        .aliases
+        .iter()
+        .map(|(alias, target)| {
+            let at = pd
+                .lines
+                .key(aliases_section.clone(), alias, None)
+                .or_else(|| locate(&pd.lines, &format!("{alias}:")));
+            (at, alias, target)
+        })
+        .collect();
+    alias_list.sort_by_key(|(at, _, _)| at.map_or(usize::MAX, |(l, _)| l));
     let mut aliases: Vec<Vec<String>> = vec![Vec::new(); models.len()];
     let mut alias_lower: HashMap<String, String> = HashMap::new();
-    for (alias, target) in &providers.aliases {
+    for (at, alias, target) in alias_list {
         let entry = format!("aliases.{alias}");
-        let needle = format!("{alias}:");
         let lower = alias.to_lowercase();
         if let Some(prev) = alias_lower.insert(lower.clone(), alias.clone()) {
             pd.err(
                 entry.clone(),
-                Some(&needle),
+                at,
                 format!("alias \"{alias}\" duplicates \"{prev}\" (names are case-insensitive)"),
             );
             continue;
@@ -278,54 +432,50 @@ pub fn validate(
             };
             pd.err(
                 entry,
-                Some(&needle),
+                at,
                 format!("alias points at unknown model \"{target}\"{hint}"),
             );
             continue;
         };
         let pname = providers.providers[models[idx].0].name.to_lowercase();
-        add_spelling(&mut pd, lower.clone(), idx, entry.clone(), &needle);
-        add_spelling(
-            &mut pd,
-            format!("{pname}-{lower}"),
-            idx,
-            entry.clone(),
-            &needle,
-        );
-        add_spelling(
-            &mut pd,
-            format!("{pname}/{lower}"),
-            idx,
-            entry.clone(),
-            &needle,
-        );
+        add_spelling(&mut pd, lower.clone(), idx, entry.clone(), at);
+        add_spelling(&mut pd, format!("{pname}-{lower}"), idx, entry.clone(), at);
+        add_spelling(&mut pd, format!("{pname}/{lower}"), idx, entry.clone(), at);
         aliases[idx].push(alias.clone());
     }
 
     // Prices.
+    let defaults_section = rd.lines.section("provider_defaults");
     for name in pricing.provider_defaults.keys() {
         if !seen_providers.contains_key(name) {
+            let at = rd.lines.key(defaults_section.clone(), name, None);
             rd.err(
                 format!("provider_defaults.{name}"),
-                Some(&format!("{name}:")),
-                format!("unknown provider \"{name}\""),
+                at,
+                format!("unknown provider \"{name}\" (not in providers.yaml)"),
             );
         }
     }
+    let prices_section = rd.lines.section("models");
     let mut prices: Vec<Option<ResolvedPrice>> = vec![None; models.len()];
     for (key, price) in &pricing.models {
         let entry = format!("models[\"{key}\"]");
-        let needle = format!("{key}:");
+        let at = rd
+            .lines
+            .key(prices_section.clone(), key, None)
+            .or_else(|| locate(&rd.lines, &format!("{key}:")));
         let Some(&idx) = by_key.get(&key.to_lowercase()) else {
-            rd.err(entry, Some(&needle), format!("price for unknown model \"{key}\" (keys are provider/model-id from providers.yaml)"));
+            rd.err(
+                entry,
+                at,
+                format!(
+                    "price for unknown model \"{key}\" (keys are provider/model-id from providers.yaml)"
+                ),
+            );
             continue;
         };
         if prices[idx].is_some() {
-            rd.err(
-                entry,
-                Some(&needle),
-                format!("duplicate price for \"{key}\""),
-            );
+            rd.err(entry, at, format!("duplicate price for \"{key}\""));
             continue;
         }
         let pname = &providers.providers[models[idx].0].name;
@@ -336,7 +486,22 @@ pub fn validate(
             .unwrap_or_default();
         match resolve_price(price, &defaults) {
             Ok(p) => prices[idx] = Some(p),
-            Err(msg) => rd.err(entry, Some(&needle), msg),
+            Err(e) => {
+                // Point at the offending field inside the entry when it is written there.
+                let block = at.map(|(line, _)| rd.lines.block(line));
+                let field_at = block.and_then(|b| {
+                    let text = match &e.value {
+                        Some(v) => format!("{}: {v}", e.field),
+                        None => format!("{}:", e.field),
+                    };
+                    rd.lines
+                        .key(b.clone(), e.field, e.value.as_deref())
+                        .or_else(|| rd.lines.find(b, &text))
+                });
+                rd.err(entry, field_at.or(at), e.message);
+                // Priced, if wrongly: do not also report the model as unpriced.
+                prices[idx] = Some(zero_price());
+            }
         }
     }
     for (idx, (pi, m)) in models.iter().enumerate() {
@@ -344,10 +509,10 @@ pub fn validate(
             let p = &providers.providers[*pi];
             pd.err(
                 format!("providers[{}].models[{}]", p.name, m.id),
-                Some(&format!("id: {}", m.id)),
+                models_loc[idx],
                 format!(
-                    "model is not priced: add \"{}/{}\" to pricing.yaml",
-                    p.name, m.id
+                    "model is not priced: add \"{}/{}\" to {}",
+                    p.name, m.id, src.pricing_name
                 ),
             );
         }
@@ -397,45 +562,67 @@ fn zero_price() -> ResolvedPrice {
     }
 }
 
-fn check_rate(what: &str, v: f64) -> Result<f64, String> {
+/// A wrong price: the message, and the field (with its value, for a tier) to point at.
+struct PriceError {
+    field: &'static str,
+    value: Option<String>,
+    message: String,
+}
+
+fn check_rate(field: &'static str, what: &str, v: f64) -> Result<f64, PriceError> {
     if v.is_finite() && v >= 0.0 {
         Ok(v)
     } else {
-        Err(format!(
-            "{what} must be a finite, non-negative USD amount, got {v}"
-        ))
+        Err(PriceError {
+            field,
+            value: None,
+            message: format!("{what} must be a finite, non-negative USD amount, got {v}"),
+        })
     }
 }
 
-fn resolve_price(p: &Price, d: &CacheMultipliers) -> Result<ResolvedPrice, String> {
-    let input = check_rate("input", p.input)?;
-    let output = check_rate("output", p.output)?;
+fn resolve_price(p: &Price, d: &CacheMultipliers) -> Result<ResolvedPrice, PriceError> {
+    let input = check_rate("input", "input", p.input)?;
+    let output = check_rate("output", "output", p.output)?;
     let cache_read = check_rate(
+        "cache_read",
         "cache_read",
         p.cache_read.unwrap_or(input * d.cache_read.unwrap_or(1.0)),
     )?;
     let cache_write = check_rate(
         "cache_write",
+        "cache_write",
         p.cache_write
             .unwrap_or(input * d.cache_write.unwrap_or(1.0)),
     )?;
-    let request_fee = check_rate("request_fee", p.request_fee.unwrap_or(0.0))?;
+    let request_fee = check_rate("request_fee", "request_fee", p.request_fee.unwrap_or(0.0))?;
     let mut tiers = Vec::new();
     let mut last = 0u64;
     for t in &p.tiers {
+        let here = |e: PriceError| PriceError {
+            field: "above_prompt_tokens",
+            value: Some(t.above_prompt_tokens.to_string()),
+            message: e.message,
+        };
         if t.above_prompt_tokens <= last {
-            return Err(format!(
-                "tiers must ascend by above_prompt_tokens (got {} after {last})",
-                t.above_prompt_tokens
-            ));
+            return Err(here(PriceError {
+                field: "",
+                value: None,
+                message: format!(
+                    "tiers must ascend by above_prompt_tokens (got {} after {last})",
+                    t.above_prompt_tokens
+                ),
+            }));
         }
         last = t.above_prompt_tokens;
-        let ti = check_rate("tier input", t.input)?;
-        let to = check_rate("tier output", t.output)?;
+        let ti = check_rate("", "tier input", t.input).map_err(here)?;
+        let to = check_rate("", "tier output", t.output).map_err(here)?;
         let tc = check_rate(
+            "",
             "tier cache_read",
             t.cache_read.unwrap_or(ti * d.cache_read.unwrap_or(1.0)),
-        )?;
+        )
+        .map_err(here)?;
         tiers.push((t.above_prompt_tokens, ti, to, tc));
     }
     Ok(ResolvedPrice {

@@ -11,14 +11,14 @@ pub struct Anthropic;
 
 impl Dialect for Anthropic {
     fn encode(&self, _model: ModelId, _req: &ChatRequest) -> Result<UpstreamRequest, ApiError> {
-        Err(not_yet("anthropic"))
+        Err(not_yet("Anthropic Messages"))
     }
     fn decode(&self, _provider: &'static str, _body: &[u8]) -> Result<ChatResponse, ApiError> {
-        Err(not_yet("anthropic"))
+        Err(not_yet("Anthropic Messages"))
     }
     fn decode_stream(&self, _provider: &'static str, _body: ByteStream) -> EventStream {
         Box::pin(futures_util::stream::once(async {
-            Err(not_yet("anthropic"))
+            Err(not_yet("Anthropic Messages"))
         }))
     }
 }

@@ -11,12 +11,14 @@ pub struct Gemini;
 
 impl Dialect for Gemini {
     fn encode(&self, _model: ModelId, _req: &ChatRequest) -> Result<UpstreamRequest, ApiError> {
-        Err(not_yet("gemini"))
+        Err(not_yet("Gemini generateContent"))
     }
     fn decode(&self, _provider: &'static str, _body: &[u8]) -> Result<ChatResponse, ApiError> {
-        Err(not_yet("gemini"))
+        Err(not_yet("Gemini generateContent"))
     }
     fn decode_stream(&self, _provider: &'static str, _body: ByteStream) -> EventStream {
-        Box::pin(futures_util::stream::once(async { Err(not_yet("gemini")) }))
+        Box::pin(futures_util::stream::once(async {
+            Err(not_yet("Gemini generateContent"))
+        }))
     }
 }

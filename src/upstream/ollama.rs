@@ -11,12 +11,14 @@ pub struct Ollama;
 
 impl Dialect for Ollama {
     fn encode(&self, _model: ModelId, _req: &ChatRequest) -> Result<UpstreamRequest, ApiError> {
-        Err(not_yet("ollama"))
+        Err(not_yet("Ollama native"))
     }
     fn decode(&self, _provider: &'static str, _body: &[u8]) -> Result<ChatResponse, ApiError> {
-        Err(not_yet("ollama"))
+        Err(not_yet("Ollama native"))
     }
     fn decode_stream(&self, _provider: &'static str, _body: ByteStream) -> EventStream {
-        Box::pin(futures_util::stream::once(async { Err(not_yet("ollama")) }))
+        Box::pin(futures_util::stream::once(async {
+            Err(not_yet("Ollama native"))
+        }))
     }
 }

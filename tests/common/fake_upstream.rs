@@ -121,7 +121,12 @@ impl FakeUpstream {
     /// plain `replay` mounts of the same path (a catch-all); among several conditional mounts that
     /// all match, the first mounted wins. Lets one path serve several fixtures (stream vs not,
     /// per model).
-    pub async fn replay_if(&self, ex: &Exchange, path: &str, matcher: impl wiremock::Match + 'static) {
+    pub async fn replay_if(
+        &self,
+        ex: &Exchange,
+        path: &str,
+        matcher: impl wiremock::Match + 'static,
+    ) {
         Mock::given(method(ex.method.as_str()))
             .and(path_matcher(path))
             .and(matcher)

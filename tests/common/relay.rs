@@ -60,7 +60,11 @@ impl Relay {
             })
             .await;
         });
-        Relay { addr, http: reqwest::Client::new(), shutdown: Some(tx) }
+        Relay {
+            addr,
+            http: reqwest::Client::new(),
+            shutdown: Some(tx),
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -68,7 +72,12 @@ impl Relay {
     }
 
     pub async fn post(&self, path: &str, body: &serde_json::Value) -> reqwest::Response {
-        self.http.post(self.url(path)).json(body).send().await.unwrap()
+        self.http
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .unwrap()
     }
 
     pub async fn post_raw(&self, path: &str, body: &'static str) -> reqwest::Response {
@@ -98,11 +107,18 @@ impl Drop for Relay {
 /// events separated by a blank line).
 pub fn sse_payloads(body: &str) -> Vec<String> {
     body.split("\n\n")
-        .filter_map(|ev| ev.lines().find_map(|l| l.strip_prefix("data: ")).map(str::to_string))
+        .filter_map(|ev| {
+            ev.lines()
+                .find_map(|l| l.strip_prefix("data: "))
+                .map(str::to_string)
+        })
         .collect()
 }
 
 /// Parse an NDJSON body into JSON values.
 pub fn ndjson(body: &str) -> Vec<serde_json::Value> {
-    body.lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).unwrap()).collect()
+    body.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }

@@ -1,0 +1,284 @@
+"""Real client SDKs against the built llm-relay binary.
+
+Run by tests/sdk_clients.rs (via `bash tests/run.sh`), which starts the binary in front of a fake
+OpenAI upstream replaying recorded traffic (tests/fixtures/openai/) and passes:
+
+- LLM_RELAY_URL       the relay, e.g. http://127.0.0.1:PORT
+- LLM_RELAY_EXPECTED  JSON with what the fixtures recorded (texts, usage) and what the catalog
+                      lists (only OpenAI has a key), so nothing here duplicates a fixture.
+
+Each request carries a unique tag (`[oa-chat]` ...) in its prompt so the Rust side can find it
+among the requests the fake upstream received and check what llm-relay sent there.
+"""
+
+import base64
+import json
+import os
+
+import ollama
+import openai
+import pytest
+
+URL = os.environ["LLM_RELAY_URL"]
+EXPECTED = json.loads(os.environ["LLM_RELAY_EXPECTED"])
+PNG_B64 = EXPECTED["png_base64"]  # a real 1x1 RGBA PNG
+PNG = base64.b64decode(PNG_B64)
+
+
+@pytest.fixture(scope="module")
+def oa():
+    with openai.OpenAI(base_url=URL + "/v1", api_key="unused", max_retries=0, timeout=30) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def ol():
+    with ollama.Client(host=URL, timeout=30) as c:
+        yield c
+
+
+def usage_of(name):
+    return EXPECTED[name]["usage"]
+
+
+# ---------------------------------------------------------------------------------------------
+# openai SDK
+# ---------------------------------------------------------------------------------------------
+
+
+def test_openai_models_list(oa):
+    models = list(oa.models.list())
+    ids = [m.id for m in models]
+    assert sorted(ids) == sorted(EXPECTED["openai_models"])
+    assert "gpt-4o" in ids and "o3-mini" in ids
+    assert all(m.object == "model" and m.owned_by == "openai" for m in models)
+
+
+def test_openai_models_retrieve(oa):
+    m = oa.models.retrieve("gpt-4o")
+    assert (m.id, m.object, m.owned_by) == ("gpt-4o", "model", "openai")
+    # an alias resolves to its model
+    assert oa.models.retrieve("chatgpt").id == "gpt-3.5-turbo"
+
+
+def test_openai_chat_basic(oa):
+    exp = EXPECTED["chat_basic"]
+    r = oa.chat.completions.create(
+        model="gpt-3.5-turbo",
+        messages=[{"role": "user", "content": "[oa-chat] Hello, how are you?"}],
+        max_tokens=50,
+        temperature=0,
+    )
+    assert r.object == "chat.completion"
+    assert r.model == "gpt-3.5-turbo"
+    assert len(r.choices) == 1
+    c = r.choices[0]
+    assert c.message.role == "assistant"
+    assert c.message.content == exp["content"]
+    assert c.finish_reason == "stop"
+    u = usage_of("chat_basic")
+    assert (r.usage.prompt_tokens, r.usage.completion_tokens, r.usage.total_tokens) == (
+        u["prompt_tokens"],
+        u["completion_tokens"],
+        u["total_tokens"],
+    )
+
+
+def test_openai_chat_stream_include_usage(oa):
+    exp = EXPECTED["chat_stream"]
+    chunks = list(
+        oa.chat.completions.create(
+            model="gpt-3.5-turbo",
+            messages=[{"role": "user", "content": "[oa-stream] Count from 1 to 5"}],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    assert chunks, "no chunks"
+    assert all(ch.object == "chat.completion.chunk" for ch in chunks)
+    text = "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
+    assert text == exp["text"]
+    finishes = [ch.choices[0].finish_reason for ch in chunks if ch.choices and ch.choices[0].finish_reason]
+    assert finishes == ["stop"]
+    # The final chunk carries usage and no choices; the others carry no usage.
+    last = chunks[-1]
+    assert last.choices == []
+    assert all(ch.usage is None for ch in chunks[:-1])
+    u = usage_of("chat_stream")
+    assert (last.usage.prompt_tokens, last.usage.completion_tokens, last.usage.total_tokens) == (
+        u["prompt_tokens"],
+        u["completion_tokens"],
+        u["total_tokens"],
+    )
+
+
+def test_openai_stream_without_usage(oa):
+    # No stream_options: the relay still asks the upstream for usage, but must not send the
+    # client a usage chunk it did not request.
+    chunks = list(
+        oa.chat.completions.create(
+            model="gpt-3.5-turbo",
+            messages=[{"role": "user", "content": "[oa-stream-nousage] Count from 1 to 5"}],
+            stream=True,
+        )
+    )
+    assert "".join(ch.choices[0].delta.content or "" for ch in chunks) == EXPECTED["chat_stream"]["text"]
+    assert all(ch.choices and ch.usage is None for ch in chunks)
+    assert chunks[-1].choices[0].finish_reason == "stop"
+
+
+def test_openai_legacy_completions(oa):
+    r = oa.completions.create(model="gpt-3.5-turbo", prompt="[oa-cmpl] Hello, how are you?", max_tokens=50)
+    assert r.object == "text_completion"
+    assert r.choices[0].text == EXPECTED["chat_basic"]["content"]
+    assert r.choices[0].finish_reason == "stop"
+    assert r.usage.completion_tokens == usage_of("chat_basic")["completion_tokens"]
+    chunks = list(
+        oa.completions.create(
+            model="gpt-3.5-turbo",
+            prompt="[oa-cmpl-stream] Count from 1 to 5",
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    assert "".join(c.choices[0].text for c in chunks if c.choices) == EXPECTED["chat_stream"]["text"]
+    assert chunks[-1].choices == []
+    assert chunks[-1].usage.total_tokens == usage_of("chat_stream")["total_tokens"]
+
+
+def test_openai_image_data_url(oa):
+    exp = EXPECTED["chat_image"]
+    r = oa.chat.completions.create(
+        model="gpt-4o",
+        messages=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "[oa-image] describe this image in detail"},
+                    {"type": "image_url", "image_url": {"url": "data:image/png;base64," + PNG_B64}},
+                ],
+            }
+        ],
+    )
+    assert r.choices[0].message.content == exp["content"]
+    assert r.usage.prompt_tokens == usage_of("chat_image")["prompt_tokens"]
+
+
+def test_openai_reasoning_model(oa):
+    exp = EXPECTED["o3_mini"]
+    # max_tokens and temperature are what an older client sends; the relay must translate them
+    # for a reasoning model (checked on the upstream side by sdk_clients.rs).
+    r = oa.chat.completions.create(
+        model="o3-mini",
+        messages=[
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "[oa-o3] hello"},
+        ],
+        max_tokens=100,
+        temperature=0.3,
+    )
+    assert r.choices[0].message.content == exp["content"]
+    u = usage_of("o3_mini")
+    assert r.usage.completion_tokens == u["completion_tokens"]
+    assert r.usage.prompt_tokens == u["prompt_tokens"]
+    assert r.usage.completion_tokens_details.reasoning_tokens == exp["reasoning_tokens"]
+
+
+def test_openai_unknown_model(oa):
+    with pytest.raises(openai.NotFoundError) as e:
+        oa.chat.completions.create(
+            model="no-such-model-xyz", messages=[{"role": "user", "content": "[oa-404] hi"}]
+        )
+    assert e.value.status_code == 404
+    assert e.value.code == "model_not_found"
+    assert "no-such-model-xyz" in e.value.message
+    with pytest.raises(openai.NotFoundError):
+        oa.models.retrieve("no-such-model-xyz")
+
+
+# ---------------------------------------------------------------------------------------------
+# ollama SDK
+# ---------------------------------------------------------------------------------------------
+
+
+def test_ollama_list(ol):
+    models = ol.list().models
+    names = [m.model for m in models]
+    assert sorted(names) == sorted(m + ":latest" for m in EXPECTED["openai_models"])
+    assert all(n.endswith(":latest") and not n.endswith(":latest:latest") for n in names)
+    assert all(m.digest and m.modified_at is not None for m in models)
+
+
+@pytest.mark.parametrize("name", ["gpt-4o", "gpt-4o:latest"])
+def test_ollama_show(ol, name):
+    s = ol.show(name)
+    assert {"completion", "tools", "vision"} <= set(s.capabilities)
+    arch = s.modelinfo["general.architecture"]
+    assert s.modelinfo[f"{arch}.context_length"] == EXPECTED["context_length"]["gpt-4o"]
+    assert "thinking" in ol.show("o3-mini").capabilities
+
+
+def test_ollama_chat(ol):
+    exp = EXPECTED["chat_basic"]
+    r = ol.chat(
+        model="gpt-3.5-turbo:latest",
+        messages=[{"role": "user", "content": "[ol-chat] Hello, how are you?"}],
+        options={"temperature": 0, "num_predict": 50},
+    )
+    assert r.message.role == "assistant"
+    assert r.message.content == exp["content"]
+    assert r.done is True and r.done_reason == "stop"
+    u = usage_of("chat_basic")
+    assert (r.prompt_eval_count, r.eval_count) == (u["prompt_tokens"], u["completion_tokens"])
+
+
+def test_ollama_chat_stream(ol):
+    exp = EXPECTED["chat_stream"]
+    parts = list(
+        ol.chat(
+            model="gpt-3.5-turbo",
+            messages=[{"role": "user", "content": "[ol-stream] Count from 1 to 5"}],
+            stream=True,
+        )
+    )
+    assert len(parts) > 2
+    assert "".join(p.message.content or "" for p in parts) == exp["text"]
+    assert [p.done for p in parts] == [False] * (len(parts) - 1) + [True]
+    last = parts[-1]
+    assert last.done_reason == "stop"
+    u = usage_of("chat_stream")
+    assert (last.prompt_eval_count, last.eval_count) == (u["prompt_tokens"], u["completion_tokens"])
+
+
+def test_ollama_generate(ol):
+    r = ol.generate(model="gpt-3.5-turbo", prompt="[ol-gen] Hello, how are you?")
+    assert r.response == EXPECTED["chat_basic"]["content"]
+    assert r.done is True and r.done_reason == "stop"
+
+
+def test_ollama_generate_stream(ol):
+    parts = list(ol.generate(model="gpt-3.5-turbo", prompt="[ol-gen-stream] Count from 1 to 5", stream=True))
+    assert "".join(p.response or "" for p in parts) == EXPECTED["chat_stream"]["text"]
+    assert parts[-1].done is True
+
+
+@pytest.mark.parametrize("image", [PNG, PNG_B64], ids=["bytes", "base64"])
+def test_ollama_chat_image(ol, image):
+    r = ol.chat(
+        model="gpt-4o",
+        messages=[{"role": "user", "content": "[ol-image] describe this image in detail", "images": [image]}],
+    )
+    assert r.message.content == EXPECTED["chat_image"]["content"]
+
+
+def test_ollama_unknown_model(ol):
+    for call in (
+        lambda: ol.chat(model="no-such-model-xyz", messages=[{"role": "user", "content": "[ol-404] hi"}]),
+        lambda: list(ol.chat(model="no-such-model-xyz", messages=[{"role": "user", "content": "hi"}], stream=True)),
+        lambda: ol.generate(model="no-such-model-xyz", prompt="hi"),
+        lambda: ol.show("no-such-model-xyz"),
+    ):
+        with pytest.raises(ollama.ResponseError) as e:
+            call()
+        assert e.value.status_code == 404
+        assert "no-such-model-xyz" in e.value.error

@@ -1,0 +1,441 @@
+//! Real clients against the built binary: the official `openai` and `ollama` Python SDKs
+//! (tests/clients/test_sdks.py, run with pytest) talk to `llm-relay`, which talks to a fake OpenAI
+//! upstream on 127.0.0.1 replaying recorded traffic (tests/fixtures/openai/).
+//!
+//! Needs `LLM_RELAY_PYTHON`: a Python with the packages of tests/clients/requirements.txt.
+//! `bash tests/run.sh` creates that venv and sets it. Offline: every socket is on 127.0.0.1.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use common::fake_upstream::FakeUpstream;
+use common::fixtures::{self, Exchange};
+use llm_relay::catalog::ModelId;
+use serde_json::{Value, json};
+use wiremock::Request;
+use wiremock::matchers::body_partial_json;
+
+/// The key llm-relay is started with; the fake upstream must receive it as a bearer token.
+const API_KEY: &str = "sk-test-llm-relay-sdk-clients";
+/// Where every OpenAI-compatible chat request lands (base URL `<fake>/v1`).
+const CHAT_PATH: &str = "/v1/chat/completions";
+/// A real 1x1 RGBA PNG (valid IHDR/IDAT/IEND CRCs), base64.
+const PNG_B64: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==";
+/// Upper bound for the whole pytest run; the SDK clients also time out after 30 s per call.
+const PYTEST_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Kills the child process when dropped (test failure or success alike).
+struct ChildGuard(Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn load_one(rel: &str) -> Exchange {
+    let mut exs = fixtures::load(rel);
+    assert_eq!(exs.len(), 1, "{rel}: expected exactly one exchange");
+    exs.remove(0)
+}
+
+/// Usage counts as the SDKs report them.
+fn usage(u: &Value) -> Value {
+    json!({
+        "prompt_tokens": u["prompt_tokens"],
+        "completion_tokens": u["completion_tokens"],
+        "total_tokens": u["total_tokens"],
+    })
+}
+
+/// What the Python tests must see, taken from the fixtures and the catalog.
+fn expectations(basic: &Exchange, stream: &Exchange, image: &Exchange, o3: &Exchange) -> Value {
+    let complete = |ex: &Exchange| {
+        let v = ex.response_json();
+        json!({"content": v["choices"][0]["message"]["content"], "usage": usage(&v["usage"])})
+    };
+    let mut text = String::new();
+    let mut stream_usage = Value::Null;
+    for data in stream.sse_data() {
+        if data == "[DONE]" {
+            continue;
+        }
+        let chunk: Value = serde_json::from_str(&data).unwrap();
+        if let Some(t) = chunk
+            .pointer("/choices/0/delta/content")
+            .and_then(Value::as_str)
+        {
+            text.push_str(t);
+        }
+        if chunk["usage"].is_object() {
+            stream_usage = usage(&chunk["usage"]);
+        }
+    }
+    assert!(
+        !text.is_empty() && stream_usage.is_object(),
+        "stream fixture has text and usage"
+    );
+    let mut o3_mini = complete(o3);
+    o3_mini["reasoning_tokens"] =
+        o3.response_json()["usage"]["completion_tokens_details"]["reasoning_tokens"].clone();
+
+    let openai_models: Vec<&str> = ModelId::all()
+        .filter(|m| m.info().provider.name() == "openai")
+        .map(|m| m.info().id)
+        .collect();
+    let gpt4o = ModelId::all()
+        .find(|m| m.info().id == "gpt-4o")
+        .expect("gpt-4o in providers.yaml");
+    json!({
+        "png_base64": PNG_B64,
+        "openai_models": openai_models,
+        "context_length": {"gpt-4o": gpt4o.info().context_length},
+        "chat_basic": complete(basic),
+        "chat_stream": {"text": text, "usage": stream_usage},
+        "chat_image": complete(image),
+        "o3_mini": o3_mini,
+    })
+}
+
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+fn log_dir() -> PathBuf {
+    let dir =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("sdk_clients-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn read_log(path: &Path) -> String {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| format!("<cannot read {}: {e}>", path.display()))
+}
+
+/// Start `llm-relay` with only OpenAI configured, pointed at `upstream`.
+fn spawn_relay(port: u16, upstream: &str, log: &Path) -> ChildGuard {
+    let out = File::create(log).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_llm-relay"))
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOST", "127.0.0.1")
+        .env("PORT", port.to_string())
+        .env("OPENAI_API_KEY", API_KEY)
+        .env("OPENAI_BASE_URL", format!("{upstream}/v1"))
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .expect("spawn llm-relay");
+    ChildGuard(child)
+}
+
+/// Wait until `GET /` answers "Ollama is running" (or fail with the relay's log).
+async fn wait_ready(relay: &mut ChildGuard, base: &str, log: &Path) {
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = relay.0.try_wait().unwrap() {
+            panic!("llm-relay exited early ({status}); log:\n{}", read_log(log));
+        }
+        if let Ok(r) = client.get(format!("{base}/")).send().await
+            && r.status().is_success()
+            && r.text()
+                .await
+                .is_ok_and(|t| t.contains("Ollama is running"))
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "llm-relay did not answer GET / within 30 s; log:\n{}",
+            read_log(log)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Run pytest on tests/clients/test_sdks.py; returns its exit status and combined output.
+fn run_pytest(
+    python: &str,
+    base: &str,
+    expected: &Value,
+    log: &Path,
+) -> (Option<ExitStatus>, String) {
+    let out = File::create(log).unwrap();
+    let mut child = Command::new(python)
+        .args([
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "tests/clients/test_sdks.py",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("LLM_RELAY_URL", base)
+        .env("LLM_RELAY_EXPECTED", expected.to_string())
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .env("NO_PROXY", "127.0.0.1,localhost")
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run LLM_RELAY_PYTHON={python}: {e}"));
+    let deadline = Instant::now() + PYTEST_TIMEOUT;
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break Some(s);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    (status, read_log(log))
+}
+
+/// Text of every message of an upstream chat body (string content and text parts).
+fn message_texts(body: &Value) -> String {
+    let mut s = String::new();
+    for m in body["messages"].as_array().into_iter().flatten() {
+        match &m["content"] {
+            Value::String(t) => s.push_str(t),
+            Value::Array(parts) => {
+                for p in parts {
+                    s.push_str(p["text"].as_str().unwrap_or_default());
+                }
+            }
+            _ => {}
+        }
+        s.push('\n');
+    }
+    s
+}
+
+/// The upstream bodies whose messages carry `tag` (each Python test tags its prompt).
+fn tagged<'a>(bodies: &'a [Value], tag: &str) -> Vec<&'a Value> {
+    bodies
+        .iter()
+        .filter(|b| message_texts(b).contains(tag))
+        .collect()
+}
+
+fn one<'a>(bodies: &'a [Value], tag: &str) -> &'a Value {
+    let found = tagged(bodies, tag);
+    assert_eq!(
+        found.len(),
+        1,
+        "expected one upstream request tagged {tag}, got {found:#?}"
+    );
+    found[0]
+}
+
+fn image_urls(body: &Value) -> Vec<&str> {
+    body["messages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m["content"].as_array())
+        .flatten()
+        .filter(|p| p["type"] == "image_url")
+        .filter_map(|p| p["image_url"]["url"].as_str())
+        .collect()
+}
+
+/// What llm-relay sent upstream while the SDK tests ran.
+fn check_upstream_requests(requests: &[Request]) {
+    assert!(!requests.is_empty(), "the fake upstream received nothing");
+    let mut bodies = Vec::new();
+    for r in requests {
+        assert_eq!(
+            (r.method.as_str(), r.url.path()),
+            ("POST", CHAT_PATH),
+            "unexpected upstream request {}",
+            r.url
+        );
+        let auth = r.headers.get("authorization").and_then(|v| v.to_str().ok());
+        assert_eq!(
+            auth,
+            Some(format!("Bearer {API_KEY}").as_str()),
+            "upstream Authorization of {}",
+            r.url
+        );
+        let ct = r.headers.get("content-type").and_then(|v| v.to_str().ok());
+        assert_eq!(ct, Some("application/json"));
+        bodies.push(serde_json::from_slice::<Value>(&r.body).expect("upstream body is JSON"));
+    }
+    for b in &bodies {
+        let model = b["model"].as_str().unwrap_or_default();
+        assert!(
+            !model.ends_with(":latest"),
+            "Ollama tag leaked upstream: {b}"
+        );
+    }
+
+    // openai SDK, non-stream: parameters passed through for a non-reasoning model.
+    let b = one(&bodies, "[oa-chat]");
+    assert_eq!(b["model"], "gpt-3.5-turbo");
+    assert_eq!(b["max_tokens"], 50, "{b}");
+    assert_eq!(b["temperature"], 0.0, "{b}");
+    assert!(b.get("stream").is_none_or(|s| s == false), "{b}");
+
+    // Streams always ask the upstream for usage.
+    for tag in [
+        "[oa-stream]",
+        "[oa-stream-nousage]",
+        "[oa-cmpl-stream]",
+        "[ol-stream]",
+        "[ol-gen-stream]",
+    ] {
+        let b = one(&bodies, tag);
+        assert_eq!(b["stream"], true, "{tag}: {b}");
+        assert_eq!(
+            b["stream_options"],
+            json!({"include_usage": true}),
+            "{tag}: {b}"
+        );
+    }
+
+    // Legacy completions: the prompt becomes one user message.
+    let b = one(&bodies, "[oa-cmpl]");
+    assert_eq!(
+        b["messages"],
+        json!([{"role": "user", "content": "[oa-cmpl] Hello, how are you?"}])
+    );
+    assert_eq!(b["max_tokens"], 50, "{b}");
+
+    // Reasoning model quirks (providers.yaml o3-mini): max_tokens renamed, sampling dropped,
+    // system delivered as developer.
+    let b = one(&bodies, "[oa-o3]");
+    assert_eq!(b["model"], "o3-mini");
+    assert_eq!(b["max_completion_tokens"], 100, "{b}");
+    assert!(
+        b.get("max_tokens").is_none(),
+        "max_tokens sent to o3-mini: {b}"
+    );
+    assert!(
+        b.get("temperature").is_none(),
+        "temperature sent to o3-mini: {b}"
+    );
+    assert_eq!(
+        b["messages"][0],
+        json!({"role": "developer", "content": "Be brief."}),
+        "{b}"
+    );
+
+    // Images: the data URL (openai SDK) and raw bytes / base64 (ollama SDK) arrive as a PNG data URL.
+    let data_url = format!("data:image/png;base64,{PNG_B64}");
+    let oa_image = one(&bodies, "[oa-image]");
+    let ol_images = tagged(&bodies, "[ol-image]");
+    assert_eq!(ol_images.len(), 2, "ollama image requests: {ol_images:#?}");
+    for b in std::iter::once(oa_image).chain(ol_images) {
+        assert_eq!(b["model"], "gpt-4o");
+        assert_eq!(image_urls(b), vec![data_url.as_str()], "{b}");
+    }
+
+    // Ollama: `:latest` stripped, options mapped, generate's prompt becomes a user message.
+    let b = one(&bodies, "[ol-chat]");
+    assert_eq!(b["model"], "gpt-3.5-turbo");
+    assert_eq!(b["temperature"], 0.0, "{b}");
+    assert_eq!(b["max_tokens"], 50, "{b}");
+    let b = one(&bodies, "[ol-gen]");
+    assert_eq!(
+        b["messages"],
+        json!([{"role": "user", "content": "[ol-gen] Hello, how are you?"}])
+    );
+
+    // Unknown models are answered by llm-relay itself.
+    assert!(tagged(&bodies, "[oa-404]").is_empty() && tagged(&bodies, "[ol-404]").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn openai_and_ollama_python_sdks_against_the_binary() {
+    let Some(python) = std::env::var("LLM_RELAY_PYTHON")
+        .ok()
+        .filter(|p| !p.is_empty())
+    else {
+        panic!(
+            "LLM_RELAY_PYTHON is not set. This test runs the openai/ollama Python SDKs against \
+             the binary; run the suite with `bash tests/run.sh`, which creates the venv \
+             (target/sdk-venv) and sets LLM_RELAY_PYTHON."
+        );
+    };
+
+    let basic = load_one("openai/chat_basic.httprr");
+    let stream = load_one("openai/chat_stream_include_usage.httprr");
+    let image = load_one("openai/chat_image_url.httprr");
+    let o3 = load_one("openai/chat_o3_mini_reasoning_tokens.yaml");
+    for ex in [&basic, &stream, &image, &o3] {
+        assert_eq!(ex.path(), CHAT_PATH, "fixture recorded at another path");
+    }
+    let expected = expectations(&basic, &stream, &image, &o3);
+
+    // One path, four fixtures: chosen by model, stream flag, image content; else the basic one.
+    let upstream = FakeUpstream::start().await;
+    upstream
+        .replay_if(
+            &o3,
+            CHAT_PATH,
+            body_partial_json(json!({"model": "o3-mini"})),
+        )
+        .await;
+    upstream
+        .replay_if(
+            &stream,
+            CHAT_PATH,
+            body_partial_json(json!({"stream": true})),
+        )
+        .await;
+    upstream
+        .replay_if(&image, CHAT_PATH, |r: &Request| {
+            String::from_utf8_lossy(&r.body).contains("\"image_url\"")
+        })
+        .await;
+    upstream.replay(&basic, CHAT_PATH).await;
+
+    let logs = log_dir();
+    let relay_log = logs.join("llm-relay.log");
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut relay = spawn_relay(port, &upstream.uri(), &relay_log);
+    wait_ready(&mut relay, &base, &relay_log).await;
+
+    let pytest_log = logs.join("pytest.log");
+    let (status, output) = {
+        let (python, base, expected, log) = (
+            python.clone(),
+            base.clone(),
+            expected.clone(),
+            pytest_log.clone(),
+        );
+        tokio::task::spawn_blocking(move || run_pytest(&python, &base, &expected, &log))
+            .await
+            .unwrap()
+    };
+    println!("pytest output:\n{output}");
+    match status {
+        Some(s) if s.success() => {}
+        other => panic!(
+            "pytest failed ({}) with LLM_RELAY_PYTHON={python}\n--- pytest ---\n{output}\n--- llm-relay log ---\n{}",
+            other.map_or("timed out".to_string(), |s| s.to_string()),
+            read_log(&relay_log)
+        ),
+    }
+
+    check_upstream_requests(&upstream.received().await);
+    drop(relay);
+}
