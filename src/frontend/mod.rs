@@ -35,24 +35,24 @@ pub async fn read_json<T: DeserializeOwned>(body: Body, limit: usize) -> Result<
 const IMAGE_TYPES: [&str; 4] = ["image/png", "image/jpeg", "image/gif", "image/webp"];
 
 /// Sniff the image type from the first bytes of base64 `data` (the `infer` crate's magic numbers).
-fn sniff(data: &str) -> Option<&'static str> {
+///
+/// Errors: the data does not start with valid base64 (400).
+fn sniff(data: &str) -> Result<Option<&'static str>, ApiError> {
     // 64 base64 characters decode to 48 bytes, enough for every signature we accept.
     let head: String = data
         .chars()
         .filter(|c| !c.is_whitespace())
         .take(64)
         .collect();
+    let head = head.trim_end_matches('=');
     let head = &head[..head.len() - head.len() % 4];
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(head.trim_end_matches('='))
-        .ok()
-        .or_else(|| {
-            base64::engine::general_purpose::STANDARD_NO_PAD
-                .decode(head.trim_end_matches('='))
-                .ok()
-        })?;
-    let mime = infer::get(&bytes)?.mime_type();
-    IMAGE_TYPES.iter().copied().find(|t| *t == mime)
+    let bytes = base64::engine::general_purpose::STANDARD_NO_PAD
+        .decode(head)
+        .map_err(|_| ApiError::BadRequest("image data is not valid base64".into()))?;
+    if bytes.is_empty() {
+        return Err(ApiError::BadRequest("image data is empty".into()));
+    }
+    Ok(infer::get(&bytes).and_then(|t| IMAGE_TYPES.iter().copied().find(|m| *m == t.mime_type())))
 }
 
 /// A base64 image without a declared type (Ollama `images`): the type is sniffed.
@@ -60,7 +60,7 @@ fn sniff(data: &str) -> Option<&'static str> {
 /// Errors: not base64, or not PNG/JPEG/GIF/WebP (400).
 pub fn image_from_base64(data: &str) -> Result<ContentPart, ApiError> {
     let data = data.trim();
-    let media_type = sniff(data).ok_or_else(|| {
+    let media_type = sniff(data)?.ok_or_else(|| {
         ApiError::BadRequest("image is not a base64-encoded PNG, JPEG, GIF or WebP".into())
     })?;
     Ok(ContentPart::Image {
@@ -84,7 +84,7 @@ pub fn image_from_url(url: &str) -> Result<ContentPart, ApiError> {
             ));
         }
         let declared = meta.trim_end_matches(";base64");
-        let media_type = match sniff(data) {
+        let media_type = match sniff(data)? {
             Some(t) => t.to_string(),
             None if IMAGE_TYPES.contains(&declared) => declared.to_string(),
             None => {
