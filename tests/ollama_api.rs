@@ -5,18 +5,10 @@ mod common;
 
 use common::fake_upstream::FakeUpstream;
 use common::fixtures::{Exchange, load};
-use common::relay::{Relay, ndjson};
+use common::relay::{Relay, first_model_of, ndjson, openai_fixture};
 use serde_json::{Value, json};
 
 const PNG_1X1: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==";
-
-async fn openai_upstream(fixture: &str) -> (FakeUpstream, Relay, Exchange) {
-    let ex = load(fixture).remove(0);
-    let fake = FakeUpstream::start().await;
-    fake.replay(&ex, "/v1/chat/completions").await;
-    let relay = Relay::start(&[("openai", format!("{}/v1", fake.uri()))]).await;
-    (fake, relay, ex)
-}
 
 fn recorded_stream(ex: &Exchange) -> (String, Value) {
     let chunks: Vec<Value> = ex
@@ -156,7 +148,7 @@ async fn pull_succeeds_without_download() {
 
 #[tokio::test]
 async fn chat_streams_ndjson_by_default() {
-    let (fake, relay, ex) = openai_upstream("openai/chat_stream_include_usage.httprr").await;
+    let (fake, relay, ex) = openai_fixture("openai/chat_stream_include_usage.httprr").await;
     let (text, usage) = recorded_stream(&ex);
     let resp = relay
         .post(
@@ -201,7 +193,7 @@ async fn chat_streams_ndjson_by_default() {
 
 #[tokio::test]
 async fn chat_non_stream_and_options_mapping() {
-    let (fake, relay, ex) = openai_upstream("openai/chat_basic.httprr").await;
+    let (fake, relay, ex) = openai_fixture("openai/chat_basic.httprr").await;
     let recorded = ex.response_json();
     let resp = relay
         .post(
@@ -246,7 +238,7 @@ async fn chat_non_stream_and_options_mapping() {
 
 #[tokio::test]
 async fn generate_streams_response_field() {
-    let (fake, relay, ex) = openai_upstream("openai/chat_stream_include_usage.httprr").await;
+    let (fake, relay, ex) = openai_fixture("openai/chat_stream_include_usage.httprr").await;
     let (text, _) = recorded_stream(&ex);
     let resp = relay
         .post(
@@ -289,7 +281,7 @@ async fn generate_streams_response_field() {
 
 #[tokio::test]
 async fn generate_non_stream() {
-    let (_fake, relay, ex) = openai_upstream("openai/chat_basic.httprr").await;
+    let (_fake, relay, ex) = openai_fixture("openai/chat_basic.httprr").await;
     let v: Value = relay
         .post(
             "/api/generate",
@@ -309,7 +301,7 @@ async fn generate_non_stream() {
 
 #[tokio::test]
 async fn empty_chat_loads_the_model_without_calling_upstream() {
-    let (fake, relay, _) = openai_upstream("openai/chat_basic.httprr").await;
+    let (fake, relay, _) = openai_fixture("openai/chat_basic.httprr").await;
     let v: Value = relay
         .post(
             "/api/chat",
@@ -329,11 +321,7 @@ async fn streamed_tool_calls_arrive_whole_with_object_arguments() {
     let fake = FakeUpstream::start().await;
     fake.replay(&ex, "/chat/completions").await;
     let relay = Relay::start(&[("deepseek", fake.uri())]).await;
-    let model = llm_relay::catalog::ModelId::all()
-        .find(|m| m.info().provider.name() == "deepseek")
-        .unwrap()
-        .info()
-        .id;
+    let model = first_model_of("deepseek");
     let tool = json!({"type": "function", "function": {"name": "weather", "parameters": {"type": "object"}}});
     let lines = ndjson(
         &relay
@@ -368,7 +356,7 @@ async fn streamed_tool_calls_arrive_whole_with_object_arguments() {
 
 #[tokio::test]
 async fn tool_results_by_name_map_to_call_ids() {
-    let (fake, relay, _) = openai_upstream("openai/chat_basic.httprr").await;
+    let (fake, relay, _) = openai_fixture("openai/chat_basic.httprr").await;
     let resp = relay
         .post(
             "/api/chat",

@@ -8,24 +8,16 @@ use std::time::Duration;
 
 use common::fake_upstream::FakeUpstream;
 use common::fixtures::load;
-use common::relay::{Relay, config, sse_payloads, test_key};
+use common::relay::{Relay, config, first_model_of, openai_fixture, sse_payloads, test_key};
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, ResponseTemplate};
 
 const PNG_1X1: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==";
 
-async fn openai_upstream(fixture: &str) -> (FakeUpstream, Relay, common::fixtures::Exchange) {
-    let ex = load(fixture).remove(0);
-    let fake = FakeUpstream::start().await;
-    fake.replay(&ex, "/v1/chat/completions").await;
-    let relay = Relay::start(&[("openai", format!("{}/v1", fake.uri()))]).await;
-    (fake, relay, ex)
-}
-
 #[tokio::test]
 async fn chat_non_stream_round_trip() {
-    let (fake, relay, ex) = openai_upstream("openai/chat_basic.httprr").await;
+    let (fake, relay, ex) = openai_fixture("openai/chat_basic.httprr").await;
     let recorded = ex.response_json();
     let resp = relay
         .post(
@@ -84,7 +76,7 @@ async fn chat_non_stream_round_trip() {
 
 #[tokio::test]
 async fn chat_stream_role_first_finish_usage_done() {
-    let (fake, relay, ex) = openai_upstream("openai/chat_stream_include_usage.httprr").await;
+    let (fake, relay, ex) = openai_fixture("openai/chat_stream_include_usage.httprr").await;
     let recorded: Vec<Value> = ex
         .sse_data()
         .iter()
@@ -166,7 +158,7 @@ async fn chat_stream_role_first_finish_usage_done() {
 
 #[tokio::test]
 async fn stream_without_include_usage_has_no_usage_chunk() {
-    let (_fake, relay, _) = openai_upstream("openai/chat_stream_include_usage.httprr").await;
+    let (_fake, relay, _) = openai_fixture("openai/chat_stream_include_usage.httprr").await;
     let resp = relay
         .post("/v1/chat/completions", &json!({"model": "gpt-4o", "stream": true, "messages": [{"role": "user", "content": "x"}]}))
         .await;
@@ -181,7 +173,7 @@ async fn stream_without_include_usage_has_no_usage_chunk() {
 
 #[tokio::test]
 async fn reasoning_model_quirks_reach_the_upstream() {
-    let (fake, relay, ex) = openai_upstream("openai/chat_o3_mini_reasoning_tokens.yaml").await;
+    let (fake, relay, ex) = openai_fixture("openai/chat_o3_mini_reasoning_tokens.yaml").await;
     let recorded = ex.response_json();
     let resp = relay
         .post(
@@ -214,7 +206,7 @@ async fn reasoning_model_quirks_reach_the_upstream() {
 
 #[tokio::test]
 async fn tools_response_format_and_images_are_forwarded() {
-    let (fake, relay, _) = openai_upstream("openai/chat_basic.httprr").await;
+    let (fake, relay, _) = openai_fixture("openai/chat_basic.httprr").await;
     let tool = json!({"type": "function", "function": {"name": "get_weather", "description": "Weather",
         "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}});
     let resp = relay
@@ -242,7 +234,7 @@ async fn tools_response_format_and_images_are_forwarded() {
 
 #[tokio::test]
 async fn tool_call_history_round_trips() {
-    let (fake, relay, _) = openai_upstream("openai/chat_basic.httprr").await;
+    let (fake, relay, _) = openai_fixture("openai/chat_basic.httprr").await;
     let resp = relay
         .post(
             "/v1/chat/completions",
@@ -272,11 +264,7 @@ async fn streamed_tool_calls_from_recorded_deepseek_traffic() {
     let fake = FakeUpstream::start().await;
     fake.replay(&ex, "/chat/completions").await;
     let relay = Relay::start(&[("deepseek", fake.uri())]).await;
-    let model = llm_relay::catalog::ModelId::all()
-        .find(|m| m.info().provider.name() == "deepseek")
-        .unwrap()
-        .info()
-        .id;
+    let model = first_model_of("deepseek");
     let resp = relay
         .post("/v1/chat/completions", &json!({"model": model, "stream": true, "messages": [{"role": "user", "content": "weather?"}]}))
         .await;
@@ -343,11 +331,7 @@ async fn upstream_errors_keep_status_and_message() {
         fake.replay(&ex, "/chat/completions").await;
         let relay = Relay::start(&[("openai", fake.uri()), ("openrouter", fake.uri())]).await;
         let model = if fixture.starts_with("openrouter") {
-            llm_relay::catalog::ModelId::all()
-                .find(|m| m.info().provider.name() == "openrouter")
-                .unwrap()
-                .info()
-                .id
+            first_model_of("openrouter")
         } else {
             "gpt-4o"
         };
@@ -394,11 +378,7 @@ async fn upstream_429_keeps_retry_after() {
         .mount(&fake.server)
         .await;
     let relay = Relay::start(&[("openrouter", fake.uri())]).await;
-    let model = llm_relay::catalog::ModelId::all()
-        .find(|m| m.info().provider.name() == "openrouter")
-        .unwrap()
-        .info()
-        .id;
+    let model = first_model_of("openrouter");
     for (path, stream) in [
         ("/v1/chat/completions", false),
         ("/v1/chat/completions", true),
@@ -420,11 +400,7 @@ async fn midstream_error_becomes_an_sse_error_object() {
     let fake = FakeUpstream::start().await;
     fake.replay(&ex, "/chat/completions").await;
     let relay = Relay::start(&[("openrouter", fake.uri())]).await;
-    let model = llm_relay::catalog::ModelId::all()
-        .find(|m| m.info().provider.name() == "openrouter")
-        .unwrap()
-        .info()
-        .id;
+    let model = first_model_of("openrouter");
     let resp = relay
         .post("/v1/chat/completions", &json!({"model": model, "stream": true, "messages": [{"role": "user", "content": "x"}]}))
         .await;
@@ -525,7 +501,7 @@ async fn bad_input_gets_openai_errors() {
 
 #[tokio::test]
 async fn default_model_catches_unknown_names() {
-    let (fake, _r, _) = openai_upstream("openai/chat_basic.httprr").await;
+    let (fake, _r, _) = openai_fixture("openai/chat_basic.httprr").await;
     let mut cfg = config(&[("openai", format!("{}/v1", fake.uri()))]);
     cfg.default_model = Some("gpt-4o-mini".into());
     let relay = Relay::start_with(cfg).await;
@@ -567,7 +543,7 @@ async fn models_list_only_enabled_providers_and_ids_with_slashes_resolve() {
 
 #[tokio::test]
 async fn legacy_completions() {
-    let (fake, relay, ex) = openai_upstream("openai/chat_basic.httprr").await;
+    let (fake, relay, ex) = openai_fixture("openai/chat_basic.httprr").await;
     let resp = relay
         .post(
             "/v1/completions",
@@ -588,7 +564,7 @@ async fn legacy_completions() {
     );
     assert_eq!(up["max_tokens"], 20);
 
-    let (_f, relay, _) = openai_upstream("openai/chat_stream_include_usage.httprr").await;
+    let (_f, relay, _) = openai_fixture("openai/chat_stream_include_usage.httprr").await;
     let resp = relay
         .post(
             "/v1/completions",

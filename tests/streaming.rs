@@ -81,7 +81,11 @@ async fn first_arrives_before_upstream_continues(path: &str, body: serde_json::V
         false
     })
     .await;
-    assert_eq!(got_first, Ok(true), "{path}: the first upstream chunk was held back; got so far: {seen:?}");
+    assert_eq!(
+        got_first,
+        Ok(true),
+        "{path}: the first upstream chunk was held back; got so far: {seen:?}"
+    );
     assert!(!seen.contains("second"));
     tx.send(()).unwrap();
     while let Some(Ok(b)) = stream.next().await {

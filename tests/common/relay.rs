@@ -103,6 +103,32 @@ impl Drop for Relay {
     }
 }
 
+/// The first model of `provider` in the catalog (for tests bound to a provider's fixtures, not
+/// to a particular model row).
+pub fn first_model_of(provider: &str) -> &'static str {
+    llm_relay::catalog::ModelId::all()
+        .find(|m| m.info().provider.name() == provider)
+        .unwrap_or_else(|| panic!("no model of provider {provider} in providers.yaml"))
+        .info()
+        .id
+}
+
+/// A fake OpenAI upstream replaying the first exchange of `fixture` at `/v1/chat/completions`,
+/// and a relay whose `openai` provider points at it.
+pub async fn openai_fixture(
+    fixture: &str,
+) -> (
+    super::fake_upstream::FakeUpstream,
+    Relay,
+    super::fixtures::Exchange,
+) {
+    let ex = super::fixtures::load(fixture).remove(0);
+    let fake = super::fake_upstream::FakeUpstream::start().await;
+    fake.replay(&ex, "/v1/chat/completions").await;
+    let relay = Relay::start(&[("openai", format!("{}/v1", fake.uri()))]).await;
+    (fake, relay, ex)
+}
+
 /// Parse an SSE body into its `data:` payloads (framing per the WHATWG rules the OpenAI SDK uses:
 /// events separated by a blank line).
 pub fn sse_payloads(body: &str) -> Vec<String> {
