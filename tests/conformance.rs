@@ -7,6 +7,9 @@
 //! model's quirks applied. Also enforces "the YAML is the only registry": no source file under
 //! src/ spells a provider name or model id from providers.yaml as a string literal.
 
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use common::fake_upstream::FakeUpstream;

@@ -1,6 +1,9 @@
 //! The Ollama API frontend end to end against fake OpenAI-compatible upstreams replaying recorded
 //! traffic: NDJSON framing, `done_reason`, durations, names, options mapping, images, errors.
 
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use common::fake_upstream::FakeUpstream;

@@ -2,6 +2,9 @@
 //! OpenAI-compatible traffic (tests/fixtures), asserting both what the client got back and what
 //! llm-relay sent upstream.
 
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use std::time::Duration;

@@ -2,6 +2,9 @@
 //! bodies and must answer a client error in its own format (never a 5xx from llm-relay itself,
 //! never a dropped connection). Deterministic: the random bodies come from a fixed seed.
 
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use common::relay::Relay;

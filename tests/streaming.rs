@@ -2,6 +2,9 @@
 //! until the test has seen that event arrive at the client. If llm-relay buffered the stream,
 //! the first event would never arrive before the upstream finishes and the test would time out.
 
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use std::time::Duration;
