@@ -9,11 +9,11 @@ fn main() {
     let manifest_dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_default());
     let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").unwrap_or_default());
     if let Err(errors) = llm_relay_codegen::build(&manifest_dir, &out_dir) {
+        // Each `cargo::error=` line is printed by cargo as `error: llm-relay@x.y.z: <message>` and
+        // fails the build ("build script logged errors") without the exit-status dump that a
+        // non-zero exit adds around it.
         for e in &errors {
-            // `cargo::error=` makes cargo print the message as a build error.
             println!("cargo::error={e}");
-            eprintln!("error: {e}");
         }
-        std::process::exit(1);
     }
 }

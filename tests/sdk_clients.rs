@@ -108,9 +108,9 @@ fn free_port() -> u16 {
     l.local_addr().unwrap().port()
 }
 
+/// Logs of the last run (relay and pytest), kept for inspection: target/tmp/sdk_clients/.
 fn log_dir() -> PathBuf {
-    let dir =
-        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("sdk_clients-{}", std::process::id()));
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("sdk_clients");
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }

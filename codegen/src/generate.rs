@@ -60,9 +60,17 @@ fn param(p: Param) -> TokenStream {
     quote!(Param::#name)
 }
 
+/// Integer literal without a type suffix (`128000`, not `128000u32`), for a readable file.
+fn int(v: u64) -> Literal {
+    Literal::u64_unsuffixed(v)
+}
+
 fn opt_u32(v: Option<u32>) -> TokenStream {
     match v {
-        Some(n) => quote!(Some(#n)),
+        Some(n) => {
+            let n = int(n.into());
+            quote!(Some(#n))
+        }
         None => quote!(None),
     }
 }
@@ -77,7 +85,7 @@ pub fn generate(cat: &Catalog) -> String {
         .map(|p| format_ident!("{}", camel(&p.name)))
         .collect();
     let names: Vec<_> = cat.providers.iter().map(|p| p.name.as_str()).collect();
-    let indexes: Vec<_> = (0..n_providers).collect();
+    let indexes: Vec<_> = (0..n_providers as u64).map(int).collect();
 
     let provider_rows = cat.providers.iter().zip(&variants).map(|(p, v)| {
         let (name, display, base_url) = (&p.name, &p.display_name, &p.base_url);
@@ -106,7 +114,12 @@ pub fn generate(cat: &Catalog) -> String {
     let model_rows = cat.models.iter().map(|m| {
         let v = &variants[m.provider];
         let s = &m.spec;
-        let (id, family, desc, ctx) = (&s.id, &s.family, &s.description, s.context_length);
+        let (id, family, desc, ctx) = (
+            &s.id,
+            &s.family,
+            &s.description,
+            int(s.context_length.into()),
+        );
         let max_out = opt_u32(s.max_output_tokens);
         let caps = s.capabilities.iter().map(|c| capability(*c));
         let aliases = &m.aliases;
@@ -128,7 +141,7 @@ pub fn generate(cat: &Catalog) -> String {
         let p = &m.price;
         let (i, o, cr, cw, fee) = (f(p.input), f(p.output), f(p.cache_read), f(p.cache_write), f(p.request_fee));
         let tiers = p.tiers.iter().map(|(above, ti, to, tc)| {
-            let (ti, to, tc) = (f(*ti), f(*to), f(*tc));
+            let (above, ti, to, tc) = (int(*above), f(*ti), f(*to), f(*tc));
             quote!(PriceTier { above_prompt_tokens: #above, input: #ti, output: #to, cache_read: #tc })
         });
         quote! {
@@ -170,7 +183,7 @@ pub fn generate(cat: &Catalog) -> String {
         by_model[*m].push(s);
     }
     let arms = by_model.iter().enumerate().map(|(i, ss)| {
-        let i = i as u16;
+        let i = int(i as u64);
         quote!(#(#ss)|* => Some(ModelId(#i)),)
     });
 
@@ -185,8 +198,8 @@ pub fn generate(cat: &Catalog) -> String {
     });
 
     let source = &cat.pricing_source;
-    let n_providers_lit = n_providers;
-    let n_models_lit = n_models;
+    let n_providers_lit = int(n_providers as u64);
+    let n_models_lit = int(n_models as u64);
     let file = quote! {
         /// Every provider in `providers.yaml`, in file order.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -183,9 +183,7 @@ impl<'a> Lines<'a> {
 
     /// The line of `field:` inside the entry at `at` (its own line for a flow mapping), else `at`.
     fn field(&self, at: Option<(usize, usize)>, field: &str) -> Option<(usize, usize)> {
-        let Some((line, _)) = at else {
-            return None;
-        };
+        let (line, _) = at?;
         let block = self.block(line);
         self.key(block.clone(), field, None)
             .or_else(|| self.find(block, &format!("{field}:")))
@@ -397,9 +395,15 @@ pub fn validate(
         }
     }
 
+    // `provider/id` of every model, for "did you mean" hints.
+    let model_names: Vec<String> = models
+        .iter()
+        .map(|(pi, m)| format!("{}/{}", providers.providers[*pi].name, m.id))
+        .collect();
+
     // Aliases, in file order so a duplicate is reported where it is written second.
     let aliases_section = pd.lines.section("aliases");
-    let mut alias_list: Vec<(Option<(usize, usize)>, &String, &String)> = providers
+    let mut alias_list: Vec<_> = providers
         .aliases
         .iter()
         .map(|(alias, target)| {
@@ -430,10 +434,11 @@ pub fn validate(
             } else {
                 " (write it as provider/model-id)"
             };
+            let suggestion = did_you_mean(target, &model_names);
             pd.err(
                 entry,
                 at,
-                format!("alias points at unknown model \"{target}\"{hint}"),
+                format!("alias points at unknown model \"{target}\"{hint}{suggestion}"),
             );
             continue;
         };
@@ -469,7 +474,9 @@ pub fn validate(
                 entry,
                 at,
                 format!(
-                    "price for unknown model \"{key}\" (keys are provider/model-id from providers.yaml)"
+                    "price for unknown model \"{key}\" (keys are provider/model-id from {}){}",
+                    src.providers_name,
+                    did_you_mean(key, &model_names)
                 ),
             );
             continue;
@@ -549,6 +556,46 @@ pub fn validate(
         spellings: spellings.into_iter().map(|(s, (m, _))| (s, m)).collect(),
         pricing_source: pricing.source,
     })
+}
+
+/// `; did you mean "provider/id"?` for the known model name closest to `wrong` (at most two edits
+/// away, or one a prefix of the other), else empty. Without a `/`, `wrong` is compared with the ids.
+fn did_you_mean(wrong: &str, known: &[String]) -> String {
+    let wrong = wrong.to_lowercase();
+    known
+        .iter()
+        .filter_map(|name| {
+            let lower = name.to_lowercase();
+            let cand = if wrong.contains('/') {
+                lower.as_str()
+            } else {
+                lower.split_once('/').map_or(lower.as_str(), |(_, id)| id)
+            };
+            let d = edit_distance(&wrong, cand);
+            let close = d <= 2 || cand.starts_with(&wrong) || wrong.starts_with(cand);
+            close.then_some((d, name))
+        })
+        .min()
+        .map(|(_, name)| format!("; did you mean \"{name}\"?"))
+        .unwrap_or_default()
+}
+
+/// Levenshtein distance in characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diag = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let next = (row[j + 1] + 1)
+                .min(row[j] + 1)
+                .min(diag + usize::from(ca != *cb));
+            diag = row[j + 1];
+            row[j + 1] = next;
+        }
+    }
+    row[b.len()]
 }
 
 fn zero_price() -> ResolvedPrice {

@@ -2,6 +2,9 @@
 //! through `compile`, the full rendered diagnostics are snapshotted (`snapshots/errors__*.snap`),
 //! and the `file:line:col:` prefix is checked against the line that is actually wrong.
 
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use llm_relay_codegen::{Error, Sources, compile};
 
 /// A valid catalog: two providers, three models, two aliases, one provider default.
