@@ -9,19 +9,7 @@ use proc_macro2::{Literal, TokenStream};
 use quote::{format_ident, quote};
 
 use crate::schema::{AuthStyle, Capability, MaxTokensField, Param, SystemPrompt, WireFamily};
-use crate::validate::Catalog;
-
-fn camel(name: &str) -> String {
-    name.split(|c: char| !c.is_ascii_alphanumeric())
-        .filter(|s| !s.is_empty())
-        .map(|s| {
-            let mut c = s.chars();
-            c.next()
-                .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
-                .unwrap_or_default()
-        })
-        .collect()
-}
+use crate::validate::{Catalog, camel};
 
 fn f(v: f64) -> Literal {
     Literal::f64_unsuffixed(v)
@@ -182,10 +170,15 @@ pub fn generate(cat: &Catalog) -> String {
     for (s, m) in &cat.spellings {
         by_model[*m].push(s);
     }
-    let arms = by_model.iter().enumerate().map(|(i, ss)| {
-        let i = int(i as u64);
-        quote!(#(#ss)|* => Some(ModelId(#i)),)
-    });
+    let model_variants: Vec<_> = cat
+        .models
+        .iter()
+        .map(|m| format_ident!("{}", m.variant))
+        .collect();
+    let arms = by_model
+        .iter()
+        .zip(&model_variants)
+        .map(|(ss, v)| quote!(#(#ss)|* => Some(ModelId::#v),));
 
     let dispatch = cat.providers.iter().zip(&variants).map(|(p, v)| {
         let module = match p.wire {
@@ -218,10 +211,21 @@ pub fn generate(cat: &Catalog) -> String {
             }
         }
 
+        /// Every model in `providers.yaml`, in file order (`<Provider><Id>` in CamelCase). The
+        /// discriminant indexes `MODELS`, `PRICING` and `QUIRKS`.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[repr(u16)]
+        pub enum ModelId { #(#model_variants),* }
+
+        impl ModelId {
+            /// All models, in file order.
+            pub const ALL: [ModelId; #n_models_lit] = [#(ModelId::#model_variants),*];
+        }
+
         /// Provider table, indexed in `ProviderId` order.
         pub static PROVIDERS: [ProviderInfo; #n_providers_lit] = [#(#provider_rows),*];
 
-        /// Model table; `ModelId(n)` indexes it.
+        /// Model table, indexed by `ModelId as usize`.
         pub static MODELS: [ModelInfo; #n_models_lit] = [#(#model_rows),*];
 
         /// Prices per model (USD per 1M tokens; request fee in USD), from pricing.yaml.

@@ -44,6 +44,21 @@ pub struct ResolvedModel {
     pub quirks: ResolvedQuirks,
     /// Absolute rates (USD per 1M tokens; request fee in USD).
     pub price: ResolvedPrice,
+    /// Name of its `ModelId` enum variant: provider and id in CamelCase (`OpenaiGpt4o`).
+    pub variant: String,
+}
+
+/// CamelCase of `name`, splitting at every non-alphanumeric character (`gpt-4o` -> `Gpt4o`).
+pub fn camel(name: &str) -> String {
+    name.split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            let mut c = s.chars();
+            c.next()
+                .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+                .unwrap_or_default()
+        })
+        .collect()
 }
 
 /// Quirks with every field decided.
@@ -365,11 +380,22 @@ pub fn validate(
             spellings.insert(spelling, (model, origin));
         }
     };
+    let mut variants: HashMap<String, String> = HashMap::new();
     for (pi, p) in providers.providers.iter().enumerate() {
         for (mi, m) in p.models.iter().enumerate() {
             let idx = models.len();
             let entry = format!("providers[{}].models[{}]", p.name, m.id);
             let at = model_at[pi][mi];
+            let variant = camel(&p.name) + &camel(&m.id);
+            if let Some(other) = variants.insert(variant.clone(), entry.clone())
+                && other != entry
+            {
+                pd.err(
+                    entry.clone(),
+                    at,
+                    format!("model id \"{}\" gives the Rust name {variant}, as {other} does: ids must differ in more than punctuation", m.id),
+                );
+            }
             if m.id.trim().is_empty() || m.id.chars().any(char::is_whitespace) {
                 pd.err(
                     entry.clone(),
@@ -537,12 +563,14 @@ pub fn validate(
         .zip(aliases)
         .map(|(((pi, spec), price), aliases)| {
             let quirks = merge_quirks(&providers.providers[pi].quirks, &spec.quirks);
+            let variant = camel(&providers.providers[pi].name) + &camel(&spec.id);
             ResolvedModel {
                 provider: pi,
                 spec,
                 aliases,
                 quirks,
                 price: price.unwrap_or_else(zero_price),
+                variant,
             }
         })
         .collect();

@@ -331,6 +331,25 @@ fn ambiguous_model_id_across_providers() {
 }
 
 #[test]
+fn model_ids_differing_only_in_punctuation() {
+    // `jet-1` and `jet1` both become the Rust variant `AcmeJet1`.
+    let p = edit(
+        PROVIDERS,
+        "      - id: jet\n",
+        "      - id: jet-1\n        family: jet\n        context_length: 10\n        description: J\n      - id: jet1\n",
+    );
+    let r = edit(
+        PRICING,
+        "  acme/jet:\n",
+        "  acme/jet-1: {input: 1, output: 1}\n  acme/jet1:\n",
+    );
+    let e = errors(&p, &r);
+    insta::assert_snapshot!(render(&e));
+    assert_eq!(e.len(), 1);
+    assert_at(&e[0], "providers.yaml", &p, "id: jet1", 0);
+}
+
+#[test]
 fn ambiguous_alias_equals_model_id() {
     let p = edit(PROVIDERS, "  smart: beta/comet\n", "  jet: beta/comet\n");
     let e = errors(&p, PRICING);

@@ -16,7 +16,7 @@ mod generated {
     include!(concat!(env!("OUT_DIR"), "/catalog.rs"));
 }
 
-pub use generated::{MODELS, PRICING_SOURCE, PROVIDERS, ProviderId, dialect};
+pub use generated::{MODELS, ModelId, PRICING_SOURCE, PROVIDERS, ProviderId, dialect};
 
 /// Longest name worth looking up; longer input cannot be a catalog name.
 const MAX_NAME_LEN: usize = 256;
@@ -40,19 +40,19 @@ pub fn resolve(name: &str) -> Option<ModelId> {
 impl ModelId {
     /// Every model, in file order.
     pub fn all() -> impl Iterator<Item = ModelId> {
-        (0..MODELS.len()).map(|i| ModelId(i as u16))
+        ModelId::ALL.into_iter()
     }
     /// Static facts about the model.
     pub fn info(self) -> &'static ModelInfo {
-        &MODELS[self.0 as usize]
+        &MODELS[self as usize]
     }
     /// Prices (USD per 1M tokens).
     pub fn pricing(self) -> &'static Pricing {
-        &generated::PRICING[self.0 as usize]
+        &generated::PRICING[self as usize]
     }
     /// Request quirks.
     pub fn quirks(self) -> &'static Quirks {
-        &generated::QUIRKS[self.0 as usize]
+        &generated::QUIRKS[self as usize]
     }
     /// The serving provider.
     pub fn provider(self) -> &'static ProviderInfo {

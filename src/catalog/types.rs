@@ -211,7 +211,3 @@ impl Quirks {
             .map_or(p.json_name(), |(_, to)| to)
     }
 }
-
-/// Index of a model in the generated `MODELS` table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ModelId(pub u16);
