@@ -745,25 +745,32 @@ async fn run(state: &AppState, kind: Kind, path: &'static str, body: Body) -> Re
                 usage: Default::default(),
                 calls: Vec::new(),
             };
-            let stream = events.flat_map(move |ev| {
-                let out = match ev {
-                    Ok(ev) => {
-                        if let StreamEvent::Usage(u) = &ev {
-                            log.set_usage(*u);
-                        }
-                        if matches!(ev, StreamEvent::Finish(_)) {
-                            log.set_complete();
-                        }
-                        enc.event(ev)
+            // Already-available events go out in one write (see openai::STREAM_BATCH).
+            let stream = events
+                .ready_chunks(super::openai::STREAM_BATCH)
+                .map(move |batch| {
+                    let mut buf = Vec::new();
+                    for ev in batch {
+                        let out = match ev {
+                            Ok(ev) => {
+                                if let StreamEvent::Usage(u) = &ev {
+                                    log.set_usage(*u);
+                                }
+                                if matches!(ev, StreamEvent::Finish(_)) {
+                                    log.set_complete();
+                                }
+                                enc.event(ev)
+                            }
+                            Err(e) => {
+                                log.set_status(e.status());
+                                tracing::warn!(error = %e, "upstream failed mid-stream");
+                                vec![ndjson(&json!({"error": e.to_string()}))]
+                            }
+                        };
+                        out.iter().for_each(|b| buf.extend_from_slice(b));
                     }
-                    Err(e) => {
-                        log.set_status(e.status());
-                        tracing::warn!(error = %e, "upstream failed mid-stream");
-                        vec![ndjson(&json!({"error": e.to_string()}))]
-                    }
-                };
-                futures_util::stream::iter(out.into_iter().map(Ok::<Bytes, std::io::Error>))
-            });
+                    Ok::<Bytes, std::io::Error>(Bytes::from(buf))
+                });
             Response::builder()
                 .content_type("application/x-ndjson")
                 .body(Body::from_bytes_stream(stream))

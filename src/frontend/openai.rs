@@ -430,6 +430,9 @@ fn completion_json(id: &str, model: &str, created: i64, r: &ChatResponse) -> Val
     })
 }
 
+/// Most events encoded into one response write (only events that are already available).
+pub(crate) const STREAM_BATCH: usize = 64;
+
 fn sse(v: &Value) -> Bytes {
     Bytes::from(format!("data: {v}\n\n"))
 }
@@ -507,27 +510,33 @@ fn stream_body(
     text_completion: bool,
 ) -> Body {
     let head = futures_util::stream::once(async move { Ok::<Bytes, std::io::Error>(first) });
-    let rest = events.flat_map(move |ev| {
-        let out: Vec<Bytes> = match ev {
-            Ok(ev) => {
-                if let StreamEvent::Usage(u) = &ev {
-                    log.set_usage(*u);
+    // Events that are already available are encoded into one buffer and written together:
+    // one write per upstream read instead of one per event, without waiting for anything.
+    let rest = events.ready_chunks(STREAM_BATCH).map(move |batch| {
+        let mut buf = Vec::new();
+        for ev in batch {
+            let out: Vec<Bytes> = match ev {
+                Ok(ev) => {
+                    if let StreamEvent::Usage(u) = &ev {
+                        log.set_usage(*u);
+                    }
+                    if matches!(ev, StreamEvent::Finish(_)) {
+                        log.set_complete();
+                    }
+                    if text_completion { enc.text_event(ev) } else { enc.event(ev) }
                 }
-                if matches!(ev, StreamEvent::Finish(_)) {
-                    log.set_complete();
+                Err(e) => {
+                    log.set_status(e.status());
+                    tracing::warn!(error = %e, "upstream failed mid-stream");
+                    vec![
+                        sse(&json!({"error": {"message": e.to_string(), "type": e.openai_type(), "param": Value::Null, "code": e.openai_code()}})),
+                        Bytes::from_static(b"data: [DONE]\n\n"),
+                    ]
                 }
-                if text_completion { enc.text_event(ev) } else { enc.event(ev) }
-            }
-            Err(e) => {
-                log.set_status(e.status());
-                tracing::warn!(error = %e, "upstream failed mid-stream");
-                vec![
-                    sse(&json!({"error": {"message": e.to_string(), "type": e.openai_type(), "param": Value::Null, "code": e.openai_code()}})),
-                    Bytes::from_static(b"data: [DONE]\n\n"),
-                ]
-            }
-        };
-        futures_util::stream::iter(out.into_iter().map(Ok::<Bytes, std::io::Error>))
+            };
+            out.iter().for_each(|b| buf.extend_from_slice(b));
+        }
+        Ok::<Bytes, std::io::Error>(Bytes::from(buf))
     });
     Body::from_bytes_stream(head.chain(rest))
 }
