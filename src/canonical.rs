@@ -244,8 +244,8 @@ pub struct ChatResponse {
     pub tool_calls: Vec<ToolCall>,
     /// Why it stopped.
     pub finish_reason: FinishReason,
-    /// Token counts.
-    pub usage: Usage,
+    /// Token counts, when the upstream reported them.
+    pub usage: Option<Usage>,
 }
 
 /// One event of a normalised stream. Frontends frame these (SSE / NDJSON) at the edge.

@@ -41,6 +41,10 @@ pub enum ApiError {
         message: String,
         /// `Retry-After` value to pass on (429/503).
         retry_after: Option<String>,
+        /// The upstream's error code (`insufficient_quota`, `unsupported_parameter`, ...).
+        code: Option<String>,
+        /// The request parameter the upstream blamed.
+        param: Option<String>,
     },
     /// The upstream reported an error inside a 2xx stream (an `error` object or `event: error`)
     /// (502 if it happens before the first event; otherwise sent in-stream).
@@ -108,11 +112,22 @@ impl ApiError {
         }
     }
 
-    /// OpenAI error `code`, where one is standard.
-    pub fn openai_code(&self) -> Option<&'static str> {
+    /// OpenAI error `code`: the upstream's own code when it gave one, else the standard one.
+    pub fn openai_code(&self) -> Option<&str> {
         match self {
             ApiError::ModelNotFound(_) => Some("model_not_found"),
+            ApiError::Upstream {
+                code: Some(code), ..
+            } => Some(code),
             ApiError::Upstream { status: 429, .. } => Some("rate_limit_exceeded"),
+            _ => None,
+        }
+    }
+
+    /// OpenAI error `param`: the request parameter at fault, when known.
+    pub fn openai_param(&self) -> Option<&str> {
+        match self {
+            ApiError::Upstream { param, .. } => param.as_deref(),
             _ => None,
         }
     }

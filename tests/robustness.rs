@@ -109,6 +109,15 @@ fn bad_values() -> Vec<(&'static [&'static str], Value)> {
             &["/api/generate"],
             json!({"model": "gpt-4o", "prompt": "x", "images": ["%%%"]}),
         ),
+        // Multi-byte characters where base64 is expected.
+        (
+            &["/api/chat"],
+            json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "x", "images": ["aéé"]}]}),
+        ),
+        (
+            &["/v1/chat/completions"],
+            json!({"model": "gpt-4o", "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:image/png;base64,aéé"}}]}]}),
+        ),
     ]
 }
 

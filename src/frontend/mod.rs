@@ -44,6 +44,11 @@ fn sniff(data: &str) -> Result<Option<&'static str>, ApiError> {
         .filter(|c| !c.is_whitespace())
         .take(64)
         .collect();
+    if !head.is_ascii() {
+        return Err(ApiError::BadRequest(
+            "image data is not valid base64".into(),
+        ));
+    }
     let head = head.trim_end_matches('=');
     let head = &head[..head.len() - head.len() % 4];
     let bytes = base64::engine::general_purpose::STANDARD_NO_PAD

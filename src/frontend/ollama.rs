@@ -155,7 +155,8 @@ async fn show(state: Data<&AppState>, body: Body) -> Response {
     let result = async {
         let r: ShowRequest = read_json(body, state.config.max_body_bytes).await?;
         let name = r.model.or(r.name).ok_or_else(|| ApiError::BadRequest("model is required".into()))?;
-        let m = crate::catalog::resolve(&name).ok_or(ApiError::ModelNotFound(name))?;
+        // Same resolution as chat (DEFAULT_MODEL included): `ollama run` shows, then chats.
+        let m = relay::resolve_model(&state.config, &name)?;
         let info = m.info();
         let arch = info.family;
         let mut model_info = Map::new();
@@ -389,9 +390,10 @@ fn decode_chat(w: ChatWire) -> Result<ChatRequest, ApiError> {
             strict: None,
         });
     }
-    // Ollama tool results carry `tool_name` (newer: `tool_call_id`); map the name back to the id
-    // of the most recent assistant call with that name.
-    let mut last_call_ids: Vec<(String, String)> = Vec::new();
+    // Ollama tool results carry `tool_name` (newer clients: `tool_call_id`). Each result answers
+    // the first still-unanswered call with that name, in order, so two calls of one tool get
+    // their own results.
+    let mut unanswered: Vec<(String, String)> = Vec::new();
     for m in w.messages {
         let text = m.content.unwrap_or_default();
         let role = match m.role.to_ascii_lowercase().as_str() {
@@ -430,16 +432,19 @@ fn decode_chat(w: ChatWire) -> Result<ChatRequest, ApiError> {
             })
             .collect();
         for c in &tool_calls {
-            last_call_ids.push((c.name.clone(), c.id.clone()));
+            unanswered.push((c.name.clone(), c.id.clone()));
         }
-        let tool_call_id = m.tool_call_id.or_else(|| {
-            let name = m.tool_name.as_deref()?;
-            last_call_ids
-                .iter()
-                .rev()
-                .find(|(n, _)| n == name)
-                .map(|(_, id)| id.clone())
-        });
+        let tool_call_id = if role == Role::Tool {
+            let pos = match (&m.tool_call_id, m.tool_name.as_deref()) {
+                (Some(id), _) => unanswered.iter().position(|(_, i)| i == id),
+                (None, Some(name)) => unanswered.iter().position(|(n, _)| n == name),
+                (None, None) => (!unanswered.is_empty()).then_some(0),
+            };
+            let matched = pos.map(|p| unanswered.remove(p).1);
+            m.tool_call_id.or(matched)
+        } else {
+            None
+        };
         req.messages.push(Message {
             role,
             content,
@@ -495,15 +500,23 @@ struct Timing {
 }
 
 impl Timing {
-    fn metrics(&self, v: &mut Value, usage: &crate::canonical::Usage) {
+    /// Ollama's metrics (all nanoseconds). Streams: prompt evaluation lasts until the first
+    /// token, evaluation from there to the end. Non-streamed answers cannot be split, so the
+    /// whole upstream call counts as evaluation (`first_token` = when it was sent). Token counts
+    /// are omitted when the upstream reported none, as Ollama omits empty metrics.
+    fn metrics(&self, v: &mut Value, usage: Option<&crate::canonical::Usage>) {
         let now = Instant::now();
         let first = self.first_token.unwrap_or(now);
-        let ns = |d: std::time::Duration| d.as_nanos().min(i64::MAX as u128) as i64;
+        let ns = |d: std::time::Duration| d.as_nanos().clamp(1, i64::MAX as u128) as i64;
         v["total_duration"] = ns(now - self.start).into();
         v["load_duration"] = 0.into();
-        v["prompt_eval_count"] = usage.prompt_tokens.into();
+        if let Some(u) = usage {
+            v["prompt_eval_count"] = u.prompt_tokens.into();
+        }
         v["prompt_eval_duration"] = ns(first - self.start).into();
-        v["eval_count"] = usage.completion_tokens.into();
+        if let Some(u) = usage {
+            v["eval_count"] = u.completion_tokens.into();
+        }
         v["eval_duration"] = ns(now - first).into();
     }
 }
@@ -548,7 +561,7 @@ fn complete_json(kind: Kind, model: &str, r: &ChatResponse, timing: &Timing) -> 
     }
     v["done"] = true.into();
     v["done_reason"] = done_reason(r.finish_reason).into();
-    timing.metrics(&mut v, &r.usage);
+    timing.metrics(&mut v, r.usage.as_ref());
     v
 }
 
@@ -564,7 +577,7 @@ struct NdjsonEncoder {
     kind: Kind,
     model: String,
     timing: Timing,
-    usage: crate::canonical::Usage,
+    usage: Option<crate::canonical::Usage>,
     calls: Vec<ToolCall>,
 }
 
@@ -629,7 +642,7 @@ impl NdjsonEncoder {
                 Vec::new()
             }
             StreamEvent::Usage(u) => {
-                self.usage = u;
+                self.usage = Some(u);
                 Vec::new()
             }
             StreamEvent::Finish(reason) => {
@@ -662,7 +675,7 @@ impl NdjsonEncoder {
                 }
                 v["done"] = true.into();
                 v["done_reason"] = done_reason(reason).into();
-                self.timing.metrics(&mut v, &self.usage);
+                self.timing.metrics(&mut v, self.usage.as_ref());
                 out.push(ndjson(&v));
                 out
             }
@@ -683,6 +696,7 @@ fn is_load_request(req: &ChatRequest) -> bool {
 async fn run(state: &AppState, kind: Kind, path: &'static str, body: Body) -> Response {
     let mut log = RequestLog::new("POST", path);
     let start = log.started();
+    let mut sent_at = start;
     let result = async {
         let req = match kind {
             Kind::Chat => decode_chat(read_json(body, state.config.max_body_bytes).await?)?,
@@ -694,6 +708,7 @@ async fn run(state: &AppState, kind: Kind, path: &'static str, body: Body) -> Re
         if is_load_request(&req) {
             return Ok((req, None));
         }
+        sent_at = Instant::now();
         let reply = relay::chat(state, model, &req).await?;
         Ok::<_, ApiError>((req, Some(reply)))
     }
@@ -726,11 +741,13 @@ async fn run(state: &AppState, kind: Kind, path: &'static str, body: Body) -> Re
             error_response(&e)
         }
         Ok((req, Some(Reply::Complete(r)))) => {
-            log.set_usage(r.usage);
+            if let Some(u) = r.usage {
+                log.set_usage(u);
+            }
             log.set_complete();
             let timing = Timing {
                 start,
-                first_token: None,
+                first_token: Some(sent_at),
             };
             json_response(&complete_json(kind, &req.model, &r, &timing))
         }
@@ -742,7 +759,7 @@ async fn run(state: &AppState, kind: Kind, path: &'static str, body: Body) -> Re
                     start,
                     first_token: None,
                 },
-                usage: Default::default(),
+                usage: None,
                 calls: Vec::new(),
             };
             // Already-available events go out in one write (see openai::STREAM_BATCH).

@@ -21,7 +21,7 @@ use crate::canonical::{
     ChatRequest, ChatResponse, ContentPart, Message, ResponseFormat, Role, StreamEvent, Tool,
     ToolCall, ToolChoice, Usage,
 };
-use crate::catalog::{self, ModelId};
+use crate::catalog::ModelId;
 use crate::error::ApiError;
 use crate::relay::{self, AppState, Reply};
 use crate::usage::RequestLog;
@@ -35,14 +35,15 @@ pub fn routes() -> Route {
         .at("/completions", post(completions))
 }
 
+/// OpenAI's `ErrorResponse` body: `{"error":{"message","type","param","code"}}` (all four keys
+/// are required by the spec; `param` and `code` may be null).
+fn error_json(e: &ApiError) -> Value {
+    json!({"error": {"message": e.to_string(), "type": e.openai_type(), "param": e.openai_param(), "code": e.openai_code()}})
+}
+
 /// Render an error as OpenAI's `ErrorResponse` with its status (and `Retry-After`).
 pub fn error_response(e: &ApiError) -> Response {
-    let body = json!({"error": {
-        "message": e.to_string(),
-        "type": e.openai_type(),
-        "param": Value::Null,
-        "code": e.openai_code(),
-    }});
+    let body = error_json(e);
     let mut resp = Response::builder()
         .status(StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_GATEWAY))
         .content_type("application/json");
@@ -73,10 +74,11 @@ async fn list_models(state: Data<&AppState>) -> Response {
 }
 
 #[handler]
-async fn get_model(Path(id): Path<String>) -> Response {
-    match catalog::resolve(&id) {
-        Some(m) => json_response(&model_object(m)),
-        None => error_response(&ApiError::ModelNotFound(id)),
+async fn get_model(state: Data<&AppState>, Path(id): Path<String>) -> Response {
+    // Same resolution as chat (DEFAULT_MODEL included), so a name that chats also retrieves.
+    match relay::resolve_model(&state.config, &id) {
+        Ok(m) => json_response(&model_object(m)),
+        Err(e) => error_response(&e),
     }
 }
 
@@ -178,15 +180,16 @@ struct WireFunction {
 #[derive(Deserialize)]
 struct StreamOptions {
     #[serde(default)]
-    include_usage: bool,
+    include_usage: Option<bool>,
 }
 
 #[derive(Deserialize)]
 struct ChatCompletionRequest {
     model: String,
     messages: Vec<WireMessage>,
+    /// Nullable in the spec (`stream: null` = false).
     #[serde(default)]
-    stream: bool,
+    stream: Option<bool>,
     #[serde(default)]
     stream_options: Option<StreamOptions>,
     #[serde(default)]
@@ -298,7 +301,7 @@ fn decode_chat(r: ChatCompletionRequest) -> Result<(ChatRequest, bool), ApiError
     }
     let mut req = ChatRequest {
         model: r.model,
-        stream: r.stream,
+        stream: r.stream.unwrap_or(false),
         max_tokens: r.max_completion_tokens.or(r.max_tokens),
         temperature: r.temperature,
         top_p: r.top_p,
@@ -378,7 +381,10 @@ fn decode_chat(r: ChatCompletionRequest) -> Result<(ChatRequest, bool), ApiError
             thinking: m.reasoning_content,
         });
     }
-    let include_usage = r.stream && r.stream_options.is_some_and(|o| o.include_usage);
+    let include_usage = req.stream
+        && r.stream_options
+            .and_then(|o| o.include_usage)
+            .unwrap_or(false);
     Ok((req, include_usage))
 }
 
@@ -425,7 +431,7 @@ fn completion_json(id: &str, model: &str, created: i64, r: &ChatResponse) -> Val
         "created": created,
         "model": model,
         "choices": [{"index": 0, "message": message, "logprobs": Value::Null, "finish_reason": r.finish_reason.as_openai()}],
-        "usage": usage_json(&r.usage),
+        "usage": r.usage.as_ref().map(usage_json),
         "system_fingerprint": Value::Null,
     })
 }
@@ -444,6 +450,8 @@ struct ChatStreamEncoder {
     created: i64,
     include_usage: bool,
     usage: Option<Usage>,
+    /// Per tool-call index: whether any argument text was sent.
+    tool_args_sent: Vec<bool>,
 }
 
 impl ChatStreamEncoder {
@@ -459,6 +467,21 @@ impl ChatStreamEncoder {
         sse(&v)
     }
 
+    /// `{}` for every tool call that got no argument text, so clients can always parse them.
+    fn missing_arguments(&self) -> Vec<Bytes> {
+        self.tool_args_sent
+            .iter()
+            .enumerate()
+            .filter(|(_, sent)| !**sent)
+            .map(|(i, _)| {
+                self.chunk(
+                    json!({"tool_calls": [{"index": i, "function": {"arguments": "{}"}}]}),
+                    None,
+                )
+            })
+            .collect()
+    }
+
     fn event(&mut self, ev: StreamEvent) -> Vec<Bytes> {
         match ev {
             StreamEvent::TextDelta(t) => vec![self.chunk(json!({"content": t}), None)],
@@ -471,6 +494,11 @@ impl ChatStreamEncoder {
                 name,
                 arguments,
             } => {
+                let i = index as usize;
+                if self.tool_args_sent.len() <= i {
+                    self.tool_args_sent.resize(i + 1, false);
+                }
+                self.tool_args_sent[i] |= !arguments.is_empty();
                 let mut call = json!({"index": index, "function": {"arguments": arguments}});
                 if let Some(id) = id {
                     call["id"] = id.into();
@@ -486,9 +514,10 @@ impl ChatStreamEncoder {
                 Vec::new()
             }
             StreamEvent::Finish(reason) => {
-                let mut out = vec![self.chunk(json!({}), Some(reason.as_openai()))];
-                if self.include_usage {
-                    let u = self.usage.unwrap_or_default();
+                let mut out = self.missing_arguments();
+                out.push(self.chunk(json!({}), Some(reason.as_openai())));
+                // The usage chunk reports what the upstream counted; none is invented.
+                if let (true, Some(u)) = (self.include_usage, self.usage) {
                     out.push(sse(&json!({
                         "id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model,
                         "system_fingerprint": Value::Null, "choices": [], "usage": usage_json(&u),
@@ -523,13 +552,17 @@ fn stream_body(
                     if matches!(ev, StreamEvent::Finish(_)) {
                         log.set_complete();
                     }
-                    if text_completion { enc.text_event(ev) } else { enc.event(ev) }
+                    if text_completion {
+                        enc.text_event(ev)
+                    } else {
+                        enc.event(ev)
+                    }
                 }
                 Err(e) => {
                     log.set_status(e.status());
                     tracing::warn!(error = %e, "upstream failed mid-stream");
                     vec![
-                        sse(&json!({"error": {"message": e.to_string(), "type": e.openai_type(), "param": Value::Null, "code": e.openai_code()}})),
+                        sse(&error_json(&e)),
                         Bytes::from_static(b"data: [DONE]\n\n"),
                     ]
                 }
@@ -568,7 +601,9 @@ async fn chat_completions(state: Data<&AppState>, body: Body) -> Response {
             error_response(&e)
         }
         Ok((req, _, Reply::Complete(r))) => {
-            log.set_usage(r.usage);
+            if let Some(u) = r.usage {
+                log.set_usage(u);
+            }
             log.set_complete();
             json_response(&completion_json(
                 &new_id("chatcmpl-"),
@@ -584,6 +619,7 @@ async fn chat_completions(state: Data<&AppState>, body: Body) -> Response {
                 created: now_unix(),
                 include_usage,
                 usage: None,
+                tool_args_sent: Vec::new(),
             };
             let first = enc.chunk(json!({"role": "assistant", "content": ""}), None);
             sse_response(stream_body(events, enc, first, log, false))
@@ -615,7 +651,7 @@ struct CompletionRequest {
     #[serde(default)]
     n: Option<u32>,
     #[serde(default)]
-    stream: bool,
+    stream: Option<bool>,
     #[serde(default)]
     stream_options: Option<StreamOptions>,
     #[serde(default)]
@@ -650,8 +686,7 @@ impl ChatStreamEncoder {
             }
             StreamEvent::Finish(reason) => {
                 let mut out = vec![self.text_chunk("", Some(reason.as_openai()))];
-                if self.include_usage {
-                    let u = self.usage.unwrap_or_default();
+                if let (true, Some(u)) = (self.include_usage, self.usage) {
                     out.push(sse(&json!({
                         "id": self.id, "object": "text_completion", "created": self.created, "model": self.model,
                         "choices": [], "usage": usage_json(&u),
@@ -688,7 +723,7 @@ async fn completions(state: Data<&AppState>, body: Body) -> Response {
         let req = ChatRequest {
             model: r.model,
             messages: vec![Message::text(Role::User, prompt)],
-            stream: r.stream,
+            stream: r.stream.unwrap_or(false),
             max_tokens: r.max_tokens,
             temperature: r.temperature,
             top_p: r.top_p,
@@ -702,7 +737,10 @@ async fn completions(state: Data<&AppState>, body: Body) -> Response {
         log.set_model(&req.model);
         let model = relay::resolve_model(&state.config, &req.model)?;
         log.set_provider(model.info().provider.name());
-        let include_usage = r.stream && r.stream_options.is_some_and(|o| o.include_usage);
+        let include_usage = req.stream
+            && r.stream_options
+                .and_then(|o| o.include_usage)
+                .unwrap_or(false);
         let reply = relay::chat(&state, model, &req).await?;
         Ok((req, include_usage, reply))
     }
@@ -713,12 +751,14 @@ async fn completions(state: Data<&AppState>, body: Body) -> Response {
             error_response(&e)
         }
         Ok((req, _, Reply::Complete(r))) => {
-            log.set_usage(r.usage);
+            if let Some(u) = r.usage {
+                log.set_usage(u);
+            }
             log.set_complete();
             json_response(&json!({
                 "id": new_id("cmpl-"), "object": "text_completion", "created": now_unix(), "model": req.model,
                 "choices": [{"text": r.content, "index": 0, "logprobs": Value::Null, "finish_reason": r.finish_reason.as_openai()}],
-                "usage": usage_json(&r.usage),
+                "usage": r.usage.as_ref().map(usage_json),
             }))
         }
         Ok((req, include_usage, Reply::Stream(events))) => {
@@ -728,6 +768,7 @@ async fn completions(state: Data<&AppState>, body: Body) -> Response {
                 created: now_unix(),
                 include_usage,
                 usage: None,
+                tool_args_sent: Vec::new(),
             };
             // The legacy stream has no role delta: its first event is encoded like any other.
             let mut events = events;
@@ -791,6 +832,7 @@ mod tests {
             created: 1,
             include_usage: true,
             usage: None,
+            tool_args_sent: Vec::new(),
         };
         assert!(
             enc.event(StreamEvent::Usage(Usage {

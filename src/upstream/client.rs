@@ -21,6 +21,8 @@ pub fn build(config: &Config) -> Result<reqwest::Client, reqwest::Error> {
         .connect_timeout(config.connect_timeout)
         .read_timeout(config.read_timeout)
         .pool_idle_timeout(std::time::Duration::from_secs(90))
+        // A redirect would turn the POST into a GET and could carry the key to another host.
+        .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("llm-relay/", env!("CARGO_PKG_VERSION")))
         .build()
 }
@@ -118,7 +120,10 @@ pub async fn send(
         }
     }
     let code = status.as_u16();
+    let (error_code, param) = dialect.error_code_param(&body);
     Err(ApiError::Upstream {
+        code: error_code,
+        param,
         provider,
         status: if (400..=599).contains(&code) {
             code

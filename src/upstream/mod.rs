@@ -54,6 +54,21 @@ pub trait Dialect: Send + Sync {
     fn error_message(&self, body: &[u8]) -> String {
         error_message_from_json(body)
     }
+
+    /// The upstream's machine-readable error `code` and `param`, when its body has them
+    /// (OpenAI `ErrorResponse`: `unsupported_parameter`, `insufficient_quota`,
+    /// `context_length_exceeded`, ...). Passed on so clients can tell errors apart.
+    fn error_code_param(&self, body: &[u8]) -> (Option<String>, Option<String>) {
+        let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
+            return (None, None);
+        };
+        let field = |k: &str| match v.pointer(&format!("/error/{k}")) {
+            Some(serde_json::Value::String(s)) if !s.is_empty() => Some(s.clone()),
+            Some(serde_json::Value::Number(n)) => Some(n.to_string()),
+            _ => None,
+        };
+        (field("code"), field("param"))
+    }
 }
 
 /// Common shapes of error bodies: `{"error":{"message":..}}`, `{"error":".."}`, `{"message":..}`,

@@ -294,7 +294,7 @@ fn decode_response(provider: &'static str, v: &Value) -> Result<ChatResponse, Ap
         thinking,
         tool_calls,
         finish_reason: finish,
-        usage: v.get("usage").map(decode_usage).unwrap_or_default(),
+        usage: v.get("usage").filter(|u| u.is_object()).map(decode_usage),
     })
 }
 
@@ -333,11 +333,12 @@ fn reasoning_text(msg: &Value) -> Option<String> {
         .map(str::to_string)
 }
 
-/// Tool arguments as JSON text: OpenAI sends a string; some providers send an object.
+/// Tool arguments as JSON text: OpenAI sends a string; some providers send an object; missing
+/// or empty arguments become `{}` so clients can always parse them.
 fn arguments_text(v: Option<&Value>) -> String {
     match v {
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Null) | None => String::new(),
+        Some(Value::String(s)) if !s.trim().is_empty() => s.clone(),
+        Some(Value::String(_) | Value::Null) | None => "{}".into(),
         Some(other) => other.to_string(),
     }
 }

@@ -25,8 +25,17 @@ struct State<S> {
     usage: Option<Usage>,
     finish: Option<FinishReason>,
     saw_tool_call: bool,
+    /// Whether `data: [DONE]` arrived.
+    done: bool,
+    /// Whether any choice arrived.
+    saw_any: bool,
+    /// Ids of the tool calls seen so far, by index (for providers that omit `index`).
+    tool_ids: Vec<Option<String>>,
     ended: bool,
 }
+
+/// Largest tool-call index accepted; a larger one is a broken upstream, not a real response.
+const MAX_TOOL_CALLS: usize = 128;
 
 /// Decode an OpenAI-style SSE body.
 pub fn decode(provider: &'static str, body: ByteStream) -> EventStream {
@@ -37,6 +46,9 @@ pub fn decode(provider: &'static str, body: ByteStream) -> EventStream {
         usage: None,
         finish: None,
         saw_tool_call: false,
+        done: false,
+        saw_any: false,
+        tool_ids: Vec::new(),
         ended: false,
     };
     Box::pin(futures_util::stream::unfold(state, |mut st| async move {
@@ -59,7 +71,15 @@ pub fn decode(provider: &'static str, body: ByteStream) -> EventStream {
                         },
                     }));
                 }
-                None => st.finish_stream(),
+                // End of body: complete only if the upstream said so ([DONE] or a finish reason).
+                None if st.done || st.finish.is_some() => st.finish_stream(),
+                None => {
+                    st.ended = true;
+                    st.queue.push_back(Err(ApiError::UpstreamInvalid {
+                        provider: st.provider,
+                        reason: "the stream ended before the answer was complete".into(),
+                    }));
+                }
             }
         }
     }))
@@ -81,11 +101,9 @@ impl<S: Stream + Unpin> State<S> {
     fn fail(&mut self, message: String) {
         self.ended = true;
         self.queue.clear();
-        self.queue.push_back(Err(ApiError::Upstream {
+        self.queue.push_back(Err(ApiError::UpstreamStream {
             provider: self.provider,
-            status: 502,
             message,
-            retry_after: None,
         }));
     }
 
@@ -95,6 +113,15 @@ impl<S: Stream + Unpin> State<S> {
             return;
         }
         if data == "[DONE]" {
+            self.done = true;
+            if self.finish.is_none() && !self.saw_any {
+                self.ended = true;
+                self.queue.push_back(Err(ApiError::UpstreamInvalid {
+                    provider: self.provider,
+                    reason: "the stream ended without an answer".into(),
+                }));
+                return;
+            }
             self.finish_stream();
             return;
         }
@@ -143,9 +170,36 @@ impl<S: Stream + Unpin> State<S> {
                 self.queue.push_back(Ok(StreamEvent::TextDelta(text)));
             }
             if let Some(calls) = delta.get("tool_calls").and_then(Value::as_array) {
-                for (pos, c) in calls.iter().enumerate() {
+                for c in calls {
                     self.saw_tool_call = true;
-                    let index = c.get("index").and_then(Value::as_u64).unwrap_or(pos as u64) as u32;
+                    let id = c
+                        .get("id")
+                        .and_then(Value::as_str)
+                        .filter(|id| !id.is_empty());
+                    let index = match c.get("index").and_then(Value::as_u64) {
+                        Some(i) => i as usize,
+                        // No index (some compatible providers): a new id starts a new call,
+                        // fragments without an id continue the last one.
+                        None => match id {
+                            Some(id) => self
+                                .tool_ids
+                                .iter()
+                                .position(|t| t.as_deref() == Some(id))
+                                .unwrap_or(self.tool_ids.len()),
+                            None => self.tool_ids.len().saturating_sub(1),
+                        },
+                    };
+                    if index >= MAX_TOOL_CALLS {
+                        self.fail(format!("tool call index {index} is out of range"));
+                        return;
+                    }
+                    if self.tool_ids.len() <= index {
+                        self.tool_ids.resize(index + 1, None);
+                    }
+                    if let Some(id) = id {
+                        self.tool_ids[index] = Some(id.to_string());
+                    }
+                    let index = index as u32;
                     let arguments = match c.pointer("/function/arguments") {
                         Some(Value::String(s)) => s.clone(),
                         Some(Value::Null) | None => String::new(),
