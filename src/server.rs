@@ -8,7 +8,7 @@ use std::io;
 
 use poem::listener::Acceptor;
 use poem::web::{LocalAddr, RemoteAddr};
-use poem::{EndpointExt, Route};
+use poem::{Endpoint, EndpointExt, Route};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::frontend::{ollama, openai};
@@ -53,12 +53,30 @@ impl Acceptor for NoDelayAcceptor {
     }
 }
 
-/// The API route table: Ollama at `/` and `/api/*`, OpenAI at `/v1/*`.
+/// The API route table: Ollama at `/` and `/api/*`, OpenAI at `/v1/*`, with one access-log line
+/// for every request whose handler does not write its own (model requests log model, provider
+/// and tokens through `usage::RequestLog`).
 pub fn app(state: AppState) -> impl poem::Endpoint {
     Route::new()
         .nest("/v1", openai::routes())
         .nest("/", ollama::routes())
         .data(state)
+        .around(|ep, req| async move {
+            let method = req.method().clone();
+            let path = req.uri().path().to_owned();
+            let started = std::time::Instant::now();
+            let resp = ep.get_response(req).await;
+            if resp.extensions().get::<crate::usage::Logged>().is_none() {
+                tracing::info!(
+                    method = %method,
+                    path = %path,
+                    status = resp.status().as_u16(),
+                    latency_ms = started.elapsed().as_millis() as u64,
+                    "request"
+                );
+            }
+            Ok::<_, poem::Error>(resp)
+        })
 }
 
 /// Serve the API on `listener` until `shutdown` completes, then finish in-flight requests.

@@ -67,6 +67,17 @@ impl RequestLog {
     }
 }
 
+/// Marker in a response's extensions: the handler accounts for this request with a
+/// [`RequestLog`], so the server's generic access log skips it (one line per request).
+#[derive(Debug, Clone, Copy)]
+pub struct Logged;
+
+/// Mark `resp` as accounted for by its handler's [`RequestLog`].
+pub fn logged(mut resp: poem::Response) -> poem::Response {
+    resp.extensions_mut().insert(Logged);
+    resp
+}
+
 impl Drop for RequestLog {
     fn drop(&mut self) {
         let latency_ms = self.started.elapsed().as_millis() as u64;

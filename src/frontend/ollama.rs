@@ -797,10 +797,10 @@ async fn run(state: &AppState, kind: Kind, path: &'static str, body: Body) -> Re
 
 #[handler]
 async fn chat(state: Data<&AppState>, body: Body) -> Response {
-    run(&state, Kind::Chat, "/api/chat", body).await
+    crate::usage::logged(run(&state, Kind::Chat, "/api/chat", body).await)
 }
 
 #[handler]
 async fn generate(state: Data<&AppState>, body: Body) -> Response {
-    run(&state, Kind::Generate, "/api/generate", body).await
+    crate::usage::logged(run(&state, Kind::Generate, "/api/generate", body).await)
 }

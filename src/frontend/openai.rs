@@ -584,6 +584,10 @@ fn sse_response(body: Body) -> Response {
 
 #[handler]
 async fn chat_completions(state: Data<&AppState>, body: Body) -> Response {
+    crate::usage::logged(chat_completions_inner(&state, body).await)
+}
+
+async fn chat_completions_inner(state: &AppState, body: Body) -> Response {
     let mut log = RequestLog::new("POST", "/v1/chat/completions");
     let result = async {
         let wire: ChatCompletionRequest = read_json(body, state.config.max_body_bytes).await?;
@@ -702,6 +706,10 @@ impl ChatStreamEncoder {
 
 #[handler]
 async fn completions(state: Data<&AppState>, body: Body) -> Response {
+    crate::usage::logged(completions_inner(&state, body).await)
+}
+
+async fn completions_inner(state: &AppState, body: Body) -> Response {
     let mut log = RequestLog::new("POST", "/v1/completions");
     let result = async {
         let r: CompletionRequest = read_json(body, state.config.max_body_bytes).await?;
