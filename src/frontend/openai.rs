@@ -595,7 +595,7 @@ async fn chat_completions_inner(state: &AppState, body: Body) -> Response {
         log.set_model(&req.model);
         let model = relay::resolve_model(&state.config, &req.model)?;
         log.set_provider(model.info().provider.name());
-        let reply = relay::chat(&state, model, &req).await?;
+        let reply = relay::chat(state, model, &req).await?;
         Ok::<_, ApiError>((req, include_usage, reply))
     }
     .await;
@@ -749,7 +749,7 @@ async fn completions_inner(state: &AppState, body: Body) -> Response {
             && r.stream_options
                 .and_then(|o| o.include_usage)
                 .unwrap_or(false);
-        let reply = relay::chat(&state, model, &req).await?;
+        let reply = relay::chat(state, model, &req).await?;
         Ok((req, include_usage, reply))
     }
     .await;
