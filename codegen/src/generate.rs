@@ -237,8 +237,19 @@ pub fn generate(cat: &Catalog) -> String {
         /// Resolved quirks per model (provider quirks overridden by model quirks).
         pub static QUIRKS: [Quirks; #n_models_lit] = [#(#quirk_rows),*];
 
-        /// Resolve an already lower-cased name: alias, model id, `provider-x` or `provider/x`.
-        pub fn resolve_lower(name: &str) -> Option<ModelId> {
+        /// Prices of `model` (USD per 1M tokens; request fee in USD).
+        pub fn pricing(model: ModelId) -> &'static Pricing {
+            &PRICING[model as usize]
+        }
+
+        /// Request quirks of `model`.
+        pub fn quirks(model: ModelId) -> &'static Quirks {
+            &QUIRKS[model as usize]
+        }
+
+        /// Resolve a name: alias, model id, `provider-x` or `provider/x`. The name must already be
+        /// lower-cased (`catalog::resolve` trims, lower-cases and strips `:latest` first).
+        pub fn resolve(name: &str) -> Option<ModelId> {
             match name {
                 #(#arms)*
                 _ => None,

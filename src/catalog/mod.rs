@@ -30,11 +30,8 @@ pub fn resolve(name: &str) -> Option<ModelId> {
         return None;
     }
     let lower = name.to_ascii_lowercase();
-    generated::resolve_lower(&lower).or_else(|| {
-        lower
-            .strip_suffix(":latest")
-            .and_then(generated::resolve_lower)
-    })
+    generated::resolve(&lower)
+        .or_else(|| lower.strip_suffix(":latest").and_then(generated::resolve))
 }
 
 impl ModelId {
@@ -48,11 +45,11 @@ impl ModelId {
     }
     /// Prices (USD per 1M tokens).
     pub fn pricing(self) -> &'static Pricing {
-        &generated::PRICING[self as usize]
+        generated::pricing(self)
     }
     /// Request quirks.
     pub fn quirks(self) -> &'static Quirks {
-        &generated::QUIRKS[self as usize]
+        generated::quirks(self)
     }
     /// The serving provider.
     pub fn provider(self) -> &'static ProviderInfo {
