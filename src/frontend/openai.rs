@@ -452,19 +452,60 @@ struct ChatStreamEncoder {
     usage: Option<Usage>,
     /// Per tool-call index: whether any argument text was sent.
     tool_args_sent: Vec<bool>,
+    /// Cached start of every chunk (see `envelope`).
+    envelope: String,
 }
 
 impl ChatStreamEncoder {
+    fn with_envelope(mut self) -> Self {
+        self.envelope = self.envelope();
+        self
+    }
+
+    /// `data: {"id":..,"object":"chat.completion.chunk",..,"choices":[{"index":0,"delta":`, the
+    /// part of every chunk that never changes within a stream.
+    fn envelope(&self) -> String {
+        let head = json!({"id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model,
+                          "system_fingerprint": Value::Null})
+        .to_string();
+        // `head` is a JSON object: drop its closing brace and append the choices array opening.
+        format!(
+            "data: {},\"choices\":[{{\"index\":0,\"delta\":",
+            &head[..head.len() - 1]
+        )
+    }
+
     fn chunk(&self, delta: Value, finish: Option<&str>) -> Bytes {
-        let mut v = json!({
-            "id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model,
-            "system_fingerprint": Value::Null,
-            "choices": [{"index": 0, "delta": delta, "logprobs": Value::Null, "finish_reason": finish}],
-        });
-        if self.include_usage {
-            v["usage"] = Value::Null;
-        }
-        sse(&v)
+        self.chunk_raw(&delta.to_string(), finish)
+    }
+
+    /// One `chat.completion.chunk` SSE event around `delta` (serialized JSON object), built from
+    /// the cached envelope: streams are the hot path, so no JSON tree per chunk.
+    fn chunk_raw(&self, delta: &str, finish: Option<&str>) -> Bytes {
+        let finish = match finish {
+            Some(f) => format!("\"{f}\""),
+            None => "null".into(),
+        };
+        let usage = if self.include_usage {
+            ",\"usage\":null"
+        } else {
+            ""
+        };
+        let mut s = String::with_capacity(self.envelope.len() + delta.len() + 64);
+        s.push_str(&self.envelope);
+        s.push_str(delta);
+        s.push_str(",\"logprobs\":null,\"finish_reason\":");
+        s.push_str(&finish);
+        s.push_str("}]");
+        s.push_str(usage);
+        s.push_str("}\n\n");
+        Bytes::from(s)
+    }
+
+    /// `{"<field>":"<text>"}` with `text` JSON-escaped.
+    fn text_delta(field: &str, text: &str) -> String {
+        let quoted = serde_json::to_string(text).unwrap_or_else(|_| "\"\"".into());
+        format!("{{\"{field}\":{quoted}}}")
     }
 
     /// `{}` for every tool call that got no argument text, so clients can always parse them.
@@ -484,9 +525,11 @@ impl ChatStreamEncoder {
 
     fn event(&mut self, ev: StreamEvent) -> Vec<Bytes> {
         match ev {
-            StreamEvent::TextDelta(t) => vec![self.chunk(json!({"content": t}), None)],
+            StreamEvent::TextDelta(t) => {
+                vec![self.chunk_raw(&Self::text_delta("content", &t), None)]
+            }
             StreamEvent::ThinkingDelta(t) => {
-                vec![self.chunk(json!({"reasoning_content": t}), None)]
+                vec![self.chunk_raw(&Self::text_delta("reasoning_content", &t), None)]
             }
             StreamEvent::ToolCallDelta {
                 index,
@@ -624,7 +667,9 @@ async fn chat_completions_inner(state: &AppState, body: Body) -> Response {
                 include_usage,
                 usage: None,
                 tool_args_sent: Vec::new(),
-            };
+                envelope: String::new(),
+            }
+            .with_envelope();
             let first = enc.chunk(json!({"role": "assistant", "content": ""}), None);
             sse_response(stream_body(events, enc, first, log, false))
         }
@@ -777,7 +822,9 @@ async fn completions_inner(state: &AppState, body: Body) -> Response {
                 include_usage,
                 usage: None,
                 tool_args_sent: Vec::new(),
-            };
+                envelope: String::new(),
+            }
+            .with_envelope();
             // The legacy stream has no role delta: its first event is encoded like any other.
             let mut events = events;
             let first_events = match events.next().await {
@@ -841,7 +888,9 @@ mod tests {
             include_usage: true,
             usage: None,
             tool_args_sent: Vec::new(),
-        };
+            envelope: String::new(),
+        }
+        .with_envelope();
         assert!(
             enc.event(StreamEvent::Usage(Usage {
                 prompt_tokens: 3,

@@ -18,6 +18,30 @@ use crate::canonical::{FinishReason, StreamEvent, Usage};
 use crate::error::ApiError;
 use crate::upstream::{ByteStream, EventStream, error_message_from_json};
 
+/// The parts of a `chat.completion.chunk` the decoder reads; everything else (id, model,
+/// citations, ...) is skipped by serde instead of being built into a JSON tree per chunk.
+#[derive(serde::Deserialize)]
+struct Chunk {
+    #[serde(default)]
+    choices: Vec<Choice>,
+    #[serde(default)]
+    usage: Value,
+    /// Groq puts usage under `x_groq.usage`.
+    #[serde(default)]
+    x_groq: Value,
+    /// OpenRouter / OpenAI mid-stream errors.
+    #[serde(default)]
+    error: Value,
+}
+
+#[derive(serde::Deserialize)]
+struct Choice {
+    #[serde(default)]
+    delta: Value,
+    #[serde(default)]
+    finish_reason: Value,
+}
+
 struct State<S> {
     sse: S,
     provider: &'static str,
@@ -125,7 +149,7 @@ impl<S: Stream + Unpin> State<S> {
             self.finish_stream();
             return;
         }
-        let v: Value = match serde_json::from_str(data) {
+        let v: Chunk = match serde_json::from_str(data) {
             Ok(v) => v,
             Err(e) => {
                 self.ended = true;
@@ -136,21 +160,20 @@ impl<S: Stream + Unpin> State<S> {
                 return;
             }
         };
-        if event == "error" || v.get("error").is_some_and(|e| !e.is_null()) {
+        if event == "error" || !v.error.is_null() {
             self.fail(error_message_from_json(data.as_bytes()));
             return;
         }
-        if let Some(u) = v
-            .get("usage")
+        if let Some(u) = Some(&v.usage)
             .filter(|u| u.is_object())
-            .or_else(|| v.pointer("/x_groq/usage"))
+            .or_else(|| v.x_groq.get("usage").filter(|u| u.is_object()))
         {
             self.usage = Some(decode_usage(u));
         }
-        let Some(choice) = v.pointer("/choices/0") else {
+        let Some(choice) = v.choices.first() else {
             return;
         };
-        if let Some(delta) = choice.get("delta") {
+        if let Some(delta) = Some(&choice.delta).filter(|d| d.is_object()) {
             for key in ["reasoning_content", "reasoning"] {
                 if let Some(t) = delta
                     .get(key)
@@ -217,7 +240,7 @@ impl<S: Stream + Unpin> State<S> {
                 }
             }
         }
-        if let Some(r) = choice.get("finish_reason").and_then(Value::as_str) {
+        if let Some(r) = choice.finish_reason.as_str() {
             if r == "error" {
                 self.fail("the upstream reported an error mid-stream".into());
                 return;
