@@ -51,57 +51,95 @@ pub struct Config {
     pub providers: Vec<ProviderConfig>,
 }
 
-/// Read `name`, or the file named by `name_FILE`. Empty values count as unset.
-pub fn env_var(name: &str) -> Option<String> {
-    let direct = std::env::var(name)
+/// Read `name`, or the file named by `name_FILE` (Docker secrets). Empty values count as unset.
+///
+/// Errors: `name_FILE` is set but cannot be read or is empty (named in the message).
+pub fn env_var(name: &str) -> Result<Option<String>, String> {
+    if let Some(v) = std::env::var(name)
         .ok()
         .map(|v| v.trim().to_string())
-        .filter(|v| !v.is_empty());
-    direct.or_else(|| {
-        let path = std::env::var(format!("{name}_FILE")).ok()?;
-        std::fs::read_to_string(path.trim())
-            .ok()
-            .map(|v| v.trim().to_string())
-            .filter(|v| !v.is_empty())
-    })
+        .filter(|v| !v.is_empty())
+    {
+        return Ok(Some(v));
+    }
+    let Ok(path) = std::env::var(format!("{name}_FILE")) else {
+        return Ok(None);
+    };
+    let path = path.trim();
+    let value = std::fs::read_to_string(path)
+        .map_err(|e| format!("{name}_FILE={path:?} cannot be read: {e}"))?;
+    let value = value.trim();
+    if value.is_empty() {
+        return Err(format!("{name}_FILE={path:?} is empty"));
+    }
+    Ok(Some(value.to_string()))
 }
 
-fn env_parse<T: std::str::FromStr>(name: &str) -> Result<Option<T>, String> {
-    match env_var(name) {
+fn env_parse<T: std::str::FromStr>(name: &str, expected: &str) -> Result<Option<T>, String> {
+    match env_var(name)? {
         None => Ok(None),
         Some(v) => v
             .parse()
             .map(Some)
-            .map_err(|_| format!("{name}={v:?} is not valid")),
+            .map_err(|_| format!("{name}={v:?} is not valid: expected {expected}")),
     }
 }
 
 impl Config {
     /// Read the configuration from the process environment.
     ///
-    /// Errors: a variable that is set but does not parse (`PORT=abc`), named in the message.
+    /// Errors: a variable that is set but unusable, named in the message with what is expected:
+    /// `PORT=abc`, `HOST=localhost` (an IP address is needed), an unreadable `<NAME>_FILE`, a base
+    /// URL that is not http(s), a `DEFAULT_MODEL` that is not in the catalog.
     pub fn from_env() -> Result<Config, String> {
-        let host: IpAddr = env_parse("HOST")?.unwrap_or(IpAddr::from([0, 0, 0, 0]));
-        let port: u16 = env_parse("PORT")?.unwrap_or(11434);
-        let providers = PROVIDERS
-            .iter()
-            .map(|p| ProviderConfig {
+        let host: IpAddr = env_parse("HOST", "an IP address such as 0.0.0.0 or 127.0.0.1")?
+            .unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        let port: u16 = env_parse("PORT", "a port number 0-65535")?.unwrap_or(11434);
+        let mut providers = Vec::with_capacity(PROVIDERS.len());
+        for p in &PROVIDERS {
+            let base_url = match env_var(p.base_url_env)? {
+                Some(u) => {
+                    let u = u.trim_end_matches('/').to_string();
+                    match reqwest::Url::parse(&u) {
+                        Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => u,
+                        _ => {
+                            return Err(format!(
+                                "{}={u:?} is not valid: expected an http(s) URL with the API version path, like {}",
+                                p.base_url_env, p.base_url
+                            ));
+                        }
+                    }
+                }
+                None => p.base_url.to_string(),
+            };
+            let api_key = match p.api_key_env {
+                Some(var) => env_var(var)?,
+                None => None,
+            };
+            providers.push(ProviderConfig {
                 id: p.id,
-                base_url: env_var(p.base_url_env)
-                    .map(|u| u.trim_end_matches('/').to_string())
-                    .unwrap_or_else(|| p.base_url.to_string()),
-                api_key: p.api_key_env.and_then(env_var),
-            })
-            .collect();
+                base_url,
+                api_key,
+            });
+        }
+        let default_model = env_var("DEFAULT_MODEL")?;
+        if let Some(m) = &default_model
+            && crate::catalog::resolve(m).is_none()
+        {
+            return Err(format!(
+                "DEFAULT_MODEL={m:?} is not a model in the catalog (`llm-relay models` lists them)"
+            ));
+        }
         Ok(Config {
             listen: SocketAddr::new(host, port),
-            default_model: env_var("DEFAULT_MODEL"),
-            max_body_bytes: env_parse("MAX_BODY_BYTES")?.unwrap_or(DEFAULT_MAX_BODY_BYTES),
+            default_model,
+            max_body_bytes: env_parse("MAX_BODY_BYTES", "a size in bytes")?
+                .unwrap_or(DEFAULT_MAX_BODY_BYTES),
             connect_timeout: Duration::from_millis(
-                env_parse("UPSTREAM_CONNECT_TIMEOUT_MS")?.unwrap_or(10_000),
+                env_parse("UPSTREAM_CONNECT_TIMEOUT_MS", "milliseconds")?.unwrap_or(10_000),
             ),
             read_timeout: Duration::from_millis(
-                env_parse("UPSTREAM_READ_TIMEOUT_MS")?.unwrap_or(300_000),
+                env_parse("UPSTREAM_READ_TIMEOUT_MS", "milliseconds")?.unwrap_or(300_000),
             ),
             providers,
         })

@@ -79,6 +79,14 @@ pub enum ApiError {
         /// What was wrong.
         reason: String,
     },
+    /// No such endpoint (404), e.g. an OpenAI route llm-relay does not serve yet.
+    #[error("llm-relay has no endpoint {method} {path}")]
+    UnknownRoute {
+        /// HTTP method.
+        method: String,
+        /// Request path.
+        path: String,
+    },
     /// The route or feature exists in the client API but not in llm-relay (yet) (501).
     #[error("{0}")]
     NotImplemented(String),
@@ -89,7 +97,7 @@ impl ApiError {
     pub fn status(&self) -> u16 {
         match self {
             ApiError::BadRequest(_) => 400,
-            ApiError::ModelNotFound(_) => 404,
+            ApiError::ModelNotFound(_) | ApiError::UnknownRoute { .. } => 404,
             ApiError::ProviderNotConfigured { .. } => 503,
             ApiError::PayloadTooLarge { .. } => 413,
             ApiError::Upstream { status, .. } => *status,

@@ -30,7 +30,9 @@ fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+            // poem's own start-up lines repeat ours; keep its warnings.
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,poem::server=warn".into()),
         )
         .init();
     let config = match Config::from_env() {
@@ -106,7 +108,9 @@ fn serve(config: Config) -> std::process::ExitCode {
                 return std::process::ExitCode::FAILURE;
             }
         };
-        tracing::info!(%listen, providers = ?enabled, "llm-relay listening");
+        // The bound address, so PORT=0 shows the port it got.
+        let bound = listener.local_addr().map_or(listen, |a| a);
+        tracing::info!(listen = %bound, providers = ?enabled, "llm-relay listening");
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;
             tracing::info!("shutting down");

@@ -6,11 +6,13 @@
 use std::future::Future;
 use std::io;
 
+use poem::error::{MethodNotAllowedError, NotFoundError};
 use poem::listener::Acceptor;
 use poem::web::{LocalAddr, RemoteAddr};
-use poem::{Endpoint, EndpointExt, Route};
+use poem::{Endpoint, EndpointExt};
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::error::ApiError;
 use crate::frontend::{ollama, openai};
 use crate::relay::AppState;
 
@@ -57,15 +59,30 @@ impl Acceptor for NoDelayAcceptor {
 /// for every request whose handler does not write its own (model requests log model, provider
 /// and tokens through `usage::RequestLog`).
 pub fn app(state: AppState) -> impl poem::Endpoint {
-    Route::new()
+    ollama::routes()
         .nest("/v1", openai::routes())
-        .nest("/", ollama::routes())
         .data(state)
         .around(|ep, req| async move {
             let method = req.method().clone();
-            let path = req.uri().path().to_owned();
+            let path = req.original_uri().path().to_owned();
             let started = std::time::Instant::now();
-            let resp = ep.get_response(req).await;
+            let resp = match ep.call(req).await {
+                Ok(resp) => resp,
+                // No route for this path (or not for this method): answer in the format of the
+                // API the path belongs to, so SDKs show the reason instead of an empty 404.
+                Err(e) if e.is::<NotFoundError>() || e.is::<MethodNotAllowedError>() => {
+                    let err = ApiError::UnknownRoute {
+                        method: method.to_string(),
+                        path: path.clone(),
+                    };
+                    if path == "/v1" || path.starts_with("/v1/") {
+                        openai::error_response(&err)
+                    } else {
+                        ollama::error_response(&err)
+                    }
+                }
+                Err(e) => e.into_response(),
+            };
             if resp.extensions().get::<crate::usage::Logged>().is_none() {
                 tracing::info!(
                     method = %method,

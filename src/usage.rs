@@ -19,6 +19,8 @@ pub struct RequestLog {
     model: String,
     /// Provider that served it, once routed.
     provider: &'static str,
+    /// Upstream model id it was routed to (differs from `model` for aliases and DEFAULT_MODEL).
+    routed: &'static str,
     /// HTTP status sent to the client.
     status: u16,
     started: Instant,
@@ -35,6 +37,7 @@ impl RequestLog {
             path,
             model: String::new(),
             provider: "-",
+            routed: "-",
             status: 200,
             started: Instant::now(),
             usage: Usage::default(),
@@ -49,9 +52,11 @@ impl RequestLog {
     pub fn set_model(&mut self, model: &str) {
         model.clone_into(&mut self.model);
     }
-    /// Record the provider that serves the request.
-    pub fn set_provider(&mut self, provider: &'static str) {
-        self.provider = provider;
+    /// Record where the request was routed: the catalog model (its provider and upstream id).
+    pub fn set_route(&mut self, model: crate::catalog::ModelId) {
+        let info = model.info();
+        self.provider = info.provider.name();
+        self.routed = info.id;
     }
     /// Record the HTTP status.
     pub fn set_status(&mut self, status: u16) {
@@ -86,6 +91,7 @@ impl Drop for RequestLog {
             path = self.path,
             model = %self.model,
             provider = self.provider,
+            routed = self.routed,
             status = self.status,
             latency_ms,
             prompt_tokens = self.usage.prompt_tokens,

@@ -170,3 +170,36 @@ async fn malformed_input_gets_client_errors_in_the_right_format() {
         }
     }
 }
+
+#[tokio::test]
+async fn unknown_endpoints_answer_404_in_the_client_format() {
+    let relay = Relay::start(&[]).await;
+    let resp = relay
+        .post("/v1/embeddings", &json!({"model": "x", "input": "y"}))
+        .await;
+    assert_eq!(resp.status(), 404);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(
+        v["error"]["message"],
+        "llm-relay has no endpoint POST /v1/embeddings"
+    );
+    assert_eq!(v["error"]["type"], "invalid_request_error");
+    let resp = relay
+        .post("/api/embed", &json!({"model": "x", "input": "y"}))
+        .await;
+    assert_eq!(resp.status(), 404);
+    assert_eq!(
+        resp.json::<Value>().await.unwrap(),
+        json!({"error": "llm-relay has no endpoint POST /api/embed"})
+    );
+    // A known path with the wrong method is answered the same way, and the Ollama health
+    // check at `/` still works next to the fallback.
+    let resp = relay.get("/v1/chat/completions").await;
+    assert_eq!(resp.status(), 404);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(
+        v["error"]["message"],
+        "llm-relay has no endpoint GET /v1/chat/completions"
+    );
+    assert_eq!(relay.get("/").await.status(), 200);
+}

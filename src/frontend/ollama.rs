@@ -704,7 +704,7 @@ async fn run(state: &AppState, kind: Kind, path: &'static str, body: Body) -> Re
         };
         log.set_model(&req.model);
         let model = relay::resolve_model(&state.config, &req.model)?;
-        log.set_provider(model.info().provider.name());
+        log.set_route(model);
         if is_load_request(&req) {
             return Ok((req, None));
         }

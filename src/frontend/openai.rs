@@ -637,7 +637,7 @@ async fn chat_completions_inner(state: &AppState, body: Body) -> Response {
         let (req, include_usage) = decode_chat(wire)?;
         log.set_model(&req.model);
         let model = relay::resolve_model(&state.config, &req.model)?;
-        log.set_provider(model.info().provider.name());
+        log.set_route(model);
         let reply = relay::chat(state, model, &req).await?;
         Ok::<_, ApiError>((req, include_usage, reply))
     }
@@ -789,7 +789,7 @@ async fn completions_inner(state: &AppState, body: Body) -> Response {
         };
         log.set_model(&req.model);
         let model = relay::resolve_model(&state.config, &req.model)?;
-        log.set_provider(model.info().provider.name());
+        log.set_route(model);
         let include_usage = req.stream
             && r.stream_options
                 .and_then(|o| o.include_usage)

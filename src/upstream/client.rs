@@ -29,6 +29,15 @@ pub fn build(config: &Config) -> Result<reqwest::Client, reqwest::Error> {
 
 /// Map a transport error to the API error a client should see (timeout 504, connect 502).
 pub fn transport_error(provider: &'static str, e: &reqwest::Error, config: &Config) -> ApiError {
+    // The cause chain names the URL and the OS error (never a header, so never a key).
+    let mut cause = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        cause.push_str(": ");
+        cause.push_str(&s.to_string());
+        source = s.source();
+    }
+    tracing::warn!(provider, cause, "upstream request failed");
     if e.is_timeout() {
         ApiError::UpstreamTimeout {
             provider,

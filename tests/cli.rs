@@ -1,0 +1,105 @@
+//! The binary's configuration handling and commands, run as a user would: environment in,
+//! exit status and output checked. Every configuration mistake must stop the start with a
+//! message naming the variable and what it expects, never be silently ignored.
+
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::process::{Command, Output};
+
+use llm_relay::catalog::ModelId;
+
+fn relay(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_llm-relay"));
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn models_lists_the_whole_catalog() {
+    let o = relay(&["models"], &[]);
+    assert!(o.status.success());
+    let out = stdout(&o);
+    assert_eq!(out.lines().count(), ModelId::all().count());
+    for m in ModelId::all() {
+        assert!(out.contains(m.info().id), "{}", m.info().id);
+    }
+}
+
+#[test]
+fn keys_come_from_variables_or_files_and_are_never_printed() {
+    let dir = std::env::temp_dir().join(format!("llm-relay-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key_file = dir.join("openai_key");
+    std::fs::write(&key_file, "sk-from-file-123\n").unwrap();
+    let o = relay(
+        &["check"],
+        &[
+            ("OPENAI_API_KEY_FILE", key_file.to_str().unwrap()),
+            ("GROQ_API_KEY", "gsk-direct-456"),
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    let line = |p: &str| out.lines().find(|l| l.starts_with(p)).unwrap().to_string();
+    assert!(line("openai ").contains("enabled"), "{out}");
+    assert!(line("groq ").contains("enabled"), "{out}");
+    assert!(line("mistral ").contains("no key"), "{out}");
+    assert!(!out.contains("sk-from-file-123") && !out.contains("gsk-direct-456"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn configuration_mistakes_stop_the_start_with_a_clear_message() {
+    let cases: [(&str, &str, &str); 7] = [
+        (
+            "PORT",
+            "abc",
+            "PORT=\"abc\" is not valid: expected a port number",
+        ),
+        ("PORT", "99999", "PORT=\"99999\" is not valid"),
+        ("HOST", "localhost", "expected an IP address"),
+        (
+            "OPENAI_API_KEY_FILE",
+            "/nonexistent/key",
+            "OPENAI_API_KEY_FILE=\"/nonexistent/key\" cannot be read",
+        ),
+        (
+            "OPENAI_BASE_URL",
+            "notaurl",
+            "OPENAI_BASE_URL=\"notaurl\" is not valid: expected an http(s) URL",
+        ),
+        (
+            "DEFAULT_MODEL",
+            "no-such-model",
+            "DEFAULT_MODEL=\"no-such-model\" is not a model in the catalog",
+        ),
+        (
+            "MAX_BODY_BYTES",
+            "lots",
+            "MAX_BODY_BYTES=\"lots\" is not valid",
+        ),
+    ];
+    for (var, value, message) in cases {
+        let o = relay(&["check"], &[(var, value)]);
+        assert_eq!(o.status.code(), Some(2), "{var}={value}");
+        assert!(
+            stderr(&o).contains(message),
+            "{var}={value}: {}",
+            stderr(&o)
+        );
+    }
+}
