@@ -221,6 +221,7 @@ async fn start_relay(fake: &str) -> String {
                 }
             })
             .collect(),
+        ollama: Default::default(),
     };
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -159,6 +159,9 @@ pub struct ChatRequest {
     pub frequency_penalty: Option<f64>,
     /// Reasoning effort (`none|minimal|low|medium|high|xhigh|max`), passed through.
     pub reasoning_effort: Option<String>,
+    /// Thinking switched on or off without a level (Ollama `think: true|false`); a level goes to
+    /// `reasoning_effort`. `None` = the model's default.
+    pub think: Option<bool>,
     /// Structured output.
     pub response_format: Option<ResponseFormat>,
     /// Callable tools.

@@ -49,6 +49,8 @@ pub struct Config {
     pub read_timeout: Duration,
     /// Providers, indexed in `ProviderId` order.
     pub providers: Vec<ProviderConfig>,
+    /// Ollama servers used as upstreams (`OLLAMA_INSTANCES`, `OLLAMA_REFRESH_SECS`).
+    pub ollama: crate::instances::InstancesConfig,
 }
 
 /// Read `name`, or the file named by `name_FILE` (Docker secrets). Empty values count as unset.
@@ -90,7 +92,8 @@ impl Config {
     ///
     /// Errors: a variable that is set but unusable, named in the message with what is expected:
     /// `PORT=abc`, `HOST=localhost` (an IP address is needed), an unreadable `<NAME>_FILE`, a base
-    /// URL that is not http(s), a `DEFAULT_MODEL` that is not in the catalog.
+    /// URL that is not http(s), a `DEFAULT_MODEL` that is not in the catalog, a malformed
+    /// `OLLAMA_INSTANCES`.
     pub fn from_env() -> Result<Config, String> {
         let host: IpAddr = env_parse("HOST", "an IP address such as 0.0.0.0 or 127.0.0.1")?
             .unwrap_or(IpAddr::from([0, 0, 0, 0]));
@@ -142,6 +145,7 @@ impl Config {
                 env_parse("UPSTREAM_READ_TIMEOUT_MS", "milliseconds")?.unwrap_or(300_000),
             ),
             providers,
+            ollama: crate::instances::InstancesConfig::from_env()?,
         })
     }
 

@@ -6,7 +6,9 @@
 //! - [`canonical`]: the request/response model every frontend and upstream meets at.
 //! - [`frontend`]: client APIs (Ollama `/api/*`, OpenAI `/v1/*`): decode, encode, error format.
 //! - [`upstream`]: wire dialects behind the `Dialect` trait and the shared HTTP client.
-//! - [`relay`]: resolve, encode, send, peek the stream.
+//! - [`relay`]: resolve, encode, send, peek the stream; [`route`]: the routing target a model
+//!   name resolves to (catalog row or Ollama-instance model).
+//! - [`instances`]: Ollama servers as upstreams: discovery, snapshot, instance model names.
 //! - [`usage`]: per-request log line and usage hand-off.
 //! - [`config`], [`server`], [`error`].
 
@@ -15,7 +17,9 @@ pub mod catalog;
 pub mod config;
 pub mod error;
 pub mod frontend;
+pub mod instances;
 pub mod relay;
+pub mod route;
 pub mod server;
 pub mod upstream;
 pub mod usage;

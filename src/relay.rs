@@ -10,10 +10,12 @@ use std::sync::Arc;
 use futures_util::StreamExt;
 
 use crate::canonical::{ChatRequest, ChatResponse};
-use crate::catalog::{self, ModelId};
+use crate::catalog;
 use crate::config::Config;
 use crate::error::ApiError;
-use crate::upstream::{EventStream, client};
+use crate::instances::Instances;
+pub use crate::route::Target;
+use crate::upstream::{Dialect, EventStream, client};
 
 /// Shared state of the API server: configuration and the one upstream HTTP client.
 #[derive(Clone)]
@@ -24,6 +26,8 @@ pub struct AppState {
     pub client: reqwest::Client,
     /// Process start time, RFC 3339 (reported as `modified_at` of catalog models).
     pub started_at: String,
+    /// Ollama servers configured as upstreams and the snapshot of their models.
+    pub instances: Arc<Instances>,
 }
 
 impl AppState {
@@ -32,10 +36,12 @@ impl AppState {
     /// Errors: the HTTP client cannot be built (TLS backend).
     pub fn new(config: Config) -> Result<Self, reqwest::Error> {
         let client = client::build(&config)?;
+        let instances = Arc::new(Instances::new(config.ollama.clone()));
         Ok(AppState {
             config: Arc::new(config),
             client,
             started_at: crate::frontend::now_rfc3339(),
+            instances,
         })
     }
 }
@@ -48,12 +54,25 @@ pub enum Reply {
     Stream(EventStream),
 }
 
-/// Resolve a client model name: the catalog, then `DEFAULT_MODEL`.
+/// Resolve a client model name: the catalog, then the models discovered on Ollama instances,
+/// then `DEFAULT_MODEL`. An unknown name also asks for a background re-discovery of the instances
+/// (rate-limited; this request is not delayed), so a model just pulled there resolves soon after.
 ///
 /// Errors: `ModelNotFound` naming the client's model.
-pub fn resolve_model(config: &Config, name: &str) -> Result<ModelId, ApiError> {
-    catalog::resolve(name)
-        .or_else(|| config.default_model.as_deref().and_then(catalog::resolve))
+pub fn resolve_model(state: &AppState, name: &str) -> Result<Target, ApiError> {
+    if let Some(m) = catalog::resolve(name) {
+        return Ok(Target::Catalog(m));
+    }
+    if let Some(m) = state.instances.resolve(name) {
+        return Ok(Target::Instance(m));
+    }
+    state.instances.refresh_soon(&state.client);
+    state
+        .config
+        .default_model
+        .as_deref()
+        .and_then(catalog::resolve)
+        .map(Target::Catalog)
         .ok_or_else(|| ApiError::ModelNotFound(name.to_string()))
 }
 
@@ -62,26 +81,33 @@ pub fn resolve_model(config: &Config, name: &str) -> Result<ModelId, ApiError> {
 /// Errors: unknown model (404), provider without key (503), request the dialect cannot express
 /// (400), upstream status (kept), transport failures (502/504), and, for streams, a failure before
 /// the first event.
-pub async fn chat(state: &AppState, model: ModelId, req: &ChatRequest) -> Result<Reply, ApiError> {
-    let provider = model.info().provider;
-    if !state.config.is_enabled(provider) {
-        let info = provider.info();
-        return Err(ApiError::ProviderNotConfigured {
-            provider: info.name,
-            env: info.api_key_env.unwrap_or("API_KEY"),
-        });
-    }
-    let dialect = catalog::dialect(provider);
-    let encoded = dialect.encode(model, req)?;
-    let upstream = client::send(
-        &state.client,
-        &state.config,
-        dialect,
-        model,
-        &encoded.path,
-        encoded.body,
-    )
-    .await?;
+pub async fn chat(state: &AppState, target: &Target, req: &ChatRequest) -> Result<Reply, ApiError> {
+    let (dialect, upstream): (&dyn Dialect, _) = match target {
+        Target::Catalog(model) => {
+            let model = *model;
+            let provider = model.info().provider;
+            if !state.config.is_enabled(provider) {
+                let info = provider.info();
+                return Err(ApiError::ProviderNotConfigured {
+                    provider: info.name,
+                    env: info.api_key_env.unwrap_or("API_KEY"),
+                });
+            }
+            let dialect = catalog::dialect(provider);
+            let encoded = dialect.encode(model, req)?;
+            let upstream = client::send(
+                &state.client,
+                &state.config,
+                dialect,
+                model,
+                &encoded.path,
+                encoded.body,
+            )
+            .await?;
+            (dialect, upstream)
+        }
+        Target::Instance(m) => crate::upstream::ollama::send_to_instance(state, m, req).await?,
+    };
     let name = upstream.provider;
     if req.stream {
         let mut events = dialect.decode_stream(name, upstream.into_stream(&state.config));

@@ -105,11 +105,15 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send,
 ) -> io::Result<()> {
     let acceptor = NoDelayAcceptor::new(listener)?;
-    poem::Server::new_with_acceptor(acceptor)
+    // Ollama-instance discovery runs beside the server (never before it: startup does not wait).
+    let refresher = state.instances.spawn_refresher(state.client.clone());
+    let result = poem::Server::new_with_acceptor(acceptor)
         .run_with_graceful_shutdown(
             app(state),
             shutdown,
             Some(std::time::Duration::from_secs(10)),
         )
-        .await
+        .await;
+    refresher.abort();
+    result
 }

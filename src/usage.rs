@@ -19,8 +19,9 @@ pub struct RequestLog {
     model: String,
     /// Provider that served it, once routed.
     provider: &'static str,
-    /// Upstream model id it was routed to (differs from `model` for aliases and DEFAULT_MODEL).
-    routed: &'static str,
+    /// Upstream model id it was routed to (differs from `model` for aliases and DEFAULT_MODEL;
+    /// borrowed for catalog models, owned for Ollama-instance models).
+    routed: std::borrow::Cow<'static, str>,
     /// HTTP status sent to the client.
     status: u16,
     started: Instant,
@@ -37,7 +38,7 @@ impl RequestLog {
             path,
             model: String::new(),
             provider: "-",
-            routed: "-",
+            routed: std::borrow::Cow::Borrowed("-"),
             status: 200,
             started: Instant::now(),
             usage: Usage::default(),
@@ -52,11 +53,14 @@ impl RequestLog {
     pub fn set_model(&mut self, model: &str) {
         model.clone_into(&mut self.model);
     }
-    /// Record where the request was routed: the catalog model (its provider and upstream id).
-    pub fn set_route(&mut self, model: crate::catalog::ModelId) {
-        let info = model.info();
-        self.provider = info.provider.name();
-        self.routed = info.id;
+    /// Record where the request was routed: provider (catalog provider or Ollama instance name)
+    /// and upstream model id.
+    pub fn set_route(&mut self, target: &crate::route::Target) {
+        self.provider = target.provider_name();
+        self.routed = match target {
+            crate::route::Target::Catalog(m) => std::borrow::Cow::Borrowed(m.info().id),
+            crate::route::Target::Instance(m) => std::borrow::Cow::Owned(m.model.clone()),
+        };
     }
     /// Record the HTTP status.
     pub fn set_status(&mut self, status: u16) {
@@ -91,7 +95,7 @@ impl Drop for RequestLog {
             path = self.path,
             model = %self.model,
             provider = self.provider,
-            routed = self.routed,
+            routed = %self.routed,
             status = self.status,
             latency_ms,
             prompt_tokens = self.usage.prompt_tokens,

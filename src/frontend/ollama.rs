@@ -24,7 +24,7 @@ use crate::canonical::{
 };
 use crate::catalog::{Capability, ModelId};
 use crate::error::ApiError;
-use crate::relay::{self, AppState, Reply};
+use crate::relay::{self, AppState, Reply, Target};
 use crate::usage::RequestLog;
 
 /// Version reported by `/api/version`: a recent Ollama release, so clients that gate features on
@@ -133,6 +133,18 @@ async fn tags(state: Data<&AppState>) -> Response {
                    "digest": digest(m), "details": details(m)})
         })
         .collect();
+    // Ollama-instance models (see crate::instances for the names); listing also asks for a
+    // background re-discovery, so a just-pulled model shows up on the next listing.
+    let mut models = models;
+    models.extend(
+        state
+            .instances
+            .snapshot()
+            .listed()
+            .iter()
+            .map(|l| l.ollama_entry()),
+    );
+    state.instances.refresh_soon(&state.client);
     json_response(&json!({"models": models}))
 }
 
@@ -156,7 +168,10 @@ async fn show(state: Data<&AppState>, body: Body) -> Response {
         let r: ShowRequest = read_json(body, state.config.max_body_bytes).await?;
         let name = r.model.or(r.name).ok_or_else(|| ApiError::BadRequest("model is required".into()))?;
         // Same resolution as chat (DEFAULT_MODEL included): `ollama run` shows, then chats.
-        let m = relay::resolve_model(&state.config, &name)?;
+        let m = match relay::resolve_model(&state, &name)? {
+            Target::Catalog(m) => m,
+            Target::Instance(im) => return Ok(crate::instances::show(&state.client, &im).await),
+        };
         let info = m.info();
         let arch = info.family;
         let mut model_info = Map::new();
@@ -201,7 +216,7 @@ async fn pull(state: Data<&AppState>, body: Body) -> Response {
     let Some(name) = r.model.or(r.name) else {
         return error_response(&ApiError::BadRequest("model is required".into()));
     };
-    if relay::resolve_model(&state.config, &name).is_err() {
+    if relay::resolve_model(&state, &name).is_err() {
         return error_response(&ApiError::ModelNotFound(name));
     }
     // Nothing to download: the model runs at its provider.
@@ -351,12 +366,14 @@ fn decode_format(f: Option<Value>) -> Result<Option<ResponseFormat>, ApiError> {
     }
 }
 
-/// Ollama `think`: a level (`low|medium|high`) becomes the reasoning effort; `true`/`false` leave
-/// the model's default (OpenAI-compatible upstreams have no portable on/off switch).
-fn decode_think(t: Option<Value>) -> Option<String> {
+/// Ollama `think`: a level (`low|medium|high|max`) becomes the reasoning effort; `true`/`false`
+/// become the canonical on/off switch (kept for Ollama upstreams; OpenAI-compatible upstreams have
+/// no portable switch and leave the model's default).
+fn decode_think(t: Option<Value>) -> (Option<String>, Option<bool>) {
     match t {
-        Some(Value::String(s)) => Some(s),
-        _ => None,
+        Some(Value::String(s)) => (Some(s), None),
+        Some(Value::Bool(b)) => (None, Some(b)),
+        _ => (None, None),
     }
 }
 
@@ -378,7 +395,7 @@ fn decode_chat(w: ChatWire) -> Result<ChatRequest, ApiError> {
     };
     apply_options(&mut req, w.options);
     req.response_format = decode_format(w.format)?;
-    req.reasoning_effort = decode_think(w.think);
+    (req.reasoning_effort, req.think) = decode_think(w.think);
     for t in w.tools.unwrap_or_default() {
         req.tools.push(Tool {
             name: t.function.name,
@@ -473,7 +490,7 @@ fn decode_generate(w: GenerateWire) -> Result<ChatRequest, ApiError> {
     };
     apply_options(&mut req, w.options);
     req.response_format = decode_format(w.format)?;
-    req.reasoning_effort = decode_think(w.think);
+    (req.reasoning_effort, req.think) = decode_think(w.think);
     if let Some(s) = w.system.filter(|s| !s.is_empty()) {
         req.system.push(s);
     }
@@ -703,13 +720,13 @@ async fn run(state: &AppState, kind: Kind, path: &'static str, body: Body) -> Re
             Kind::Generate => decode_generate(read_json(body, state.config.max_body_bytes).await?)?,
         };
         log.set_model(&req.model);
-        let model = relay::resolve_model(&state.config, &req.model)?;
-        log.set_route(model);
+        let model = relay::resolve_model(state, &req.model)?;
+        log.set_route(&model);
         if is_load_request(&req) {
             return Ok((req, None));
         }
         sent_at = Instant::now();
-        let reply = relay::chat(state, model, &req).await?;
+        let reply = relay::chat(state, &model, &req).await?;
         Ok::<_, ApiError>((req, Some(reply)))
     }
     .await;

@@ -70,14 +70,28 @@ async fn list_models(state: Data<&AppState>) -> Response {
         .filter(|m| state.config.is_enabled(m.info().provider))
         .map(model_object)
         .collect();
+    // Ollama-instance models (see crate::instances), then a background re-discovery.
+    let mut data = data;
+    data.extend(
+        state
+            .instances
+            .snapshot()
+            .listed()
+            .iter()
+            .map(|l| l.openai_object()),
+    );
+    state.instances.refresh_soon(&state.client);
     json_response(&json!({"object": "list", "data": data}))
 }
 
 #[handler]
 async fn get_model(state: Data<&AppState>, Path(id): Path<String>) -> Response {
     // Same resolution as chat (DEFAULT_MODEL included), so a name that chats also retrieves.
-    match relay::resolve_model(&state.config, &id) {
-        Ok(m) => json_response(&model_object(m)),
+    match relay::resolve_model(&state, &id) {
+        Ok(relay::Target::Catalog(m)) => json_response(&model_object(m)),
+        Ok(relay::Target::Instance(m)) => json_response(&json!({
+            "id": id, "object": "model", "created": m.modified_unix(), "owned_by": m.instance,
+        })),
         Err(e) => error_response(&e),
     }
 }
@@ -636,9 +650,9 @@ async fn chat_completions_inner(state: &AppState, body: Body) -> Response {
         let wire: ChatCompletionRequest = read_json(body, state.config.max_body_bytes).await?;
         let (req, include_usage) = decode_chat(wire)?;
         log.set_model(&req.model);
-        let model = relay::resolve_model(&state.config, &req.model)?;
-        log.set_route(model);
-        let reply = relay::chat(state, model, &req).await?;
+        let model = relay::resolve_model(state, &req.model)?;
+        log.set_route(&model);
+        let reply = relay::chat(state, &model, &req).await?;
         Ok::<_, ApiError>((req, include_usage, reply))
     }
     .await;
@@ -788,13 +802,13 @@ async fn completions_inner(state: &AppState, body: Body) -> Response {
             ..ChatRequest::default()
         };
         log.set_model(&req.model);
-        let model = relay::resolve_model(&state.config, &req.model)?;
-        log.set_route(model);
+        let model = relay::resolve_model(state, &req.model)?;
+        log.set_route(&model);
         let include_usage = req.stream
             && r.stream_options
                 .and_then(|o| o.include_usage)
                 .unwrap_or(false);
-        let reply = relay::chat(state, model, &req).await?;
+        let reply = relay::chat(state, &model, &req).await?;
         Ok((req, include_usage, reply))
     }
     .await;

@@ -106,6 +106,20 @@ pub async fn send(
     for (k, v) in info.headers {
         rb = rb.header(*k, *v);
     }
+    send_request(rb, provider, dialect, config).await
+}
+
+/// Send a prepared request (URL, auth, body set) and check the status: the part of [`send`]
+/// shared with upstreams that are not catalog providers (Ollama instances).
+///
+/// Errors: transport failures (502/504), non-2xx upstream status (kept, with the upstream's
+/// message and `Retry-After`).
+pub async fn send_request(
+    rb: reqwest::RequestBuilder,
+    provider: &'static str,
+    dialect: &dyn Dialect,
+    config: &Config,
+) -> Result<Upstream, ApiError> {
     let response = rb
         .send()
         .await

@@ -39,6 +39,7 @@ pub fn config(enabled: &[(&str, String)]) -> Config {
                 }
             })
             .collect(),
+        ollama: Default::default(),
     }
 }
 

@@ -1,0 +1,753 @@
+//! Ollama servers as upstreams (`OLLAMA_INSTANCES`): configuration, model discovery from each
+//! server's `GET /api/tags`, and the names their models are exposed under.
+//!
+//! Owns: the runtime set of instance models, held as an immutable [`Snapshot`] behind an
+//! `ArcSwap`. Requests only load the current snapshot (an atomic pointer read, no lock, no wait);
+//! discovery builds a new snapshot off the request path and swaps it in. Discovery runs at
+//! startup (in the background: the server answers at once, with no instance models until the
+//! first answers arrive), every `OLLAMA_REFRESH_SECS` (default 60 s), and on demand when a client
+//! lists models or names a model that resolves to nothing (coalesced, at most one refresh every
+//! [`ON_DEMAND_MIN_INTERVAL`]; the triggering request answers from the snapshot in hand).
+//! A failing instance is logged (URL without credentials) and keeps its last known models, so a
+//! server that restarts does not make its models flicker out of clients' model pickers.
+//!
+//! Does not own: the compiled catalog (always resolved first: a catalog name is never shadowed),
+//! the `/api/chat` wire format (`upstream::ollama`), HTTP status handling (`upstream::client`).
+//!
+//! # Names (seed 002: "models are namespaced by instance, e.g. `myserver-llama3.2`")
+//! An instance `myserver` listing `llama3.2:latest` and `llama3.2:3b` exposes:
+//! - namespaced: `myserver-llama3.2:latest` (also `myserver-llama3.2`) and `myserver-llama3.2:3b`;
+//! - bare: `llama3.2:latest` (also `llama3.2`) and `llama3.2:3b`, only when unambiguous: no other
+//!   instance has that model and no catalog name resolves to it.
+//!
+//! Any spelling that would name two different models (two instances with the same model, or an
+//! instance `a` with model `b-x` against an instance `a-b` with model `x`) is neither listed nor
+//! resolved; the namespaced spellings stay. Lookups are case-insensitive. A tag is never doubled:
+//! `:latest` is added only to names without a tag, as Ollama does.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use serde_json::Value;
+
+use crate::config::env_var;
+
+/// Default interval between two discoveries of every instance: 60 s.
+pub const DEFAULT_REFRESH: Duration = Duration::from_secs(60);
+
+/// On-demand refreshes (listing, unknown model name) run at most this often: 2 s. Keeps a client
+/// that polls `/api/tags` or retries an unknown name from hammering the servers.
+pub const ON_DEMAND_MIN_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Longest wait for one instance's `/api/tags` answer: 5 s. A slow server delays only its own
+/// discovery, never a request.
+pub const DISCOVERY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Largest `/api/tags` body accepted: 8 MiB (a server with hundreds of models sends ~100 KB).
+const MAX_TAGS_BYTES: usize = 8 * 1024 * 1024;
+
+/// One configured Ollama server.
+#[derive(Debug, Clone)]
+pub struct InstanceConfig {
+    /// Lower-case name, the namespace of its models (`myserver`). Leaked once at startup so error
+    /// and log types keep their `&'static str` provider names.
+    pub name: &'static str,
+    /// Base URL without trailing slash (`http://host:11434`); `/api/chat` is appended.
+    pub base_url: String,
+}
+
+/// The `OLLAMA_INSTANCES` / `OLLAMA_REFRESH_SECS` configuration.
+#[derive(Debug, Clone)]
+pub struct InstancesConfig {
+    /// Servers in the order given.
+    pub instances: Vec<InstanceConfig>,
+    /// Interval between two periodic discoveries (`OLLAMA_REFRESH_SECS`, seconds).
+    pub refresh: Duration,
+}
+
+impl Default for InstancesConfig {
+    fn default() -> Self {
+        InstancesConfig {
+            instances: Vec::new(),
+            refresh: DEFAULT_REFRESH,
+        }
+    }
+}
+
+impl InstancesConfig {
+    /// Read `OLLAMA_INSTANCES` (`name=http://host:11434,other=http://...`) and
+    /// `OLLAMA_REFRESH_SECS` (seconds, at least 1), each also as `<NAME>_FILE`.
+    ///
+    /// Errors: a malformed list (see [`parse_instances`]) or refresh interval, named in the message.
+    pub fn from_env() -> Result<Self, String> {
+        let instances = match env_var("OLLAMA_INSTANCES")? {
+            Some(v) => parse_instances(&v)?,
+            None => Vec::new(),
+        };
+        let refresh = match env_var("OLLAMA_REFRESH_SECS")? {
+            None => DEFAULT_REFRESH,
+            Some(v) => match v.parse::<u64>() {
+                Ok(s) if s >= 1 => Duration::from_secs(s),
+                _ => {
+                    return Err(format!(
+                        "OLLAMA_REFRESH_SECS={v:?} is not valid: expected a number of seconds >= 1"
+                    ));
+                }
+            },
+        };
+        Ok(InstancesConfig { instances, refresh })
+    }
+}
+
+/// Parse `name=url` pairs separated by commas (or newlines, for `_FILE` variants).
+///
+/// Names: letters, digits, `.`, `_`, `-`, starting with a letter or digit, lower-cased, unique,
+/// and not the name of a catalog provider (their namespaced spellings would clash). URLs: http(s),
+/// without query; a trailing `/` is dropped.
+///
+/// Errors: the offending entry and what is expected.
+pub fn parse_instances(list: &str) -> Result<Vec<InstanceConfig>, String> {
+    let mut out: Vec<InstanceConfig> = Vec::new();
+    for entry in list
+        .split([',', '\n'])
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+    {
+        let bad = |why: &str| {
+            format!(
+                "OLLAMA_INSTANCES entry {entry:?} is not valid: {why} (expected name=url, like \
+                 myserver=http://192.168.1.100:11434)"
+            )
+        };
+        let (name, url) = entry
+            .split_once('=')
+            .ok_or_else(|| bad("no '=' between name and URL"))?;
+        let name = name.trim().to_ascii_lowercase();
+        let valid_name = name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        if !valid_name {
+            return Err(bad(
+                "the name must be letters, digits, '.', '_' or '-', starting with a letter or digit",
+            ));
+        }
+        if crate::catalog::PROVIDERS.iter().any(|p| p.name == name) {
+            return Err(bad(
+                "the name is a provider of the catalog; choose another, e.g. my-ollama",
+            ));
+        }
+        if out.iter().any(|i| i.name == name) {
+            return Err(bad("the name is used twice"));
+        }
+        let url = url.trim().trim_end_matches('/');
+        match reqwest::Url::parse(url) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.query().is_none() => {}
+            _ => return Err(bad("the URL must be http(s)://host:port")),
+        }
+        out.push(InstanceConfig {
+            name: Box::leak(name.into_boxed_str()),
+            base_url: url.to_string(),
+        });
+    }
+    Ok(out)
+}
+
+/// `url` without user name and password, for logs.
+pub fn redact_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut u) => {
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u.to_string().trim_end_matches('/').to_string()
+        }
+        Err(_) => "<invalid URL>".into(),
+    }
+}
+
+/// One model on one instance, as its `/api/tags` listed it.
+#[derive(Debug)]
+pub struct InstanceModel {
+    /// Instance name (`myserver`): the provider name in logs and errors.
+    pub instance: &'static str,
+    /// The instance's base URL (no trailing slash).
+    pub base_url: Arc<str>,
+    /// The model name exactly as the instance lists it, with its tag (`llama3.2:latest`); sent as
+    /// `model` in `/api/chat`.
+    pub model: String,
+    /// The instance's `/api/tags` entry (`modified_at`, `size` in bytes, 64-hex `digest`,
+    /// `details`), passed on in listings.
+    pub entry: Value,
+}
+
+impl InstanceModel {
+    /// The entry's `modified_at` as Unix seconds (0 when missing or not RFC 3339).
+    pub fn modified_unix(&self) -> i64 {
+        self.entry
+            .get("modified_at")
+            .and_then(Value::as_str)
+            .and_then(|t| {
+                time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
+            })
+            .map_or(0, time::OffsetDateTime::unix_timestamp)
+    }
+
+    /// `<instance>-<model>`, as listed by the Ollama API (`myserver-llama3.2:latest`).
+    pub fn namespaced(&self) -> String {
+        format!("{}-{}", self.instance, self.model)
+    }
+}
+
+/// A listed spelling of an instance model.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    /// Name with its tag, as the Ollama API lists it (`myserver-llama3.2:latest`, `llama3.2:3b`).
+    pub name: String,
+    /// The model.
+    pub model: Arc<InstanceModel>,
+}
+
+impl Listed {
+    /// The OpenAI API id: the name without a `:latest` tag (`myserver-llama3.2`, `llama3.2:3b`),
+    /// as the catalog's models are listed there.
+    pub fn openai_id(&self) -> &str {
+        self.name.strip_suffix(":latest").unwrap_or(&self.name)
+    }
+}
+
+impl Listed {
+    /// The Ollama `/api/tags` entry: the instance's own entry (real `modified_at`, `size`,
+    /// `digest`, `details`) under this name.
+    pub fn ollama_entry(&self) -> Value {
+        let mut e = match &self.model.entry {
+            Value::Object(o) => o.clone(),
+            _ => serde_json::Map::new(),
+        };
+        e.insert("name".into(), self.name.clone().into());
+        e.insert("model".into(), self.name.clone().into());
+        for (k, default) in [
+            ("modified_at", Value::from("")),
+            ("size", Value::from(0)),
+            ("digest", Value::from("")),
+            ("details", serde_json::json!({})),
+        ] {
+            e.entry(k).or_insert(default);
+        }
+        Value::Object(e)
+    }
+
+    /// The OpenAI `/v1/models` object: `created` is the instance's `modified_at` (Unix seconds,
+    /// as Ollama's own OpenAI layer reports it), `owned_by` the instance name.
+    pub fn openai_object(&self) -> Value {
+        serde_json::json!({
+            "id": self.openai_id(),
+            "object": "model",
+            "created": self.model.modified_unix(),
+            "owned_by": self.model.instance,
+        })
+    }
+}
+
+/// What discovery last learned about one instance.
+#[derive(Debug, Clone)]
+pub struct InstanceStatus {
+    /// Instance name.
+    pub name: &'static str,
+    /// Models of the last successful discovery, in the instance's order.
+    pub models: Vec<Arc<InstanceModel>>,
+    /// Whether the last discovery succeeded (`false` also before the first answer).
+    pub reachable: bool,
+}
+
+/// An immutable view of every instance's models and the names that reach them.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    /// Per instance, in configuration order.
+    pub instances: Vec<InstanceStatus>,
+    /// Lower-case spelling -> model (unambiguous spellings only).
+    by_name: HashMap<String, Arc<InstanceModel>>,
+    /// Listing order: per instance, per model, the namespaced then the bare name.
+    listed: Vec<Listed>,
+}
+
+impl Snapshot {
+    /// Build the name tables from per-instance model lists (see the module doc for the rules).
+    pub fn build(instances: Vec<InstanceStatus>) -> Snapshot {
+        // Every spelling with every model it could mean (pointer identity = same model).
+        let mut candidates: HashMap<String, Vec<Arc<InstanceModel>>> = HashMap::new();
+        let mut add = |spelling: String, m: &Arc<InstanceModel>| {
+            let v = candidates.entry(spelling.to_ascii_lowercase()).or_default();
+            if !v.iter().any(|x| Arc::ptr_eq(x, m)) {
+                v.push(Arc::clone(m));
+            }
+        };
+        for st in &instances {
+            for m in &st.models {
+                for name in spellings(&m.model) {
+                    add(format!("{}-{name}", m.instance), m);
+                    add(name, m);
+                }
+            }
+        }
+        let by_name: HashMap<String, Arc<InstanceModel>> = candidates
+            .into_iter()
+            .filter(|(spelling, _)| crate::catalog::resolve(spelling).is_none())
+            .filter_map(|(spelling, mut ms)| (ms.len() == 1).then(|| (spelling, ms.remove(0))))
+            .collect();
+        let mut listed = Vec::new();
+        for st in &instances {
+            for m in &st.models {
+                for name in [m.namespaced(), m.model.clone()] {
+                    let hit = by_name.get(&name.to_ascii_lowercase());
+                    if hit.is_some_and(|h| Arc::ptr_eq(h, m)) {
+                        listed.push(Listed {
+                            name,
+                            model: Arc::clone(m),
+                        });
+                    }
+                }
+            }
+        }
+        Snapshot {
+            instances,
+            by_name,
+            listed,
+        }
+    }
+
+    /// The instance model `name` means, if exactly one (case-insensitive, `:latest` optional).
+    pub fn resolve(&self, name: &str) -> Option<Arc<InstanceModel>> {
+        self.by_name.get(&name.trim().to_ascii_lowercase()).cloned()
+    }
+
+    /// Listed names in order (namespaced and unambiguous bare names).
+    pub fn listed(&self) -> &[Listed] {
+        &self.listed
+    }
+}
+
+/// The spellings of an Ollama model name: itself, and without `:latest` when it has that tag.
+fn spellings(model: &str) -> Vec<String> {
+    let mut v = vec![model.to_string()];
+    if let Some(base) = model.strip_suffix(":latest") {
+        v.push(base.to_string());
+    }
+    v
+}
+
+/// The configured instances and the current snapshot of their models.
+pub struct Instances {
+    config: InstancesConfig,
+    snapshot: ArcSwap<Snapshot>,
+    /// A discovery is running (periodic and on-demand ones never overlap).
+    refreshing: AtomicBool,
+    /// When the last on-demand refresh started, ms after `epoch`.
+    last_on_demand_ms: AtomicU64,
+    epoch: Instant,
+}
+
+impl std::fmt::Debug for Instances {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Instances")
+            .field("instances", &self.config.instances.len())
+            .finish()
+    }
+}
+
+/// Clears the `refreshing` flag when a discovery ends, also when its task is cancelled.
+struct RefreshGuard<'a>(&'a AtomicBool);
+
+impl Drop for RefreshGuard<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
+impl Instances {
+    /// No models yet: discovery fills them in ([`Instances::spawn_refresher`]).
+    pub fn new(config: InstancesConfig) -> Self {
+        let statuses = config
+            .instances
+            .iter()
+            .map(|i| InstanceStatus {
+                name: i.name,
+                models: Vec::new(),
+                reachable: false,
+            })
+            .collect();
+        Instances {
+            config,
+            snapshot: ArcSwap::from_pointee(Snapshot::build(statuses)),
+            refreshing: AtomicBool::new(false),
+            last_on_demand_ms: AtomicU64::new(0),
+            epoch: Instant::now(),
+        }
+    }
+
+    /// Whether any instance is configured.
+    pub fn is_empty(&self) -> bool {
+        self.config.instances.is_empty()
+    }
+
+    /// The current snapshot (an atomic load; never waits).
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.load_full()
+    }
+
+    /// The instance model `name` means in the current snapshot.
+    pub fn resolve(&self, name: &str) -> Option<Arc<InstanceModel>> {
+        if self.is_empty() {
+            return None;
+        }
+        self.snapshot.load().resolve(name)
+    }
+
+    /// Discover every instance once, concurrently, and swap in the new snapshot. Skipped when
+    /// another discovery is running. Returns whether it ran.
+    pub async fn refresh(&self, client: &reqwest::Client) -> bool {
+        if self.is_empty()
+            || self
+                .refreshing
+                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
+        {
+            return false;
+        }
+        let _guard = RefreshGuard(&self.refreshing);
+        let previous = self.snapshot.load_full();
+        let results = futures_util::future::join_all(
+            self.config.instances.iter().map(|i| discover(client, i)),
+        )
+        .await;
+        let mut statuses = Vec::with_capacity(results.len());
+        for (i, result) in self.config.instances.iter().zip(results) {
+            let before = previous.instances.iter().find(|s| s.name == i.name);
+            let was_reachable = before.is_some_and(|s| s.reachable);
+            let status = match result {
+                Ok(models) => {
+                    if !was_reachable || before.is_some_and(|s| s.models.len() != models.len()) {
+                        tracing::info!(
+                            instance = i.name,
+                            url = %redact_url(&i.base_url),
+                            models = models.len(),
+                            "ollama instance discovered"
+                        );
+                    }
+                    InstanceStatus {
+                        name: i.name,
+                        models,
+                        reachable: true,
+                    }
+                }
+                Err(reason) => {
+                    // Warn on the first failure and when a reachable instance goes away; repeat
+                    // failures of a down instance only at debug level.
+                    if was_reachable || before.is_none_or(|s| s.models.is_empty()) {
+                        tracing::warn!(
+                            instance = i.name,
+                            url = %redact_url(&i.base_url),
+                            reason,
+                            "ollama instance discovery failed; keeping its last known models"
+                        );
+                    } else {
+                        tracing::debug!(instance = i.name, reason, "ollama instance still down");
+                    }
+                    InstanceStatus {
+                        name: i.name,
+                        models: before.map(|s| s.models.clone()).unwrap_or_default(),
+                        reachable: false,
+                    }
+                }
+            };
+            statuses.push(status);
+        }
+        self.snapshot.store(Arc::new(Snapshot::build(statuses)));
+        true
+    }
+
+    /// Start a discovery in the background unless one ran within [`ON_DEMAND_MIN_INTERVAL`] or is
+    /// running; returns at once. Needs a Tokio runtime (does nothing outside one).
+    pub fn refresh_soon(self: &Arc<Self>, client: &reqwest::Client) {
+        if self.is_empty() || self.refreshing.load(Ordering::Acquire) {
+            return;
+        }
+        let now = self.epoch.elapsed().as_millis() as u64 + 1;
+        let last = self.last_on_demand_ms.load(Ordering::Acquire);
+        let min = ON_DEMAND_MIN_INTERVAL.as_millis() as u64;
+        if last != 0 && now.saturating_sub(last) < min {
+            return;
+        }
+        if self
+            .last_on_demand_ms
+            .compare_exchange(last, now, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return;
+        }
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let this = Arc::clone(self);
+        let client = client.clone();
+        rt.spawn(async move {
+            this.refresh(&client).await;
+        });
+    }
+
+    /// Discover now, then every `refresh` interval, until the returned task is aborted.
+    pub fn spawn_refresher(
+        self: &Arc<Self>,
+        client: reqwest::Client,
+    ) -> tokio::task::JoinHandle<()> {
+        let this = Arc::clone(self);
+        tokio::spawn(async move {
+            if this.is_empty() {
+                return;
+            }
+            let mut tick = tokio::time::interval(this.config.refresh);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                this.refresh(&client).await;
+            }
+        })
+    }
+}
+
+/// `POST {base}/api/show` for `m`: the instance's own answer (template, parameters,
+/// `model_info`, `capabilities`) with `model_info` kept as is. When the instance cannot answer
+/// within [`DISCOVERY_TIMEOUT`], a minimal answer built from its `/api/tags` entry (details,
+/// `modified_at`, capabilities `completion`).
+pub async fn show(client: &reqwest::Client, m: &InstanceModel) -> Value {
+    let answer = async {
+        let resp = client
+            .post(format!("{}/api/show", m.base_url))
+            .json(&serde_json::json!({"model": m.model}))
+            .timeout(DISCOVERY_TIMEOUT)
+            .send()
+            .await
+            .map_err(|e| describe(&e))?;
+        if !resp.status().is_success() {
+            return Err(format!("HTTP {}", resp.status().as_u16()));
+        }
+        let v: Value = resp.json().await.map_err(|e| describe(&e))?;
+        if v.is_object() {
+            Ok(v)
+        } else {
+            Err("not a JSON object".to_string())
+        }
+    }
+    .await;
+    match answer {
+        Ok(v) => v,
+        Err(reason) => {
+            tracing::warn!(instance = m.instance, model = %m.model, reason, "ollama instance /api/show failed; answering from its model list");
+            serde_json::json!({
+                "license": "",
+                "modelfile": format!("# Served by llm-relay from Ollama instance {}\nFROM {}\n", m.instance, m.model),
+                "parameters": "",
+                "template": "{{ .Prompt }}",
+                "system": "",
+                "details": m.entry.get("details").cloned().unwrap_or_else(|| serde_json::json!({})),
+                "model_info": {},
+                "capabilities": ["completion"],
+                "modified_at": m.entry.get("modified_at").cloned().unwrap_or_else(|| "".into()),
+            })
+        }
+    }
+}
+
+/// `GET {base}/api/tags` -> the instance's models (WIRE.md §2.6 `ListModelResponse`).
+///
+/// Errors: a short reason (transport, status, shape), without credentials.
+async fn discover(
+    client: &reqwest::Client,
+    i: &InstanceConfig,
+) -> Result<Vec<Arc<InstanceModel>>, String> {
+    let resp = client
+        .get(format!("{}/api/tags", i.base_url))
+        .timeout(DISCOVERY_TIMEOUT)
+        .send()
+        .await
+        .map_err(|e| describe(&e))?;
+    let status = resp.status();
+    if !status.is_success() {
+        return Err(format!("GET /api/tags answered HTTP {}", status.as_u16()));
+    }
+    let body = resp.bytes().await.map_err(|e| describe(&e))?;
+    if body.len() > MAX_TAGS_BYTES {
+        return Err(format!("/api/tags body larger than {MAX_TAGS_BYTES} bytes"));
+    }
+    let v: Value =
+        serde_json::from_slice(&body).map_err(|e| format!("/api/tags is not JSON: {e}"))?;
+    let list = v
+        .get("models")
+        .and_then(Value::as_array)
+        .ok_or("/api/tags has no models array")?;
+    let base_url: Arc<str> = Arc::from(i.base_url.as_str());
+    let mut models: Vec<Arc<InstanceModel>> = Vec::with_capacity(list.len());
+    for entry in list {
+        let Some(name) = entry
+            .get("model")
+            .or_else(|| entry.get("name"))
+            .and_then(Value::as_str)
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+        else {
+            continue;
+        };
+        // Ollama names always carry a tag; add the default one where a server left it out.
+        let model = if name.contains(':') {
+            name.to_string()
+        } else {
+            format!("{name}:latest")
+        };
+        if models.iter().any(|m| m.model == model) {
+            continue;
+        }
+        models.push(Arc::new(InstanceModel {
+            instance: i.name,
+            base_url: Arc::clone(&base_url),
+            model,
+            entry: entry.clone(),
+        }));
+    }
+    Ok(models)
+}
+
+/// A transport error in a few words, without the URL (which may carry credentials).
+fn describe(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "connection failed"
+    } else if e.is_body() || e.is_decode() {
+        "response body interrupted"
+    } else {
+        "request failed"
+    };
+    let mut cause = String::new();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        cause = s.to_string();
+        source = s.source();
+    }
+    if cause.is_empty() {
+        kind.to_string()
+    } else {
+        format!("{kind}: {cause}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn model(instance: &'static str, name: &str) -> Arc<InstanceModel> {
+        Arc::new(InstanceModel {
+            instance,
+            base_url: Arc::from("http://x"),
+            model: name.into(),
+            entry: Value::Null,
+        })
+    }
+
+    fn snapshot(list: &[(&'static str, &[&str])]) -> Snapshot {
+        Snapshot::build(
+            list.iter()
+                .map(|(inst, models)| InstanceStatus {
+                    name: inst,
+                    models: models.iter().map(|m| model(inst, m)).collect(),
+                    reachable: true,
+                })
+                .collect(),
+        )
+    }
+
+    fn names(s: &Snapshot) -> Vec<&str> {
+        s.listed().iter().map(|l| l.name.as_str()).collect()
+    }
+
+    #[test]
+    fn namespaced_and_bare_names_never_doubled() {
+        let s = snapshot(&[("myserver", &["llama3.2:latest", "llama3.2:3b"])]);
+        assert_eq!(
+            names(&s),
+            [
+                "myserver-llama3.2:latest",
+                "llama3.2:latest",
+                "myserver-llama3.2:3b",
+                "llama3.2:3b"
+            ]
+        );
+        for spelling in [
+            "myserver-llama3.2",
+            "MyServer-Llama3.2:latest",
+            "llama3.2",
+            "llama3.2:latest",
+        ] {
+            assert_eq!(
+                s.resolve(spelling).map(|m| m.model.clone()).as_deref(),
+                Some("llama3.2:latest"),
+                "{spelling}"
+            );
+        }
+        assert!(s.resolve("llama3.2:latest:latest").is_none());
+        assert!(s.resolve("myserver-llama3.2:1b").is_none());
+        assert_eq!(s.listed()[0].openai_id(), "myserver-llama3.2");
+        assert_eq!(s.listed()[3].openai_id(), "llama3.2:3b");
+    }
+
+    #[test]
+    fn ambiguous_bare_names_are_dropped() {
+        let s = snapshot(&[("a", &["llama3.2:latest"]), ("b", &["llama3.2:latest"])]);
+        assert_eq!(names(&s), ["a-llama3.2:latest", "b-llama3.2:latest"]);
+        assert!(s.resolve("llama3.2").is_none());
+        assert_eq!(s.resolve("b-llama3.2").map(|m| m.instance), Some("b"));
+        // `a` + `b-x` and `a-b` + `x` both spell `a-b-x`.
+        let s = snapshot(&[("a", &["b-x:latest"]), ("a-b", &["x:latest"])]);
+        assert!(s.resolve("a-b-x").is_none());
+        assert!(s.resolve("b-x").is_some() && s.resolve("x").is_some());
+    }
+
+    #[test]
+    fn catalog_names_are_never_shadowed() {
+        let catalog_id = crate::catalog::ModelId::all()
+            .next()
+            .map(|m| m.info().id.to_string())
+            .unwrap_or_default();
+        let tagged = format!("{catalog_id}:latest");
+        let s = snapshot(&[("box", &[tagged.as_str()])]);
+        assert!(s.resolve(&catalog_id).is_none());
+        assert_eq!(names(&s), [format!("box-{tagged}")]);
+    }
+
+    #[test]
+    fn parses_instance_lists() {
+        let l = parse_instances("MyServer=http://10.0.0.2:11434/, gpu=https://u:p@gpu.lan");
+        let l = l.unwrap_or_default();
+        assert_eq!(l.len(), 2);
+        assert_eq!(
+            (l[0].name, l[0].base_url.as_str()),
+            ("myserver", "http://10.0.0.2:11434")
+        );
+        assert_eq!(redact_url(&l[1].base_url), "https://gpu.lan");
+        for bad in [
+            "http://x:11434",
+            "a=ftp://x",
+            "a=http://x,a=http://y",
+            "-a=http://x",
+            "a b=http://x",
+        ] {
+            assert!(parse_instances(bad).is_err(), "{bad}");
+        }
+        let provider = crate::catalog::PROVIDERS[0].name;
+        assert!(parse_instances(&format!("{provider}=http://x")).is_err());
+    }
+}
