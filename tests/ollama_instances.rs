@@ -1,0 +1,807 @@
+//! Ollama servers as upstreams (`OLLAMA_INSTANCES`), end to end: fake instances replay recorded
+//! Ollama traffic (tests/fixtures/ollama/: a real `/api/tags` listing, real `/api/chat` answers),
+//! and clients use both APIs. Checks the names listed and resolved (namespaced, bare only when
+//! unambiguous), what llm-relay sent to `/api/chat` field by field (WIRE.md §2.2), what clients
+//! received, discovery of an instance that comes up late, and failures mid-request.
+
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::fake_upstream::FakeUpstream;
+use common::fixtures::{Exchange, load};
+use common::relay::{Relay, config, ndjson, sse_payloads};
+use llm_relay::instances::{InstancesConfig, parse_instances};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use wiremock::matchers::body_partial_json;
+
+/// A real 1x1 RGBA PNG, base64.
+const PNG_1X1: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==";
+
+fn one(rel: &str) -> Exchange {
+    load(rel).remove(0)
+}
+
+/// The recorded `/api/tags` answer as JSON.
+fn recorded_tags() -> Value {
+    one("ollama/tags.yaml").response_json()
+}
+
+/// A fake Ollama server: `/api/tags` from the recording; `/api/chat` answers with `stream` /
+/// `non_stream` exchanges chosen by the request's `stream` flag.
+async fn fake_instance(stream: Option<&str>, non_stream: Option<&str>) -> FakeUpstream {
+    let fake = FakeUpstream::start().await;
+    fake.replay(&one("ollama/tags.yaml"), "/api/tags").await;
+    if let Some(f) = stream {
+        fake.replay_if(
+            &one(f),
+            "/api/chat",
+            body_partial_json(json!({"stream": true})),
+        )
+        .await;
+    }
+    if let Some(f) = non_stream {
+        fake.replay_if(
+            &one(f),
+            "/api/chat",
+            body_partial_json(json!({"stream": false})),
+        )
+        .await;
+    }
+    fake
+}
+
+/// A relay with no catalog provider keyed and the given instances (`name=url,...`).
+async fn relay_with(instances: &str, refresh: Duration) -> Relay {
+    let mut cfg = config(&[]);
+    cfg.ollama = InstancesConfig {
+        instances: parse_instances(instances).unwrap(),
+        refresh,
+    };
+    Relay::start_with(cfg).await
+}
+
+/// Names in the relay's `/api/tags`.
+async fn ollama_names(relay: &Relay) -> Vec<String> {
+    let v: Value = relay.get("/api/tags").await.json().await.unwrap();
+    v["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Wait until `/api/tags` lists `name` (discovery runs in the background), or fail.
+async fn wait_listed(relay: &Relay, name: &str, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        if ollama_names(relay).await.iter().any(|n| n == name) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name} not listed within {within:?}: {:?}",
+            ollama_names(relay).await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Requests the fake received at `path`, bodies as JSON.
+async fn received_at(fake: &FakeUpstream, path: &str) -> Vec<Value> {
+    fake.received()
+        .await
+        .iter()
+        .filter(|r| r.url.path() == path)
+        .map(|r| serde_json::from_slice(&r.body).unwrap())
+        .collect()
+}
+
+/// Log lines written by `tracing_subscriber::fmt` in one test.
+#[derive(Clone, Default)]
+struct LogBuffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl LogBuffer {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl std::io::Write for LogBuffer {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuffer {
+    type Writer = LogBuffer;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+const SLOW: Duration = Duration::from_secs(3600);
+
+#[tokio::test]
+async fn discovery_lists_namespaced_and_bare_names_in_both_apis() {
+    let fake = fake_instance(None, None).await;
+    let relay = relay_with(&format!("myserver={}", fake.uri()), SLOW).await;
+    wait_listed(&relay, "myserver-llama3.2:latest", Duration::from_secs(10)).await;
+
+    let tags: Value = relay.get("/api/tags").await.json().await.unwrap();
+    let listed = tags["models"].as_array().unwrap();
+    let by_name = |n: &str| listed.iter().find(|m| m["name"] == n).cloned();
+    let recorded = recorded_tags();
+    let mut shadowed = Vec::new();
+    for rec in recorded["models"].as_array().unwrap() {
+        let name = rec["name"].as_str().unwrap();
+        // A bare name the catalog already resolves stays the catalog's (the recorded listing has
+        // one: `deepseek-r1:latest`); the namespaced name always reaches the instance.
+        let mut exposed = vec![format!("myserver-{name}")];
+        if llm_relay::catalog::resolve(name).is_none() {
+            exposed.push(name.to_string());
+        } else {
+            assert!(by_name(name).is_none(), "{name} shadows a catalog model");
+            shadowed.push(name);
+        }
+        for exposed in exposed {
+            let m = by_name(&exposed).unwrap_or_else(|| panic!("{exposed} not listed"));
+            assert_eq!(m["model"], exposed.as_str());
+            // The instance's real metadata, not invented values.
+            for k in ["digest", "size", "modified_at", "details"] {
+                assert_eq!(m[k], rec[k], "{exposed}: {k}");
+            }
+            assert_eq!(m["digest"].as_str().unwrap().len(), 64);
+        }
+    }
+    assert_eq!(shadowed, ["deepseek-r1:latest"]);
+    let names = ollama_names(&relay).await;
+    assert!(names.iter().all(|n| !n.contains(":latest:")), "{names:?}");
+    // Catalog models are still listed first (none keyed here: none listed), nothing twice.
+    let mut dedup = names.clone();
+    dedup.sort();
+    dedup.dedup();
+    assert_eq!(dedup.len(), names.len());
+
+    // OpenAI: ids without `:latest`, owned by the instance, created = modified_at.
+    let v: Value = relay.get("/v1/models").await.json().await.unwrap();
+    let ids: Vec<&str> = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    for id in [
+        "myserver-llama3.2",
+        "llama3.2",
+        "myserver-gemma3:4b",
+        "gemma3:4b",
+    ] {
+        assert!(ids.contains(&id), "{id} missing from {ids:?}");
+    }
+    assert!(!ids.iter().any(|i| i.ends_with(":latest")));
+    let m: Value = relay
+        .get("/v1/models/myserver-llama3.2")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(m["owned_by"], "myserver");
+    assert_eq!(m["object"], "model");
+    let modified = time::OffsetDateTime::parse(
+        "2025-06-23T17:01:52.264371207-04:00",
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    assert_eq!(m["created"], modified.unix_timestamp());
+    let r = relay.get("/v1/models/otherserver-llama3.2").await;
+    assert_eq!(r.status(), 404);
+
+    // /api/show: the instance did not answer /api/show (fake has no such route): the relay
+    // answers from its listing.
+    let r = relay
+        .post("/api/show", &json!({"model": "llama3.2:3b-nope"}))
+        .await;
+    assert_eq!(r.status(), 404);
+    let r = relay.post("/api/show", &json!({"model": "llama3.2"})).await;
+    assert_eq!(r.status(), 200);
+    let show: Value = r.json().await.unwrap();
+    assert_eq!(show["details"]["parameter_size"], "3.2B");
+    assert!(
+        show["capabilities"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("completion"))
+    );
+}
+
+#[tokio::test]
+async fn show_is_the_instances_own_answer() {
+    let fake = fake_instance(None, None).await;
+    let show = json!({"license": "L", "template": "{{ .Prompt }}", "details": {"family": "llama"},
+                      "model_info": {"llama.context_length": 131072}, "capabilities": ["completion", "tools"]});
+    wiremock::Mock::given(wiremock::matchers::path("/api/show"))
+        .respond_with(wiremock::ResponseTemplate::new(200).set_body_json(&show))
+        .mount(&fake.server)
+        .await;
+    let relay = relay_with(&format!("box={}", fake.uri()), SLOW).await;
+    wait_listed(&relay, "box-llama3.2:latest", Duration::from_secs(10)).await;
+    let r = relay
+        .post("/api/show", &json!({"model": "box-llama3.2"}))
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap(), show);
+    assert_eq!(
+        received_at(&fake, "/api/show").await,
+        [json!({"model": "llama3.2:latest"})]
+    );
+}
+
+#[tokio::test]
+async fn ambiguous_bare_names_are_neither_listed_nor_resolved() {
+    let a = fake_instance(None, Some("ollama/cloud_chat_nonstream_thinking.httprr")).await;
+    let b = fake_instance(None, Some("ollama/cloud_chat_nonstream_thinking.httprr")).await;
+    let relay = relay_with(&format!("a={},b={}", a.uri(), b.uri()), SLOW).await;
+    wait_listed(&relay, "a-llama3.2:latest", Duration::from_secs(10)).await;
+    wait_listed(&relay, "b-llama3.2:latest", Duration::from_secs(10)).await;
+    let names = ollama_names(&relay).await;
+    assert!(!names.contains(&"llama3.2:latest".to_string()), "{names:?}");
+    let v: Value = relay.get("/v1/models").await.json().await.unwrap();
+    assert!(
+        !v["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["id"] == "llama3.2")
+    );
+
+    let msg = json!([{"role": "user", "content": "hi"}]);
+    let r = relay
+        .post(
+            "/api/chat",
+            &json!({"model": "llama3.2", "messages": msg, "stream": false}),
+        )
+        .await;
+    assert_eq!(r.status(), 404);
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!({"error": "model 'llama3.2' not found"})
+    );
+    let r = relay
+        .post(
+            "/v1/chat/completions",
+            &json!({"model": "llama3.2", "messages": msg}),
+        )
+        .await;
+    assert_eq!(r.status(), 404);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"]["code"],
+        "model_not_found"
+    );
+
+    // The namespaced name reaches its own instance only.
+    let r = relay
+        .post(
+            "/api/chat",
+            &json!({"model": "b-llama3.2", "messages": msg, "stream": false}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    assert!(received_at(&a, "/api/chat").await.is_empty());
+    assert_eq!(received_at(&b, "/api/chat").await.len(), 1);
+}
+
+#[tokio::test]
+async fn ollama_chat_reaches_api_chat_with_images_tools_format_options_think() {
+    let fake = fake_instance(
+        Some("ollama/chat_stream.httprr"),
+        Some("ollama/cloud_chat_tool_call_thinking.httprr"),
+    )
+    .await;
+    let relay = relay_with(&format!("myserver={}", fake.uri()), SLOW).await;
+    wait_listed(&relay, "llama3.2:latest", Duration::from_secs(10)).await;
+    let tools = json!([{"type": "function", "function": {"name": "getWeather",
+        "description": "Get the current weather for a location.",
+        "parameters": {"type": "object", "required": ["location"], "properties": {"location": {"type": "string"}}}}}]);
+    let schema = json!({"type": "object", "properties": {"city": {"type": "string"}}});
+    let body = json!({
+        "model": "myserver-llama3.2",
+        "stream": false,
+        "messages": [
+            {"role": "system", "content": "You are terse."},
+            {"role": "user", "content": "What is in this image?", "images": [PNG_1X1]},
+            {"role": "assistant", "content": "", "tool_calls": [{"function": {"name": "getWeather", "arguments": {"location": "Paris"}}}]},
+            {"role": "tool", "content": "{\"temp\": 21}", "tool_name": "getWeather"},
+        ],
+        "tools": tools,
+        "format": schema,
+        "options": {"temperature": 0.2, "top_p": 0.9, "top_k": 40, "num_predict": 64, "stop": ["END"], "seed": 7},
+        "think": true,
+    });
+    let r = relay.post("/api/chat", &body).await;
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    // What the client got: the recorded answer (tool call arguments as an object, thinking).
+    assert_eq!(v["model"], "myserver-llama3.2");
+    assert_eq!(v["done"], true);
+    assert_eq!(v["done_reason"], "stop");
+    assert_eq!(v["prompt_eval_count"], 145);
+    assert_eq!(v["eval_count"], 44);
+    let call = &v["message"]["tool_calls"][0];
+    assert_eq!(call["id"], "call_mo1wm122");
+    assert_eq!(call["function"]["name"], "getWeather");
+    assert_eq!(
+        call["function"]["arguments"],
+        json!({"location": "San Francisco, CA"})
+    );
+    assert!(
+        v["message"]["thinking"]
+            .as_str()
+            .unwrap()
+            .contains("getWeather")
+    );
+
+    // What the instance got, field by field.
+    let sent = received_at(&fake, "/api/chat").await.remove(0);
+    assert_eq!(sent["model"], "llama3.2:latest");
+    assert_eq!(sent["stream"], false);
+    assert_eq!(sent["think"], true);
+    assert_eq!(sent["format"], schema);
+    assert_eq!(sent["tools"], tools);
+    assert_eq!(
+        sent["options"],
+        json!({"temperature": 0.2, "top_p": 0.9, "top_k": 40, "num_predict": 64, "stop": ["END"], "seed": 7})
+    );
+    let msgs = sent["messages"].as_array().unwrap();
+    assert_eq!(
+        msgs[0],
+        json!({"role": "system", "content": "You are terse."})
+    );
+    assert_eq!(
+        msgs[1],
+        json!({"role": "user", "content": "What is in this image?", "images": [PNG_1X1]})
+    );
+    assert_eq!(msgs[2]["role"], "assistant");
+    let sent_call = &msgs[2]["tool_calls"][0];
+    assert_eq!(sent_call["function"]["name"], "getWeather");
+    assert_eq!(sent_call["function"]["index"], 0);
+    assert_eq!(
+        sent_call["function"]["arguments"],
+        json!({"location": "Paris"})
+    );
+    assert_eq!(msgs[3]["role"], "tool");
+    assert_eq!(msgs[3]["tool_name"], "getWeather");
+    assert_eq!(msgs[3]["content"], "{\"temp\": 21}");
+    assert_eq!(msgs[3]["tool_call_id"], sent_call["id"]);
+
+    // Streaming (the default): NDJSON passes through, usage from the final line.
+    let r = relay
+        .post(
+            "/api/chat",
+            &json!({"model": "llama3.2", "messages": [{"role": "user", "content": "Count from 1 to 5"}],
+                    "options": {"num_predict": 50, "temperature": 0}}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "application/x-ndjson");
+    let lines = ndjson(&r.text().await.unwrap());
+    let text: String = lines
+        .iter()
+        .filter_map(|l| l["message"]["content"].as_str())
+        .collect();
+    assert_eq!(text, "Okay, here we go!\n\n1, 2, 3, 4, 5\n");
+    let last = lines.last().unwrap();
+    assert_eq!(last["done"], true);
+    assert_eq!(last["done_reason"], "stop");
+    assert_eq!(last["prompt_eval_count"], 16);
+    assert_eq!(last["eval_count"], 22);
+    let sent = received_at(&fake, "/api/chat").await.remove(1);
+    assert_eq!(
+        sent,
+        json!({"model": "llama3.2:latest", "stream": true,
+               "messages": [{"role": "user", "content": "Count from 1 to 5"}],
+               "options": {"num_predict": 50, "temperature": 0.0}})
+    );
+
+    // /api/generate goes through /api/chat too.
+    let r = relay
+        .post(
+            "/api/generate",
+            &json!({"model": "llama3.2", "prompt": "Count from 1 to 5", "system": "terse"}),
+        )
+        .await;
+    let lines = ndjson(&r.text().await.unwrap());
+    let text: String = lines
+        .iter()
+        .filter_map(|l| l["response"].as_str())
+        .collect();
+    assert_eq!(text, "Okay, here we go!\n\n1, 2, 3, 4, 5\n");
+    let sent = received_at(&fake, "/api/chat").await.remove(2);
+    assert_eq!(
+        sent["messages"],
+        json!([{"role": "system", "content": "terse"}, {"role": "user", "content": "Count from 1 to 5"}])
+    );
+}
+
+#[tokio::test]
+async fn openai_chat_is_translated_to_api_chat_and_back() {
+    let fake = fake_instance(
+        Some("ollama/cloud_chat_stream_thinking.httprr"),
+        Some("ollama/cloud_chat_nonstream_thinking.httprr"),
+    )
+    .await;
+    let relay = relay_with(&format!("myserver={}", fake.uri()), SLOW).await;
+    wait_listed(&relay, "llama3.2:latest", Duration::from_secs(10)).await;
+    let body = json!({
+        "model": "llama3.2",
+        "messages": [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": [
+                {"type": "text", "text": "What is the capital of France?"},
+                {"type": "image_url", "image_url": {"url": format!("data:image/png;base64,{PNG_1X1}")}}]},
+            {"role": "assistant", "content": null, "tool_calls": [{"id": "call_1", "type": "function",
+                "function": {"name": "lookup", "arguments": "{\"q\":\"France\"}"}}]},
+            {"role": "tool", "tool_call_id": "call_1", "content": "Paris"},
+        ],
+        "max_tokens": 100,
+        "temperature": 0,
+        "seed": 3,
+        "stop": "###",
+        "response_format": {"type": "json_object"},
+        "reasoning_effort": "low",
+    });
+    let r = relay.post("/v1/chat/completions", &body).await;
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["object"], "chat.completion");
+    assert_eq!(v["model"], "llama3.2");
+    assert_eq!(
+        v["choices"][0]["message"]["content"],
+        "The capital of France is **Paris**."
+    );
+    assert_eq!(v["choices"][0]["finish_reason"], "stop");
+    assert_eq!(v["usage"]["prompt_tokens"], 74);
+    assert_eq!(v["usage"]["completion_tokens"], 40);
+    assert_eq!(v["usage"]["total_tokens"], 114);
+
+    let sent = received_at(&fake, "/api/chat").await.remove(0);
+    assert_eq!(sent["model"], "llama3.2:latest");
+    assert_eq!(sent["stream"], false);
+    assert_eq!(sent["format"], "json");
+    assert_eq!(sent["think"], "low");
+    assert_eq!(
+        sent["options"],
+        json!({"temperature": 0.0, "num_predict": 100, "stop": ["###"], "seed": 3})
+    );
+    assert_eq!(
+        sent["messages"],
+        json!([
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "What is the capital of France?", "images": [PNG_1X1]},
+            {"role": "assistant", "content": "", "tool_calls": [
+                {"id": "call_1", "function": {"index": 0, "name": "lookup", "arguments": {"q": "France"}}}]},
+            {"role": "tool", "content": "Paris", "tool_name": "lookup", "tool_call_id": "call_1"},
+        ])
+    );
+
+    // Streaming: thinking then text deltas, finish, usage chunk, [DONE].
+    let r = relay
+        .post(
+            "/v1/chat/completions",
+            &json!({"model": "myserver-llama3.2", "stream": true, "stream_options": {"include_usage": true},
+                    "messages": [{"role": "user", "content": "Count from 1 to 5"}]}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let payloads = sse_payloads(&r.text().await.unwrap());
+    assert_eq!(payloads.last().unwrap(), "[DONE]");
+    let chunks: Vec<Value> = payloads[..payloads.len() - 1]
+        .iter()
+        .map(|p| serde_json::from_str(p).unwrap())
+        .collect();
+    let text: String = chunks
+        .iter()
+        .filter_map(|c| {
+            c.pointer("/choices/0/delta/content")
+                .and_then(Value::as_str)
+        })
+        .collect();
+    let recorded: String =
+        String::from_utf8_lossy(&one("ollama/cloud_chat_stream_thinking.httprr").response_body)
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .filter_map(|l| {
+                serde_json::from_str::<Value>(l).unwrap()["message"]["content"]
+                    .as_str()
+                    .map(str::to_string)
+            })
+            .collect();
+    assert!(!recorded.is_empty());
+    assert_eq!(text, recorded);
+    assert!(
+        chunks
+            .iter()
+            .any(|c| c.pointer("/choices/0/finish_reason") == Some(&json!("stop")))
+    );
+    let usage = chunks
+        .iter()
+        .find_map(|c| c.get("usage").filter(|u| u.is_object()))
+        .unwrap();
+    assert_eq!(
+        (
+            usage["prompt_tokens"].clone(),
+            usage["completion_tokens"].clone()
+        ),
+        (json!(74), json!(57))
+    );
+    assert_eq!(received_at(&fake, "/api/chat").await[1]["stream"], true);
+}
+
+#[tokio::test]
+async fn openai_tool_call_from_an_instance() {
+    let fake = fake_instance(None, Some("ollama/cloud_chat_tool_call_thinking.httprr")).await;
+    let relay = relay_with(&format!("myserver={}", fake.uri()), SLOW).await;
+    wait_listed(&relay, "llama3.2:latest", Duration::from_secs(10)).await;
+    let tools = json!([{"type": "function", "function": {"name": "getWeather", "parameters": {"type": "object"}}}]);
+    let r = relay
+        .post(
+            "/v1/chat/completions",
+            &json!({"model": "llama3.2", "tools": tools, "tool_choice": "auto",
+                    "messages": [{"role": "user", "content": "What's the weather like in San Francisco?"}]}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    let c = &v["choices"][0];
+    assert_eq!(c["finish_reason"], "tool_calls");
+    let call = &c["message"]["tool_calls"][0];
+    assert_eq!(call["id"], "call_mo1wm122");
+    assert_eq!(call["type"], "function");
+    assert_eq!(call["function"]["name"], "getWeather");
+    let args: Value =
+        serde_json::from_str(call["function"]["arguments"].as_str().unwrap()).unwrap();
+    assert_eq!(args, json!({"location": "San Francisco, CA"}));
+    assert_eq!(received_at(&fake, "/api/chat").await[0]["tools"], tools);
+
+    // tool_choice "none": no tools sent (Ollama has no tool_choice).
+    let _ = relay
+        .post(
+            "/v1/chat/completions",
+            &json!({"model": "llama3.2", "tools": tools, "tool_choice": "none",
+                    "messages": [{"role": "user", "content": "hi"}]}),
+        )
+        .await;
+    assert!(
+        received_at(&fake, "/api/chat").await[1]
+            .get("tools")
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn instance_errors_keep_their_status_and_message_in_each_format() {
+    let fake = fake_instance(None, Some("ollama/error_400_tools_not_supported.httprr")).await;
+    let relay = relay_with(&format!("myserver={}", fake.uri()), SLOW).await;
+    wait_listed(&relay, "gemma3:4b", Duration::from_secs(10)).await;
+    let msg = json!([{"role": "user", "content": "Which date do we have today?"}]);
+    let tools = json!([{"type": "function", "function": {"name": "getTime", "parameters": {"type": "object"}}}]);
+    let r = relay
+        .post(
+            "/api/chat",
+            &json!({"model": "gemma3:4b", "stream": false, "messages": msg, "tools": tools}),
+        )
+        .await;
+    assert_eq!(r.status(), 400);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(
+        v["error"],
+        "myserver returned HTTP 400: registry.ollama.ai/library/gemma3:1b does not support tools"
+    );
+    let r = relay
+        .post(
+            "/v1/chat/completions",
+            &json!({"model": "gemma3:4b", "messages": msg, "tools": tools}),
+        )
+        .await;
+    assert_eq!(r.status(), 400);
+    let v: Value = r.json().await.unwrap();
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("does not support tools")
+    );
+    assert_eq!(v["error"]["type"], "invalid_request_error");
+
+    // An http(s) image URL cannot be sent to Ollama: a clear 400 before any upstream call.
+    let r = relay
+        .post(
+            "/v1/chat/completions",
+            &json!({"model": "gemma3:4b", "messages": [{"role": "user", "content": [
+                {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}]}]}),
+        )
+        .await;
+    assert_eq!(r.status(), 400);
+    assert_eq!(received_at(&fake, "/api/chat").await.len(), 2);
+}
+
+#[tokio::test]
+async fn an_instance_down_at_startup_is_picked_up_by_a_later_refresh() {
+    // Capture this test's logs (current-thread runtime: the discovery task runs on this thread).
+    let logs = LogBuffer::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(logs.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    // Nothing answers /api/tags yet (wiremock's default 404): discovery fails and is logged,
+    // without the credentials of the URL.
+    let fake = FakeUpstream::start().await;
+    let with_credentials = fake.uri().replace("http://", "http://admin:hunter2@");
+    let relay = relay_with(
+        &format!("late={with_credentials}"),
+        Duration::from_millis(300),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !ollama_names(&relay)
+            .await
+            .iter()
+            .any(|n| n.starts_with("late-"))
+    );
+    let text = logs.text();
+    assert!(text.contains("ollama instance discovery failed"), "{text}");
+    assert!(
+        text.contains("instance=\"late\"") || text.contains("instance=late"),
+        "{text}"
+    );
+    assert!(text.contains("HTTP 404"), "{text}");
+    assert!(!text.contains("hunter2"), "{text}");
+    let r = relay
+        .post(
+            "/api/chat",
+            &json!({"model": "late-llama3.2", "messages": [{"role": "user", "content": "x"}]}),
+        )
+        .await;
+    assert_eq!(r.status(), 404);
+    // The server comes up: the periodic refresh finds its models.
+    fake.replay(&one("ollama/tags.yaml"), "/api/tags").await;
+    wait_listed(&relay, "late-llama3.2:latest", Duration::from_secs(10)).await;
+}
+
+#[tokio::test]
+async fn listing_refreshes_on_demand() {
+    let fake = FakeUpstream::start().await;
+    let relay = relay_with(&format!("late={}", fake.uri()), SLOW).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    fake.replay(&one("ollama/tags.yaml"), "/api/tags").await;
+    // The periodic refresh is an hour away: listings (rate-limited to one refresh per 2 s)
+    // trigger the re-discovery; each listing answers from the snapshot it has.
+    wait_listed(&relay, "late-llama3.2:latest", Duration::from_secs(10)).await;
+}
+
+/// A raw HTTP server that lists one model, then answers `/api/chat` with a 200 NDJSON head and
+/// one line before closing the connection (stream cut), or closes without answering (`stream:
+/// false`).
+async fn cutting_instance() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 64 * 1024];
+                let mut n = 0;
+                // Read the head and the body (small requests: until the JSON object closes).
+                loop {
+                    let Ok(k) = sock.read(&mut buf[n..]).await else {
+                        return;
+                    };
+                    if k == 0 {
+                        return;
+                    }
+                    n += k;
+                    let text = String::from_utf8_lossy(&buf[..n]);
+                    if let Some(i) = text.find("\r\n\r\n") {
+                        let head = &text[..i];
+                        if head.starts_with("GET") || text[i..].trim_end().ends_with('}') {
+                            break;
+                        }
+                    }
+                }
+                let text = String::from_utf8_lossy(&buf[..n]).to_string();
+                if text.starts_with("GET /api/tags") {
+                    let body = r#"{"models":[{"name":"flaky:latest","model":"flaky:latest","modified_at":"2025-06-23T17:01:52.264371207-04:00","size":1,"digest":"a80c4f17acd55265feec403c7aef86be0c25983ab279d83f3bcd3abbcb5b8b72","details":{}}]}"#;
+                    let resp = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = sock.write_all(resp.as_bytes()).await;
+                } else if text.contains("\"stream\":true") {
+                    let line = "{\"model\":\"flaky:latest\",\"created_at\":\"2025-08-20T13:48:24.316155Z\",\"message\":{\"role\":\"assistant\",\"content\":\"Okay\"},\"done\":false}\n";
+                    let resp = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/x-ndjson\r\ntransfer-encoding: chunked\r\n\r\n{:x}\r\n{line}\r\n",
+                        line.len()
+                    );
+                    let _ = sock.write_all(resp.as_bytes()).await;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                // Close without finishing.
+                let _ = sock.shutdown().await;
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[tokio::test]
+async fn an_instance_failing_mid_request_gives_502_and_a_cut_stream_ends_with_an_error() {
+    let url = cutting_instance().await;
+    let relay = relay_with(&format!("flakybox={url}"), SLOW).await;
+    wait_listed(&relay, "flaky:latest", Duration::from_secs(10)).await;
+    let msg = json!([{"role": "user", "content": "hi"}]);
+
+    // Connection closed before any answer: 502 in each client's format.
+    let r = relay
+        .post(
+            "/api/chat",
+            &json!({"model": "flaky", "stream": false, "messages": msg}),
+        )
+        .await;
+    assert_eq!(r.status(), 502);
+    let v: Value = r.json().await.unwrap();
+    assert!(v["error"].as_str().unwrap().contains("flakybox"), "{v}");
+    let r = relay
+        .post(
+            "/v1/chat/completions",
+            &json!({"model": "flakybox-flaky", "messages": msg}),
+        )
+        .await;
+    assert_eq!(r.status(), 502);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["type"], "api_error");
+
+    // Stream cut after one line: the text so far, then an error line / event; no hang.
+    let started = Instant::now();
+    let r = relay
+        .post("/api/chat", &json!({"model": "flaky", "messages": msg}))
+        .await;
+    assert_eq!(r.status(), 200);
+    let lines = ndjson(&r.text().await.unwrap());
+    assert_eq!(lines[0]["message"]["content"], "Okay");
+    assert!(
+        lines.last().unwrap()["error"].as_str().is_some(),
+        "{lines:?}"
+    );
+    assert!(!lines.iter().any(|l| l["done"] == true));
+
+    let r = relay
+        .post(
+            "/v1/chat/completions",
+            &json!({"model": "flaky", "stream": true, "messages": msg}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let payloads = sse_payloads(&r.text().await.unwrap());
+    assert!(
+        payloads.iter().any(|p| p.contains("\"error\"")),
+        "{payloads:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "took {:?}",
+        started.elapsed()
+    );
+}
