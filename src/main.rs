@@ -69,6 +69,15 @@ fn main() -> std::process::ExitCode {
                     .map_or(p.base_url, |c| c.base_url.as_str());
                 println!("{:<12} {:<8} {}", p.name, state, base);
             }
+            for i in &config.ollama.instances {
+                println!(
+                    "{:<12} {:<8} {} (Ollama instance, models discovered every {}s)",
+                    i.name,
+                    "instance",
+                    llm_relay::instances::redact_url(&i.base_url),
+                    config.ollama.refresh.as_secs()
+                );
+            }
             println!("prices: {}", catalog::PRICING_SOURCE);
             std::process::ExitCode::SUCCESS
         }
@@ -110,7 +119,8 @@ fn serve(config: Config) -> std::process::ExitCode {
         };
         // The bound address, so PORT=0 shows the port it got.
         let bound = listener.local_addr().map_or(listen, |a| a);
-        tracing::info!(listen = %bound, providers = ?enabled, "llm-relay listening");
+        let instances: Vec<&str> = state.config.ollama.instances.iter().map(|i| i.name).collect();
+        tracing::info!(listen = %bound, providers = ?enabled, ollama_instances = ?instances, "llm-relay listening");
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;
             tracing::info!("shutting down");

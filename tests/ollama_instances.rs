@@ -805,3 +805,63 @@ async fn an_instance_failing_mid_request_gives_502_and_a_cut_stream_ends_with_an
         started.elapsed()
     );
 }
+
+fn run_cli(env: &[(&str, &str)]) -> std::process::Output {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_llm-relay"));
+    cmd.arg("check")
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+#[test]
+fn ollama_instances_configuration_is_checked_and_shown_without_credentials() {
+    for (value, message) in [
+        ("http://host:11434", "no '=' between name and URL"),
+        ("a=ftp://host", "the URL must be http(s)://host:port"),
+        ("a=http://x,A=http://y", "the name is used twice"),
+        ("my server=http://x", "the name must be letters, digits"),
+    ] {
+        let o = run_cli(&[("OLLAMA_INSTANCES", value)]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{value}: {err}");
+        assert!(err.contains("OLLAMA_INSTANCES entry"), "{value}: {err}");
+        assert!(err.contains(message), "{value}: {err}");
+    }
+    let provider = llm_relay::catalog::PROVIDERS[0].name;
+    let o = run_cli(&[("OLLAMA_INSTANCES", &format!("{provider}=http://x:11434"))]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("is a provider of the catalog"));
+    let o = run_cli(&[("OLLAMA_REFRESH_SECS", "0")]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("OLLAMA_REFRESH_SECS=\"0\" is not valid"));
+
+    // Also from a file (Docker secrets), newline-separated; shown with credentials removed.
+    let dir = std::env::temp_dir().join(format!("llm-relay-instances-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("instances");
+    std::fs::write(
+        &file,
+        "gpu=http://admin:hunter2@10.0.0.5:11434\nlaptop=http://127.0.0.1:11434/\n",
+    )
+    .unwrap();
+    let o = run_cli(&[
+        ("OLLAMA_INSTANCES_FILE", file.to_str().unwrap()),
+        ("OLLAMA_REFRESH_SECS", "30"),
+    ]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        out.contains("gpu") && out.contains("http://10.0.0.5:11434"),
+        "{out}"
+    );
+    assert!(out.contains("laptop") && out.contains("every 30s"), "{out}");
+    assert!(!out.contains("hunter2"), "{out}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
