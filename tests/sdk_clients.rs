@@ -1,6 +1,7 @@
 //! Real clients against the built binary: the official `openai` and `ollama` Python SDKs
 //! (tests/clients/test_sdks.py, run with pytest) talk to `llm-relay`, which talks to a fake OpenAI
-//! upstream on 127.0.0.1 replaying recorded traffic (tests/fixtures/openai/).
+//! upstream on 127.0.0.1 replaying recorded traffic (tests/fixtures/openai/), and to a fake Ollama
+//! server configured as an instance (`OLLAMA_INSTANCES`, tests/fixtures/ollama/).
 //!
 //! Needs `LLM_RELAY_PYTHON`: a Python with the packages of tests/clients/requirements.txt.
 //! `bash tests/run.sh` creates that venv and sets it. Offline: every socket is on 127.0.0.1.
@@ -26,6 +27,8 @@ const API_KEY: &str = "sk-test-llm-relay-sdk-clients";
 const CHAT_PATH: &str = "/v1/chat/completions";
 /// A real 1x1 RGBA PNG (valid IHDR/IDAT/IEND CRCs), base64.
 const PNG_B64: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==";
+/// Name of the Ollama instance the relay is started with.
+const INSTANCE: &str = "homelab";
 /// Upper bound for the whole pytest run; the SDK clients also time out after 30 s per call.
 const PYTEST_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -51,6 +54,52 @@ fn usage(u: &Value) -> Value {
         "prompt_tokens": u["prompt_tokens"],
         "completion_tokens": u["completion_tokens"],
         "total_tokens": u["total_tokens"],
+    })
+}
+
+/// What the Python tests must see of the Ollama instance: the names it exposes (rules in
+/// src/instances.rs: namespaced always, bare unless the catalog resolves it) and the recorded
+/// answers.
+fn instance_expectations(tags: &Exchange, complete: &Exchange, stream: &Exchange) -> Value {
+    let tags = tags.response_json();
+    let mut ollama_names = Vec::new();
+    for m in tags["models"].as_array().unwrap() {
+        let name = m["name"].as_str().unwrap();
+        ollama_names.push(format!("{INSTANCE}-{name}"));
+        if llm_relay::catalog::resolve(name).is_none() {
+            ollama_names.push(name.to_string());
+        }
+    }
+    let openai_ids: Vec<&str> = ollama_names
+        .iter()
+        .map(|n| n.strip_suffix(":latest").unwrap_or(n))
+        .collect();
+    let llama = tags["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "llama3.2:latest")
+        .unwrap();
+    let c = complete.response_json();
+    let (mut text, mut last) = (String::new(), Value::Null);
+    for line in String::from_utf8_lossy(&stream.response_body).lines() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let v: Value = serde_json::from_str(line).unwrap();
+        text.push_str(v["message"]["content"].as_str().unwrap_or_default());
+        last = v;
+    }
+    json!({
+        "name": INSTANCE,
+        "ollama_names": ollama_names,
+        "openai_ids": openai_ids,
+        "digest": llama["digest"],
+        "parameter_size": llama["details"]["parameter_size"],
+        "complete": {"content": c["message"]["content"], "thinking": c["message"]["thinking"],
+                     "prompt_tokens": c["prompt_eval_count"], "completion_tokens": c["eval_count"]},
+        "stream": {"text": text, "prompt_tokens": last["prompt_eval_count"],
+                   "completion_tokens": last["eval_count"]},
     })
 }
 
@@ -120,8 +169,8 @@ fn read_log(path: &Path) -> String {
         .unwrap_or_else(|e| format!("<cannot read {}: {e}>", path.display()))
 }
 
-/// Start `llm-relay` with only OpenAI configured, pointed at `upstream`.
-fn spawn_relay(port: u16, upstream: &str, log: &Path) -> ChildGuard {
+/// Start `llm-relay` with only OpenAI configured, pointed at `upstream`, and one Ollama instance.
+fn spawn_relay(port: u16, upstream: &str, instance: &str, log: &Path) -> ChildGuard {
     let out = File::create(log).unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_llm-relay"))
         .env_clear()
@@ -130,6 +179,7 @@ fn spawn_relay(port: u16, upstream: &str, log: &Path) -> ChildGuard {
         .env("PORT", port.to_string())
         .env("OPENAI_API_KEY", API_KEY)
         .env("OPENAI_BASE_URL", format!("{upstream}/v1"))
+        .env("OLLAMA_INSTANCES", format!("{INSTANCE}={instance}"))
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())
         .stdout(out.try_clone().unwrap())
@@ -158,6 +208,25 @@ async fn wait_ready(relay: &mut ChildGuard, base: &str, log: &Path) {
         assert!(
             Instant::now() < deadline,
             "llm-relay did not answer GET / within 30 s; log:\n{}",
+            read_log(log)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Wait until the relay lists `name` (instance discovery runs in the background at startup).
+async fn wait_discovered(base: &str, name: &str, log: &Path) {
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(r) = client.get(format!("{base}/api/tags")).send().await
+            && r.text().await.is_ok_and(|t| t.contains(name))
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "llm-relay did not list {name} within 30 s; log:\n{}",
             read_log(log)
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -362,6 +431,34 @@ fn check_upstream_requests(requests: &[Request]) {
     assert!(tagged(&bodies, "[oa-404]").is_empty() && tagged(&bodies, "[ol-404]").is_empty());
 }
 
+/// What llm-relay sent to the Ollama instance: native `/api/chat` bodies for the upstream name.
+fn check_instance_requests(requests: &[Request]) {
+    let bodies: Vec<Value> = requests
+        .iter()
+        .filter(|r| r.url.path() == "/api/chat")
+        .map(|r| serde_json::from_slice(&r.body).expect("instance body is JSON"))
+        .collect();
+    for (tag, stream) in [
+        ("[oa-inst]", false),
+        ("[oa-inst-stream]", true),
+        ("[ol-inst]", false),
+        ("[ol-inst-stream]", true),
+    ] {
+        let b = one(&bodies, tag);
+        assert_eq!(b["model"], "llama3.2:latest", "{tag}: {b}");
+        assert_eq!(b["stream"], stream, "{tag}: {b}");
+        assert_eq!(b["messages"][0]["role"], "user", "{tag}: {b}");
+    }
+    assert_eq!(
+        one(&bodies, "[ol-inst]")["options"],
+        json!({"temperature": 0.0})
+    );
+    assert!(
+        requests.iter().any(|r| r.url.path() == "/api/tags"),
+        "the instance was never asked for its models"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn openai_and_ollama_python_sdks_against_the_binary() {
     let Some(python) = std::env::var("LLM_RELAY_PYTHON")
@@ -382,7 +479,21 @@ async fn openai_and_ollama_python_sdks_against_the_binary() {
     for ex in [&basic, &stream, &image, &o3] {
         assert_eq!(ex.path(), CHAT_PATH, "fixture recorded at another path");
     }
-    let expected = expectations(&basic, &stream, &image, &o3);
+    let mut expected = expectations(&basic, &stream, &image, &o3);
+    let tags = load_one("ollama/tags.yaml");
+    let inst_complete = load_one("ollama/cloud_chat_nonstream_thinking.httprr");
+    let inst_stream = load_one("ollama/chat_stream.httprr");
+    expected["instance"] = instance_expectations(&tags, &inst_complete, &inst_stream);
+    let instance = FakeUpstream::start().await;
+    instance.replay(&tags, "/api/tags").await;
+    instance
+        .replay_if(
+            &inst_stream,
+            "/api/chat",
+            body_partial_json(json!({"stream": true})),
+        )
+        .await;
+    instance.replay(&inst_complete, "/api/chat").await;
 
     // One path, four fixtures: chosen by model, stream flag, image content; else the basic one.
     let upstream = FakeUpstream::start().await;
@@ -411,8 +522,9 @@ async fn openai_and_ollama_python_sdks_against_the_binary() {
     let relay_log = logs.join("llm-relay.log");
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let mut relay = spawn_relay(port, &upstream.uri(), &relay_log);
+    let mut relay = spawn_relay(port, &upstream.uri(), &instance.uri(), &relay_log);
     wait_ready(&mut relay, &base, &relay_log).await;
+    wait_discovered(&base, &format!("{INSTANCE}-llama3.2:latest"), &relay_log).await;
 
     let pytest_log = logs.join("pytest.log");
     let (status, output) = {
@@ -437,5 +549,6 @@ async fn openai_and_ollama_python_sdks_against_the_binary() {
     }
 
     check_upstream_requests(&upstream.received().await);
+    check_instance_requests(&instance.received().await);
     drop(relay);
 }

@@ -5,7 +5,9 @@ OpenAI upstream replaying recorded traffic (tests/fixtures/openai/) and passes:
 
 - LLM_RELAY_URL       the relay, e.g. http://127.0.0.1:PORT
 - LLM_RELAY_EXPECTED  JSON with what the fixtures recorded (texts, usage) and what the catalog
-                      lists (only OpenAI has a key), so nothing here duplicates a fixture.
+                      lists (only OpenAI has a key), so nothing here duplicates a fixture;
+                      under "instance", the names a fake Ollama server configured with
+                      OLLAMA_INSTANCES exposes and what it answers (tests/fixtures/ollama/).
 
 Each request carries a unique tag (`[oa-chat]` ...) in its prompt so the Rust side can find it
 among the requests the fake upstream received and check what llm-relay sent there.
@@ -23,6 +25,7 @@ URL = os.environ["LLM_RELAY_URL"]
 EXPECTED = json.loads(os.environ["LLM_RELAY_EXPECTED"])
 PNG_B64 = EXPECTED["png_base64"]  # a real 1x1 RGBA PNG
 PNG = base64.b64decode(PNG_B64)
+INSTANCE = EXPECTED["instance"]  # the discovered Ollama instance
 
 
 @pytest.fixture(scope="module")
@@ -47,11 +50,14 @@ def usage_of(name):
 
 
 def test_openai_models_list(oa):
-    models = list(oa.models.list())
+    all_models = list(oa.models.list())
+    models = [m for m in all_models if m.owned_by != INSTANCE["name"]]
     ids = [m.id for m in models]
     assert sorted(ids) == sorted(EXPECTED["openai_models"])
     assert "gpt-4o" in ids and "o3-mini" in ids
     assert all(m.object == "model" and m.owned_by == "openai" for m in models)
+    instance_ids = [m.id for m in all_models if m.owned_by == INSTANCE["name"]]
+    assert sorted(instance_ids) == sorted(INSTANCE["openai_ids"])
 
 
 def test_openai_models_retrieve(oa):
@@ -202,7 +208,9 @@ def test_openai_unknown_model(oa):
 
 
 def test_ollama_list(ol):
-    models = ol.list().models
+    all_models = ol.list().models
+    models = [m for m in all_models if m.model not in INSTANCE["ollama_names"]]
+    assert sorted(m.model for m in all_models if m.model in INSTANCE["ollama_names"]) == sorted(INSTANCE["ollama_names"])
     names = [m.model for m in models]
     assert sorted(names) == sorted(m + ":latest" for m in EXPECTED["openai_models"])
     assert all(n.endswith(":latest") and not n.endswith(":latest:latest") for n in names)
@@ -282,3 +290,67 @@ def test_ollama_unknown_model(ol):
             call()
         assert e.value.status_code == 404
         assert "no-such-model-xyz" in e.value.error
+
+
+# ---------------------------------------------------------------------------------------------
+# a model discovered on an Ollama instance (OLLAMA_INSTANCES), through both SDKs
+# ---------------------------------------------------------------------------------------------
+
+
+def test_openai_sdk_with_an_instance_model(oa):
+    namespaced = INSTANCE["name"] + "-llama3.2"
+    m = oa.models.retrieve(namespaced)
+    assert (m.id, m.owned_by) == (namespaced, INSTANCE["name"])
+    exp = INSTANCE["complete"]
+    # The bare name reaches the only instance that has it.
+    r = oa.chat.completions.create(
+        model="llama3.2", messages=[{"role": "user", "content": "[oa-inst] What is the capital of France?"}]
+    )
+    assert r.model == "llama3.2"
+    assert r.choices[0].message.content == exp["content"]
+    assert r.choices[0].finish_reason == "stop"
+    assert (r.usage.prompt_tokens, r.usage.completion_tokens) == (exp["prompt_tokens"], exp["completion_tokens"])
+    exp = INSTANCE["stream"]
+    chunks = list(
+        oa.chat.completions.create(
+            model=namespaced,
+            messages=[{"role": "user", "content": "[oa-inst-stream] Count from 1 to 5"}],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    assert "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices) == exp["text"]
+    assert chunks[-1].usage.completion_tokens == exp["completion_tokens"]
+    assert chunks[-1].usage.prompt_tokens == exp["prompt_tokens"]
+
+
+def test_ollama_sdk_with_an_instance_model(ol):
+    namespaced = INSTANCE["name"] + "-llama3.2:latest"
+    listed = {m.model: m for m in ol.list().models}
+    assert listed[namespaced].digest == INSTANCE["digest"]
+    assert listed["llama3.2:latest"].details.parameter_size == INSTANCE["parameter_size"]
+    s = ol.show(namespaced)
+    assert "completion" in s.capabilities
+    exp = INSTANCE["complete"]
+    r = ol.chat(
+        model="llama3.2:latest",
+        messages=[{"role": "user", "content": "[ol-inst] What is the capital of France?"}],
+        options={"temperature": 0},
+    )
+    assert r.message.content == exp["content"]
+    assert r.message.thinking == exp["thinking"]
+    assert r.done_reason == "stop"
+    assert (r.prompt_eval_count, r.eval_count) == (exp["prompt_tokens"], exp["completion_tokens"])
+    exp = INSTANCE["stream"]
+    parts = list(
+        ol.chat(
+            model=INSTANCE["name"] + "-llama3.2",
+            messages=[{"role": "user", "content": "[ol-inst-stream] Count from 1 to 5"}],
+            stream=True,
+        )
+    )
+    assert "".join(p.message.content or "" for p in parts) == exp["text"]
+    assert parts[-1].done and (parts[-1].prompt_eval_count, parts[-1].eval_count) == (
+        exp["prompt_tokens"],
+        exp["completion_tokens"],
+    )
