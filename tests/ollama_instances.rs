@@ -865,3 +865,108 @@ fn ollama_instances_configuration_is_checked_and_shown_without_credentials() {
     assert!(!out.contains("hunter2"), "{out}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The recorded tool-call answer (cloud_chat_tool_call_thinking) as Ollama streams it: thinking,
+/// then the whole tool call in a `done:false` line, then the final line (WIRE.md §2.3).
+fn tool_call_ndjson() -> String {
+    let v = one("ollama/cloud_chat_tool_call_thinking.httprr").response_json();
+    let head = json!({"model": v["model"], "created_at": v["created_at"]});
+    let mut lines = Vec::new();
+    let mut line = head.clone();
+    line["message"] =
+        json!({"role": "assistant", "content": "", "thinking": v["message"]["thinking"]});
+    line["done"] = false.into();
+    lines.push(line);
+    let mut line = head.clone();
+    line["message"] =
+        json!({"role": "assistant", "content": "", "tool_calls": v["message"]["tool_calls"]});
+    line["done"] = false.into();
+    lines.push(line);
+    let mut line = v.clone();
+    line["message"] = json!({"role": "assistant", "content": ""});
+    lines.push(line);
+    lines.iter().map(|l| format!("{l}\n")).collect()
+}
+
+#[tokio::test]
+async fn streamed_tool_calls_reach_both_clients_whole() {
+    let fake = fake_instance(None, None).await;
+    wiremock::Mock::given(wiremock::matchers::path("/api/chat"))
+        .respond_with(
+            wiremock::ResponseTemplate::new(200)
+                .set_body_raw(tool_call_ndjson(), "application/x-ndjson"),
+        )
+        .mount(&fake.server)
+        .await;
+    let relay = relay_with(&format!("myserver={}", fake.uri()), SLOW).await;
+    wait_listed(&relay, "llama3.2:latest", Duration::from_secs(10)).await;
+    let tools = json!([{"type": "function", "function": {"name": "getWeather", "parameters": {"type": "object"}}}]);
+    let msg = json!([{"role": "user", "content": "What's the weather like in San Francisco?"}]);
+
+    let r = relay
+        .post(
+            "/api/chat",
+            &json!({"model": "llama3.2", "messages": msg, "tools": tools}),
+        )
+        .await;
+    let lines = ndjson(&r.text().await.unwrap());
+    let calls: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["message"]["tool_calls"].is_array())
+        .collect();
+    assert_eq!(calls.len(), 1, "{lines:?}");
+    let call = &calls[0]["message"]["tool_calls"][0];
+    assert_eq!(call["id"], "call_mo1wm122");
+    assert_eq!(
+        call["function"]["arguments"],
+        json!({"location": "San Francisco, CA"})
+    );
+    assert!(lines.iter().any(|l| l["message"]["thinking"].is_string()));
+    let last = lines.last().unwrap();
+    assert_eq!(
+        (last["done"].clone(), last["done_reason"].clone()),
+        (json!(true), json!("stop"))
+    );
+    assert_eq!(
+        (
+            last["prompt_eval_count"].clone(),
+            last["eval_count"].clone()
+        ),
+        (json!(145), json!(44))
+    );
+
+    let r = relay
+        .post(
+            "/v1/chat/completions",
+            &json!({"model": "llama3.2", "messages": msg, "tools": tools, "stream": true}),
+        )
+        .await;
+    let payloads = sse_payloads(&r.text().await.unwrap());
+    let chunks: Vec<Value> = payloads
+        .iter()
+        .filter(|p| *p != "[DONE]")
+        .map(|p| serde_json::from_str(p).unwrap())
+        .collect();
+    let deltas: Vec<&Value> = chunks
+        .iter()
+        .filter_map(|c| c.pointer("/choices/0/delta/tool_calls/0"))
+        .collect();
+    assert_eq!(deltas[0]["id"], "call_mo1wm122");
+    assert_eq!(deltas[0]["function"]["name"], "getWeather");
+    let args: String = deltas
+        .iter()
+        .filter_map(|d| d["function"]["arguments"].as_str())
+        .collect();
+    assert_eq!(
+        serde_json::from_str::<Value>(&args).unwrap(),
+        json!({"location": "San Francisco, CA"})
+    );
+    let finish: Vec<&Value> = chunks
+        .iter()
+        .filter_map(|c| {
+            c.pointer("/choices/0/finish_reason")
+                .filter(|f| !f.is_null())
+        })
+        .collect();
+    assert_eq!(finish, [&json!("tool_calls")]);
+}
