@@ -10,7 +10,7 @@ use std::sync::Arc;
 use futures_util::StreamExt;
 
 use crate::canonical::{ChatRequest, ChatResponse};
-use crate::catalog;
+use crate::catalog::{self, ModelId};
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::instances::Instances;
@@ -82,30 +82,8 @@ pub fn resolve_model(state: &AppState, name: &str) -> Result<Target, ApiError> {
 /// (400), upstream status (kept), transport failures (502/504), and, for streams, a failure before
 /// the first event.
 pub async fn chat(state: &AppState, target: &Target, req: &ChatRequest) -> Result<Reply, ApiError> {
-    let (dialect, upstream): (&dyn Dialect, _) = match target {
-        Target::Catalog(model) => {
-            let model = *model;
-            let provider = model.info().provider;
-            if !state.config.is_enabled(provider) {
-                let info = provider.info();
-                return Err(ApiError::ProviderNotConfigured {
-                    provider: info.name,
-                    env: info.api_key_env.unwrap_or("API_KEY"),
-                });
-            }
-            let dialect = catalog::dialect(provider);
-            let encoded = dialect.encode(model, req)?;
-            let upstream = client::send(
-                &state.client,
-                &state.config,
-                dialect,
-                model,
-                &encoded.path,
-                encoded.body,
-            )
-            .await?;
-            (dialect, upstream)
-        }
+    let (dialect, upstream) = match target {
+        Target::Catalog(model) => send_to_catalog(state, *model, req).await?,
         Target::Instance(m) => crate::upstream::ollama::send_to_instance(state, m, req).await?,
     };
     let name = upstream.provider;
@@ -125,4 +103,35 @@ pub async fn chat(state: &AppState, target: &Target, req: &ChatRequest) -> Resul
         let body = upstream.into_bytes(&state.config).await?;
         Ok(Reply::Complete(dialect.decode(name, &body)?))
     }
+}
+
+/// Encode `req` with the dialect of `model`'s provider and send it (the compiled-catalog path).
+///
+/// Errors: provider without key (503), request the dialect cannot express (400), upstream status
+/// (kept), transport failures (502/504).
+async fn send_to_catalog(
+    state: &AppState,
+    model: ModelId,
+    req: &ChatRequest,
+) -> Result<(&'static dyn Dialect, client::Upstream), ApiError> {
+    let provider = model.info().provider;
+    if !state.config.is_enabled(provider) {
+        let info = provider.info();
+        return Err(ApiError::ProviderNotConfigured {
+            provider: info.name,
+            env: info.api_key_env.unwrap_or("API_KEY"),
+        });
+    }
+    let dialect = catalog::dialect(provider);
+    let encoded = dialect.encode(model, req)?;
+    let upstream = client::send(
+        &state.client,
+        &state.config,
+        dialect,
+        model,
+        &encoded.path,
+        encoded.body,
+    )
+    .await?;
+    Ok((dialect, upstream))
 }
