@@ -38,6 +38,10 @@ use crate::config::env_var;
 /// Default interval between two discoveries of every instance: 60 s.
 pub const DEFAULT_REFRESH: Duration = Duration::from_secs(60);
 
+/// Longest accepted `OLLAMA_REFRESH_SECS`: one day (86 400 s). Listings and unknown names still
+/// refresh on demand in between.
+pub const MAX_REFRESH_SECS: u64 = 86_400;
+
 /// On-demand refreshes (listing, unknown model name) run at most this often: 2 s. Keeps a client
 /// that polls `/api/tags` or retries an unknown name from hammering the servers.
 pub const ON_DEMAND_MIN_INTERVAL: Duration = Duration::from_secs(2);
@@ -79,7 +83,7 @@ impl Default for InstancesConfig {
 
 impl InstancesConfig {
     /// Read `OLLAMA_INSTANCES` (`name=http://host:11434,other=http://...`) and
-    /// `OLLAMA_REFRESH_SECS` (seconds, at least 1), each also as `<NAME>_FILE`.
+    /// `OLLAMA_REFRESH_SECS` (seconds, 1 to [`MAX_REFRESH_SECS`]), each also as `<NAME>_FILE`.
     ///
     /// Errors: a malformed list (see [`parse_instances`]) or refresh interval, named in the message.
     pub fn from_env() -> Result<Self, String> {
@@ -90,10 +94,11 @@ impl InstancesConfig {
         let refresh = match env_var("OLLAMA_REFRESH_SECS")? {
             None => DEFAULT_REFRESH,
             Some(v) => match v.parse::<u64>() {
-                Ok(s) if s >= 1 => Duration::from_secs(s),
+                Ok(s) if (1..=MAX_REFRESH_SECS).contains(&s) => Duration::from_secs(s),
                 _ => {
                     return Err(format!(
-                        "OLLAMA_REFRESH_SECS={v:?} is not valid: expected a number of seconds >= 1"
+                        "OLLAMA_REFRESH_SECS={v:?} is not valid: expected seconds from 1 to \
+                         {MAX_REFRESH_SECS}"
                     ));
                 }
             },

@@ -667,6 +667,10 @@ async fn an_instance_down_at_startup_is_picked_up_by_a_later_refresh() {
     );
     assert!(text.contains("HTTP 404"), "{text}");
     assert!(!text.contains("hunter2"), "{text}");
+    // Credentials in the URL go to the server as HTTP Basic auth (a reverse proxy in front).
+    let tags_requests = fake.received().await;
+    let auth = tags_requests[0].headers.get("authorization").unwrap();
+    assert_eq!(auth, "Basic YWRtaW46aHVudGVyMg==");
     let r = relay
         .post(
             "/api/chat",
@@ -834,8 +838,14 @@ fn ollama_instances_configuration_is_checked_and_shown_without_credentials() {
     let provider = llm_relay::catalog::PROVIDERS[0].name;
     let o = run_cli(&[("OLLAMA_INSTANCES", &format!("{provider}=http://x:11434"))]);
     assert!(String::from_utf8_lossy(&o.stderr).contains("is a provider of the catalog"));
-    let o = run_cli(&[("OLLAMA_REFRESH_SECS", "0")]);
-    assert!(String::from_utf8_lossy(&o.stderr).contains("OLLAMA_REFRESH_SECS=\"0\" is not valid"));
+    for bad in ["0", "86401", "soon"] {
+        let o = run_cli(&[("OLLAMA_REFRESH_SECS", bad)]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains(&format!("OLLAMA_REFRESH_SECS={bad:?} is not valid")),
+            "{err}"
+        );
+    }
 
     // Also from a file (Docker secrets), newline-separated; shown with credentials removed.
     let dir = std::env::temp_dir().join(format!("llm-relay-instances-{}", std::process::id()));
