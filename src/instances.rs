@@ -268,6 +268,8 @@ pub struct InstanceStatus {
     pub models: Vec<Arc<InstanceModel>>,
     /// Whether the last discovery succeeded (`false` also before the first answer).
     pub reachable: bool,
+    /// Discoveries that failed in a row (0 after a success).
+    pub failures: u32,
 }
 
 /// An immutable view of every instance's models and the names that reach them.
@@ -384,6 +386,7 @@ impl Instances {
                 name: i.name,
                 models: Vec::new(),
                 reachable: false,
+                failures: 0,
             })
             .collect();
         Instances {
@@ -434,6 +437,7 @@ impl Instances {
         for (i, result) in self.config.instances.iter().zip(results) {
             let before = previous.instances.iter().find(|s| s.name == i.name);
             let was_reachable = before.is_some_and(|s| s.reachable);
+            let failures = before.map_or(0, |s| s.failures);
             let status = match result {
                 Ok(models) => {
                     if !was_reachable || before.is_some_and(|s| s.models.len() != models.len()) {
@@ -448,12 +452,13 @@ impl Instances {
                         name: i.name,
                         models,
                         reachable: true,
+                        failures: 0,
                     }
                 }
                 Err(reason) => {
-                    // Warn on the first failure and when a reachable instance goes away; repeat
-                    // failures of a down instance only at debug level.
-                    if was_reachable || before.is_none_or(|s| s.models.is_empty()) {
+                    // Warn on the first failure of a streak (also the very first discovery);
+                    // repeat failures of a down instance only at debug level.
+                    if failures == 0 {
                         tracing::warn!(
                             instance = i.name,
                             url = %redact_url(&i.base_url),
@@ -467,6 +472,7 @@ impl Instances {
                         name: i.name,
                         models: before.map(|s| s.models.clone()).unwrap_or_default(),
                         reachable: false,
+                        failures: failures.saturating_add(1),
                     }
                 }
             };
@@ -670,6 +676,7 @@ mod tests {
                     name: inst,
                     models: models.iter().map(|m| model(inst, m)).collect(),
                     reachable: true,
+                    failures: 0,
                 })
                 .collect(),
         )
