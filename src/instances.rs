@@ -6,7 +6,8 @@
 //! discovery builds a new snapshot off the request path and swaps it in. Discovery runs at
 //! startup (in the background: the server answers at once, with no instance models until the
 //! first answers arrive), every `OLLAMA_REFRESH_SECS` (default 60 s), and on demand when a client
-//! lists models or names a model that resolves to nothing (coalesced, at most one refresh every
+//! lists models, names a model that resolves to nothing, or an instance answers 404 for a model it
+//! listed (`upstream::ollama::send_to_instance`) (coalesced, at most one refresh every
 //! [`ON_DEMAND_MIN_INTERVAL`]; the triggering request answers from the snapshot in hand).
 //! A failing instance is logged (URL without credentials) and keeps its last known models, so a
 //! server that restarts does not make its models flicker out of clients' model pickers.

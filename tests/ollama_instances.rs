@@ -986,3 +986,44 @@ async fn streamed_tool_calls_reach_both_clients_whole() {
         .collect();
     assert_eq!(finish, [&json!("tool_calls")]);
 }
+
+#[tokio::test]
+async fn a_model_removed_from_its_instance_is_rediscovered_after_a_404() {
+    let fake = fake_instance(None, None).await;
+    wiremock::Mock::given(wiremock::matchers::path("/api/chat"))
+        .respond_with(
+            wiremock::ResponseTemplate::new(404)
+                .set_body_json(json!({"error": "model 'llama3.2:latest' not found"})),
+        )
+        .mount(&fake.server)
+        .await;
+    let relay = relay_with(&format!("myserver={}", fake.uri()), SLOW).await;
+    wait_listed(&relay, "myserver-llama3.2:latest", Duration::from_secs(10)).await;
+    // The model is deleted on the server (its listing is now empty).
+    wiremock::Mock::given(wiremock::matchers::path("/api/tags"))
+        .respond_with(wiremock::ResponseTemplate::new(200).set_body_json(json!({"models": []})))
+        .with_priority(1)
+        .mount(&fake.server)
+        .await;
+    // Past the on-demand rate limit of the listings above.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let msg = json!([{"role": "user", "content": "hi"}]);
+    let body = json!({"model": "myserver-llama3.2", "stream": false, "messages": msg});
+    let r = relay.post("/api/chat", &body).await;
+    assert_eq!(r.status(), 404);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"],
+        "myserver returned HTTP 404: model 'llama3.2:latest' not found"
+    );
+    // That 404 started a re-discovery: the name soon stops resolving (the relay's own 404).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let r = relay.post("/api/chat", &body).await;
+        let v: Value = r.json().await.unwrap();
+        if v["error"] == "model 'myserver-llama3.2' not found" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still routed: {v}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -53,7 +53,8 @@ impl Dialect for Ollama {
 }
 
 /// Send `req` to the instance serving `m`: `POST {base}/api/chat`, no auth header (Ollama has
-/// none; a reverse proxy in front may take credentials in the URL).
+/// none; credentials in the instance URL go out as HTTP Basic auth, for a reverse proxy). A 404
+/// (model removed there since the last discovery) also triggers a background re-discovery.
 ///
 /// Errors: as [`encode_chat`], plus transport failures and upstream statuses
 /// (`client::send_request`), named after the instance.
@@ -68,7 +69,14 @@ pub async fn send_to_instance(
         .post(format!("{}{CHAT_PATH}", m.base_url))
         .header(reqwest::header::CONTENT_TYPE, "application/json")
         .body(body);
-    let upstream = super::client::send_request(rb, m.instance, &Ollama, &state.config).await?;
+    let upstream = super::client::send_request(rb, m.instance, &Ollama, &state.config)
+        .await
+        .inspect_err(|e| {
+            // The model was removed from the instance since the last discovery: re-discover.
+            if e.status() == 404 {
+                state.instances.refresh_soon(&state.client);
+            }
+        })?;
     Ok((&Ollama, upstream))
 }
 
