@@ -1027,3 +1027,67 @@ async fn a_model_removed_from_its_instance_is_rediscovered_after_a_404() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Snapshot of the canonical -> `/api/chat` encoding (reviewed diff on any change): every field
+/// the Ollama dialect writes.
+#[test]
+fn api_chat_request_snapshot() {
+    use llm_relay::canonical::{
+        ChatRequest, ContentPart, Message, ResponseFormat, Role, Tool, ToolCall,
+    };
+    let req = ChatRequest {
+        model: "client-name".into(),
+        system: vec!["Be terse.".into(), "Answer in English.".into()],
+        messages: vec![
+            Message {
+                content: vec![
+                    ContentPart::Text("What is in this image?".into()),
+                    ContentPart::Image {
+                        media_type: "image/png".into(),
+                        data: PNG_1X1.into(),
+                    },
+                ],
+                ..Message::text(Role::User, "")
+            },
+            Message {
+                tool_calls: vec![ToolCall {
+                    id: "call_1".into(),
+                    name: "lookup".into(),
+                    arguments: "{\"q\":\"x\"}".into(),
+                }],
+                content: vec![],
+                thinking: Some("I should look it up.".into()),
+                ..Message::text(Role::Assistant, "")
+            },
+            Message {
+                tool_call_id: Some("call_1".into()),
+                ..Message::text(Role::Tool, "found")
+            },
+        ],
+        stream: true,
+        max_tokens: Some(256),
+        temperature: Some(0.2),
+        top_p: Some(0.9),
+        top_k: Some(40),
+        stop: vec!["END".into()],
+        seed: Some(7),
+        presence_penalty: Some(0.5),
+        frequency_penalty: Some(0.25),
+        reasoning_effort: Some("xhigh".into()),
+        response_format: Some(ResponseFormat::JsonSchema {
+            name: "answer".into(),
+            schema: json!({"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}),
+            strict: Some(true),
+        }),
+        tools: vec![Tool {
+            name: "lookup".into(),
+            description: Some("Look up".into()),
+            parameters: json!({"type": "object", "properties": {"q": {"type": "string"}}}),
+            strict: Some(true),
+        }],
+        user: Some("u1".into()),
+        ..ChatRequest::default()
+    };
+    let body = llm_relay::upstream::ollama::encode_body("llama3.2:latest", &req).unwrap();
+    insta::assert_json_snapshot!("api_chat_request", body);
+}
