@@ -58,89 +58,23 @@ fn u(v: &Value, k: &str) -> u64 {
     v.get(k).and_then(Value::as_u64).unwrap_or(0)
 }
 
-/// Expected client view of a recorded Anthropic exchange (WIRE.md §4.4, §4.5, §7.7).
-fn expected_anthropic(ex: &Exchange) -> Seen {
-    let mut s = Seen::default();
-    let mut usage = serde_json::Map::new();
-    let mut take_usage = |v: &Value| {
-        for (k, x) in v.as_object().into_iter().flatten() {
-            usage.insert(k.clone(), x.clone());
-        }
-    };
-    if ex.is_sse() {
-        for d in ex.sse_data() {
-            let v: Value = serde_json::from_str(&d).unwrap();
-            match v["type"].as_str().unwrap() {
-                "message_start" => take_usage(&v["message"]["usage"]),
-                "message_delta" => take_usage(&v["usage"]),
-                "content_block_start" if v["content_block"]["type"] == "tool_use" => s
-                    .tools
-                    .push(v["content_block"]["name"].as_str().unwrap().into()),
-                "content_block_delta" => {
-                    let d = &v["delta"];
-                    s.text.push_str(d["text"].as_str().unwrap_or_default());
-                    s.thinking
-                        .push_str(d["thinking"].as_str().unwrap_or_default());
-                }
-                _ => {}
-            }
-        }
-    } else {
-        let v = ex.response_json();
-        for b in v["content"].as_array().unwrap() {
-            match b["type"].as_str().unwrap() {
-                "text" => s.text.push_str(b["text"].as_str().unwrap()),
-                "thinking" => s.thinking.push_str(b["thinking"].as_str().unwrap()),
-                "tool_use" => s.tools.push(b["name"].as_str().unwrap().into()),
-                _ => {}
-            }
-        }
-        take_usage(&v["usage"]);
+/// The client view a recording calls for (read by tests/common/native.rs, not by llm-relay).
+fn seen(r: common::native::Recorded) -> Seen {
+    Seen {
+        text: r.text,
+        thinking: r.thinking,
+        tools: r.tools.into_iter().map(|(name, _)| name).collect(),
+        usage: Some(r.usage),
+        error: false,
     }
-    let usage = Value::Object(usage);
-    s.usage = Some((
-        u(&usage, "input_tokens")
-            + u(&usage, "cache_read_input_tokens")
-            + u(&usage, "cache_creation_input_tokens"),
-        u(&usage, "output_tokens"),
-    ));
-    s
 }
 
-/// Expected client view of a recorded Gemini exchange (WIRE.md §5.3, §5.4, §7.7).
+fn expected_anthropic(ex: &Exchange) -> Seen {
+    seen(common::native::anthropic(ex))
+}
+
 fn expected_gemini(ex: &Exchange) -> Seen {
-    let mut s = Seen::default();
-    let bodies: Vec<Value> = if ex.is_sse() {
-        ex.sse_data()
-            .iter()
-            .map(|d| serde_json::from_str(d).unwrap())
-            .collect()
-    } else {
-        vec![ex.response_json()]
-    };
-    for v in bodies {
-        for p in v["candidates"][0]["content"]["parts"]
-            .as_array()
-            .into_iter()
-            .flatten()
-        {
-            if let Some(fc) = p.get("functionCall") {
-                s.tools.push(fc["name"].as_str().unwrap().into());
-            } else if p["thought"] == true {
-                s.thinking.push_str(p["text"].as_str().unwrap_or_default());
-            } else {
-                s.text.push_str(p["text"].as_str().unwrap_or_default());
-            }
-        }
-        let m = &v["usageMetadata"];
-        if m.is_object() {
-            s.usage = Some((
-                u(m, "promptTokenCount") + u(m, "toolUsePromptTokenCount"),
-                u(m, "candidatesTokenCount") + u(m, "thoughtsTokenCount"),
-            ));
-        }
-    }
-    s
+    seen(common::native::gemini(ex))
 }
 
 /// The client view through the OpenAI API (SSE or JSON).
