@@ -699,3 +699,155 @@ async fn gemini_thought_signature_is_echoed_on_the_next_turn() {
     let anthropic = llm_relay::upstream::anthropic::tool_id(&id);
     assert_eq!(anthropic, base);
 }
+
+/// Reasoning requests become each dialect's thinking control (WIRE.md §7.5): Anthropic
+/// `thinking.budget_tokens` (>= 1024, below `max_tokens`, default sampling), not inside a tool
+/// loop; Gemini `thinkingConfig` (`thinkingBudget` 0 for `none`, thoughts included otherwise).
+#[tokio::test]
+async fn reasoning_effort_becomes_a_thinking_budget() {
+    use llm_relay::catalog::Capability;
+    let reasoning_model = |family: WireFamily| {
+        ModelId::all()
+            .find(|m| m.provider().wire == family && m.info().has(Capability::Reasoning))
+            .unwrap()
+    };
+    let m = reasoning_model(WireFamily::Anthropic);
+    let model = m.info().id;
+    let ex = load("anthropic/messages_thinking.yaml").remove(0);
+    let (fake, relay) = serve(WireFamily::Anthropic, model, &ex).await;
+    let resp = relay
+        .post(
+            "/v1/chat/completions",
+            &json!({"model": model, "reasoning_effort": "high", "max_tokens": 2000,
+            "temperature": 0.3, "top_k": 5, "messages": [{"role": "user", "content": "think"}]}),
+        )
+        .await;
+    let v: Value = resp.json().await.unwrap();
+    let want = common::native::anthropic(&ex);
+    assert!(!want.thinking.is_empty());
+    assert_eq!(
+        v["choices"][0]["message"]["reasoning_content"],
+        want.thinking.as_str()
+    );
+    let body = fake.last_json().await;
+    assert_eq!(
+        body["thinking"],
+        json!({"type": "enabled", "budget_tokens": 16384})
+    );
+    let max = (2000 + 16384).min(m.info().max_output_tokens.unwrap_or(u32::MAX));
+    assert_eq!(body["max_tokens"], max);
+    assert!(
+        body.get("temperature").is_none() && body.get("top_k").is_none(),
+        "{body}"
+    );
+
+    // Ollama `think` levels map the same way.
+    relay
+        .post(
+            "/api/chat",
+            &json!({"model": model, "stream": false, "think": "low",
+            "messages": [{"role": "user", "content": "think"}]}),
+        )
+        .await;
+    assert_eq!(fake.last_json().await["thinking"]["budget_tokens"], 1024);
+
+    // Inside a tool loop the client cannot send the signed thinking block back: no thinking.
+    relay
+        .post("/v1/chat/completions", &json!({"model": model, "reasoning_effort": "high", "messages": [
+            {"role": "user", "content": "x"},
+            {"role": "assistant", "tool_calls": [{"id": "toolu_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+            {"role": "tool", "tool_call_id": "toolu_1", "content": "r"}]}))
+        .await;
+    assert!(fake.last_json().await.get("thinking").is_none());
+
+    let m = reasoning_model(WireFamily::Gemini);
+    let model = m.info().id;
+    let ex = load("gemini/stream_thinking_sse.yaml").remove(0);
+    let (fake, relay) = serve(WireFamily::Gemini, model, &ex).await;
+    let payloads = sse_payloads(
+        &relay
+            .post(
+                "/v1/chat/completions",
+                &json!({"model": model, "stream": true, "reasoning_effort": "low",
+                "messages": [{"role": "user", "content": "think"}]}),
+            )
+            .await
+            .text()
+            .await
+            .unwrap(),
+    );
+    let thinking: String = payloads
+        .iter()
+        .filter(|p| *p != "[DONE]")
+        .filter_map(|p| {
+            serde_json::from_str::<Value>(p).unwrap()["choices"][0]["delta"]["reasoning_content"]
+                .as_str()
+                .map(str::to_string)
+        })
+        .collect();
+    assert_eq!(thinking, common::native::gemini(&ex).thinking);
+    assert_eq!(
+        fake.last_json().await["generationConfig"]["thinkingConfig"],
+        json!({"thinkingBudget": 1024, "includeThoughts": true})
+    );
+    relay
+        .post(
+            "/v1/chat/completions",
+            &json!({"model": model, "stream": true, "reasoning_effort": "none",
+            "messages": [{"role": "user", "content": "quick"}]}),
+        )
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        fake.last_json().await["generationConfig"]["thinkingConfig"],
+        json!({"thinkingBudget": 0})
+    );
+}
+
+/// Image URLs: Anthropic reads them itself (`source.type: url`, recorded in
+/// anthropic/messages_image_url.yaml); Gemini does not, so the client gets a clear 400 instead of
+/// an upstream failure.
+#[tokio::test]
+async fn image_urls_per_dialect() {
+    let ex = load("anthropic/messages_image_url.yaml").remove(0);
+    let recorded_url = ex.request_json().unwrap()["messages"][0]["content"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["type"] == "image")
+        .unwrap()["source"]["url"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let model = first_model_of(provider_of(WireFamily::Anthropic));
+    let (fake, relay) = serve(WireFamily::Anthropic, model, &ex).await;
+    let req = |model: &str| {
+        json!({"model": model, "messages": [{"role": "user", "content": [
+            {"type": "text", "text": "What is this?"}, {"type": "image_url", "image_url": {"url": recorded_url}}]}]})
+    };
+    let resp = relay.post("/v1/chat/completions", &req(model)).await;
+    assert_eq!(resp.status(), 200);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(
+        v["choices"][0]["message"]["content"],
+        common::native::anthropic(&ex).text.as_str()
+    );
+    assert_eq!(
+        fake.last_json().await["messages"][0]["content"][1],
+        json!({"type": "image", "source": {"type": "url", "url": recorded_url}})
+    );
+
+    let model = first_model_of(provider_of(WireFamily::Gemini));
+    let ex = load("gemini/generate_content_basic.yaml").remove(0);
+    let (fake, relay) = serve(WireFamily::Gemini, model, &ex).await;
+    let resp = relay.post("/v1/chat/completions", &req(model)).await;
+    assert_eq!(resp.status(), 400);
+    let v: Value = resp.json().await.unwrap();
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("base64"),
+        "{v}"
+    );
+    assert!(fake.received().await.is_empty());
+}

@@ -158,3 +158,36 @@ async fn ollama_ndjson_transcript() {
         .collect();
     insta::assert_json_snapshot!(transcript);
 }
+
+/// The first catalog model of `family` with reasoning, with `full_request()` encoded by that
+/// family's dialect (model id replaced so a catalog edit is not a snapshot change).
+fn encoded_native(family: llm_relay::catalog::WireFamily) -> Value {
+    use llm_relay::catalog::{Capability, WireFamily};
+    let m = ModelId::all()
+        .find(|m| m.provider().wire == family && m.info().has(Capability::Reasoning))
+        .expect("a reasoning model of this family");
+    let mut body = match family {
+        WireFamily::Anthropic => {
+            llm_relay::upstream::anthropic::encode_body(m, &full_request()).unwrap()
+        }
+        _ => llm_relay::upstream::gemini::encode_body(m, &full_request()).unwrap(),
+    };
+    if body.get("model").is_some() {
+        body["model"] = "<model>".into();
+    }
+    body
+}
+
+/// Anthropic Messages: system on top, image block, tool_use/tool_result, thinking budget from
+/// `reasoning_effort: low` (sampling dropped), JSON-object instruction in the system prompt.
+#[test]
+fn anthropic_request_reasoning_model() {
+    insta::assert_json_snapshot!(encoded_native(llm_relay::catalog::WireFamily::Anthropic));
+}
+
+/// Gemini generateContent: systemInstruction, inlineData, functionCall (skip signature on a
+/// thinking model) / functionResponse, converted schema, thinkingConfig, JSON mode.
+#[test]
+fn gemini_request_reasoning_model() {
+    insta::assert_json_snapshot!(encoded_native(llm_relay::catalog::WireFamily::Gemini));
+}

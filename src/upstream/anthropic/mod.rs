@@ -230,8 +230,18 @@ pub fn encode_body(model: ModelId, req: &ChatRequest) -> Result<Value, ApiError>
 
     // Extended thinking when the client asks for reasoning and the model has it. The budget
     // must be >= 1024 and < max_tokens; the client's limit is kept for the visible answer.
+    // Not inside a tool loop: with thinking on, the API requires the last assistant turn to start
+    // with its signed thinking block, which clients do not send back (Anthropic extended-thinking
+    // docs, "thinking with tool use").
+    let in_tool_loop = req
+        .messages
+        .iter()
+        .rev()
+        .find(|m| m.role == Role::Assistant)
+        .is_some_and(|m| !m.tool_calls.is_empty());
     let mut thinking = None;
     if info.has(Capability::Reasoning)
+        && !in_tool_loop
         && let Some(mut budget) = req.reasoning_effort.as_deref().and_then(thinking_budget)
     {
         if budget >= max_tokens {

@@ -415,7 +415,18 @@ pub fn encode_body(model: ModelId, req: &ChatRequest) -> Result<Value, ApiError>
             .tools
             .iter()
             .map(|t| {
-                let mut d = json!({"name": t.name, "parameters": schema::convert(&t.parameters)});
+                let mut d = json!({"name": t.name});
+                // A function without arguments is declared without `parameters` (an OBJECT with
+                // no properties is not a useful schema for Gemini).
+                let params = schema::convert(&t.parameters);
+                if params
+                    .get("properties")
+                    .and_then(Value::as_object)
+                    .is_some_and(|p| !p.is_empty())
+                    || params.get("type").is_some_and(|t| t != "OBJECT")
+                {
+                    d["parameters"] = params;
+                }
                 if let Some(desc) = &t.description {
                     d["description"] = desc.clone().into();
                 }
