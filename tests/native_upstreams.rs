@@ -399,6 +399,10 @@ async fn upstream_errors_keep_status_and_message() {
             let body = json!({"model": model, "stream": stream, "messages": [{"role": "user", "content": "x"}]});
             let resp = relay.post("/v1/chat/completions", &body).await;
             assert_eq!(resp.status(), status, "{file}");
+            if status == 429 {
+                // RetryInfo.retryDelay "34.4s" in the body becomes Retry-After: 35.
+                assert_eq!(resp.headers().get("retry-after").unwrap(), "35", "{file}");
+            }
             let v: Value = resp.json().await.unwrap();
             assert!(
                 v["error"]["message"].as_str().unwrap().contains(&message),

@@ -55,6 +55,12 @@ pub trait Dialect: Send + Sync {
         error_message_from_json(body)
     }
 
+    /// A `Retry-After` value (seconds) carried in an error body, for upstreams that say when to
+    /// retry there instead of in the header (Gemini `google.rpc.RetryInfo`). The header wins.
+    fn retry_after(&self, _body: &[u8]) -> Option<String> {
+        None
+    }
+
     /// The upstream's machine-readable error `code` and `param`, when its body has them
     /// (OpenAI `ErrorResponse`: `unsupported_parameter`, `insufficient_quota`,
     /// `context_length_exceeded`, ...). Passed on so clients can tell errors apart.

@@ -100,6 +100,26 @@ impl Dialect for Gemini {
         stream::decode(provider, body)
     }
 
+    /// 429s carry `{"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"34.4s"}` in
+    /// `error.details` (WIRE.md §5.6) and no `Retry-After` header: passed on as whole seconds,
+    /// rounded up.
+    fn retry_after(&self, body: &[u8]) -> Option<String> {
+        let v: Value = serde_json::from_slice(body).ok()?;
+        let delay = v
+            .pointer("/error/details")?
+            .as_array()?
+            .iter()
+            .find(|d| {
+                d.get("@type")
+                    .and_then(Value::as_str)
+                    .is_some_and(|t| t.ends_with("google.rpc.RetryInfo"))
+            })?
+            .get("retryDelay")?
+            .as_str()?;
+        let secs: f64 = delay.strip_suffix('s')?.parse().ok()?;
+        (secs.is_finite() && secs >= 0.0).then(|| format!("{}", secs.ceil() as u64))
+    }
+
     /// Gemini errors are `{"error":{"code":429,"message":..,"status":"RESOURCE_EXHAUSTED"}}`
     /// (WIRE.md §5.6): the `status` string is the machine-readable code.
     fn error_code_param(&self, body: &[u8]) -> (Option<String>, Option<String>) {
