@@ -855,3 +855,129 @@ async fn image_urls_per_dialect() {
     );
     assert!(fake.received().await.is_empty());
 }
+
+/// Anthropic's overload status 529 with its error body (ANT-SDK `types/shared/error_type.py`,
+/// WIRE.md §4.6) keeps its status, `Retry-After` and `overloaded_error` type (no recording of a
+/// 529 exists in the shared fixtures; the body follows the documented shape).
+#[tokio::test]
+async fn anthropic_overloaded_529_is_passed_on() {
+    let model = first_model_of(provider_of(WireFamily::Anthropic));
+    let fake = FakeUpstream::start().await;
+    wiremock::Mock::given(method("POST"))
+        .and(path("/base/messages"))
+        .respond_with(
+            ResponseTemplate::new(529)
+                .insert_header("retry-after", "7")
+                .set_body_raw(
+                    r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"},"request_id":"req_1"}"#,
+                    "application/json",
+                ),
+        )
+        .mount(&fake.server)
+        .await;
+    let relay = Relay::start(&[(
+        provider_of(WireFamily::Anthropic),
+        format!("{}/base", fake.uri()),
+    )])
+    .await;
+    let body =
+        json!({"model": model, "stream": true, "messages": [{"role": "user", "content": "x"}]});
+    let resp = relay.post("/v1/chat/completions", &body).await;
+    assert_eq!(resp.status(), 529);
+    assert_eq!(resp.headers().get("retry-after").unwrap(), "7");
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "overloaded_error");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Overloaded")
+    );
+    let resp = relay.post("/api/chat", &body).await;
+    assert_eq!(resp.status(), 529);
+}
+
+/// Through the Ollama API: `format` (a schema or `"json"`), tools and `tool_name` results reach
+/// both native dialects in their own shapes.
+#[tokio::test]
+async fn ollama_format_tools_and_results_to_native_dialects() {
+    let schema =
+        json!({"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]});
+    let tools = json!([{"type": "function", "function": {"name": "count", "description": "Count",
+        "parameters": {"type": "object", "properties": {"what": {"type": "string"}}}}}]);
+    let messages = json!([
+        {"role": "user", "content": "how many?"},
+        {"role": "assistant", "content": "", "tool_calls": [{"function": {"name": "count", "arguments": {"what": "cats"}}}]},
+        {"role": "tool", "tool_name": "count", "content": "3"}
+    ]);
+    let req = |model: &str| json!({"model": model, "stream": false, "format": schema, "tools": tools, "messages": messages});
+
+    let model = first_model_of(provider_of(WireFamily::Anthropic));
+    let (fake, relay) = serve(
+        WireFamily::Anthropic,
+        model,
+        &load("anthropic/messages_basic.httprr").remove(0),
+    )
+    .await;
+    assert_eq!(relay.post("/api/chat", &req(model)).await.status(), 200);
+    let b = fake.last_json().await;
+    assert_eq!(
+        b["output_config"],
+        json!({"format": {"type": "json_schema", "schema": schema}})
+    );
+    assert_eq!(
+        b["tools"][0]["input_schema"],
+        tools[0]["function"]["parameters"]
+    );
+    let call = &b["messages"][1]["content"][0];
+    assert_eq!(
+        (call["type"].as_str(), &call["input"]),
+        (Some("tool_use"), &json!({"what": "cats"}))
+    );
+    assert_eq!(b["messages"][2]["content"][0]["tool_use_id"], call["id"]);
+    assert_eq!(b["messages"][2]["content"][0]["content"], "3");
+    let resp = relay
+        .post("/api/chat", &json!({"model": model, "stream": false, "format": "json", "messages": [{"role": "user", "content": "x"}]}))
+        .await;
+    assert_eq!(resp.status(), 200);
+    assert!(
+        fake.last_json().await["system"]
+            .as_str()
+            .unwrap()
+            .contains("JSON object")
+    );
+
+    let model = first_model_of(provider_of(WireFamily::Gemini));
+    let (fake, relay) = serve(
+        WireFamily::Gemini,
+        model,
+        &load("gemini/generate_content_basic.yaml").remove(0),
+    )
+    .await;
+    assert_eq!(relay.post("/api/chat", &req(model)).await.status(), 200);
+    let b = fake.last_json().await;
+    assert_eq!(
+        b["generationConfig"]["responseMimeType"],
+        "application/json"
+    );
+    assert_eq!(
+        b["generationConfig"]["responseSchema"],
+        json!({"type": "OBJECT", "properties": {"n": {"type": "INTEGER"}}, "required": ["n"]})
+    );
+    assert_eq!(
+        b["tools"][0]["functionDeclarations"][0]["parameters"],
+        json!({"type": "OBJECT", "properties": {"what": {"type": "STRING"}}})
+    );
+    assert_eq!(
+        b["contents"][1]["parts"][0]["functionCall"]["args"],
+        json!({"what": "cats"})
+    );
+    assert_eq!(
+        b["contents"][2]["parts"][0]["functionResponse"]["response"],
+        json!({"result": "3"})
+    );
+    assert_eq!(
+        b["contents"][2]["parts"][0]["functionResponse"]["name"],
+        "count"
+    );
+}
