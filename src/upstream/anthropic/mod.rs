@@ -37,6 +37,10 @@ const MIN_THINKING_BUDGET: u32 = 1024;
 pub const JSON_OBJECT_INSTRUCTION: &str =
     "Respond with one valid JSON object only, without any text before or after it.";
 
+/// Instruction (followed by the schema) for `response_format: json_schema` on models whose
+/// quirks drop `response_format`, i.e. without `output_config.format`.
+pub const JSON_SCHEMA_INSTRUCTION: &str = "Respond with one valid JSON object only, without any text before or after it, matching this JSON Schema:";
+
 impl Dialect for Anthropic {
     fn encode(&self, model: ModelId, req: &ChatRequest) -> Result<UpstreamRequest, ApiError> {
         let body = encode_body(model, req)?;
@@ -258,11 +262,21 @@ pub fn encode_body(model: ModelId, req: &ChatRequest) -> Result<Value, ApiError>
     m.insert("max_tokens".into(), max_tokens.into());
 
     let mut system = req.system.join("\n\n");
-    if req.response_format == Some(ResponseFormat::JsonObject) {
+    // JSON mode has no Messages field; a schema does (`output_config.format`) unless the model's
+    // quirks drop `response_format` (models without structured outputs): then it is asked for in
+    // the system prompt.
+    let instruction = match &req.response_format {
+        Some(ResponseFormat::JsonObject) => Some(JSON_OBJECT_INSTRUCTION.to_string()),
+        Some(ResponseFormat::JsonSchema { schema, .. }) if q.drops(Param::ResponseFormat) => {
+            Some(format!("{JSON_SCHEMA_INSTRUCTION}\n{schema}"))
+        }
+        _ => None,
+    };
+    if let Some(text) = instruction {
         if !system.is_empty() {
             system.push_str("\n\n");
         }
-        system.push_str(JSON_OBJECT_INSTRUCTION);
+        system.push_str(&text);
     }
     if !system.is_empty() {
         m.insert("system".into(), system.into());

@@ -150,6 +150,12 @@ impl<S: Stream + Unpin> State<S> {
                             .push_back(Ok(StreamEvent::ThinkingDelta(text("thinking"))));
                     }
                     Some("tool_use") => {
+                        if self.tools as usize >= MAX_BLOCKS {
+                            return self.fail(ApiError::UpstreamInvalid {
+                                provider: self.provider,
+                                reason: "too many tool calls".into(),
+                            });
+                        }
                         if self.tool_of_block.len() <= i {
                             self.tool_of_block.resize(i + 1, None);
                         }

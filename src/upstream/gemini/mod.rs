@@ -564,6 +564,19 @@ mod tests {
     }
 
     #[test]
+    fn blocked_prompt_is_a_content_filter_finish() {
+        let r = Gemini
+            .decode(
+                "p",
+                br#"{"promptFeedback":{"blockReason":"SAFETY"},"usageMetadata":{"promptTokenCount":5}}"#,
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(r.finish_reason, FinishReason::ContentFilter);
+        assert_eq!(r.content, "");
+        assert_eq!(r.usage.map(|u| u.prompt_tokens), Some(5));
+    }
+
+    #[test]
     fn finish_reasons() {
         assert_eq!(finish_reason("STOP"), FinishReason::Stop);
         assert_eq!(finish_reason("MAX_TOKENS"), FinishReason::Length);

@@ -19,6 +19,9 @@ use crate::canonical::{FinishReason, StreamEvent, Usage};
 use crate::error::ApiError;
 use crate::upstream::{ByteStream, EventStream, error_message_from_json};
 
+/// Most function calls accepted in one answer; more is a broken upstream.
+const MAX_TOOL_CALLS: u32 = 1024;
+
 struct State<S> {
     sse: S,
     provider: &'static str,
@@ -119,6 +122,14 @@ impl<S: Stream + Unpin> State<S> {
                 PartKind::Thought(t) if !t.is_empty() => {
                     self.queue
                         .push_back(Ok(StreamEvent::ThinkingDelta(t.to_string())));
+                }
+                PartKind::Call(_) if self.tools >= MAX_TOOL_CALLS => {
+                    self.ended = true;
+                    self.queue.push_back(Err(ApiError::UpstreamInvalid {
+                        provider: self.provider,
+                        reason: "too many tool calls".into(),
+                    }));
+                    return;
                 }
                 PartKind::Call(c) => {
                     self.queue.push_back(Ok(StreamEvent::ToolCallDelta {
