@@ -981,3 +981,65 @@ async fn ollama_format_tools_and_results_to_native_dialects() {
         "count"
     );
 }
+
+/// An Anthropic `event: error` before any content (HTTP already 200) reaches the client as the
+/// status its type stands for: `overloaded_error` -> 529, with the type as the code.
+#[tokio::test]
+async fn anthropic_error_event_before_content_keeps_its_status() {
+    let model = first_model_of(provider_of(WireFamily::Anthropic));
+    let body = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"content\":[],\"model\":\"m\",\"stop_reason\":null,\"usage\":{\"input_tokens\":3,\"output_tokens\":1}}}\n\n\
+        event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n";
+    let fake = FakeUpstream::start().await;
+    wiremock::Mock::given(method("POST"))
+        .and(path("/base/messages"))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(body, "text/event-stream"))
+        .mount(&fake.server)
+        .await;
+    let relay = Relay::start(&[(
+        provider_of(WireFamily::Anthropic),
+        format!("{}/base", fake.uri()),
+    )])
+    .await;
+    let req =
+        json!({"model": model, "stream": true, "messages": [{"role": "user", "content": "x"}]});
+    let resp = relay.post("/v1/chat/completions", &req).await;
+    assert_eq!(resp.status(), 529);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "overloaded_error");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Overloaded")
+    );
+}
+
+/// A Gemini error object inside a 200 stream keeps the status and code it names.
+#[tokio::test]
+async fn gemini_in_band_error_keeps_its_status() {
+    let model = first_model_of(provider_of(WireFamily::Gemini));
+    let body = "data: {\"error\":{\"code\":503,\"message\":\"The model is overloaded.\",\"status\":\"UNAVAILABLE\"}}\r\n\r\n";
+    let fake = FakeUpstream::start().await;
+    wiremock::Mock::given(method("POST"))
+        .and(path(upstream_path(WireFamily::Gemini, model, true)))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(body, "text/event-stream"))
+        .mount(&fake.server)
+        .await;
+    let relay = Relay::start(&[(
+        provider_of(WireFamily::Gemini),
+        format!("{}/base", fake.uri()),
+    )])
+    .await;
+    let req =
+        json!({"model": model, "stream": true, "messages": [{"role": "user", "content": "x"}]});
+    let resp = relay.post("/v1/chat/completions", &req).await;
+    assert_eq!(resp.status(), 503);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "UNAVAILABLE");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("overloaded")
+    );
+}

@@ -23,6 +23,25 @@ use crate::canonical::{FinishReason, StreamEvent};
 use crate::error::ApiError;
 use crate::upstream::{ByteStream, EventStream, error_message_from_json};
 
+/// HTTP status of an Anthropic error `type` (anthropic-sdk-python `types/shared/error_type.py`;
+/// platform.claude.com/docs/en/api/errors; WIRE.md §4.6). Unknown types are a bad gateway.
+pub fn status_of_error_type(kind: &str) -> u16 {
+    match kind {
+        "invalid_request_error" => 400,
+        "authentication_error" => 401,
+        "billing_error" => 402,
+        "permission_error" => 403,
+        "not_found_error" => 404,
+        "conflict_error" => 409,
+        "request_too_large" => 413,
+        "rate_limit_error" => 429,
+        "api_error" => 500,
+        "timeout_error" => 504,
+        "overloaded_error" => 529,
+        _ => 502,
+    }
+}
+
 /// Most content blocks accepted in one message; more is a broken upstream.
 const MAX_BLOCKS: usize = 1024;
 
@@ -233,10 +252,19 @@ impl<S: Stream + Unpin> State<S> {
                 }
             }
             "message_stop" => self.finish_stream(),
-            "error" => self.fail(ApiError::UpstreamStream {
-                provider: self.provider,
-                message: error_message_from_json(data.as_bytes()),
-            }),
+            "error" => {
+                // The error's type says what an HTTP status would have (WIRE.md §4.6): an
+                // overload before the first token reaches the client as 529, not a generic 502.
+                let kind = v.pointer("/error/type").and_then(Value::as_str);
+                self.fail(ApiError::Upstream {
+                    provider: self.provider,
+                    status: kind.map_or(502, status_of_error_type),
+                    message: error_message_from_json(data.as_bytes()),
+                    retry_after: None,
+                    code: kind.map(str::to_string),
+                    param: None,
+                })
+            }
             // ping, content_block_stop, and event types added later.
             _ => {}
         }

@@ -76,6 +76,27 @@ pub fn decode(provider: &'static str, body: ByteStream) -> EventStream {
     }))
 }
 
+/// An `{"error":{"code","message","status"}}` object inside a 2xx body (WIRE.md §5.6): its
+/// `code` is the HTTP status it stands for, its `status` the machine-readable code.
+fn in_band_error(provider: &'static str, v: &Value, raw: &[u8]) -> ApiError {
+    let status = v
+        .pointer("/error/code")
+        .and_then(Value::as_u64)
+        .filter(|c| (400..=599).contains(c))
+        .map_or(502, |c| c as u16);
+    ApiError::Upstream {
+        provider,
+        status,
+        message: error_message_from_json(raw),
+        retry_after: None,
+        code: v
+            .pointer("/error/status")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        param: None,
+    }
+}
+
 impl<S: Stream + Unpin> State<S> {
     fn finish_stream(&mut self) {
         self.ended = true;
@@ -107,10 +128,8 @@ impl<S: Stream + Unpin> State<S> {
         };
         if v.get("error").is_some_and(|e| !e.is_null()) {
             self.ended = true;
-            self.queue.push_back(Err(ApiError::UpstreamStream {
-                provider: self.provider,
-                message: error_message_from_json(data.as_bytes()),
-            }));
+            self.queue
+                .push_back(Err(in_band_error(self.provider, &v, data.as_bytes())));
             return;
         }
         for p in candidate_parts(&v) {
