@@ -1043,3 +1043,34 @@ async fn gemini_in_band_error_keeps_its_status() {
             .contains("overloaded")
     );
 }
+
+/// A completion limit above the model's catalog `max_output_tokens` is capped (both dialects
+/// reject larger values); Gemini's int32 seed gets a wrapped int64 client seed.
+#[tokio::test]
+async fn limits_are_capped_at_the_catalog_and_seeds_fit() {
+    for (family, fixture) in [
+        (WireFamily::Anthropic, "anthropic/messages_basic.httprr"),
+        (WireFamily::Gemini, "gemini/generate_content_basic.yaml"),
+    ] {
+        let model = first_model_of(provider_of(family));
+        let m = ModelId::all().find(|m| m.info().id == model).unwrap();
+        let cap = m.info().max_output_tokens.unwrap();
+        let (fake, relay) = serve(family, model, &load(fixture).remove(0)).await;
+        let resp = relay
+            .post(
+                "/v1/chat/completions",
+                &json!({"model": model, "max_tokens": cap + 1000, "seed": 4294967297_i64,
+                "messages": [{"role": "user", "content": "x"}]}),
+            )
+            .await;
+        assert_eq!(resp.status(), 200);
+        let b = fake.last_json().await;
+        match family {
+            WireFamily::Anthropic => assert_eq!(b["max_tokens"], cap),
+            _ => {
+                assert_eq!(b["generationConfig"]["maxOutputTokens"], cap);
+                assert_eq!(b["generationConfig"]["seed"], 1);
+            }
+        }
+    }
+}

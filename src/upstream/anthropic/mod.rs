@@ -226,11 +226,13 @@ pub fn encode_body(model: ModelId, req: &ChatRequest) -> Result<Value, ApiError>
     let q = model.quirks();
     let mut m = Map::new();
     m.insert("model".into(), info.id.into());
+    // Above the model's output limit the API answers 400; the catalog knows the limit.
     let mut max_tokens = req
         .max_tokens
         .or(q.default_max_tokens)
         .or(info.max_output_tokens)
-        .unwrap_or(FALLBACK_MAX_TOKENS);
+        .unwrap_or(FALLBACK_MAX_TOKENS)
+        .min(info.max_output_tokens.unwrap_or(u32::MAX));
 
     // Extended thinking when the client asks for reasoning and the model has it. The budget
     // must be >= 1024 and < max_tokens; the client's limit is kept for the visible answer.

@@ -487,7 +487,9 @@ pub fn encode_body(model: ModelId, req: &ChatRequest) -> Result<Value, ApiError>
         "stopSequences",
         (!req.stop.is_empty()).then(|| json!(req.stop)),
     );
-    put(Param::Seed, "seed", req.seed.map(Value::from));
+    // `GenerationConfig.seed` is an int32 (python-genai `types.py`); OpenAI seeds are int64:
+    // wrapped, so the same client seed always gives the same upstream seed.
+    put(Param::Seed, "seed", req.seed.map(|s| Value::from(s as i32)));
     put(
         Param::PresencePenalty,
         "presencePenalty",
@@ -499,6 +501,8 @@ pub fn encode_body(model: ModelId, req: &ChatRequest) -> Result<Value, ApiError>
         req.frequency_penalty.map(Value::from),
     );
     if let Some(n) = req.max_tokens.or(q.default_max_tokens) {
+        // Capped at the model's output limit from the catalog.
+        let n = n.min(info.max_output_tokens.unwrap_or(u32::MAX));
         g.insert("maxOutputTokens".into(), n.into());
     }
     if !q.drops(Param::ResponseFormat) {
