@@ -191,3 +191,81 @@ fn anthropic_request_reasoning_model() {
 fn gemini_request_reasoning_model() {
     insta::assert_json_snapshot!(encoded_native(llm_relay::catalog::WireFamily::Gemini));
 }
+
+/// A relay whose `family` provider replays the first exchange of `fixture` (stream or not).
+async fn native_fixture(
+    family: llm_relay::catalog::WireFamily,
+    fixture: &str,
+) -> (
+    common::fake_upstream::FakeUpstream,
+    common::relay::Relay,
+    &'static str,
+) {
+    use llm_relay::catalog::{PROVIDERS, WireFamily};
+    let p = PROVIDERS.iter().find(|p| p.wire == family).unwrap();
+    let model = common::relay::first_model_of(p.name);
+    let ex = common::fixtures::load(fixture).remove(0);
+    let path = match family {
+        WireFamily::Anthropic => "/base/messages".to_string(),
+        _ => format!("/base/models/{model}:streamGenerateContent"),
+    };
+    let fake = common::fake_upstream::FakeUpstream::start().await;
+    fake.replay(&ex, &path).await;
+    let relay = common::relay::Relay::start(&[(p.name, format!("{}/base", fake.uri()))]).await;
+    (fake, relay, model)
+}
+
+/// OpenAI SSE as a client sees a recorded Anthropic stream with text then a `tool_use` block.
+#[tokio::test]
+async fn openai_sse_transcript_from_anthropic_tool_stream() {
+    let (_fake, relay, model) = native_fixture(
+        llm_relay::catalog::WireFamily::Anthropic,
+        "anthropic/messages_stream_tool_use.yaml",
+    )
+    .await;
+    let resp = relay
+        .post(
+            "/v1/chat/completions",
+            &json!({"model": model, "stream": true, "stream_options": {"include_usage": true},
+                    "messages": [{"role": "user", "content": "temperature?"}]}),
+        )
+        .await;
+    let transcript: Vec<Value> = sse_payloads(&resp.text().await.unwrap())
+        .iter()
+        .map(|p| {
+            if p == "[DONE]" {
+                Value::String(p.clone())
+            } else {
+                let mut v = scrub(serde_json::from_str(p).unwrap());
+                v["model"] = "<model>".into();
+                v
+            }
+        })
+        .collect();
+    insta::assert_json_snapshot!(transcript);
+}
+
+/// Ollama NDJSON as a client sees a recorded Gemini stream (`alt=sse`, CRLF framing).
+#[tokio::test]
+async fn ollama_ndjson_transcript_from_gemini_stream() {
+    let (_fake, relay, model) = native_fixture(
+        llm_relay::catalog::WireFamily::Gemini,
+        "gemini/stream_generate_content_sse.yaml",
+    )
+    .await;
+    let resp = relay
+        .post(
+            "/api/chat",
+            &json!({"model": model, "messages": [{"role": "user", "content": "capital?"}]}),
+        )
+        .await;
+    let transcript: Vec<Value> = ndjson(&resp.text().await.unwrap())
+        .into_iter()
+        .map(|v| {
+            let mut v = scrub(v);
+            v["model"] = "<model>".into();
+            v
+        })
+        .collect();
+    insta::assert_json_snapshot!(transcript);
+}
