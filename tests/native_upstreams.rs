@@ -1074,3 +1074,109 @@ async fn limits_are_capped_at_the_catalog_and_seeds_fit() {
         }
     }
 }
+
+/// How a raw upstream misbehaves after its first events.
+#[derive(Clone, Copy, Debug)]
+enum Then {
+    /// Keeps the connection open and sends nothing more.
+    Stall,
+    /// Drops the connection in the middle of the chunked body (no terminating chunk).
+    Drop,
+}
+
+/// A one-shot raw HTTP upstream on 127.0.0.1: reads one request, answers 200 `text/event-stream`
+/// (chunked) with `events`, then misbehaves as `then` says.
+async fn raw_upstream(events: Vec<String>, then: Then) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut sock, _) = listener.accept().await.unwrap();
+        let mut buf = Vec::new();
+        let mut tmp = [0u8; 8192];
+        loop {
+            let n = sock.read(&mut tmp).await.unwrap();
+            buf.extend_from_slice(&tmp[..n]);
+            if let Some(pos) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&buf[..pos]).to_ascii_lowercase();
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .map_or(0, |v| v.trim().parse().unwrap());
+                if buf.len() >= pos + 4 + len {
+                    break;
+                }
+            }
+        }
+        let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n";
+        sock.write_all(head.as_bytes()).await.unwrap();
+        for e in &events {
+            sock.write_all(format!("{:x}\r\n{e}\r\n", e.len()).as_bytes())
+                .await
+                .unwrap();
+        }
+        sock.flush().await.unwrap();
+        match then {
+            Then::Stall => tokio::time::sleep(std::time::Duration::from_secs(30)).await,
+            Then::Drop => {
+                // Announce a chunk, send half of it, and close.
+                sock.write_all(b"40\r\ndata: {\"partial\":").await.unwrap();
+                sock.flush().await.unwrap();
+            }
+        }
+    });
+    format!("http://{addr}")
+}
+
+/// An upstream that stalls (read timeout) or drops the connection after the first tokens:
+/// the client has the first text, then an error event, within bounded time, through both APIs
+/// and both native dialects.
+#[tokio::test]
+async fn a_stalled_or_dropped_native_stream_ends_with_an_error_not_a_hang() {
+    let anthropic_events = vec![
+        "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"content\":[],\"model\":\"m\",\"stop_reason\":null,\"usage\":{\"input_tokens\":3,\"output_tokens\":1}}}\n\n".to_string(),
+        "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n".to_string(),
+        "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"first\"}}\n\n".to_string(),
+    ];
+    let gemini_events = vec![
+        "data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"first\"}],\"role\":\"model\"},\"index\":0}]}\r\n\r\n".to_string(),
+    ];
+    for (family, events) in [
+        (WireFamily::Anthropic, anthropic_events),
+        (WireFamily::Gemini, gemini_events),
+    ] {
+        for then in [Then::Stall, Then::Drop] {
+            for api in ["/v1/chat/completions", "/api/chat"] {
+                let base = raw_upstream(events.clone(), then).await;
+                let mut cfg = common::relay::config(&[(provider_of(family), base)]);
+                cfg.read_timeout = std::time::Duration::from_millis(300);
+                let relay = Relay::start_with(cfg).await;
+                let model = first_model_of(provider_of(family));
+                let body = json!({"model": model, "stream": true, "messages": [{"role": "user", "content": "x"}]});
+                let text = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+                    relay.post(api, &body).await.text().await.unwrap()
+                })
+                .await
+                .unwrap_or_else(|_| panic!("{family:?} {then:?} {api}: the client stream hung"));
+                assert!(text.contains("first"), "{family:?} {then:?} {api}: {text}");
+                let last_error = if api.starts_with("/v1") {
+                    let p = sse_payloads(&text);
+                    assert_eq!(p.last().unwrap(), "[DONE]");
+                    serde_json::from_str::<Value>(&p[p.len() - 2]).unwrap()["error"]["message"]
+                        .as_str()
+                        .map(str::to_string)
+                } else {
+                    ndjson(&text).last().unwrap()["error"]
+                        .as_str()
+                        .map(str::to_string)
+                };
+                let msg = last_error
+                    .unwrap_or_else(|| panic!("{family:?} {then:?} {api}: no error event: {text}"));
+                match then {
+                    Then::Stall => assert!(msg.contains("did not answer"), "{msg}"),
+                    Then::Drop => assert!(!msg.is_empty()),
+                }
+            }
+        }
+    }
+}
