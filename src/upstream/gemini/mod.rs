@@ -63,10 +63,7 @@ impl Dialect for Gemini {
             reason: format!("not JSON: {e}"),
         })?;
         if v.get("error").is_some_and(|e| !e.is_null()) {
-            return Err(ApiError::UpstreamStream {
-                provider,
-                message: super::error_message_from_json(body),
-            });
+            return Err(in_band_error(provider, &v, body));
         }
         let mut parts = Parts::default();
         parts.read(&v);
@@ -129,6 +126,27 @@ impl Dialect for Gemini {
                 .map(str::to_string)
         });
         (code, None)
+    }
+}
+
+/// An `{"error":{"code","message","status"}}` object inside a 2xx body (WIRE.md §5.6): its
+/// `code` is the HTTP status it stands for, its `status` the machine-readable code.
+pub(super) fn in_band_error(provider: &'static str, v: &Value, raw: &[u8]) -> ApiError {
+    let status = v
+        .pointer("/error/code")
+        .and_then(Value::as_u64)
+        .filter(|c| (400..=599).contains(c))
+        .map_or(502, |c| c as u16);
+    ApiError::Upstream {
+        provider,
+        status,
+        message: super::error_message_from_json(raw),
+        retry_after: None,
+        code: v
+            .pointer("/error/status")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        param: None,
     }
 }
 

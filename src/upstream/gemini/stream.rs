@@ -14,10 +14,10 @@ use eventsource_stream::Eventsource;
 use futures_util::{Stream, StreamExt};
 use serde_json::Value;
 
-use super::{PartKind, candidate_parts, decode_usage, part_kind, parts_finish};
+use super::{PartKind, candidate_parts, decode_usage, in_band_error, part_kind, parts_finish};
 use crate::canonical::{FinishReason, StreamEvent, Usage};
 use crate::error::ApiError;
-use crate::upstream::{ByteStream, EventStream, error_message_from_json};
+use crate::upstream::{ByteStream, EventStream};
 
 /// Most function calls accepted in one answer; more is a broken upstream.
 const MAX_TOOL_CALLS: u32 = 1024;
@@ -74,27 +74,6 @@ pub fn decode(provider: &'static str, body: ByteStream) -> EventStream {
             }
         }
     }))
-}
-
-/// An `{"error":{"code","message","status"}}` object inside a 2xx body (WIRE.md §5.6): its
-/// `code` is the HTTP status it stands for, its `status` the machine-readable code.
-fn in_band_error(provider: &'static str, v: &Value, raw: &[u8]) -> ApiError {
-    let status = v
-        .pointer("/error/code")
-        .and_then(Value::as_u64)
-        .filter(|c| (400..=599).contains(c))
-        .map_or(502, |c| c as u16);
-    ApiError::Upstream {
-        provider,
-        status,
-        message: error_message_from_json(raw),
-        retry_after: None,
-        code: v
-            .pointer("/error/status")
-            .and_then(Value::as_str)
-            .map(str::to_string),
-        param: None,
-    }
 }
 
 impl<S: Stream + Unpin> State<S> {
