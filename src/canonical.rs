@@ -36,7 +36,9 @@ pub enum ContentPart {
 /// A tool call made by the model.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ToolCall {
-    /// Call id (`call_...`); generated when the upstream gives none.
+    /// Call id (`call_...`); generated when the upstream gives none. May carry an opaque
+    /// upstream signature after `upstream::SIGNATURE_SEPARATOR` (Gemini 3 `thoughtSignature`),
+    /// so a client that echoes the id echoes the signature; only that upstream reads it.
     pub id: String,
     /// Function name.
     pub name: String,

@@ -115,10 +115,15 @@ impl Config {
                 }
                 None => p.base_url.to_string(),
             };
-            let api_key = match p.api_key_env {
+            let mut api_key = match p.api_key_env {
                 Some(var) => env_var(var)?,
                 None => None,
             };
+            for var in p.api_key_env_alternatives {
+                if api_key.is_none() {
+                    api_key = env_var(var)?;
+                }
+            }
             providers.push(ProviderConfig {
                 id: p.id,
                 base_url,

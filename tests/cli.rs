@@ -103,3 +103,25 @@ fn configuration_mistakes_stop_the_start_with_a_clear_message() {
         );
     }
 }
+
+/// A provider whose key has alternative variables (providers.yaml `api_key_env_alternatives`,
+/// e.g. Gemini's `GEMINI_API_KEY` beside `GOOGLE_API_KEY`) is enabled by any of them.
+#[test]
+fn alternative_key_variables_enable_their_provider() {
+    for p in llm_relay::catalog::PROVIDERS
+        .iter()
+        .filter(|p| !p.api_key_env_alternatives.is_empty())
+    {
+        for var in p.api_key_env_alternatives {
+            let o = relay(&["check"], &[(var, "alt-key-789")]);
+            assert!(o.status.success(), "{}", stderr(&o));
+            let out = stdout(&o);
+            let line = out
+                .lines()
+                .find(|l| l.starts_with(&format!("{} ", p.name)))
+                .unwrap();
+            assert!(line.contains("enabled"), "{var}: {out}");
+            assert!(!out.contains("alt-key-789"), "{out}");
+        }
+    }
+}

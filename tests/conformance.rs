@@ -4,7 +4,8 @@
 //! For every model: every accepted spelling resolves to it; it is priced; for every
 //! OpenAI-compatible provider, a request through both client APIs reaches
 //! `{base_url}/chat/completions` with the upstream model id, the provider's auth header and the
-//! model's quirks applied. Also enforces "the YAML is the only registry": no source file under
+//! model's quirks applied; every Anthropic- and Gemini-family model the same way at its dialect's
+//! path. Also enforces "the YAML is the only registry": no source file under
 //! src/ spells a provider name or model id from providers.yaml as a string literal.
 
 // Test code: a failed unwrap is a failed test.
@@ -138,6 +139,86 @@ async fn every_openai_compatible_model_reaches_its_upstream_through_both_apis() 
         }
     }
     assert!(checked > 0);
+}
+
+/// The native dialects: every Anthropic- and Gemini-family model, through both client APIs,
+/// reaches `{base_url}/messages` (model id in the body) or
+/// `{base_url}/models/{id}:generateContent` (model id in the path) with the provider's auth
+/// header, the completion limit, sampling and the system prompt where that dialect puts them.
+#[tokio::test]
+async fn every_anthropic_and_gemini_model_reaches_its_upstream_through_both_apis() {
+    let mut checked = 0;
+    for p in PROVIDERS
+        .iter()
+        .filter(|p| matches!(p.wire, WireFamily::Anthropic | WireFamily::Gemini))
+    {
+        let fake = FakeUpstream::start().await;
+        let relay = Relay::start(&[(p.name, format!("{}/base", fake.uri()))]).await;
+        for m in ModelId::all().filter(|m| m.info().provider == p.id) {
+            let info = m.info();
+            let expected_path = match p.wire {
+                WireFamily::Anthropic => "/base/messages".to_string(),
+                _ => format!("/base/models/{}:generateContent", info.id),
+            };
+            let ex = match p.wire {
+                WireFamily::Anthropic => load("anthropic/messages_basic.httprr").remove(0),
+                _ => load("gemini/generate_content_basic.yaml").remove(0),
+            };
+            fake.replay(&ex, &expected_path).await;
+            for (path, body) in [
+                (
+                    "/v1/chat/completions",
+                    json!({"model": format!("{}/{}", p.name, info.id), "temperature": 0.5, "max_tokens": 77,
+                    "messages": [{"role": "system", "content": "S"}, {"role": "user", "content": "U"}]}),
+                ),
+                (
+                    "/api/chat",
+                    json!({"model": info.id, "stream": false, "options": {"temperature": 0.5, "num_predict": 77},
+                    "messages": [{"role": "system", "content": "S"}, {"role": "user", "content": "U"}]}),
+                ),
+            ] {
+                let resp = relay.post(path, &body).await;
+                assert_eq!(resp.status(), 200, "{} {} via {path}", p.name, info.id);
+                let sent = fake.received().await;
+                let req = sent.last().unwrap();
+                assert_eq!(req.url.path(), expected_path);
+                let (header, value) = match p.auth {
+                    AuthStyle::Bearer => ("authorization", format!("Bearer {}", test_key(p.name))),
+                    AuthStyle::XApiKey => ("x-api-key", test_key(p.name)),
+                    AuthStyle::XGoogApiKey => ("x-goog-api-key", test_key(p.name)),
+                    AuthStyle::None => continue,
+                };
+                assert_eq!(req.headers.get(header).unwrap().to_str().unwrap(), value);
+                for (k, v) in p.headers {
+                    assert_eq!(req.headers.get(*k).unwrap().to_str().unwrap(), *v);
+                }
+                let up: Value = serde_json::from_slice(&req.body).unwrap();
+                match p.wire {
+                    WireFamily::Anthropic => {
+                        assert_eq!(up["model"], info.id);
+                        assert_eq!(up["max_tokens"], 77);
+                        assert_eq!(up["temperature"], 0.5);
+                        assert_eq!(up["system"], "S");
+                        assert_eq!(
+                            up["messages"],
+                            json!([{"role": "user", "content": [{"type": "text", "text": "U"}]}])
+                        );
+                    }
+                    _ => {
+                        assert_eq!(up["generationConfig"]["maxOutputTokens"], 77);
+                        assert_eq!(up["generationConfig"]["temperature"], 0.5);
+                        assert_eq!(up["systemInstruction"], json!({"parts": [{"text": "S"}]}));
+                        assert_eq!(
+                            up["contents"],
+                            json!([{"role": "user", "parts": [{"text": "U"}]}])
+                        );
+                    }
+                }
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 4, "{checked}");
 }
 
 /// Every provider name, model id and alias in providers.yaml.

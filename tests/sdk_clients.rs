@@ -240,16 +240,20 @@ fn run_pytest(
     expected: &Value,
     log: &Path,
 ) -> (Option<ExitStatus>, String) {
+    run_pytest_file(python, "tests/clients/test_sdks.py", base, expected, log)
+}
+
+/// Run pytest on one file of tests/clients/; returns its exit status and combined output.
+fn run_pytest_file(
+    python: &str,
+    file: &str,
+    base: &str,
+    expected: &Value,
+    log: &Path,
+) -> (Option<ExitStatus>, String) {
     let out = File::create(log).unwrap();
     let mut child = Command::new(python)
-        .args([
-            "-m",
-            "pytest",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            "tests/clients/test_sdks.py",
-        ])
+        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", file])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -550,5 +554,300 @@ async fn openai_and_ollama_python_sdks_against_the_binary() {
 
     check_upstream_requests(&upstream.received().await);
     check_instance_requests(&instance.received().await);
+    drop(relay);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Native upstreams: Anthropic Messages and Gemini generateContent behind the same SDK clients.
+// ---------------------------------------------------------------------------------------------
+
+/// A matcher on the upstream request body: its text contains every `needle`, and its `stream`
+/// flag is `stream` (Anthropic; `None` = either).
+fn body_with(stream: Option<bool>, needles: &'static [&'static str]) -> impl Fn(&Request) -> bool {
+    move |r: &Request| {
+        let text = String::from_utf8_lossy(&r.body);
+        let v: Value = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
+        needles.iter().all(|n| text.contains(n))
+            && stream.is_none_or(|s| (v["stream"] == true) == s)
+    }
+}
+
+fn recorded_json(r: &common::native::Recorded) -> Value {
+    json!({"text": r.text, "usage": [r.usage.0, r.usage.1],
+           "tools": r.tools.iter().map(|(n, a)| json!([n, a])).collect::<Vec<_>>()})
+}
+
+fn provider(family: llm_relay::catalog::WireFamily) -> &'static llm_relay::catalog::ProviderInfo {
+    llm_relay::catalog::PROVIDERS
+        .iter()
+        .find(|p| p.wire == family)
+        .unwrap()
+}
+
+/// Start `llm-relay` with only the given environment (plus HOST/PORT/PATH).
+fn spawn_relay_env(port: u16, env: &[(&str, String)], log: &Path) -> ChildGuard {
+    let out = File::create(log).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_llm-relay"));
+    cmd.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOST", "127.0.0.1")
+        .env("PORT", port.to_string())
+        .env("RUST_LOG", "info");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .expect("spawn llm-relay");
+    ChildGuard(child)
+}
+
+/// Upstream bodies received by `fake` whose text carries `tag`.
+async fn bodies_tagged(fake: &FakeUpstream, tag: &str) -> Vec<(Request, Value)> {
+    fake.received()
+        .await
+        .into_iter()
+        .filter(|r| String::from_utf8_lossy(&r.body).contains(tag))
+        .map(|r| {
+            let v = serde_json::from_slice(&r.body).unwrap();
+            (r, v)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn python_sdks_through_anthropic_and_gemini_upstreams() {
+    use common::native;
+    use llm_relay::catalog::WireFamily;
+    let Some(python) = std::env::var("LLM_RELAY_PYTHON")
+        .ok()
+        .filter(|p| !p.is_empty())
+    else {
+        panic!("LLM_RELAY_PYTHON is not set: run the suite with `bash tests/run.sh`");
+    };
+    let ant = provider(WireFamily::Anthropic);
+    let gem = provider(WireFamily::Gemini);
+    let first = |p: &llm_relay::catalog::ProviderInfo| {
+        ModelId::all()
+            .find(|m| m.info().provider == p.id)
+            .unwrap()
+            .info()
+            .id
+    };
+    let (ant_model, gem_model) = (first(ant), first(gem));
+
+    // Anthropic: one path, routed by what the request carries (first matching mount wins).
+    let a_basic = load_one("anthropic/messages_basic.httprr");
+    let a_stream = load_one("anthropic/messages_stream_text.httprr");
+    let a_image = load_one("anthropic/messages_stream_image_base64.yaml");
+    let a_tools = fixtures::load("anthropic/messages_tool_use_parallel.yaml");
+    let a_stream_tools = fixtures::load("anthropic/messages_stream_tool_use.yaml");
+    let a_up = FakeUpstream::start().await;
+    let ap = "/v1/messages";
+    a_up.replay_if(
+        &a_stream_tools[1],
+        ap,
+        body_with(Some(true), &["tool_result"]),
+    )
+    .await;
+    a_up.replay_if(&a_tools[1], ap, body_with(None, &["tool_result"]))
+        .await;
+    a_up.replay_if(
+        &a_stream_tools[0],
+        ap,
+        body_with(Some(true), &["\"tools\""]),
+    )
+    .await;
+    a_up.replay_if(&a_tools[0], ap, body_with(None, &["\"tools\""]))
+        .await;
+    a_up.replay_if(&a_image, ap, body_with(Some(true), &["\"image\""]))
+        .await;
+    a_up.replay_if(&a_stream, ap, body_with(Some(true), &[]))
+        .await;
+    a_up.replay(&a_basic, ap).await;
+
+    // Gemini: the model and the stream flag are in the path.
+    let g_basic = load_one("gemini/generate_content_basic.yaml");
+    let g_stream = load_one("gemini/stream_generate_content_sse.yaml");
+    let g_image = fixtures::load("gemini/generate_content_inline_image_then_429.yaml").remove(0);
+    let g_tools = fixtures::load("gemini/generate_content_tool_calls.yaml");
+    let g_sig = fixtures::load("gemini/stream_tool_call_thought_signature_sse.yaml");
+    let g_up = FakeUpstream::start().await;
+    let gp = format!("/v1beta/models/{gem_model}:generateContent");
+    let gsp = format!("/v1beta/models/{gem_model}:streamGenerateContent");
+    g_up.replay_if(&g_sig[1], &gsp, body_with(None, &["functionResponse"]))
+        .await;
+    g_up.replay_if(&g_sig[0], &gsp, body_with(None, &["functionDeclarations"]))
+        .await;
+    g_up.replay(&g_stream, &gsp).await;
+    g_up.replay_if(&g_tools[1], &gp, body_with(None, &["functionResponse"]))
+        .await;
+    g_up.replay_if(&g_tools[0], &gp, body_with(None, &["functionDeclarations"]))
+        .await;
+    g_up.replay_if(&g_image, &gp, body_with(None, &["inlineData"]))
+        .await;
+    g_up.replay(&g_basic, &gp).await;
+
+    let signature = serde_json::from_str::<Value>(&g_sig[0].sse_data()[0]).unwrap()["candidates"]
+        [0]["content"]["parts"][0]["thoughtSignature"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let expected = json!({
+        "png_base64": PNG_B64,
+        "anthropic": {
+            "model": ant_model,
+            "basic": recorded_json(&native::anthropic(&a_basic)),
+            "stream": recorded_json(&native::anthropic(&a_stream)),
+            "image": recorded_json(&native::anthropic(&a_image)),
+            "tools": recorded_json(&native::anthropic(&a_tools[0])),
+            "tools_answer": recorded_json(&native::anthropic(&a_tools[1])),
+            "stream_tools": recorded_json(&native::anthropic(&a_stream_tools[0])),
+            "stream_tools_answer": recorded_json(&native::anthropic(&a_stream_tools[1])),
+        },
+        "gemini": {
+            "model": gem_model,
+            "basic": recorded_json(&native::gemini(&g_basic)),
+            "stream": recorded_json(&native::gemini(&g_stream)),
+            "image": recorded_json(&native::gemini(&g_image)),
+            "tools": recorded_json(&native::gemini(&g_tools[0])),
+            "tools_answer": recorded_json(&native::gemini(&g_tools[1])),
+            "stream_tools": recorded_json(&native::gemini(&g_sig[0])),
+            "stream_tools_answer": recorded_json(&native::gemini(&g_sig[1])),
+        },
+    });
+
+    let ant_key = "sk-ant-test-sdk";
+    let gem_key = "gem-test-sdk";
+    // Gemini's key under its alternative variable (GEMINI_API_KEY), as Google's own SDKs read it.
+    let gem_key_var = gem
+        .api_key_env_alternatives
+        .first()
+        .copied()
+        .unwrap_or(gem.api_key_env.unwrap());
+    let env = [
+        (ant.api_key_env.unwrap(), ant_key.to_string()),
+        (ant.base_url_env, format!("{}/v1", a_up.uri())),
+        (gem_key_var, gem_key.to_string()),
+        (gem.base_url_env, format!("{}/v1beta", g_up.uri())),
+    ];
+    let logs = log_dir();
+    let relay_log = logs.join("llm-relay-native.log");
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut relay = spawn_relay_env(port, &env, &relay_log);
+    wait_ready(&mut relay, &base, &relay_log).await;
+    let pytest_log = logs.join("pytest-native.log");
+    let (status, output) = {
+        let (python, base, expected, log) = (
+            python.clone(),
+            base.clone(),
+            expected.clone(),
+            pytest_log.clone(),
+        );
+        tokio::task::spawn_blocking(move || {
+            run_pytest_file(
+                &python,
+                "tests/clients/test_sdks_native.py",
+                &base,
+                &expected,
+                &log,
+            )
+        })
+        .await
+        .unwrap()
+    };
+    println!("pytest output:\n{output}");
+    match status {
+        Some(s) if s.success() => {}
+        other => panic!(
+            "pytest failed ({})\n--- pytest ---\n{output}\n--- llm-relay log ---\n{}",
+            other.map_or("timed out".to_string(), |s| s.to_string()),
+            read_log(&relay_log)
+        ),
+    }
+
+    // What llm-relay sent to Anthropic: auth and version headers on every request, max_tokens
+    // always present, tool results answering the recorded tool_use ids, the PNG as a base64 block.
+    for r in a_up.received().await {
+        assert_eq!(r.url.path(), ap);
+        assert_eq!(r.headers.get("x-api-key").unwrap(), ant_key);
+        let (k, v) = ant.headers[0];
+        assert_eq!(r.headers.get(k).unwrap(), v);
+        let b: Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(b["model"], ant_model);
+        assert!(b["max_tokens"].as_u64().unwrap() > 0, "{b}");
+    }
+    for tag in ["[na-tools]", "[na-ol-tools]"] {
+        let reqs = bodies_tagged(&a_up, tag).await;
+        assert_eq!(reqs.len(), 2, "{tag}: {reqs:#?}");
+        let follow = &reqs[1].1;
+        let uses: Vec<&Value> = follow["messages"][1]["content"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|b| b["type"] == "tool_use")
+            .map(|b| &b["id"])
+            .collect();
+        let results: Vec<&Value> = follow["messages"][2]["content"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|b| b["type"] == "tool_result")
+            .map(|b| &b["tool_use_id"])
+            .collect();
+        assert_eq!(uses.len(), 4, "{follow}");
+        assert_eq!(uses, results, "{tag}: {follow}");
+    }
+    for tag in ["[na-image]", "[na-ol-image]"] {
+        let (_, b) = bodies_tagged(&a_up, tag).await.remove(0);
+        let img = b["messages"][0]["content"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["type"] == "image")
+            .unwrap()
+            .clone();
+        assert_eq!(
+            img["source"],
+            json!({"type": "base64", "media_type": "image/png", "data": PNG_B64}),
+            "{tag}"
+        );
+    }
+
+    // What llm-relay sent to Gemini: the key read from GEMINI_API_KEY in x-goog-api-key, the
+    // recorded thoughtSignature echoed on the next turn (OpenAI SDK keeps the call id), and
+    // Google's documented skip value when a client drops ids (Ollama SDK).
+    for r in g_up.received().await {
+        assert_eq!(r.headers.get("x-goog-api-key").unwrap(), gem_key);
+        assert!(r.headers.get("authorization").is_none());
+    }
+    let reqs = bodies_tagged(&g_up, "[ng-stream-tools]").await;
+    assert_eq!(reqs.len(), 2);
+    assert_eq!(reqs[1].0.url.query(), Some("alt=sse"));
+    assert_eq!(
+        reqs[1].1["contents"][1]["parts"][0]["thoughtSignature"],
+        signature.as_str()
+    );
+    let reqs = bodies_tagged(&g_up, "[ng-ol-tools]").await;
+    assert_eq!(reqs.len(), 2);
+    let m = ModelId::all().find(|m| m.info().id == gem_model).unwrap();
+    if m.info().has(llm_relay::catalog::Capability::Reasoning) {
+        assert_eq!(
+            reqs[1].1["contents"][1]["parts"][0]["thoughtSignature"],
+            "skip_thought_signature_validator"
+        );
+    }
+    for tag in ["[ng-image]", "[ng-ol-image]"] {
+        let (_, b) = bodies_tagged(&g_up, tag).await.remove(0);
+        assert_eq!(
+            b["contents"][0]["parts"][1],
+            json!({"inlineData": {"mimeType": "image/png", "data": PNG_B64}}),
+            "{tag}"
+        );
+    }
     drop(relay);
 }

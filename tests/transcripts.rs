@@ -158,3 +158,114 @@ async fn ollama_ndjson_transcript() {
         .collect();
     insta::assert_json_snapshot!(transcript);
 }
+
+/// The first catalog model of `family` with reasoning, with `full_request()` encoded by that
+/// family's dialect (model id replaced so a catalog edit is not a snapshot change).
+fn encoded_native(family: llm_relay::catalog::WireFamily) -> Value {
+    use llm_relay::catalog::{Capability, WireFamily};
+    let m = ModelId::all()
+        .find(|m| m.provider().wire == family && m.info().has(Capability::Reasoning))
+        .expect("a reasoning model of this family");
+    let mut body = match family {
+        WireFamily::Anthropic => {
+            llm_relay::upstream::anthropic::encode_body(m, &full_request()).unwrap()
+        }
+        _ => llm_relay::upstream::gemini::encode_body(m, &full_request()).unwrap(),
+    };
+    if body.get("model").is_some() {
+        body["model"] = "<model>".into();
+    }
+    body
+}
+
+/// Anthropic Messages: system on top, image block, tool_use/tool_result, thinking budget from
+/// `reasoning_effort: low` (sampling dropped), JSON-object instruction in the system prompt.
+#[test]
+fn anthropic_request_reasoning_model() {
+    insta::assert_json_snapshot!(encoded_native(llm_relay::catalog::WireFamily::Anthropic));
+}
+
+/// Gemini generateContent: systemInstruction, inlineData, functionCall (skip signature on a
+/// thinking model) / functionResponse, converted schema, thinkingConfig, JSON mode.
+#[test]
+fn gemini_request_reasoning_model() {
+    insta::assert_json_snapshot!(encoded_native(llm_relay::catalog::WireFamily::Gemini));
+}
+
+/// A relay whose `family` provider replays the first exchange of `fixture` (stream or not).
+async fn native_fixture(
+    family: llm_relay::catalog::WireFamily,
+    fixture: &str,
+) -> (
+    common::fake_upstream::FakeUpstream,
+    common::relay::Relay,
+    &'static str,
+) {
+    use llm_relay::catalog::{PROVIDERS, WireFamily};
+    let p = PROVIDERS.iter().find(|p| p.wire == family).unwrap();
+    let model = common::relay::first_model_of(p.name);
+    let ex = common::fixtures::load(fixture).remove(0);
+    let path = match family {
+        WireFamily::Anthropic => "/base/messages".to_string(),
+        _ => format!("/base/models/{model}:streamGenerateContent"),
+    };
+    let fake = common::fake_upstream::FakeUpstream::start().await;
+    fake.replay(&ex, &path).await;
+    let relay = common::relay::Relay::start(&[(p.name, format!("{}/base", fake.uri()))]).await;
+    (fake, relay, model)
+}
+
+/// OpenAI SSE as a client sees a recorded Anthropic stream with text then a `tool_use` block.
+#[tokio::test]
+async fn openai_sse_transcript_from_anthropic_tool_stream() {
+    let (_fake, relay, model) = native_fixture(
+        llm_relay::catalog::WireFamily::Anthropic,
+        "anthropic/messages_stream_tool_use.yaml",
+    )
+    .await;
+    let resp = relay
+        .post(
+            "/v1/chat/completions",
+            &json!({"model": model, "stream": true, "stream_options": {"include_usage": true},
+                    "messages": [{"role": "user", "content": "temperature?"}]}),
+        )
+        .await;
+    let transcript: Vec<Value> = sse_payloads(&resp.text().await.unwrap())
+        .iter()
+        .map(|p| {
+            if p == "[DONE]" {
+                Value::String(p.clone())
+            } else {
+                let mut v = scrub(serde_json::from_str(p).unwrap());
+                v["model"] = "<model>".into();
+                v
+            }
+        })
+        .collect();
+    insta::assert_json_snapshot!(transcript);
+}
+
+/// Ollama NDJSON as a client sees a recorded Gemini stream (`alt=sse`, CRLF framing).
+#[tokio::test]
+async fn ollama_ndjson_transcript_from_gemini_stream() {
+    let (_fake, relay, model) = native_fixture(
+        llm_relay::catalog::WireFamily::Gemini,
+        "gemini/stream_generate_content_sse.yaml",
+    )
+    .await;
+    let resp = relay
+        .post(
+            "/api/chat",
+            &json!({"model": model, "messages": [{"role": "user", "content": "capital?"}]}),
+        )
+        .await;
+    let transcript: Vec<Value> = ndjson(&resp.text().await.unwrap())
+        .into_iter()
+        .map(|v| {
+            let mut v = scrub(v);
+            v["model"] = "<model>".into();
+            v
+        })
+        .collect();
+    insta::assert_json_snapshot!(transcript);
+}

@@ -82,6 +82,7 @@ pub fn generate(cat: &Catalog) -> String {
             Some(k) => quote!(Some(#k)),
             None => quote!(None),
         };
+        let alternatives = p.api_key_env_alternatives.iter();
         let base_env = format!("{}_BASE_URL", p.name.to_uppercase());
         let headers = p.headers.iter().map(|(k, v)| quote!((#k, #v)));
         quote! {
@@ -94,6 +95,7 @@ pub fn generate(cat: &Catalog) -> String {
                 base_url_env: #base_env,
                 auth: #a,
                 api_key_env: #key,
+                api_key_env_alternatives: &[#(#alternatives),*],
                 headers: &[#(#headers),*],
             }
         }

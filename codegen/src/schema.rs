@@ -68,6 +68,10 @@ pub struct Provider {
     /// Environment variable holding the key (also read as `<VAR>_FILE`). Absent for `auth: none`.
     #[serde(default)]
     pub api_key_env: Option<String>,
+    /// Further variables read for the key, in order, when `api_key_env` is unset (each also as
+    /// `<VAR>_FILE`), e.g. `GEMINI_API_KEY` beside `GOOGLE_API_KEY`.
+    #[serde(default)]
+    pub api_key_env_alternatives: Vec<String>,
     /// Extra request headers sent on every upstream call (e.g. `anthropic-version`).
     #[serde(default)]
     pub headers: BTreeMap<String, String>,

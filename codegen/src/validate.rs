@@ -347,6 +347,17 @@ pub fn validate(
             ),
             _ => {}
         }
+        for var in &p.api_key_env_alternatives {
+            if p.api_key_env.is_none() || !is_ident(var, true) {
+                pd.err(
+                    entry.clone(),
+                    pd.lines.field(at, "api_key_env_alternatives"),
+                    format!(
+                        "api_key_env_alternatives \"{var}\" must match [A-Z][A-Z0-9_]* and needs api_key_env"
+                    ),
+                );
+            }
+        }
         if p.models.is_empty() {
             pd.err(
                 entry.clone(),

@@ -121,6 +121,8 @@ pub struct ProviderInfo {
     pub auth: AuthStyle,
     /// Environment variable holding the key (also read as `<VAR>_FILE`).
     pub api_key_env: Option<&'static str>,
+    /// Variables read, in order, when `api_key_env` is unset (e.g. `GEMINI_API_KEY`).
+    pub api_key_env_alternatives: &'static [&'static str],
     /// Extra headers for every upstream request.
     pub headers: &'static [(&'static str, &'static str)],
 }

@@ -142,6 +142,7 @@ pub async fn send_request(
             break;
         }
     }
+    let retry_after = retry_after.or_else(|| dialect.retry_after(&body));
     let code = status.as_u16();
     let (error_code, param) = dialect.error_code_param(&body);
     Err(ApiError::Upstream {

@@ -55,6 +55,12 @@ pub trait Dialect: Send + Sync {
         error_message_from_json(body)
     }
 
+    /// A `Retry-After` value (seconds) carried in an error body, for upstreams that say when to
+    /// retry there instead of in the header (Gemini `google.rpc.RetryInfo`). The header wins.
+    fn retry_after(&self, _body: &[u8]) -> Option<String> {
+        None
+    }
+
     /// The upstream's machine-readable error `code` and `param`, when its body has them
     /// (OpenAI `ErrorResponse`: `unsupported_parameter`, `insufficient_quota`,
     /// `context_length_exceeded`, ...). Passed on so clients can tell errors apart.
@@ -96,10 +102,22 @@ pub fn error_message_from_json(body: &[u8]) -> String {
     text.chars().take(200).collect()
 }
 
-/// Placeholder for wire families whose module has not been written yet: every request fails with
-/// 501, naming the family. Replaced module by module (Anthropic, Gemini, Ollama are issue #4).
-pub(crate) fn not_yet(family: &str) -> ApiError {
-    ApiError::NotImplemented(format!(
-        "the {family} upstream dialect is not implemented yet in this llm-relay build"
-    ))
+/// Separator between a tool-call id and an upstream signature carried inside it.
+///
+/// Gemini 3 attaches an opaque `thoughtSignature` to `functionCall` parts and rejects the next
+/// turn with 400 when it is not sent back (ai.google.dev/gemini-api/docs/thought-signatures).
+/// Clients only echo the call id, so the Gemini dialect appends the signature to the id it hands
+/// out (`call_x` + this separator + base64url signature) and reads it back from the id of the
+/// assistant turn's tool call; every other dialect sends only the part before the separator
+/// (WIRE.md §7.4: signatures are replayed to the same family only). Ids keep to `[A-Za-z0-9_-]`.
+pub const SIGNATURE_SEPARATOR: &str = "__sig__";
+
+/// Split a canonical tool-call id into the id proper and the signature carried in it, if any
+/// (see [`SIGNATURE_SEPARATOR`]).
+pub fn split_call_id(id: &str) -> (&str, Option<&str>) {
+    match id.split_once(SIGNATURE_SEPARATOR) {
+        Some((base, sig)) if !sig.is_empty() => (base, Some(sig)),
+        Some((base, _)) => (base, None),
+        None => (id, None),
+    }
 }

@@ -6,4 +6,5 @@
 
 pub mod fake_upstream;
 pub mod fixtures;
+pub mod native;
 pub mod relay;

@@ -12,7 +12,7 @@ mod stream;
 
 use serde_json::{Map, Value, json};
 
-use super::{ByteStream, Dialect, EventStream, UpstreamRequest};
+use super::{ByteStream, Dialect, EventStream, UpstreamRequest, split_call_id};
 use crate::canonical::{
     ChatRequest, ChatResponse, ContentPart, FinishReason, Message, ResponseFormat, Role, ToolCall,
     ToolChoice, Usage,
@@ -218,7 +218,7 @@ fn encode_message(msg: &Message) -> Value {
         }
         Role::Tool => json!({
             "role": "tool",
-            "tool_call_id": msg.tool_call_id.clone().unwrap_or_default(),
+            "tool_call_id": msg.tool_call_id.as_deref().map_or("", |id| split_call_id(id).0),
             "content": msg.joined_text(),
         }),
         Role::Assistant => {
@@ -233,7 +233,7 @@ fn encode_message(msg: &Message) -> Value {
                 v["tool_calls"] = msg
                     .tool_calls
                     .iter()
-                    .map(|c| json!({"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}))
+                    .map(|c| json!({"id": split_call_id(&c.id).0, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}))
                     .collect();
             }
             v

@@ -1,0 +1,272 @@
+//! Anthropic Messages SSE stream -> canonical [`StreamEvent`]s.
+//!
+//! Event order (anthropic-sdk-python `_streaming.py`, `types/raw_message_stream_event.py`; WIRE.md
+//! §4.5): `message_start`, then per content block `content_block_start`, deltas
+//! (`text_delta`, `thinking_delta`, `input_json_delta`, `signature_delta`, `citations_delta`),
+//! `content_block_stop`; `message_delta` (stop reason, cumulative usage), `message_stop`; `ping`
+//! anywhere; `error` in-band once the HTTP status is already 200. Dispatch is on the payload's
+//! `type`, which always equals the `event:` name.
+//!
+//! Normalisation: a `tool_use` block becomes tool call `k` (0-based among the message's tool
+//! calls, not the block index), its `partial_json` pieces are argument fragments; usage from
+//! `message_start` is merged with the final `message_delta` and emitted once, right before
+//! `Finish`. A body that ends before `message_stop` is an error, never a silent end.
+
+use std::collections::VecDeque;
+
+use eventsource_stream::Eventsource;
+use futures_util::{Stream, StreamExt};
+use serde_json::Value;
+
+use super::{RawUsage, finish_reason};
+use crate::canonical::{FinishReason, StreamEvent};
+use crate::error::ApiError;
+use crate::upstream::{ByteStream, EventStream, error_message_from_json};
+
+/// HTTP status of an Anthropic error `type` (anthropic-sdk-python `types/shared/error_type.py`;
+/// platform.claude.com/docs/en/api/errors; WIRE.md §4.6). Unknown types are a bad gateway.
+pub fn status_of_error_type(kind: &str) -> u16 {
+    match kind {
+        "invalid_request_error" => 400,
+        "authentication_error" => 401,
+        "billing_error" => 402,
+        "permission_error" => 403,
+        "not_found_error" => 404,
+        "conflict_error" => 409,
+        "request_too_large" => 413,
+        "rate_limit_error" => 429,
+        "api_error" => 500,
+        "timeout_error" => 504,
+        "overloaded_error" => 529,
+        _ => 502,
+    }
+}
+
+/// Most content blocks accepted in one message; more is a broken upstream.
+const MAX_BLOCKS: usize = 1024;
+
+struct State<S> {
+    sse: S,
+    provider: &'static str,
+    queue: VecDeque<Result<StreamEvent, ApiError>>,
+    usage: RawUsage,
+    saw_usage: bool,
+    finish: Option<FinishReason>,
+    /// Per content-block index: the tool-call index of a `tool_use` block.
+    tool_of_block: Vec<Option<u32>>,
+    tools: u32,
+    ended: bool,
+}
+
+/// Decode an Anthropic SSE body.
+pub fn decode(provider: &'static str, body: ByteStream) -> EventStream {
+    let state = State {
+        sse: body.eventsource(),
+        provider,
+        queue: VecDeque::new(),
+        usage: RawUsage::default(),
+        saw_usage: false,
+        finish: None,
+        tool_of_block: Vec::new(),
+        tools: 0,
+        ended: false,
+    };
+    Box::pin(futures_util::stream::unfold(state, |mut st| async move {
+        loop {
+            if let Some(item) = st.queue.pop_front() {
+                return Some((item, st));
+            }
+            if st.ended {
+                return None;
+            }
+            match st.sse.next().await {
+                Some(Ok(ev)) => st.on_event(&ev.data),
+                Some(Err(e)) => {
+                    st.ended = true;
+                    st.queue.push_back(Err(match e {
+                        eventsource_stream::EventStreamError::Transport(api) => api,
+                        other => ApiError::UpstreamInvalid {
+                            provider: st.provider,
+                            reason: other.to_string(),
+                        },
+                    }));
+                }
+                None => {
+                    st.ended = true;
+                    st.queue.push_back(Err(ApiError::UpstreamInvalid {
+                        provider: st.provider,
+                        reason: "the stream ended before the answer was complete".into(),
+                    }));
+                }
+            }
+        }
+    }))
+}
+
+impl<S: Stream + Unpin> State<S> {
+    fn fail(&mut self, err: ApiError) {
+        self.ended = true;
+        self.queue.push_back(Err(err));
+    }
+
+    fn finish_stream(&mut self) {
+        self.ended = true;
+        if self.saw_usage {
+            self.queue
+                .push_back(Ok(StreamEvent::Usage(self.usage.canonical())));
+        }
+        let mut reason = self.finish.unwrap_or(FinishReason::Stop);
+        if self.tools > 0 && reason == FinishReason::Stop {
+            reason = FinishReason::ToolCalls;
+        }
+        self.queue.push_back(Ok(StreamEvent::Finish(reason)));
+    }
+
+    fn on_event(&mut self, data: &str) {
+        let data = data.trim();
+        if data.is_empty() {
+            return;
+        }
+        let v: Value = match serde_json::from_str(data) {
+            Ok(v) => v,
+            Err(e) => {
+                return self.fail(ApiError::UpstreamInvalid {
+                    provider: self.provider,
+                    reason: format!("bad stream event: {e}"),
+                });
+            }
+        };
+        let index = v.get("index").and_then(Value::as_u64).map(|i| i as usize);
+        match v.get("type").and_then(Value::as_str).unwrap_or_default() {
+            "message_start" => {
+                if let Some(u) = v.pointer("/message/usage").filter(|u| u.is_object()) {
+                    self.usage.merge(u);
+                    self.saw_usage = true;
+                }
+            }
+            "content_block_start" => {
+                let Some(i) = index.filter(|i| *i < MAX_BLOCKS) else {
+                    return self.fail(ApiError::UpstreamInvalid {
+                        provider: self.provider,
+                        reason: "content block index missing or out of range".into(),
+                    });
+                };
+                let block = v.get("content_block").cloned().unwrap_or(Value::Null);
+                let text = |k: &str| {
+                    block
+                        .get(k)
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_string()
+                };
+                match block.get("type").and_then(Value::as_str) {
+                    Some("text") if !text("text").is_empty() => {
+                        self.queue
+                            .push_back(Ok(StreamEvent::TextDelta(text("text"))));
+                    }
+                    Some("thinking") if !text("thinking").is_empty() => {
+                        self.queue
+                            .push_back(Ok(StreamEvent::ThinkingDelta(text("thinking"))));
+                    }
+                    Some("tool_use") => {
+                        if self.tools as usize >= MAX_BLOCKS {
+                            return self.fail(ApiError::UpstreamInvalid {
+                                provider: self.provider,
+                                reason: "too many tool calls".into(),
+                            });
+                        }
+                        if self.tool_of_block.len() <= i {
+                            self.tool_of_block.resize(i + 1, None);
+                        }
+                        let k = self.tools;
+                        self.tools += 1;
+                        self.tool_of_block[i] = Some(k);
+                        // `input` is `{}` at start; the arguments arrive as input_json_delta.
+                        let initial = block
+                            .get("input")
+                            .filter(|i| i.as_object().is_some_and(|o| !o.is_empty()))
+                            .map(Value::to_string)
+                            .unwrap_or_default();
+                        self.queue.push_back(Ok(StreamEvent::ToolCallDelta {
+                            index: k,
+                            id: Some(text("id")).filter(|s| !s.is_empty()),
+                            name: Some(text("name")),
+                            arguments: initial,
+                        }));
+                    }
+                    _ => {}
+                }
+            }
+            "content_block_delta" => {
+                let delta = v.get("delta").cloned().unwrap_or(Value::Null);
+                let text = |k: &str| {
+                    delta
+                        .get(k)
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_string()
+                };
+                match delta.get("type").and_then(Value::as_str) {
+                    Some("text_delta") => {
+                        let t = text("text");
+                        if !t.is_empty() {
+                            self.queue.push_back(Ok(StreamEvent::TextDelta(t)));
+                        }
+                    }
+                    Some("thinking_delta") => {
+                        let t = text("thinking");
+                        if !t.is_empty() {
+                            self.queue.push_back(Ok(StreamEvent::ThinkingDelta(t)));
+                        }
+                    }
+                    Some("input_json_delta") => {
+                        let part = text("partial_json");
+                        let tool = index.and_then(|i| self.tool_of_block.get(i).copied().flatten());
+                        match tool {
+                            Some(k) if !part.is_empty() => {
+                                self.queue.push_back(Ok(StreamEvent::ToolCallDelta {
+                                    index: k,
+                                    id: None,
+                                    name: None,
+                                    arguments: part,
+                                }));
+                            }
+                            Some(_) => {}
+                            None => self.fail(ApiError::UpstreamInvalid {
+                                provider: self.provider,
+                                reason: "input_json_delta outside a tool_use block".into(),
+                            }),
+                        }
+                    }
+                    // signature_delta, citations_delta: nothing a client API carries.
+                    _ => {}
+                }
+            }
+            "message_delta" => {
+                if let Some(r) = v.pointer("/delta/stop_reason").and_then(Value::as_str) {
+                    self.finish = Some(finish_reason(r));
+                }
+                if let Some(u) = v.get("usage").filter(|u| u.is_object()) {
+                    self.usage.merge(u);
+                    self.saw_usage = true;
+                }
+            }
+            "message_stop" => self.finish_stream(),
+            "error" => {
+                // The error's type says what an HTTP status would have (WIRE.md §4.6): an
+                // overload before the first token reaches the client as 529, not a generic 502.
+                let kind = v.pointer("/error/type").and_then(Value::as_str);
+                self.fail(ApiError::Upstream {
+                    provider: self.provider,
+                    status: kind.map_or(502, status_of_error_type),
+                    message: error_message_from_json(data.as_bytes()),
+                    retry_after: None,
+                    code: kind.map(str::to_string),
+                    param: None,
+                })
+            }
+            // ping, content_block_stop, and event types added later.
+            _ => {}
+        }
+    }
+}
