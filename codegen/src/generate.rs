@@ -132,8 +132,13 @@ pub fn generate(cat: &Catalog) -> String {
             let (above, ti, to, tc) = (int(*above), f(*ti), f(*to), f(*tc));
             quote!(PriceTier { above_prompt_tokens: #above, input: #ti, output: #to, cache_read: #tc })
         });
+        let [sl, sm, sh] = p.search_fees.map(f);
         quote! {
-            Pricing { input: #i, output: #o, cache_read: #cr, cache_write: #cw, request_fee: #fee, tiers: &[#(#tiers),*] }
+            Pricing {
+                input: #i, output: #o, cache_read: #cr, cache_write: #cw, request_fee: #fee,
+                search_fees: SearchFees { low: #sl, medium: #sm, high: #sh },
+                tiers: &[#(#tiers),*],
+            }
         }
     });
 

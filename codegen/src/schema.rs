@@ -221,13 +221,30 @@ pub struct Price {
     /// USD per 1M cache-write prompt tokens; default: provider multiplier, else the input rate.
     #[serde(default)]
     pub cache_write: Option<f64>,
-    /// USD per request on top of tokens (Perplexity's search fee at the default context size).
+    /// USD per request on top of tokens, whatever the request (a flat fee).
     #[serde(default)]
     pub request_fee: Option<f64>,
+    /// USD per request by web-search context size (Perplexity's search fee; LiteLLM
+    /// `search_context_cost_per_query`), charged on top of tokens and `request_fee`.
+    #[serde(default)]
+    pub search_fees: Option<SearchFees>,
     /// Higher rates that apply to the whole request once the prompt exceeds a threshold
     /// (Gemini Pro above 200k prompt tokens).
     #[serde(default)]
     pub tiers: Vec<PriceTier>,
+}
+
+/// Per-request search fee in USD for each search context size (LiteLLM
+/// `search_context_cost_per_query.search_context_size_{low,medium,high}`).
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SearchFees {
+    /// USD per request at `search_context_size: low` (Perplexity's default).
+    pub low: f64,
+    /// USD per request at `search_context_size: medium`.
+    pub medium: f64,
+    /// USD per request at `search_context_size: high`.
+    pub high: f64,
 }
 
 /// Rates for prompts larger than `above_prompt_tokens`.
