@@ -360,6 +360,7 @@ fn u(v: &Value, ptr: &str) -> Option<u64> {
 ///
 /// `cached_tokens` (OpenAI, xAI, OpenRouter) or DeepSeek's `prompt_cache_hit_tokens` are cache
 /// reads; `prompt_tokens_details.cache_write_tokens` (newest OpenAI spec) are cache writes.
+/// A provider-computed cost (see [`reported_cost`]) becomes `reported_cost_usd`.
 /// Providers that count reasoning outside `completion_tokens` (xAI: total = prompt + completion +
 /// reasoning, seen in tests/fixtures/xai) are normalised so reasoning is part of the completion.
 pub fn decode_usage(v: &Value) -> Usage {
@@ -382,8 +383,27 @@ pub fn decode_usage(v: &Value) -> Usage {
             .or_else(|| u(v, "/prompt_cache_hit_tokens"))
             .unwrap_or(0),
         cache_write_tokens: u(v, "/prompt_tokens_details/cache_write_tokens").unwrap_or(0),
-        reported_cost_usd: v.get("cost").and_then(Value::as_f64),
+        reported_cost_usd: reported_cost(v),
     }
+}
+
+/// USD per xAI cost tick: `cost_in_usd_ticks` counts units of 1e-10 USD (WIRE.md 6.4: the
+/// recorded grok-3-mini fixtures match its list price exactly at this scale).
+const USD_PER_TICK: f64 = 1e-10;
+
+/// The cost the provider itself computed, USD, recognised by field shape (no provider names):
+/// a number `cost` (OpenRouter, USD-denominated credits), `cost.total_cost` (Perplexity, tokens +
+/// search fee), or `cost_in_usd_ticks` (xAI).
+fn reported_cost(v: &Value) -> Option<f64> {
+    v.get("cost")
+        .and_then(Value::as_f64)
+        .or_else(|| v.pointer("/cost/total_cost").and_then(Value::as_f64))
+        .or_else(|| {
+            v.get("cost_in_usd_ticks")
+                .and_then(Value::as_f64)
+                .map(|t| t * USD_PER_TICK)
+        })
+        .filter(|c| c.is_finite() && *c >= 0.0)
 }
 
 #[cfg(test)]
@@ -411,6 +431,22 @@ mod tests {
         let v = json!({"prompt_tokens":10,"completion_tokens":300,"total_tokens":310,
             "completion_tokens_details":{"reasoning_tokens":256}});
         assert_eq!(decode_usage(&v).completion_tokens, 300);
+    }
+
+    #[test]
+    fn xai_ticks_and_perplexity_total_cost_are_reported_costs() {
+        // tests/fixtures/xai/chat_reasoning_text.body.json: 1176500 ticks = $0.00011765, which is
+        // grok-3-mini's list price for 10 uncached + 2 cached input and 1 + 228 output tokens.
+        let v = json!({"prompt_tokens":12,"completion_tokens":1,"total_tokens":241,
+            "prompt_tokens_details":{"cached_tokens":2},"completion_tokens_details":{"reasoning_tokens":228},
+            "cost_in_usd_ticks":1176500});
+        let c = decode_usage(&v).reported_cost_usd.unwrap_or_default();
+        assert!((c - 0.000_117_65).abs() < 1e-15, "{c}");
+        let v = json!({"prompt_tokens":10,"completion_tokens":251,"total_tokens":261,
+            "search_context_size":"low","cost":{"input_tokens_cost":0.00001,"output_tokens_cost":0.000251,
+            "request_cost":0.005,"total_cost":0.005261}});
+        assert_eq!(decode_usage(&v).reported_cost_usd, Some(0.005261));
+        assert_eq!(decode_usage(&json!({"prompt_tokens":1})).reported_cost_usd, None);
     }
 
     #[test]
