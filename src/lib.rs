@@ -7,7 +7,9 @@
 //! - [`frontend`]: client APIs (Ollama `/api/*`, OpenAI `/v1/*`): decode, encode, error format.
 //! - [`upstream`]: wire dialects behind the `Dialect` trait and the shared HTTP client.
 //! - [`relay`]: resolve, encode, send, peek the stream.
-//! - [`usage`]: per-request log line and usage hand-off.
+//! - [`usage`]: per-request accounting: attribution, cost engine, recorder (batched writer),
+//!   queries.
+//! - [`store`]: persistence behind `UsageSink`/`UsageQuery`/`OverrideStore` (redb).
 //! - [`config`], [`server`], [`error`].
 
 pub mod canonical;
@@ -17,5 +19,6 @@ pub mod error;
 pub mod frontend;
 pub mod relay;
 pub mod server;
+pub mod store;
 pub mod upstream;
 pub mod usage;

@@ -24,6 +24,8 @@ pub struct AppState {
     pub client: reqwest::Client,
     /// Process start time, RFC 3339 (reported as `modified_at` of catalog models).
     pub started_at: String,
+    /// Usage recording (disabled unless [`AppState::with_recorder`] attached one).
+    pub usage: Arc<crate::usage::Recorder>,
 }
 
 impl AppState {
@@ -36,7 +38,14 @@ impl AppState {
             config: Arc::new(config),
             client,
             started_at: crate::frontend::now_rfc3339(),
+            usage: crate::usage::Recorder::disabled(),
         })
+    }
+
+    /// Record usage through `recorder`.
+    pub fn with_recorder(mut self, recorder: Arc<crate::usage::Recorder>) -> Self {
+        self.usage = recorder;
+        self
     }
 }
 
