@@ -171,8 +171,7 @@ fn main() -> std::process::ExitCode {
                 model,
                 ..Filter::default()
             };
-            match UsageConfig::from_env()
-                .and_then(|u| usage_command(&u, since, until, by, filter))
+            match UsageConfig::from_env().and_then(|u| usage_command(&u, since, until, by, filter))
             {
                 Ok(table) => {
                     print!("{table}");
@@ -261,7 +260,10 @@ fn serve(config: Config, usage: UsageConfig) -> std::process::ExitCode {
         let flushing = Arc::clone(&recorder);
         let _ = tokio::task::spawn_blocking(move || flushing.shutdown()).await;
         if recorder.dropped() > 0 {
-            tracing::warn!(dropped = recorder.dropped(), "usage records dropped (channel full)");
+            tracing::warn!(
+                dropped = recorder.dropped(),
+                "usage records dropped (channel full)"
+            );
         }
         match result {
             Ok(()) => std::process::ExitCode::SUCCESS,

@@ -106,7 +106,9 @@ impl Setup {
         // Let the handler's RequestLog drop after the response went out.
         tokio::time::sleep(Duration::from_millis(50)).await;
         let r = self.recorder.clone();
-        tokio::task::spawn_blocking(move || r.flush()).await.unwrap();
+        tokio::task::spawn_blocking(move || r.flush())
+            .await
+            .unwrap();
     }
 }
 
@@ -115,13 +117,27 @@ async fn each_tag_source_in_precedence_order() {
     let dir = TempDir::new("tags");
     let s = setup(&dir, Vec::new()).await;
     let model = first_model_of("openai");
-    let cases: [(&str, Vec<(&str, &str)>, Vec<&str>); 6] = [
+    // (model suffix, headers, tags expected)
+    type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, Vec<&'a str>);
+    let cases: [Case; 6] = [
         ("", vec![], vec!["default"]),
         ("", vec![("x-api-key", "carol")], vec!["carol"]),
-        ("", vec![("authorization", "Bearer bob"), ("x-api-key", "carol")], vec!["bob"]),
+        (
+            "",
+            vec![("authorization", "Bearer bob"), ("x-api-key", "carol")],
+            vec!["bob"],
+        ),
         ("@sfx", vec![("authorization", "Bearer bob")], vec!["sfx"]),
-        ("@sfx", vec![("x-proxy-tag", "hdr"), ("authorization", "Bearer bob")], vec!["hdr"]),
-        ("", vec![("x-proxy-tag", "Alice, project-x ,q1")], vec!["alice", "project-x", "q1"]),
+        (
+            "@sfx",
+            vec![("x-proxy-tag", "hdr"), ("authorization", "Bearer bob")],
+            vec!["hdr"],
+        ),
+        (
+            "",
+            vec![("x-proxy-tag", "Alice, project-x ,q1")],
+            vec!["alice", "project-x", "q1"],
+        ),
     ];
     for (suffix, headers, want) in cases {
         let asked = format!("{model}{suffix}");
@@ -140,15 +156,21 @@ async fn key_looking_bearer_is_stored_as_a_label() {
     let dir = TempDir::new("key");
     let s = setup(&dir, Vec::new()).await;
     let key = "sk-proj-secretsecretsecret";
-    s.chat(first_model_of("openai"), &[("authorization", &format!("Bearer {key}"))])
-        .await;
+    s.chat(
+        first_model_of("openai"),
+        &[("authorization", &format!("Bearer {key}"))],
+    )
+    .await;
     let r = s.last().await;
     assert_eq!(r.tags.len(), 1);
     assert!(r.tags[0].starts_with("key-") && r.tags[0].len() == 12);
     s.recorder.shutdown();
     drop(s);
     let raw = std::fs::read(dir.0.join("llm-relay.redb")).unwrap();
-    assert!(!raw.windows(key.len()).any(|w| w == key.as_bytes()), "key stored in clear");
+    assert!(
+        !raw.windows(key.len()).any(|w| w == key.as_bytes()),
+        "key stored in clear"
+    );
 }
 
 #[tokio::test]
@@ -161,8 +183,16 @@ async fn multi_tag_request_counts_once_in_totals_and_once_per_tag() {
     s.flush().await;
     let total = s.store.summary(&Filter::default()).unwrap();
     assert_eq!(total.requests, 2);
-    let by_tag = s.store.breakdown(&Filter::default(), Dimension::Tag).unwrap();
-    let count = |t: &str| by_tag.iter().find(|r| r.key == t).map(|r| r.totals.requests);
+    let by_tag = s
+        .store
+        .breakdown(&Filter::default(), Dimension::Tag)
+        .unwrap();
+    let count = |t: &str| {
+        by_tag
+            .iter()
+            .find(|r| r.key == t)
+            .map(|r| r.totals.requests)
+    };
     assert_eq!((count("a"), count("b")), (Some(1), Some(2)));
     let only_a = Filter {
         tag: Some("a".into()),
@@ -174,7 +204,9 @@ async fn multi_tag_request_counts_once_in_totals_and_once_per_tag() {
     let sum: u64 = records.iter().map(|r| r.cost_pico_usd.unwrap()).sum();
     assert_eq!(total.cost_pico_usd, sum);
     assert_eq!(
-        s.store.breakdown(&Filter::default(), Dimension::Model).unwrap()[0]
+        s.store
+            .breakdown(&Filter::default(), Dimension::Model)
+            .unwrap()[0]
             .totals
             .cost_pico_usd,
         sum
@@ -189,14 +221,25 @@ async fn record_fields_and_cost() {
     s.chat(model, &[("user-agent", "test-agent/1")]).await;
     let r = s.last().await;
     assert_eq!(
-        (r.frontend.as_str(), r.endpoint.as_str(), r.stream, r.status, r.complete),
+        (
+            r.frontend.as_str(),
+            r.endpoint.as_str(),
+            r.stream,
+            r.status,
+            r.complete
+        ),
         ("openai", "/v1/chat/completions", false, 200, true)
     );
     assert_eq!(r.error, None);
     assert_eq!(r.client_ip.as_deref(), Some("127.0.0.1"));
     assert_eq!(r.user_agent.as_deref(), Some("test-agent/1"));
     assert_eq!(
-        (r.input_tokens, r.output_tokens, r.cached_input_tokens, r.cache_read_tokens),
+        (
+            r.input_tokens,
+            r.output_tokens,
+            r.cached_input_tokens,
+            r.cache_read_tokens
+        ),
         (10_000, 2_000, 5_000, 0)
     );
     assert!(r.ttft_ms.is_some());
@@ -217,7 +260,10 @@ async fn record_fields_and_cost() {
     // An unknown model: recorded as an error, nothing billed.
     s.chat("no-such-model", &[]).await;
     let r = s.last().await;
-    assert_eq!((r.status, r.error.as_deref()), (404, Some("model_not_found")));
+    assert_eq!(
+        (r.status, r.error.as_deref()),
+        (404, Some("model_not_found"))
+    );
     assert_eq!(r.cost_pico_usd, Some(0));
 }
 
@@ -303,7 +349,9 @@ async fn cancelled_stream_records_partial_usage() {
     for _ in 0..50 {
         tokio::time::sleep(Duration::from_millis(100)).await;
         let r = recorder.clone();
-        tokio::task::spawn_blocking(move || r.flush()).await.unwrap();
+        tokio::task::spawn_blocking(move || r.flush())
+            .await
+            .unwrap();
         if let Some(r) = store.recent(&Filter::default(), 1).unwrap().pop() {
             found = Some(r);
             break;

@@ -65,9 +65,11 @@ fn openai_cached_tokens_inside_prompt() {
 #[test]
 fn deepseek_cache_hits_and_reasoning_as_output() {
     // deepseek-reasoner: $0.28 / $0.42, cache hit $0.028 (WIRE.md 6.3 example usage).
-    let u = decode_usage(&json!({"prompt_tokens":339,"completion_tokens":83,"total_tokens":422,
+    let u = decode_usage(
+        &json!({"prompt_tokens":339,"completion_tokens":83,"total_tokens":422,
         "prompt_tokens_details":{"cached_tokens":320},"completion_tokens_details":{"reasoning_tokens":39},
-        "prompt_cache_hit_tokens":320,"prompt_cache_miss_tokens":19}));
+        "prompt_cache_hit_tokens":320,"prompt_cache_miss_tokens":19}),
+    );
     assert_usd(
         usd("deepseek-reasoner", &u),
         (19.0 * 0.28 + 320.0 * 0.028 + 83.0 * 0.42) / 1e6,
@@ -154,5 +156,8 @@ fn unpriced_model_costs_null_not_zero() {
         ..Usage::default()
     };
     let c = cost(None, &u, SearchContextSize::Low);
-    assert_eq!((c.usd, c.source, c.pico_usd()), (None, CostSource::Unpriced, None));
+    assert_eq!(
+        (c.usd, c.source, c.pico_usd()),
+        (None, CostSource::Unpriced, None)
+    );
 }

@@ -50,7 +50,9 @@ pub struct RedbStore {
 
 impl std::fmt::Debug for RedbStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedbStore").field("path", &self.path).finish()
+        f.debug_struct("RedbStore")
+            .field("path", &self.path)
+            .finish()
     }
 }
 
@@ -135,15 +137,13 @@ pub fn migrate(txn: &WriteTransaction) -> Result<(), StoreError> {
         });
     }
     for step in found + 1..=SCHEMA_VERSION {
-        match step {
+        // Each version's step; future formats add `if step == 2 { ... }` conversions here.
+        if step == 1 {
             // Version 1: the initial tables.
-            1 => {
-                txn.open_table(SETTINGS).map_err(backend)?;
-                txn.open_table(REQUESTS).map_err(backend)?;
-                txn.open_table(AGG_HOUR).map_err(backend)?;
-                txn.open_table(AGG_DAY).map_err(backend)?;
-            }
-            _ => {}
+            txn.open_table(SETTINGS).map_err(backend)?;
+            txn.open_table(REQUESTS).map_err(backend)?;
+            txn.open_table(AGG_HOUR).map_err(backend)?;
+            txn.open_table(AGG_DAY).map_err(backend)?;
         }
         meta.insert("schema_version", step).map_err(backend)?;
     }
@@ -357,8 +357,7 @@ impl UsageQuery for RedbStore {
             if f.tag.as_ref().is_some_and(|t| !r.tags.contains(t))
                 || f.provider.as_ref().is_some_and(|p| *p != r.provider)
                 || f.model.as_ref().is_some_and(|m| *m != r.model)
-                || f
-                    .client
+                || f.client
                     .as_ref()
                     .is_some_and(|c| Some(c) != r.client_ip.as_ref())
             {

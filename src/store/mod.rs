@@ -22,7 +22,9 @@ pub enum StoreError {
     #[error("usage database: {0}")]
     Backend(String),
     /// The database was written by a newer llm-relay (schema version above ours).
-    #[error("usage database has schema version {found}; this llm-relay understands up to {supported}")]
+    #[error(
+        "usage database has schema version {found}; this llm-relay understands up to {supported}"
+    )]
     TooNew {
         /// Version in the file.
         found: u64,

@@ -116,7 +116,10 @@ pub fn pico_to_usd(pico: u64) -> f64 {
 /// The cost of a request with `usage` on a model priced `pricing` (`None`: unpriced), at web-search
 /// context `search` (only models with search fees care).
 pub fn cost(pricing: Option<&Pricing>, usage: &Usage, search: SearchContextSize) -> Cost {
-    if let Some(usd) = usage.reported_cost_usd.filter(|c| c.is_finite() && *c >= 0.0) {
+    if let Some(usd) = usage
+        .reported_cost_usd
+        .filter(|c| c.is_finite() && *c >= 0.0)
+    {
         return Cost {
             usd: Some(usd),
             source: CostSource::Reported,
@@ -229,7 +232,9 @@ mod tests {
     }
 
     fn usd(p: &Pricing, u: &Usage) -> f64 {
-        cost(Some(p), u, SearchContextSize::Low).usd.unwrap_or(f64::NAN)
+        cost(Some(p), u, SearchContextSize::Low)
+            .usd
+            .unwrap_or(f64::NAN)
     }
 
     fn close(a: f64, b: f64) -> bool {
@@ -313,7 +318,10 @@ mod tests {
         let c = cost(Some(&p), &u, SearchContextSize::Low);
         assert_eq!((c.usd, c.source), (Some(0.95), CostSource::Reported));
         let c = cost(None, &usage(10, 10), SearchContextSize::Low);
-        assert_eq!((c.usd, c.source, c.pico_usd()), (None, CostSource::Unpriced, None));
+        assert_eq!(
+            (c.usd, c.source, c.pico_usd()),
+            (None, CostSource::Unpriced, None)
+        );
         // A reported cost needs no price.
         let c = cost(None, &u, SearchContextSize::Low);
         assert_eq!(c.source, CostSource::Reported);

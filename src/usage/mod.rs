@@ -183,7 +183,9 @@ impl RequestLog {
             .first_token
             .or((self.complete && !self.stream && self.status < 400).then_some(now))
             .map(|t| t.duration_since(self.started).as_millis() as u64);
-        let error = self.error.or((!self.complete).then_some("client_disconnected"));
+        let error = self
+            .error
+            .or((!self.complete).then_some("client_disconnected"));
         // Perplexity's default context size: llm-relay does not forward `web_search_options`.
         let c = if self.provider == "-" {
             // Never routed (bad request, unknown model): nothing was billed.
@@ -192,7 +194,11 @@ impl RequestLog {
                 source: cost::CostSource::Estimated,
             }
         } else {
-            cost::cost(self.pricing, &self.usage, cost::SearchContextSize::default())
+            cost::cost(
+                self.pricing,
+                &self.usage,
+                cost::SearchContextSize::default(),
+            )
         };
         let u = &self.usage;
         let (cached_input, cache_read) = if self.separate_cache {

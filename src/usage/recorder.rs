@@ -311,7 +311,11 @@ impl Writer {
         let mut cache = self.dns.lock().unwrap_or_else(PoisonError::into_inner);
         let mut missing = Vec::new();
         for r in &mut self.batch {
-            let Some(ip) = r.client_ip.as_deref().and_then(|s| s.parse::<IpAddr>().ok()) else {
+            let Some(ip) = r
+                .client_ip
+                .as_deref()
+                .and_then(|s| s.parse::<IpAddr>().ok())
+            else {
                 continue;
             };
             match cache.get(&ip) {

@@ -106,7 +106,9 @@ impl TagSources {
     pub fn from_headers(headers: &HeaderMap) -> Self {
         let bearer = header(headers, "authorization").and_then(|v| {
             let (scheme, token) = v.split_once(' ')?;
-            scheme.eq_ignore_ascii_case("bearer").then_some(token.trim())
+            scheme
+                .eq_ignore_ascii_case("bearer")
+                .then_some(token.trim())
         });
         TagSources {
             header: header(headers, "x-proxy-tag")
@@ -178,7 +180,9 @@ impl TrustedProxy {
         let ip = canonical_ip(ip);
         match (self.net, ip) {
             (IpAddr::V4(n), IpAddr::V4(a)) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 u32::from(n) & mask == u32::from(a) & mask
             }
             (IpAddr::V6(n), IpAddr::V6(a)) => {
@@ -266,7 +270,10 @@ mod tests {
         assert_eq!(tags(&headers(&[("x-api-key", "carol")]), None), ["carol"]);
         assert!(tags(&HeaderMap::new(), None).is_empty());
         // An empty higher source falls through.
-        assert_eq!(tags(&headers(&[("x-proxy-tag", " , ")]), Some("sfx")), ["sfx"]);
+        assert_eq!(
+            tags(&headers(&[("x-proxy-tag", " , ")]), Some("sfx")),
+            ["sfx"]
+        );
     }
 
     #[test]
@@ -283,7 +290,10 @@ mod tests {
     #[test]
     fn key_looking_values_are_hashed() {
         for key in ["sk-proj-abc123", "sk-ant-api03-xyz", "AIzaSyD-secret"] {
-            let t = tags(&headers(&[("authorization", &format!("Bearer {key}"))]), None);
+            let t = tags(
+                &headers(&[("authorization", &format!("Bearer {key}"))]),
+                None,
+            );
             assert_eq!(t.len(), 1);
             assert!(t[0].starts_with("key-") && t[0].len() == 12, "{t:?}");
             assert!(!t[0].contains(&key[4..]), "{t:?}");
@@ -294,7 +304,10 @@ mod tests {
 
     #[test]
     fn model_suffix_split() {
-        assert_eq!(split_model_suffix("gpt-4o@alice,x"), ("gpt-4o", Some("alice,x")));
+        assert_eq!(
+            split_model_suffix("gpt-4o@alice,x"),
+            ("gpt-4o", Some("alice,x"))
+        );
         assert_eq!(split_model_suffix("gpt-4o"), ("gpt-4o", None));
         assert_eq!(split_model_suffix("gpt-4o@"), ("gpt-4o@", None));
         assert_eq!(split_model_suffix("@x"), ("@x", None));
@@ -318,8 +331,7 @@ mod tests {
         assert!(TrustedProxy::parse("10.0.0.0/33").is_err());
         assert!(TrustedProxy::parse("proxy").is_err());
         assert!(
-            TrustedProxy::parse("::1")
-                .is_ok_and(|t| t.contains("::1".parse().unwrap_or(peer)))
+            TrustedProxy::parse("::1").is_ok_and(|t| t.contains("::1".parse().unwrap_or(peer)))
         );
     }
 }

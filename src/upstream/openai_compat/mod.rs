@@ -446,7 +446,10 @@ mod tests {
             "search_context_size":"low","cost":{"input_tokens_cost":0.00001,"output_tokens_cost":0.000251,
             "request_cost":0.005,"total_cost":0.005261}});
         assert_eq!(decode_usage(&v).reported_cost_usd, Some(0.005261));
-        assert_eq!(decode_usage(&json!({"prompt_tokens":1})).reported_cost_usd, None);
+        assert_eq!(
+            decode_usage(&json!({"prompt_tokens":1})).reported_cost_usd,
+            None
+        );
     }
 
     #[test]

@@ -166,7 +166,8 @@ impl<S: Stream + Unpin> State<S> {
         {
             // Emitted as it arrives (cumulative counts), so a stream cut short still accounts
             // for the tokens reported so far (Perplexity repeats a running usage in every chunk).
-            self.queue.push_back(Ok(StreamEvent::Usage(decode_usage(u))));
+            self.queue
+                .push_back(Ok(StreamEvent::Usage(decode_usage(u))));
         }
         let Some(choice) = v.choices.first() else {
             return;
