@@ -662,7 +662,7 @@ fn writer_throughput() -> (f64, u64, u64) {
     for i in 0..WRITER_RECORDS {
         recorder.record(UsageRecord {
             time_ms: now + i as i64,
-            frontend: "openai".into(),
+            frontend: "openai-api".into(),
             endpoint: "/v1/chat/completions".into(),
             provider: "openai".into(),
             model: models[i % 3].into(),

@@ -228,7 +228,7 @@ async fn record_fields_and_cost() {
             r.status,
             r.complete
         ),
-        ("openai", "/v1/chat/completions", false, 200, true)
+        ("openai-api", "/v1/chat/completions", false, 200, true)
     );
     assert_eq!(r.error, None);
     assert_eq!(r.client_ip.as_deref(), Some("127.0.0.1"));
@@ -368,7 +368,7 @@ async fn cancelled_stream_records_partial_usage() {
 fn record(time_ms: i64, tag: &str) -> UsageRecord {
     UsageRecord {
         time_ms,
-        frontend: "openai".into(),
+        frontend: "openai-api".into(),
         endpoint: "/v1/chat/completions".into(),
         provider: "p".into(),
         model: "m".into(),

@@ -25,7 +25,7 @@ const T0: i64 = 1_763_632_800_000;
 fn fixture_records() -> Vec<UsageRecord> {
     let base = UsageRecord {
         time_ms: T0,
-        frontend: "openai".into(),
+        frontend: "openai-api".into(),
         endpoint: "/v1/chat/completions".into(),
         provider: "anthropic".into(),
         model: "claude-sonnet-4-5-20250929".into(),
@@ -70,7 +70,7 @@ fn fixture_records() -> Vec<UsageRecord> {
         },
         UsageRecord {
             time_ms: T0 + 86_400_000,
-            frontend: "ollama".into(),
+            frontend: "ollama-api".into(),
             endpoint: "/api/chat".into(),
             provider: "openai".into(),
             model: "gpt-4o".into(),

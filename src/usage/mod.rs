@@ -243,14 +243,15 @@ impl RequestLog {
     }
 }
 
-/// The client API a path belongs to (`/v1/...`: `openai`, `/api/...`: `ollama`).
+/// The client API a path belongs to: `openai-api` (`/v1/...`), `anthropic-api` (`/v1/messages`),
+/// `ollama-api` (`/api/...`). Suffixed so they never read as provider names.
 fn frontend_of(path: &str) -> &'static str {
     if path.starts_with("/v1/messages") {
-        "anthropic"
+        "anthropic-api"
     } else if path.starts_with("/v1/") {
-        "openai"
+        "openai-api"
     } else {
-        "ollama"
+        "ollama-api"
     }
 }
 

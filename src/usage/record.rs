@@ -18,7 +18,7 @@ use super::cost::CostSource;
 pub struct UsageRecord {
     /// When the request arrived, Unix ms (UTC).
     pub time_ms: i64,
-    /// Client API: `openai`, `ollama`, ... .
+    /// Client API: `openai-api`, `ollama-api`, `anthropic-api`.
     pub frontend: String,
     /// Path called (`/v1/chat/completions`).
     pub endpoint: String,

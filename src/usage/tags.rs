@@ -304,12 +304,9 @@ mod tests {
 
     #[test]
     fn model_suffix_split() {
-        assert_eq!(
-            split_model_suffix("gpt-4o@alice,x"),
-            ("gpt-4o", Some("alice,x"))
-        );
-        assert_eq!(split_model_suffix("gpt-4o"), ("gpt-4o", None));
-        assert_eq!(split_model_suffix("gpt-4o@"), ("gpt-4o@", None));
+        assert_eq!(split_model_suffix("m-1@alice,x"), ("m-1", Some("alice,x")));
+        assert_eq!(split_model_suffix("m-1"), ("m-1", None));
+        assert_eq!(split_model_suffix("m-1@"), ("m-1@", None));
         assert_eq!(split_model_suffix("@x"), ("@x", None));
     }
 
