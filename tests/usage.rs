@@ -460,3 +460,89 @@ fn writer_keeps_up_without_drops() {
     let t = store.summary(&Filter::default()).unwrap();
     assert_eq!((t.requests, t.cost_pico_usd), (5_000, 5_000_000));
 }
+
+/// An upstream that streams one chunk with usage, then an in-stream error object.
+async fn failing_upstream() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut sock, _) = listener.accept().await.unwrap();
+        let mut buf = vec![0u8; 65536];
+        let _ = sock.read(&mut buf).await.unwrap();
+        let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n";
+        sock.write_all(head.as_bytes()).await.unwrap();
+        let ev = json!({"id":"x","object":"chat.completion.chunk","created":1,"model":"m",
+            "choices":[{"index":0,"delta":{"content":"Hel"},"finish_reason":null}],
+            "usage":{"prompt_tokens":7,"completion_tokens":1,"total_tokens":8}});
+        sock.write_all(&chunk(&ev.to_string())).await.unwrap();
+        let err = json!({"error":{"message":"overloaded","code":502}});
+        sock.write_all(&chunk(&err.to_string())).await.unwrap();
+        sock.write_all(b"0\r\n\r\n").await.unwrap();
+        sock.flush().await.unwrap();
+    });
+    format!("http://{addr}/v1")
+}
+
+#[tokio::test]
+async fn upstream_failure_mid_stream_is_recorded_with_partial_usage() {
+    let dir = TempDir::new("midfail");
+    let store = Arc::new(RedbStore::open(&dir.0).unwrap());
+    let recorder = Recorder::start(store.clone(), UsageSettings::default(), Vec::new()).unwrap();
+    let state = AppState::new(config(&[("openai", failing_upstream().await)]))
+        .unwrap()
+        .with_recorder(recorder.clone());
+    let relay = Relay::start_with_state(state).await;
+    let body = relay
+        .post(
+            "/api/chat",
+            &json!({"model": first_model_of("openai"), "messages": [{"role": "user", "content": "hi"}]}),
+        )
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(body.contains("overloaded"), "{body}");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let r2 = recorder.clone();
+    tokio::task::spawn_blocking(move || r2.flush())
+        .await
+        .unwrap();
+    let r = store.recent(&Filter::default(), 1).unwrap().remove(0);
+    assert_eq!(
+        (
+            r.frontend.as_str(),
+            r.endpoint.as_str(),
+            r.stream,
+            r.complete
+        ),
+        ("ollama-api", "/api/chat", true, false)
+    );
+    assert_eq!(r.error.as_deref(), Some("upstream_stream"));
+    assert!(r.status >= 500);
+    assert_eq!((r.input_tokens, r.output_tokens), (7, 1));
+    assert_eq!(store.summary(&Filter::default()).unwrap().errors, 1);
+}
+
+#[tokio::test]
+async fn tracking_off_records_nothing() {
+    let dir = TempDir::new("off");
+    let store = Arc::new(RedbStore::open(&dir.0).unwrap());
+    let off = UsageSettings {
+        tracking: false,
+        ..UsageSettings::default()
+    };
+    let recorder = Recorder::start(store.clone(), off.clone(), Vec::new()).unwrap();
+    assert!(!recorder.is_recording());
+    recorder.record(record(now_ms(), "x"));
+    // Switched on at runtime (what the admin setting will do).
+    recorder.apply_settings(UsageSettings {
+        tracking: true,
+        ..off
+    });
+    assert!(recorder.is_recording());
+    recorder.record(record(now_ms(), "y"));
+    recorder.shutdown();
+    let all = store.recent(&Filter::default(), 10).unwrap();
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].tags, ["y"]);
+}

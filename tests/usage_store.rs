@@ -94,10 +94,8 @@ struct TempDir(PathBuf);
 
 impl TempDir {
     fn with_fixture(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!(
-            "llm-relay-store-{name}-{}",
-            std::process::id()
-        ));
+        let dir =
+            std::env::temp_dir().join(format!("llm-relay-store-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::copy(
@@ -176,7 +174,15 @@ fn usage_command_prints_tables() {
     let o = cli(&["usage", "--by", "tag"], &dir.0);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let out = String::from_utf8_lossy(&o.stdout);
-    for want in ["tag", "alice", "project-x", "bob", "TOTAL", "0.996500*", "no price"] {
+    for want in [
+        "tag",
+        "alice",
+        "project-x",
+        "bob",
+        "TOTAL",
+        "0.996500*",
+        "no price",
+    ] {
         assert!(out.contains(want), "{want} missing in:\n{out}");
     }
     let o = cli(
@@ -184,7 +190,10 @@ fn usage_command_prints_tables() {
         &dir.0,
     );
     let out = String::from_utf8_lossy(&o.stdout);
-    assert!(out.contains("openai") && !out.contains("openrouter"), "{out}");
+    assert!(
+        out.contains("openai") && !out.contains("openrouter"),
+        "{out}"
+    );
     let o = cli(&["usage"], &dir.0);
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("2025-11-20T00:00:00Z") && out.contains("2025-11-21T00:00:00Z"));
@@ -193,4 +202,61 @@ fn usage_command_prints_tables() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("--by"));
     let o = cli(&["usage", "--since", "yesterday"], &dir.0);
     assert_eq!(o.status.code(), Some(2));
+}
+
+/// The server binary records, and a graceful shutdown (SIGINT) commits before it exits: the next
+/// `llm-relay usage` sees the request.
+#[test]
+fn server_flushes_usage_on_graceful_shutdown() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let dir = std::env::temp_dir().join(format!("llm-relay-shutdown-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_llm-relay"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATA_DIR", &dir)
+        .env("HOST", "127.0.0.1")
+        .env("PORT", "0")
+        .env("RUST_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines.next().unwrap().unwrap();
+        if let Some(rest) = line.split("listen=").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    // An unknown model: answered (404) and recorded without any upstream.
+    let mut sock = std::net::TcpStream::connect(&addr).unwrap();
+    let body = r#"{"model":"no-such-model@carol","messages":[{"role":"user","content":"hi"}]}"#;
+    write!(
+        sock,
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut resp = String::new();
+    sock.read_to_string(&mut resp).unwrap();
+    assert!(resp.starts_with("HTTP/1.1 404"), "{resp}");
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    let o = cli(&["usage", "--by", "tag"], &dir);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("carol"), "{out}");
+    let store = RedbStore::open(&dir).unwrap();
+    let r = store.recent(&Filter::default(), 1).unwrap().remove(0);
+    assert_eq!(r.model_requested, "no-such-model");
+    assert_eq!(r.error.as_deref(), Some("model_not_found"));
+    drop(store);
+    let _ = std::fs::remove_dir_all(&dir);
 }
