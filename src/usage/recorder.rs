@@ -45,8 +45,6 @@ enum Msg {
     Record(Box<UsageRecord>),
     /// Commit what is pending, then answer.
     Flush(SyncSender<()>),
-    /// New settings (admin change).
-    Settings(UsageSettings),
     /// Commit what is pending and stop.
     Shutdown,
 }
@@ -54,6 +52,9 @@ enum Msg {
 /// Handle to the usage pipeline, shared by every request (clone the `Arc`).
 pub struct Recorder {
     tx: Option<SyncSender<Msg>>,
+    /// Settings in effect; the writer takes a copy when `settings_version` changes.
+    settings: Arc<Mutex<UsageSettings>>,
+    settings_version: Arc<AtomicU64>,
     tracking: AtomicBool,
     dropped: AtomicU64,
     trusted_proxies: Vec<TrustedProxy>,
@@ -74,6 +75,8 @@ impl Recorder {
     pub fn disabled() -> Arc<Self> {
         Arc::new(Recorder {
             tx: None,
+            settings: Arc::new(Mutex::new(UsageSettings::default())),
+            settings_version: Arc::new(AtomicU64::new(0)),
             tracking: AtomicBool::new(false),
             dropped: AtomicU64::new(0),
             trusted_proxies: Vec::new(),
@@ -104,9 +107,14 @@ impl Recorder {
     ) -> std::io::Result<Arc<Self>> {
         let (tx, rx) = std::sync::mpsc::sync_channel(capacity.max(1));
         let tracking = settings.tracking;
+        let shared = Arc::new(Mutex::new(settings.clone()));
+        let version = Arc::new(AtomicU64::new(0));
         let writer = Writer {
             sink,
             settings,
+            shared: Arc::clone(&shared),
+            version: Arc::clone(&version),
+            seen_version: 0,
             batch: Vec::new(),
             dns: Arc::new(Mutex::new(HashMap::new())),
             last_retention: None,
@@ -116,6 +124,8 @@ impl Recorder {
             .spawn(move || writer.run(rx))?;
         Ok(Arc::new(Recorder {
             tx: Some(tx),
+            settings: shared,
+            settings_version: version,
             tracking: AtomicBool::new(tracking),
             dropped: AtomicU64::new(0),
             trusted_proxies,
@@ -159,12 +169,20 @@ impl Recorder {
         }
     }
 
-    /// Apply new settings: tracking on/off at once, the rest from the writer's next batch.
+    /// Apply new settings (never blocks on the writer): tracking on/off at once, the rest from
+    /// the writer's next batch; a changed retention is applied at once.
     pub fn apply_settings(&self, settings: UsageSettings) {
         self.tracking.store(settings.tracking, Ordering::Relaxed);
-        if let Some(tx) = &self.tx {
-            let _ = tx.send(Msg::Settings(settings));
-        }
+        *self.settings.lock().unwrap_or_else(PoisonError::into_inner) = settings;
+        self.settings_version.fetch_add(1, Ordering::Release);
+    }
+
+    /// The settings in effect.
+    pub fn settings(&self) -> UsageSettings {
+        self.settings
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Commit everything recorded so far and wait for it (blocking; call from a blocking
@@ -197,7 +215,11 @@ impl Recorder {
 
 struct Writer {
     sink: Arc<dyn UsageSink>,
+    /// The writer's copy of the settings.
     settings: UsageSettings,
+    shared: Arc<Mutex<UsageSettings>>,
+    version: Arc<AtomicU64>,
+    seen_version: u64,
     batch: Vec<UsageRecord>,
     /// IP -> host name (`None`: looked up, no name). Filled by lookup threads.
     dns: Arc<Mutex<HashMap<IpAddr, Option<String>>>>,
@@ -209,10 +231,12 @@ impl Writer {
         self.retention();
         let mut deadline: Option<Instant> = None;
         loop {
-            let msg = match deadline {
-                None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
-                Some(d) => rx.recv_timeout(d.saturating_duration_since(Instant::now())),
-            };
+            // Idle: wake up for the next retention run; collecting: for the batch deadline.
+            let wake = deadline.unwrap_or_else(|| {
+                self.last_retention
+                    .map_or_else(Instant::now, |t| t + RETENTION_INTERVAL)
+            });
+            let msg = rx.recv_timeout(wake.saturating_duration_since(Instant::now()));
             match msg {
                 Ok(Msg::Record(r)) => {
                     self.batch.push(*r);
@@ -251,6 +275,7 @@ impl Writer {
                     return;
                 }
             }
+            self.refresh_settings();
             if self
                 .last_retention
                 .is_none_or(|t| t.elapsed() >= RETENTION_INTERVAL)
@@ -272,14 +297,6 @@ impl Writer {
                 let _ = ack.send(());
                 false
             }
-            Msg::Settings(s) => {
-                let retention_changed = s.retention_days != self.settings.retention_days;
-                self.settings = s;
-                if retention_changed {
-                    self.retention();
-                }
-                false
-            }
             Msg::Shutdown => {
                 self.commit();
                 true
@@ -287,10 +304,30 @@ impl Writer {
         }
     }
 
+    /// Take the shared settings if they changed; a new retention period applies at once.
+    fn refresh_settings(&mut self) {
+        let v = self.version.load(Ordering::Acquire);
+        if v == self.seen_version {
+            return;
+        }
+        self.seen_version = v;
+        let s = self
+            .shared
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let retention_changed = s.retention_days != self.settings.retention_days;
+        self.settings = s;
+        if retention_changed {
+            self.retention();
+        }
+    }
+
     fn commit(&mut self) {
         if self.batch.is_empty() {
             return;
         }
+        self.refresh_settings();
         for r in &mut self.batch {
             if r.tags.is_empty() {
                 r.tags.push(self.settings.default_tag.clone());
