@@ -27,8 +27,8 @@ use llm_relay::catalog::PROVIDERS;
 use llm_relay::config::{Config, DEFAULT_MAX_BODY_BYTES, ProviderConfig};
 use llm_relay::relay::AppState;
 use llm_relay::server::NoDelayAcceptor;
-use llm_relay::store::UsageQuery;
 use llm_relay::store::embedded::RedbStore;
+use llm_relay::store::{StoreError, UsageQuery, UsageSink};
 use llm_relay::usage::UsageRecord;
 use llm_relay::usage::record::UsageSettings;
 use llm_relay::usage::recorder::Recorder;
@@ -446,6 +446,11 @@ async fn run() {
     let store = Arc::new(RedbStore::open(&data_dir).unwrap());
     let recorder = Recorder::start(store.clone(), UsageSettings::default(), Vec::new()).unwrap();
     let relay_rec = start_relay(&fake, Some(recorder.clone())).await;
+    // A third with recording on into a sink that discards: the request path's own cost, without
+    // the writer's CPU (which shares the 2 cores with client, fake and relay here).
+    let null_recorder =
+        Recorder::start(Arc::new(NullSink), UsageSettings::default(), Vec::new()).unwrap();
+    let relay_null = start_relay(&fake, Some(null_recorder.clone())).await;
     let http = reqwest::Client::builder()
         .tcp_nodelay(true)
         .build()
@@ -462,6 +467,10 @@ async fn run() {
     };
     let via_rec = Target {
         url: format!("{relay_rec}{path}"),
+        body: openai_body(false),
+    };
+    let via_null = Target {
+        url: format!("{relay_null}{path}"),
         body: openai_body(false),
     };
     let direct_s = Target {
@@ -515,7 +524,7 @@ async fn run() {
     let t0 = Instant::now();
 
     // Warm-up: fill both connection pools (client and relay upstream) and the allocators.
-    for t in [&direct, &via, &via_rec] {
+    for t in [&direct, &via, &via_rec, &via_null] {
         concurrent(&http, t, WARMUP, CONCURRENCY).await;
         sequential(&http, t, WARMUP).await;
     }
@@ -533,7 +542,10 @@ async fn run() {
     let b_rec = concurrent(&http, &via_rec, CONC_REQUESTS, CONCURRENCY).await;
     let b_relay2 = concurrent(&http, &via, CONC_REQUESTS, CONCURRENCY).await;
     let b_rec2 = concurrent(&http, &via_rec, CONC_REQUESTS, CONCURRENCY).await;
+    let b_null = concurrent(&http, &via_null, CONC_REQUESTS, CONCURRENCY).await;
+    let b_null2 = concurrent(&http, &via_null, CONC_REQUESTS, CONCURRENCY).await;
     let (b_off, b_on) = ((b_relay + b_relay2) / 2.0, (b_rec + b_rec2) / 2.0);
+    let b_path = (b_null + b_null2) / 2.0;
     // (c) streaming, sequential: total time with a burst upstream ...
     let (_, c_direct_t) = sequential_stream(&http, &direct_s, STREAM_REQUESTS).await;
     let (_, c_relay_t) = sequential_stream(&http, &via_s, STREAM_REQUESTS).await;
@@ -546,6 +558,8 @@ async fn run() {
     let (d_f, _) = sequential_stream(&http, &ollama, STREAM_REQUESTS).await;
 
     let elapsed = t0.elapsed();
+    let rss1 = status_kib("VmRSS");
+    let hwm1 = status_kib("VmHWM");
     // Every recorded request is in the database, none dropped.
     let rec_flush = recorder.clone();
     tokio::task::spawn_blocking(move || rec_flush.flush())
@@ -560,8 +574,6 @@ async fn run() {
     let (w_rate, w_dropped, w_stored) = tokio::task::spawn_blocking(writer_throughput)
         .await
         .unwrap();
-    let rss1 = status_kib("VmRSS");
-    let hwm1 = status_kib("VmHWM");
     let nproc = std::thread::available_parallelism().map_or(0, |n| n.get());
     let gap = FIRST_TOKEN_GAP.as_millis();
 
@@ -596,6 +608,12 @@ async fn run() {
          each) | {b_off:.0} req/s (off) | {b_on:.0} req/s (on) | on/off = {:.2}; {recorded} \
          records stored, {rec_dropped} dropped |",
         b_on / b_off
+    );
+    println!(
+        "| Non-streaming, c={CONCURRENCY}: recording on into a discarding sink (request path \
+         only, 2 x {CONC_REQUESTS} req) | {b_off:.0} req/s (off) | {b_path:.0} req/s | on/off = \
+         {:.2} |",
+        b_path / b_off
     );
     println!(
         "| Usage writer alone: {WRITER_RECORDS} records (2 tags each) into redb | | \
@@ -690,4 +708,16 @@ fn writer_throughput() -> (f64, u64, u64) {
     drop(store);
     let _ = std::fs::remove_dir_all(&dir);
     (rate, dropped, stored)
+}
+
+/// A sink that stores nothing (request-path cost without the writer's work).
+struct NullSink;
+
+impl UsageSink for NullSink {
+    fn write_batch(&self, _: &[UsageRecord]) -> Result<(), StoreError> {
+        Ok(())
+    }
+    fn delete_before(&self, _: i64) -> Result<u64, StoreError> {
+        Ok(0)
+    }
 }

@@ -4,7 +4,8 @@
 //! The request path only calls [`Recorder::record`], a `try_send` that never waits: when the
 //! channel is full the record is dropped, counted ([`Recorder::dropped`]) and logged. The writer
 //! (one OS thread; redb calls block) commits a batch when it holds [`MAX_BATCH`] records or
-//! [`FLUSH_INTERVAL`] after the batch's first record, applies the default tag and cached host
+//! [`FLUSH_INTERVAL`] after the batch's first record (polling the channel every
+//! [`POLL_INTERVAL`] meanwhile, so senders never pay for waking it), applies the default tag and cached host
 //! names, deletes expired raw records every [`RETENTION_INTERVAL`], and flushes on shutdown.
 //!
 //! Crash-loss window: a process crash (or SIGKILL) loses the records still in the channel and the
@@ -15,7 +16,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -34,6 +35,10 @@ pub const MAX_BATCH: usize = 1_000;
 
 /// Longest a record waits in a partial batch before it is committed.
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
+
+/// How often a writer that is collecting a batch looks for more records (at most
+/// [`CHANNEL_CAPACITY`] records arrive per interval before the channel is full: 1M records/s).
+pub const POLL_INTERVAL: Duration = Duration::from_millis(10);
 
 /// How often expired raw records are deleted (also once at start).
 pub const RETENTION_INTERVAL: Duration = Duration::from_secs(3600);
@@ -229,50 +234,47 @@ struct Writer {
 impl Writer {
     fn run(mut self, rx: Receiver<Msg>) {
         self.retention();
-        let mut deadline: Option<Instant> = None;
         loop {
-            // Idle: wake up for the next retention run; collecting: for the batch deadline.
-            let wake = deadline.unwrap_or_else(|| {
-                self.last_retention
-                    .map_or_else(Instant::now, |t| t + RETENTION_INTERVAL)
-            });
-            let msg = rx.recv_timeout(wake.saturating_duration_since(Instant::now()));
-            match msg {
-                Ok(Msg::Record(r)) => {
-                    self.batch.push(*r);
-                    if deadline.is_none() {
-                        deadline = Some(Instant::now() + FLUSH_INTERVAL);
-                    }
-                    // Take whatever else is already waiting, up to a full batch.
-                    while self.batch.len() < MAX_BATCH {
-                        match rx.try_recv() {
-                            Ok(Msg::Record(r)) => self.batch.push(*r),
-                            Ok(other) => {
-                                if self.control(other) {
-                                    return;
-                                }
-                            }
-                            Err(_) => break,
-                        }
-                    }
-                    if self.batch.len() >= MAX_BATCH {
-                        self.commit();
-                        deadline = None;
-                    }
-                }
-                Ok(other) => {
-                    if self.control(other) {
+            // Idle: block until the first message (or the next retention run).
+            let wake = self
+                .last_retention
+                .map_or_else(Instant::now, |t| t + RETENTION_INTERVAL);
+            match rx.recv_timeout(wake.saturating_duration_since(Instant::now())) {
+                Ok(msg) => {
+                    if self.control(msg) {
                         return;
                     }
-                    deadline = None;
                 }
-                Err(RecvTimeoutError::Timeout) => {
-                    self.commit();
-                    deadline = None;
-                }
+                Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => {
                     self.commit();
                     return;
+                }
+            }
+            // Collecting: poll every POLL_INTERVAL rather than being woken per record (a
+            // wake-up costs sender and writer a futex call each, tens of µs on a VM), until the
+            // batch is full or FLUSH_INTERVAL has passed since its first record.
+            let deadline = Instant::now() + FLUSH_INTERVAL;
+            while !self.batch.is_empty() {
+                while self.batch.len() < MAX_BATCH {
+                    match rx.try_recv() {
+                        Ok(msg) => {
+                            if self.control(msg) {
+                                return;
+                            }
+                        }
+                        Err(TryRecvError::Empty) => break,
+                        Err(TryRecvError::Disconnected) => {
+                            self.commit();
+                            return;
+                        }
+                    }
+                }
+                let now = Instant::now();
+                if self.batch.len() >= MAX_BATCH || now >= deadline {
+                    self.commit();
+                } else if !self.batch.is_empty() {
+                    std::thread::sleep(POLL_INTERVAL.min(deadline - now));
                 }
             }
             self.refresh_settings();
