@@ -7,9 +7,14 @@
 
 use llm_relay::canonical::Usage;
 use llm_relay::catalog::{Pricing, resolve};
-use llm_relay::upstream::openai_compat::decode_usage;
+use llm_relay::upstream::openai_compat::{decode_usage as decode_with, usage_quirks};
 use llm_relay::usage::cost::{CostSource, SearchContextSize, cost};
 use serde_json::json;
+
+/// Decode `usage` JSON as an OpenAI-semantics provider would send it.
+fn decode_usage(v: &serde_json::Value) -> Usage {
+    decode_with(v, &[])
+}
 
 fn price(model: &str) -> &'static Pricing {
     resolve(model)
@@ -90,7 +95,8 @@ fn xai_reasoning_outside_completion_and_ticks() {
     let raw = json!({"prompt_tokens":12,"completion_tokens":1,"total_tokens":241,
         "prompt_tokens_details":{"cached_tokens":2},"completion_tokens_details":{"reasoning_tokens":228},
         "cost_in_usd_ticks":1176500});
-    let u = decode_usage(&raw);
+    // providers.yaml declares xAI's usage_quirks: reasoning_outside_completion.
+    let u = decode_with(&raw, usage_quirks("xai"));
     assert_eq!(u.completion_tokens, 229);
     // The reported cost wins ...
     let c = cost(Some(price("grok-3-mini")), &u, SearchContextSize::Low);

@@ -8,7 +8,9 @@
 use proc_macro2::{Literal, TokenStream};
 use quote::{format_ident, quote};
 
-use crate::schema::{AuthStyle, Capability, MaxTokensField, Param, SystemPrompt, WireFamily};
+use crate::schema::{
+    AuthStyle, Capability, MaxTokensField, Param, SystemPrompt, UsageQuirk, WireFamily,
+};
 use crate::validate::{Catalog, camel};
 
 fn f(v: f64) -> Literal {
@@ -30,6 +32,12 @@ fn auth(a: AuthStyle) -> TokenStream {
         AuthStyle::XApiKey => quote!(AuthStyle::XApiKey),
         AuthStyle::XGoogApiKey => quote!(AuthStyle::XGoogApiKey),
         AuthStyle::None => quote!(AuthStyle::None),
+    }
+}
+
+fn usage_quirk(q: UsageQuirk) -> TokenStream {
+    match q {
+        UsageQuirk::ReasoningOutsideCompletion => quote!(UsageQuirk::ReasoningOutsideCompletion),
     }
 }
 
@@ -84,6 +92,7 @@ pub fn generate(cat: &Catalog) -> String {
         };
         let base_env = format!("{}_BASE_URL", p.name.to_uppercase());
         let headers = p.headers.iter().map(|(k, v)| quote!((#k, #v)));
+        let usage_quirks = p.usage_quirks.iter().map(|q| usage_quirk(*q));
         quote! {
             ProviderInfo {
                 id: ProviderId::#v,
@@ -95,6 +104,7 @@ pub fn generate(cat: &Catalog) -> String {
                 auth: #a,
                 api_key_env: #key,
                 headers: &[#(#headers),*],
+                usage_quirks: &[#(#usage_quirks),*],
             }
         }
     });

@@ -74,8 +74,22 @@ pub struct Provider {
     /// Quirks applied to every model of this provider; a model's own quirks override field by field.
     #[serde(default)]
     pub quirks: QuirksSpec,
+    /// Where the provider's response `usage` departs from OpenAI's token semantics; the upstream
+    /// decoder normalises each (WIRE.md 7.7).
+    #[serde(default)]
+    pub usage_quirks: Vec<UsageQuirk>,
     /// The provider's models.
     pub models: Vec<Model>,
+}
+
+/// A departure from OpenAI `usage` semantics that the decoder corrects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum UsageQuirk {
+    /// `completion_tokens_details.reasoning_tokens` are not part of `completion_tokens`
+    /// (`total_tokens` = prompt + completion + reasoning, xAI): the decoder adds them, so reasoning
+    /// is billed as output.
+    ReasoningOutsideCompletion,
 }
 
 /// Model capabilities, as Ollama's `/api/show` `capabilities` and the admin UI report them.

@@ -123,6 +123,24 @@ pub struct ProviderInfo {
     pub api_key_env: Option<&'static str>,
     /// Extra headers for every upstream request.
     pub headers: &'static [(&'static str, &'static str)],
+    /// Where the provider's `usage` departs from OpenAI semantics (normalised when decoding).
+    pub usage_quirks: &'static [UsageQuirk],
+}
+
+impl ProviderInfo {
+    /// Whether the provider's `usage` has quirk `q`.
+    pub fn has_usage_quirk(&self, q: UsageQuirk) -> bool {
+        self.usage_quirks.contains(&q)
+    }
+}
+
+/// A departure from OpenAI `usage` semantics, declared per provider in providers.yaml
+/// (`usage_quirks`), corrected by the upstream decoder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum UsageQuirk {
+    /// Reasoning tokens are not part of `completion_tokens` (`total_tokens` = prompt + completion
+    /// + reasoning): the decoder adds them to the completion.
+    ReasoningOutsideCompletion,
 }
 
 /// Static facts about one model.

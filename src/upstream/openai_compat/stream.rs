@@ -14,7 +14,7 @@ use eventsource_stream::Eventsource;
 use futures_util::{Stream, StreamExt};
 use serde_json::Value;
 
-use super::{content_text, decode_usage};
+use super::{content_text, decode_usage, usage_quirks};
 use crate::canonical::{FinishReason, StreamEvent};
 use crate::error::ApiError;
 use crate::upstream::{ByteStream, EventStream, error_message_from_json};
@@ -166,8 +166,10 @@ impl<S: Stream + Unpin> State<S> {
         {
             // Emitted as it arrives (cumulative counts), so a stream cut short still accounts
             // for the tokens reported so far (Perplexity repeats a running usage in every chunk).
-            self.queue
-                .push_back(Ok(StreamEvent::Usage(decode_usage(u))));
+            self.queue.push_back(Ok(StreamEvent::Usage(decode_usage(
+                u,
+                usage_quirks(self.provider),
+            ))));
         }
         let Some(choice) = v.choices.first() else {
             return;
