@@ -131,6 +131,8 @@ fn spawn_relay(port: u16, upstream: &str, log: &Path) -> ChildGuard {
         .env("OPENAI_API_KEY", API_KEY)
         .env("OPENAI_BASE_URL", format!("{upstream}/v1"))
         .env("RUST_LOG", "info")
+        // Usage database beside the logs, not ./data in the source tree.
+        .env("DATA_DIR", log.with_file_name("data"))
         .stdin(Stdio::null())
         .stdout(out.try_clone().unwrap())
         .stderr(out)
