@@ -546,3 +546,39 @@ async fn tracking_off_records_nothing() {
     assert_eq!(all.len(), 1);
     assert_eq!(all[0].tags, ["y"]);
 }
+
+#[test]
+fn dns_setting_fills_host_names_off_the_request_path() {
+    let ip: std::net::IpAddr = [127, 0, 0, 1].into();
+    let Some(name) = llm_relay::usage::dns::reverse_lookup(ip) else {
+        eprintln!("no reverse name for 127.0.0.1 on this machine: nothing to check");
+        return;
+    };
+    let dir = TempDir::new("dns");
+    let store = Arc::new(RedbStore::open(&dir.0).unwrap());
+    let settings = UsageSettings {
+        dns: true,
+        ..UsageSettings::default()
+    };
+    let recorder = Recorder::start(store.clone(), settings, Vec::new()).unwrap();
+    let with_ip = |tag: &str| UsageRecord {
+        client_ip: Some(ip.to_string()),
+        ..record(now_ms(), tag)
+    };
+    // The first record triggers the lookup (background thread); later ones get the cached name.
+    recorder.record(with_ip("first"));
+    recorder.flush();
+    let mut named = None;
+    for i in 0..50 {
+        recorder.record(with_ip(&format!("t{i}")));
+        recorder.flush();
+        let last = store.recent(&Filter::default(), 1).unwrap().remove(0);
+        if last.client_host.is_some() {
+            named = last.client_host;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    recorder.shutdown();
+    assert_eq!(named.as_deref(), Some(name.as_str()));
+}
