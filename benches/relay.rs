@@ -38,6 +38,8 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
 const WARMUP: usize = 200;
+/// Rounds of the recording off/on comparison (median reported).
+const ROUNDS: usize = 5;
 /// Records pushed straight into the usage writer for its sustained-rate figure.
 const WRITER_RECORDS: usize = 50_000;
 const SEQ_REQUESTS: usize = 2_000;
@@ -538,14 +540,21 @@ async fn run() {
     // (b) non-streaming, concurrency 32
     let b_direct = concurrent(&http, &direct, CONC_REQUESTS, CONCURRENCY).await;
     let b_relay = concurrent(&http, &via, CONC_REQUESTS, CONCURRENCY).await;
-    // (b') the same through the recording relay, alternating off/on to even out machine noise.
-    let b_rec = concurrent(&http, &via_rec, CONC_REQUESTS, CONCURRENCY).await;
-    let b_relay2 = concurrent(&http, &via, CONC_REQUESTS, CONCURRENCY).await;
-    let b_rec2 = concurrent(&http, &via_rec, CONC_REQUESTS, CONCURRENCY).await;
-    let b_null = concurrent(&http, &via_null, CONC_REQUESTS, CONCURRENCY).await;
-    let b_null2 = concurrent(&http, &via_null, CONC_REQUESTS, CONCURRENCY).await;
-    let (b_off, b_on) = ((b_relay + b_relay2) / 2.0, (b_rec + b_rec2) / 2.0);
-    let b_path = (b_null + b_null2) / 2.0;
+    // (b') recording off / on (redb) / on (discarding sink): ROUNDS rounds in rotating order,
+    // medians, so background load on the machine hits all three alike.
+    let variants = [&via, &via_rec, &via_null];
+    let mut rates: [Vec<f64>; 3] = [Vec::new(), Vec::new(), Vec::new()];
+    for round in 0..ROUNDS {
+        for k in 0..3 {
+            let i = (round + k) % 3;
+            rates[i].push(concurrent(&http, variants[i], CONC_REQUESTS, CONCURRENCY).await);
+        }
+    }
+    let round_rates = rates.clone();
+    let [b_off, b_on, b_path] = rates.map(|mut v| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    });
     // (c) streaming, sequential: total time with a burst upstream ...
     let (_, c_direct_t) = sequential_stream(&http, &direct_s, STREAM_REQUESTS).await;
     let (_, c_relay_t) = sequential_stream(&http, &via_s, STREAM_REQUESTS).await;
@@ -604,15 +613,15 @@ async fn run() {
         100.0 * b_relay / b_direct
     );
     println!(
-        "| Non-streaming, c={CONCURRENCY}: usage recording off vs on (2 x {CONC_REQUESTS} req \
-         each) | {b_off:.0} req/s (off) | {b_on:.0} req/s (on) | on/off = {:.2}; {recorded} \
-         records stored, {rec_dropped} dropped |",
+        "| Non-streaming, c={CONCURRENCY}: usage recording off vs on into redb (median of \
+         {ROUNDS} x {CONC_REQUESTS} req) | {b_off:.0} req/s (off) | {b_on:.0} req/s (on) | on/off \
+         = {:.2}; {recorded} records stored, {rec_dropped} dropped |",
         b_on / b_off
     );
     println!(
         "| Non-streaming, c={CONCURRENCY}: recording on into a discarding sink (request path \
-         only, 2 x {CONC_REQUESTS} req) | {b_off:.0} req/s (off) | {b_path:.0} req/s | on/off = \
-         {:.2} |",
+         only, median of {ROUNDS} x {CONC_REQUESTS} req) | {b_off:.0} req/s (off) | {b_path:.0} \
+         req/s | on/off = {:.2} |",
         b_path / b_off
     );
     println!(
@@ -651,7 +660,19 @@ async fn run() {
         mib(rss1) - mib(rss0)
     );
     let _ = std::fs::remove_dir_all(&data_dir);
+    let fmt = |v: &Vec<f64>| {
+        v.iter()
+            .map(|r| format!("{r:.0}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
     println!();
+    println!(
+        "Recording rounds, req/s: off [{}], on/redb [{}], on/discarding [{}]",
+        fmt(&round_rates[0]),
+        fmt(&round_rates[1]),
+        fmt(&round_rates[2])
+    );
     println!(
         "RSS is the whole process (client, fake upstream and relay share it): {:.1} MiB after \
          setup, {:.1} MiB after the runs.",
