@@ -222,8 +222,8 @@ async fn record_fields_and_cost() {
     let r = s.last().await;
     assert_eq!(
         (
-            r.frontend.as_str(),
-            r.endpoint.as_str(),
+            r.frontend.as_ref(),
+            r.endpoint.as_ref(),
             r.stream,
             r.status,
             r.complete
@@ -510,8 +510,8 @@ async fn upstream_failure_mid_stream_is_recorded_with_partial_usage() {
     let r = store.recent(&Filter::default(), 1).unwrap().remove(0);
     assert_eq!(
         (
-            r.frontend.as_str(),
-            r.endpoint.as_str(),
+            r.frontend.as_ref(),
+            r.endpoint.as_ref(),
             r.stream,
             r.complete
         ),

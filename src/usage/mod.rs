@@ -21,6 +21,7 @@ pub mod record;
 pub mod recorder;
 pub mod tags;
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -39,10 +40,10 @@ pub struct RequestLog {
     path: &'static str,
     /// Model name as the client sent it (`@tag` suffix stripped).
     model: String,
-    /// Provider that served it, once routed.
-    provider: String,
+    /// Provider that served it, once routed (`-` before).
+    provider: Cow<'static, str>,
     /// Upstream model id it was routed to (differs from `model` for aliases and DEFAULT_MODEL).
-    routed: String,
+    routed: Cow<'static, str>,
     /// HTTP status sent to the client.
     status: u16,
     started: Instant,
@@ -72,8 +73,8 @@ impl RequestLog {
             method,
             path,
             model: String::new(),
-            provider: "-".into(),
-            routed: "-".into(),
+            provider: Cow::Borrowed("-"),
+            routed: Cow::Borrowed("-"),
             status: 200,
             started: Instant::now(),
             started_ms: recorder::now_ms(),
@@ -141,8 +142,8 @@ impl RequestLog {
     pub fn set_route(&mut self, model: crate::catalog::ModelId) {
         let info = model.info();
         let provider = info.provider.info();
-        provider.name.clone_into(&mut self.provider);
-        info.id.clone_into(&mut self.routed);
+        self.provider = Cow::Borrowed(provider.name);
+        self.routed = Cow::Borrowed(info.id);
         self.pricing = Some(model.pricing());
         self.separate_cache = provider.wire == WireFamily::Anthropic;
     }
@@ -175,8 +176,8 @@ impl RequestLog {
     }
 
     /// The usage record this request leaves (what `Drop` sends), tags possibly empty (the writer
-    /// applies the default tag).
-    pub fn to_record(&self) -> UsageRecord {
+    /// applies the default tag). Moves the request's strings out: call once, at the end.
+    fn take_record(&mut self) -> UsageRecord {
         let now = Instant::now();
         let latency_ms = now.duration_since(self.started).as_millis() as u64;
         let ttft_ms = self
@@ -186,19 +187,20 @@ impl RequestLog {
         let error = self
             .error
             .or((!self.complete).then_some("client_disconnected"));
+        let routed = self.provider != "-";
         // Perplexity's default context size: llm-relay does not forward `web_search_options`.
-        let c = if self.provider == "-" {
-            // Never routed (bad request, unknown model): nothing was billed.
-            cost::Cost {
-                usd: Some(0.0),
-                source: cost::CostSource::Estimated,
-            }
-        } else {
+        let c = if routed {
             cost::cost(
                 self.pricing,
                 &self.usage,
                 cost::SearchContextSize::default(),
             )
+        } else {
+            // Never routed (bad request, unknown model): nothing was billed.
+            cost::Cost {
+                usd: Some(0.0),
+                source: cost::CostSource::Estimated,
+            }
         };
         let u = &self.usage;
         let (cached_input, cache_read) = if self.separate_cache {
@@ -206,28 +208,28 @@ impl RequestLog {
         } else {
             (u.cache_read_tokens, 0)
         };
+        let (provider, model) = if routed {
+            (
+                std::mem::take(&mut self.provider),
+                std::mem::take(&mut self.routed),
+            )
+        } else {
+            (Cow::Borrowed(""), Cow::Borrowed(""))
+        };
         UsageRecord {
             time_ms: self.started_ms,
-            frontend: frontend_of(self.path).into(),
-            endpoint: self.path.into(),
-            provider: if self.provider == "-" {
-                String::new()
-            } else {
-                self.provider.clone()
-            },
-            model: if self.routed == "-" {
-                String::new()
-            } else {
-                self.routed.clone()
-            },
-            model_requested: self.model.clone(),
-            tags: self.tags.clone(),
+            frontend: Cow::Borrowed(frontend_of(self.path)),
+            endpoint: Cow::Borrowed(self.path),
+            provider,
+            model,
+            model_requested: std::mem::take(&mut self.model),
+            tags: std::mem::take(&mut self.tags),
             client_ip: self.client_ip.map(|ip| ip.to_string()),
             client_host: None,
-            user_agent: self.user_agent.clone(),
+            user_agent: self.user_agent.take(),
             stream: self.stream,
             status: self.status,
-            error: error.map(str::to_string),
+            error: error.map(Cow::Borrowed),
             complete: self.complete,
             latency_ms,
             ttft_ms,
@@ -300,7 +302,8 @@ impl Drop for RequestLog {
             "request"
         );
         if let Some(recorder) = self.recorder.take() {
-            recorder.record(self.to_record());
+            let record = self.take_record();
+            recorder.record(record);
         }
     }
 }

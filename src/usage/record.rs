@@ -2,8 +2,12 @@
 //! and the runtime usage settings.
 //!
 //! Owns the in-memory shapes only; their stored (versioned) forms live in `crate::store`.
-//! Provider and model are owned strings, not catalog ids: records outlive catalog changes and
-//! dynamically discovered models have no compiled id.
+//! Provider and model are strings, not catalog ids: records outlive catalog changes and
+//! dynamically discovered models have no compiled id. Labels that are usually static (frontend,
+//! endpoint, catalog provider and model ids, error kinds) are `Cow<'static, str>`, so recording a
+//! request allocates only what the request itself brought (model name asked, tags, User-Agent).
+
+use std::borrow::Cow;
 
 use super::cost::CostSource;
 
@@ -19,13 +23,13 @@ pub struct UsageRecord {
     /// When the request arrived, Unix ms (UTC).
     pub time_ms: i64,
     /// Client API: `openai-api`, `ollama-api`, `anthropic-api`.
-    pub frontend: String,
+    pub frontend: Cow<'static, str>,
     /// Path called (`/v1/chat/completions`).
-    pub endpoint: String,
+    pub endpoint: Cow<'static, str>,
     /// Provider that served it (`""` when the request failed before routing).
-    pub provider: String,
+    pub provider: Cow<'static, str>,
     /// Upstream model id it was routed to (`""` before routing).
-    pub model: String,
+    pub model: Cow<'static, str>,
     /// Model name as the client sent it, `@tag` suffix stripped.
     pub model_requested: String,
     /// Attribution tags, normalised, at least one once stored (the default tag when none given).
@@ -41,7 +45,7 @@ pub struct UsageRecord {
     /// HTTP status sent to the client (a stream that failed midway keeps the failure status).
     pub status: u16,
     /// Error kind (`upstream_timeout`, `client_disconnected`, ...), `None` on success.
-    pub error: Option<String>,
+    pub error: Option<Cow<'static, str>>,
     /// Whether the answer was delivered completely.
     pub complete: bool,
     /// Arrival to last byte (or to the disconnect), ms.

@@ -46,10 +46,13 @@ pub fn looks_like_key(value: &str) -> bool {
 /// The label stored instead of a key-looking value: `key-` and the first 8 hex digits of its
 /// SHA-256 (stable per key, so usage per key stays visible without the key).
 pub fn key_label(value: &str) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let digest = Sha256::digest(value.as_bytes());
-    let mut out = String::from("key-");
+    let mut out = String::with_capacity(12);
+    out.push_str("key-");
     for b in digest.iter().take(4) {
-        out.push_str(&format!("{b:02x}"));
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 0xf)]));
     }
     out
 }
