@@ -543,6 +543,11 @@ async fn run() {
     // (b') recording off / on (redb) / on (discarding sink): ROUNDS rounds in rotating order,
     // medians, so background load on the machine hits all three alike.
     let variants = [&via, &via_rec, &via_null];
+    // Steady state first: the recording relays' first thousands of requests also grow the
+    // database file and the writer's allocations.
+    for t in variants {
+        concurrent(&http, t, CONC_REQUESTS, CONCURRENCY).await;
+    }
     let mut rates: [Vec<f64>; 3] = [Vec::new(), Vec::new(), Vec::new()];
     for round in 0..ROUNDS {
         for k in 0..3 {
