@@ -27,12 +27,21 @@ use llm_relay::catalog::PROVIDERS;
 use llm_relay::config::{Config, DEFAULT_MAX_BODY_BYTES, ProviderConfig};
 use llm_relay::relay::AppState;
 use llm_relay::server::NoDelayAcceptor;
+use llm_relay::store::embedded::RedbStore;
+use llm_relay::store::{StoreError, UsageQuery, UsageSink};
+use llm_relay::usage::UsageRecord;
+use llm_relay::usage::record::UsageSettings;
+use llm_relay::usage::recorder::Recorder;
 use poem::web::Data;
 use poem::{Body, EndpointExt, Response, Route, handler, post};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
 const WARMUP: usize = 200;
+/// Rounds of the recording off/on comparison (median reported).
+const ROUNDS: usize = 5;
+/// Records pushed straight into the usage writer for its sustained-rate figure.
+const WRITER_RECORDS: usize = 50_000;
 const SEQ_REQUESTS: usize = 2_000;
 const CONC_REQUESTS: usize = 10_000;
 const CONCURRENCY: usize = 32;
@@ -199,7 +208,7 @@ async fn start_fake(canned: Arc<Canned>) -> String {
 // ---------------------------------------------------------------------------------------------
 // llm-relay
 
-async fn start_relay(fake: &str) -> String {
+async fn start_relay(fake: &str, recorder: Option<Arc<Recorder>>) -> String {
     let config = Config {
         listen: "127.0.0.1:0".parse().unwrap(),
         default_model: None,
@@ -225,7 +234,10 @@ async fn start_relay(fake: &str) -> String {
     };
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let state = AppState::new(config).unwrap();
+    let mut state = AppState::new(config).unwrap();
+    if let Some(r) = recorder {
+        state = state.with_recorder(r);
+    }
     tokio::spawn(async move {
         let _ = llm_relay::server::run(listener, state, std::future::pending()).await;
     });
@@ -430,7 +442,18 @@ async fn run() {
     let sse_len: usize = canned.sse.iter().map(Bytes::len).sum();
     let sse_events = canned.sse.len();
     let fake = start_fake(canned.clone()).await;
-    let relay = start_relay(&fake).await;
+    let relay = start_relay(&fake, None).await;
+    // A second relay with usage recording on (redb in a temp dir, batched writer thread).
+    let data_dir = std::env::temp_dir().join(format!("llm-relay-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data_dir);
+    let store = Arc::new(RedbStore::open(&data_dir).unwrap());
+    let recorder = Recorder::start(store.clone(), UsageSettings::default(), Vec::new()).unwrap();
+    let relay_rec = start_relay(&fake, Some(recorder.clone())).await;
+    // A third with recording on into a sink that discards: the request path's own cost, without
+    // the writer's CPU (which shares the 2 cores with client, fake and relay here).
+    let null_recorder =
+        Recorder::start(Arc::new(NullSink), UsageSettings::default(), Vec::new()).unwrap();
+    let relay_null = start_relay(&fake, Some(null_recorder.clone())).await;
     let http = reqwest::Client::builder()
         .tcp_nodelay(true)
         .build()
@@ -443,6 +466,14 @@ async fn run() {
     };
     let via = Target {
         url: format!("{relay}{path}"),
+        body: openai_body(false),
+    };
+    let via_rec = Target {
+        url: format!("{relay_rec}{path}"),
+        body: openai_body(false),
+    };
+    let via_null = Target {
+        url: format!("{relay_null}{path}"),
         body: openai_body(false),
     };
     let direct_s = Target {
@@ -496,7 +527,7 @@ async fn run() {
     let t0 = Instant::now();
 
     // Warm-up: fill both connection pools (client and relay upstream) and the allocators.
-    for t in [&direct, &via] {
+    for t in [&direct, &via, &via_rec, &via_null] {
         concurrent(&http, t, WARMUP, CONCURRENCY).await;
         sequential(&http, t, WARMUP).await;
     }
@@ -510,6 +541,26 @@ async fn run() {
     // (b) non-streaming, concurrency 32
     let b_direct = concurrent(&http, &direct, CONC_REQUESTS, CONCURRENCY).await;
     let b_relay = concurrent(&http, &via, CONC_REQUESTS, CONCURRENCY).await;
+    // (b') recording off / on (redb) / on (discarding sink): ROUNDS rounds in rotating order,
+    // medians, so background load on the machine hits all three alike.
+    let variants = [&via, &via_rec, &via_null];
+    // Steady state first: the recording relays' first thousands of requests also grow the
+    // database file and the writer's allocations.
+    for t in variants {
+        concurrent(&http, t, CONC_REQUESTS, CONCURRENCY).await;
+    }
+    let mut rates: [Vec<f64>; 3] = [Vec::new(), Vec::new(), Vec::new()];
+    for round in 0..ROUNDS {
+        for k in 0..3 {
+            let i = (round + k) % 3;
+            rates[i].push(concurrent(&http, variants[i], CONC_REQUESTS, CONCURRENCY).await);
+        }
+    }
+    let round_rates = rates.clone();
+    let [b_off, b_on, b_path] = rates.map(|mut v| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    });
     // (c) streaming, sequential: total time with a burst upstream ...
     let (_, c_direct_t) = sequential_stream(&http, &direct_s, STREAM_REQUESTS).await;
     let (_, c_relay_t) = sequential_stream(&http, &via_s, STREAM_REQUESTS).await;
@@ -524,6 +575,20 @@ async fn run() {
     let elapsed = t0.elapsed();
     let rss1 = status_kib("VmRSS");
     let hwm1 = status_kib("VmHWM");
+    // Every recorded request is in the database, none dropped.
+    let rec_flush = recorder.clone();
+    tokio::task::spawn_blocking(move || rec_flush.flush())
+        .await
+        .unwrap();
+    let recorded = store
+        .summary(&Default::default())
+        .map(|t| t.requests)
+        .unwrap_or(0);
+    let rec_dropped = recorder.dropped();
+    // (e) writer alone: WRITER_RECORDS records pushed as fast as one thread can, then flushed.
+    let (w_rate, w_dropped, w_stored) = tokio::task::spawn_blocking(writer_throughput)
+        .await
+        .unwrap();
     let nproc = std::thread::available_parallelism().map_or(0, |n| n.get());
     let gap = FIRST_TOKEN_GAP.as_millis();
 
@@ -552,6 +617,22 @@ async fn run() {
         "| Non-streaming, c={CONCURRENCY}, {CONC_REQUESTS} req: throughput | {b_direct:.0} req/s \
          | {b_relay:.0} req/s | {:.0}% of direct |",
         100.0 * b_relay / b_direct
+    );
+    println!(
+        "| Non-streaming, c={CONCURRENCY}: usage recording off vs on into redb (median of \
+         {ROUNDS} x {CONC_REQUESTS} req) | {b_off:.0} req/s (off) | {b_on:.0} req/s (on) | on/off \
+         = {:.2}; {recorded} records stored, {rec_dropped} dropped |",
+        b_on / b_off
+    );
+    println!(
+        "| Non-streaming, c={CONCURRENCY}: recording on into a discarding sink (request path \
+         only, median of {ROUNDS} x {CONC_REQUESTS} req) | {b_off:.0} req/s (off) | {b_path:.0} \
+         req/s | on/off = {:.2} |",
+        b_path / b_off
+    );
+    println!(
+        "| Usage writer alone: {WRITER_RECORDS} records (2 tags each) into redb | | \
+         {w_rate:.0} records/s | {w_stored} stored, {w_dropped} dropped |"
     );
     println!(
         "| Streaming, c=1, {STREAM_REQUESTS} req: total p50 / p99 | {} | {} | {} |",
@@ -584,11 +665,86 @@ async fn run() {
         mib(hwm1),
         mib(rss1) - mib(rss0)
     );
+    let _ = std::fs::remove_dir_all(&data_dir);
+    let fmt = |v: &Vec<f64>| {
+        v.iter()
+            .map(|r| format!("{r:.0}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
     println!();
+    println!(
+        "Recording rounds, req/s: off [{}], on/redb [{}], on/discarding [{}]",
+        fmt(&round_rates[0]),
+        fmt(&round_rates[1]),
+        fmt(&round_rates[2])
+    );
     println!(
         "RSS is the whole process (client, fake upstream and relay share it): {:.1} MiB after \
          setup, {:.1} MiB after the runs.",
         mib(rss0),
         mib(rss1)
     );
+}
+
+/// The usage writer's sustained rate: records/s from the first `record` to the end of the final
+/// commit, records dropped, records stored.
+fn writer_throughput() -> (f64, u64, u64) {
+    let dir = std::env::temp_dir().join(format!("llm-relay-bench-w-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let store = Arc::new(RedbStore::open(&dir).unwrap());
+    // A channel deep enough for the whole run: the figure is the writer's rate, not the channel's.
+    let recorder = Recorder::start_with_capacity(
+        store.clone(),
+        UsageSettings::default(),
+        Vec::new(),
+        WRITER_RECORDS,
+    )
+    .unwrap();
+    let now = llm_relay::usage::recorder::now_ms();
+    let models = ["gpt-4o", "gpt-4o-mini", "o3"];
+    let t0 = Instant::now();
+    for i in 0..WRITER_RECORDS {
+        recorder.record(UsageRecord {
+            time_ms: now + i as i64,
+            frontend: "openai-api".into(),
+            endpoint: "/v1/chat/completions".into(),
+            provider: "openai".into(),
+            model: models[i % 3].into(),
+            model_requested: models[i % 3].into(),
+            tags: vec![format!("user-{}", i % 20), "project-x".into()],
+            client_ip: Some(format!("10.0.0.{}", i % 50)),
+            user_agent: Some("bench/1".into()),
+            status: 200,
+            complete: true,
+            latency_ms: 120,
+            input_tokens: 1_000,
+            output_tokens: 200,
+            cost_pico_usd: Some(4_500_000_000),
+            cost_source: llm_relay::usage::cost::CostSource::Estimated,
+            ..UsageRecord::default()
+        });
+    }
+    recorder.shutdown();
+    let rate = WRITER_RECORDS as f64 / t0.elapsed().as_secs_f64();
+    let stored = store
+        .summary(&Default::default())
+        .map(|t| t.requests)
+        .unwrap_or(0);
+    let dropped = recorder.dropped();
+    drop(store);
+    let _ = std::fs::remove_dir_all(&dir);
+    (rate, dropped, stored)
+}
+
+/// A sink that stores nothing (request-path cost without the writer's work).
+struct NullSink;
+
+impl UsageSink for NullSink {
+    fn write_batch(&self, _: &[UsageRecord]) -> Result<(), StoreError> {
+        Ok(())
+    }
+    fn delete_before(&self, _: i64) -> Result<u64, StoreError> {
+        Ok(0)
+    }
 }

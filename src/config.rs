@@ -87,6 +87,68 @@ fn env_parse<T: std::str::FromStr>(name: &str, expected: &str) -> Result<Option<
     }
 }
 
+/// Usage tracking configuration from the environment. The runtime settings (default tag,
+/// tracking, retention, DNS) are stored in the database once changed there; these are their
+/// defaults.
+#[derive(Debug, Clone)]
+pub struct UsageConfig {
+    /// Directory of the database file (`DATA_DIR`, default `./data`).
+    pub data_dir: std::path::PathBuf,
+    /// Defaults of the runtime settings (`USAGE_DEFAULT_TAG`, `USAGE_TRACKING`,
+    /// `USAGE_RETENTION_DAYS`, `USAGE_DNS`).
+    pub settings: crate::usage::record::UsageSettings,
+    /// Proxies whose `X-Forwarded-For` is believed (`TRUSTED_PROXIES`: comma-separated IPs or
+    /// CIDR networks; default none).
+    pub trusted_proxies: Vec<crate::usage::tags::TrustedProxy>,
+}
+
+fn env_bool(name: &str) -> Result<Option<bool>, String> {
+    match env_var(name)? {
+        None => Ok(None),
+        Some(v) => match v.to_ascii_lowercase().as_str() {
+            "1" | "true" | "yes" | "on" => Ok(Some(true)),
+            "0" | "false" | "no" | "off" => Ok(Some(false)),
+            _ => Err(format!("{name}={v:?} is not valid: expected true or false")),
+        },
+    }
+}
+
+impl UsageConfig {
+    /// Read the usage configuration from the process environment.
+    ///
+    /// Errors: a set but unusable variable, named with what is expected.
+    pub fn from_env() -> Result<UsageConfig, String> {
+        let defaults = crate::usage::record::UsageSettings::default();
+        let default_tag = match env_var("USAGE_DEFAULT_TAG")? {
+            None => defaults.default_tag,
+            Some(t) => crate::usage::tags::normalise(&t)
+                .into_iter()
+                .next()
+                .ok_or_else(|| format!("USAGE_DEFAULT_TAG={t:?} is not valid: expected a tag"))?,
+        };
+        let trusted_proxies = match env_var("TRUSTED_PROXIES")? {
+            None => Vec::new(),
+            Some(list) => list
+                .split(',')
+                .filter(|s| !s.trim().is_empty())
+                .map(crate::usage::tags::TrustedProxy::parse)
+                .collect::<Result<_, _>>()
+                .map_err(|e| format!("TRUSTED_PROXIES: {e}"))?,
+        };
+        Ok(UsageConfig {
+            data_dir: env_var("DATA_DIR")?.map_or_else(|| "./data".into(), Into::into),
+            settings: crate::usage::record::UsageSettings {
+                default_tag,
+                tracking: env_bool("USAGE_TRACKING")?.unwrap_or(defaults.tracking),
+                retention_days: env_parse("USAGE_RETENTION_DAYS", "a number of days (0 = keep)")?
+                    .unwrap_or(defaults.retention_days),
+                dns: env_bool("USAGE_DNS")?.unwrap_or(defaults.dns),
+            },
+            trusted_proxies,
+        })
+    }
+}
+
 impl Config {
     /// Read the configuration from the process environment.
     ///

@@ -9,7 +9,9 @@
 //! - [`relay`]: resolve, encode, send, peek the stream; [`route`]: the routing target a model
 //!   name resolves to (catalog row or Ollama-instance model).
 //! - [`instances`]: Ollama servers as upstreams: discovery, snapshot, instance model names.
-//! - [`usage`]: per-request log line and usage hand-off.
+//! - [`usage`]: per-request accounting: attribution, cost engine, recorder (batched writer),
+//!   queries.
+//! - [`store`]: persistence behind `UsageSink`/`UsageQuery`/`OverrideStore` (redb).
 //! - [`config`], [`server`], [`error`].
 
 pub mod canonical;
@@ -21,5 +23,6 @@ pub mod instances;
 pub mod relay;
 pub mod route;
 pub mod server;
+pub mod store;
 pub mod upstream;
 pub mod usage;

@@ -1,9 +1,15 @@
 //! The `llm-relay` binary: parse arguments, start tracing, call `server::run`.
 
+use std::sync::Arc;
+
 use clap::{Parser, Subcommand};
 use llm_relay::catalog::{self, ModelId, PROVIDERS};
-use llm_relay::config::Config;
+use llm_relay::config::{Config, UsageConfig};
 use llm_relay::relay::AppState;
+use llm_relay::store::embedded::RedbStore;
+use llm_relay::store::{OverrideStore, UsageQuery};
+use llm_relay::usage::query::{Dimension, Filter, render_table};
+use llm_relay::usage::recorder::Recorder;
 
 /// Self-hosted LLM gateway: Ollama and OpenAI APIs over many providers.
 #[derive(Parser)]
@@ -21,6 +27,87 @@ enum Command {
     Models,
     /// Show which providers are enabled by the current environment, then exit.
     Check,
+    /// Print usage totals from the database in DATA_DIR as a table (the server must be stopped:
+    /// the database file is opened exclusively).
+    Usage {
+        /// From this time: RFC 3339 (`2026-11-01T00:00:00Z`), a date (`2026-11-01`, UTC), or an
+        /// age (`24h`, `7d`). Default: everything.
+        #[arg(long)]
+        since: Option<String>,
+        /// Until this time (exclusive), same formats. Default: now.
+        #[arg(long)]
+        until: Option<String>,
+        /// Group rows by `tag`, `provider`, `model` or `client`; without it, one row per day.
+        #[arg(long)]
+        by: Option<String>,
+        /// Only requests with this tag.
+        #[arg(long)]
+        tag: Option<String>,
+        /// Only this provider.
+        #[arg(long)]
+        provider: Option<String>,
+        /// Only this (resolved) model id.
+        #[arg(long)]
+        model: Option<String>,
+    },
+}
+
+/// Parse a `--since`/`--until` value to Unix ms.
+fn parse_time(s: &str, now_ms: i64) -> Result<i64, String> {
+    use time::format_description::well_known::Rfc3339;
+    let s = s.trim();
+    if let Some(n) = s.strip_suffix('h').and_then(|n| n.parse::<i64>().ok()) {
+        return Ok(now_ms - n * 3_600_000);
+    }
+    if let Some(n) = s.strip_suffix('d').and_then(|n| n.parse::<i64>().ok()) {
+        return Ok(now_ms - n * 86_400_000);
+    }
+    if let Ok(t) = time::OffsetDateTime::parse(s, &Rfc3339) {
+        return Ok((t.unix_timestamp_nanos() / 1_000_000) as i64);
+    }
+    if let Ok(t) = time::OffsetDateTime::parse(&format!("{s}T00:00:00Z"), &Rfc3339) {
+        return Ok((t.unix_timestamp_nanos() / 1_000_000) as i64);
+    }
+    Err(format!(
+        "{s:?} is not a time: use RFC 3339, YYYY-MM-DD or an age like 24h / 7d"
+    ))
+}
+
+fn usage_command(
+    usage: &UsageConfig,
+    since: Option<String>,
+    until: Option<String>,
+    by: Option<String>,
+    filter: Filter,
+) -> Result<String, String> {
+    let now = llm_relay::usage::recorder::now_ms();
+    let mut f = filter;
+    f.since_ms = since.as_deref().map(|s| parse_time(s, now)).transpose()?;
+    f.until_ms = until.as_deref().map(|s| parse_time(s, now)).transpose()?;
+    let by = by
+        .as_deref()
+        .map(|b| {
+            Dimension::parse(b)
+                .ok_or_else(|| format!("--by {b:?}: expected tag, provider, model or client"))
+        })
+        .transpose()?;
+    let store = RedbStore::open(&usage.data_dir).map_err(|e| {
+        format!("{e} (a running llm-relay server holds the database: stop it first)")
+    })?;
+    let total = store.summary(&f).map_err(|e| e.to_string())?;
+    let (heading, rows) = match by {
+        Some(d) => (
+            format!("{d:?}").to_lowercase(),
+            store.breakdown(&f, d).map_err(|e| e.to_string())?,
+        ),
+        None => (
+            "day".to_string(),
+            store
+                .series(&f, llm_relay::usage::query::Granularity::Day)
+                .map_err(|e| e.to_string())?,
+        ),
+    };
+    Ok(render_table(&heading, &rows, &total))
 }
 
 fn main() -> std::process::ExitCode {
@@ -81,11 +168,59 @@ fn main() -> std::process::ExitCode {
             println!("prices: {}", catalog::PRICING_SOURCE);
             std::process::ExitCode::SUCCESS
         }
-        Command::Serve => serve(config),
+        Command::Usage {
+            since,
+            until,
+            by,
+            tag,
+            provider,
+            model,
+        } => {
+            let filter = Filter {
+                tag,
+                provider,
+                model,
+                ..Filter::default()
+            };
+            match UsageConfig::from_env().and_then(|u| usage_command(&u, since, until, by, filter))
+            {
+                Ok(table) => {
+                    print!("{table}");
+                    std::process::ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("llm-relay usage: {e}");
+                    std::process::ExitCode::from(2)
+                }
+            }
+        }
+        Command::Serve => match UsageConfig::from_env() {
+            Ok(usage) => serve(config, usage),
+            Err(e) => {
+                eprintln!("llm-relay: configuration error: {e}");
+                std::process::ExitCode::from(2)
+            }
+        },
     }
 }
 
-fn serve(config: Config) -> std::process::ExitCode {
+/// Open the usage database and start its writer, with stored settings over the env defaults.
+fn start_recorder(usage: UsageConfig) -> Result<Arc<Recorder>, String> {
+    let store = Arc::new(RedbStore::open(&usage.data_dir).map_err(|e| e.to_string())?);
+    let settings = usage
+        .settings
+        .overlay(|k| store.get_setting(k).ok().flatten());
+    tracing::info!(
+        db = %store.path().display(),
+        tracking = settings.tracking,
+        retention_days = settings.retention_days,
+        "usage database open"
+    );
+    Recorder::start(store, settings, usage.trusted_proxies)
+        .map_err(|e| format!("cannot start the usage writer: {e}"))
+}
+
+fn serve(config: Config, usage: UsageConfig) -> std::process::ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -103,8 +238,15 @@ fn serve(config: Config) -> std::process::ExitCode {
             .filter(|p| config.is_enabled(p.id))
             .map(|p| p.name)
             .collect();
+        let recorder = match start_recorder(usage) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("llm-relay: {e}");
+                return std::process::ExitCode::FAILURE;
+            }
+        };
         let state = match AppState::new(config) {
-            Ok(s) => s,
+            Ok(s) => s.with_recorder(Arc::clone(&recorder)),
             Err(e) => {
                 eprintln!("llm-relay: cannot build the HTTP client: {e}");
                 return std::process::ExitCode::FAILURE;
@@ -125,7 +267,17 @@ fn serve(config: Config) -> std::process::ExitCode {
             let _ = tokio::signal::ctrl_c().await;
             tracing::info!("shutting down");
         };
-        match llm_relay::server::run(listener, state, shutdown).await {
+        let result = llm_relay::server::run(listener, state, shutdown).await;
+        // In-flight requests are done: commit every pending usage record before exiting.
+        let flushing = Arc::clone(&recorder);
+        let _ = tokio::task::spawn_blocking(move || flushing.shutdown()).await;
+        if recorder.dropped() > 0 {
+            tracing::warn!(
+                dropped = recorder.dropped(),
+                "usage records dropped (channel full)"
+            );
+        }
+        match result {
             Ok(()) => std::process::ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("llm-relay: server error: {e}");

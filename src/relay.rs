@@ -28,6 +28,8 @@ pub struct AppState {
     pub started_at: String,
     /// Ollama servers configured as upstreams and the snapshot of their models.
     pub instances: Arc<Instances>,
+    /// Usage recording (disabled unless [`AppState::with_recorder`] attached one).
+    pub usage: Arc<crate::usage::Recorder>,
 }
 
 impl AppState {
@@ -42,7 +44,14 @@ impl AppState {
             client,
             started_at: crate::frontend::now_rfc3339(),
             instances,
+            usage: crate::usage::Recorder::disabled(),
         })
+    }
+
+    /// Record usage through `recorder`.
+    pub fn with_recorder(mut self, recorder: Arc<crate::usage::Recorder>) -> Self {
+        self.usage = recorder;
+        self
     }
 }
 

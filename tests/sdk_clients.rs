@@ -181,6 +181,8 @@ fn spawn_relay(port: u16, upstream: &str, instance: &str, log: &Path) -> ChildGu
         .env("OPENAI_BASE_URL", format!("{upstream}/v1"))
         .env("OLLAMA_INSTANCES", format!("{INSTANCE}={instance}"))
         .env("RUST_LOG", "info")
+        // Usage database beside the logs, not ./data in the source tree.
+        .env("DATA_DIR", log.with_file_name("data"))
         .stdin(Stdio::null())
         .stdout(out.try_clone().unwrap())
         .stderr(out)

@@ -8,7 +8,9 @@
 use proc_macro2::{Literal, TokenStream};
 use quote::{format_ident, quote};
 
-use crate::schema::{AuthStyle, Capability, MaxTokensField, Param, SystemPrompt, WireFamily};
+use crate::schema::{
+    AuthStyle, Capability, MaxTokensField, Param, SystemPrompt, UsageQuirk, WireFamily,
+};
 use crate::validate::{Catalog, camel};
 
 fn f(v: f64) -> Literal {
@@ -30,6 +32,12 @@ fn auth(a: AuthStyle) -> TokenStream {
         AuthStyle::XApiKey => quote!(AuthStyle::XApiKey),
         AuthStyle::XGoogApiKey => quote!(AuthStyle::XGoogApiKey),
         AuthStyle::None => quote!(AuthStyle::None),
+    }
+}
+
+fn usage_quirk(q: UsageQuirk) -> TokenStream {
+    match q {
+        UsageQuirk::ReasoningOutsideCompletion => quote!(UsageQuirk::ReasoningOutsideCompletion),
     }
 }
 
@@ -85,6 +93,7 @@ pub fn generate(cat: &Catalog) -> String {
         let alternatives = p.api_key_env_alternatives.iter();
         let base_env = format!("{}_BASE_URL", p.name.to_uppercase());
         let headers = p.headers.iter().map(|(k, v)| quote!((#k, #v)));
+        let usage_quirks = p.usage_quirks.iter().map(|q| usage_quirk(*q));
         quote! {
             ProviderInfo {
                 id: ProviderId::#v,
@@ -97,6 +106,7 @@ pub fn generate(cat: &Catalog) -> String {
                 api_key_env: #key,
                 api_key_env_alternatives: &[#(#alternatives),*],
                 headers: &[#(#headers),*],
+                usage_quirks: &[#(#usage_quirks),*],
             }
         }
     });
@@ -134,8 +144,13 @@ pub fn generate(cat: &Catalog) -> String {
             let (above, ti, to, tc) = (int(*above), f(*ti), f(*to), f(*tc));
             quote!(PriceTier { above_prompt_tokens: #above, input: #ti, output: #to, cache_read: #tc })
         });
+        let [sl, sm, sh] = p.search_fees.map(f);
         quote! {
-            Pricing { input: #i, output: #o, cache_read: #cr, cache_write: #cw, request_fee: #fee, tiers: &[#(#tiers),*] }
+            Pricing {
+                input: #i, output: #o, cache_read: #cr, cache_write: #cw, request_fee: #fee,
+                search_fees: SearchFees { low: #sl, medium: #sm, high: #sh },
+                tiers: &[#(#tiers),*],
+            }
         }
     });
 

@@ -78,8 +78,22 @@ pub struct Provider {
     /// Quirks applied to every model of this provider; a model's own quirks override field by field.
     #[serde(default)]
     pub quirks: QuirksSpec,
+    /// Where the provider's response `usage` departs from OpenAI's token semantics; the upstream
+    /// decoder normalises each (WIRE.md 7.7).
+    #[serde(default)]
+    pub usage_quirks: Vec<UsageQuirk>,
     /// The provider's models.
     pub models: Vec<Model>,
+}
+
+/// A departure from OpenAI `usage` semantics that the decoder corrects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum UsageQuirk {
+    /// `completion_tokens_details.reasoning_tokens` are not part of `completion_tokens`
+    /// (`total_tokens` = prompt + completion + reasoning, xAI): the decoder adds them, so reasoning
+    /// is billed as output.
+    ReasoningOutsideCompletion,
 }
 
 /// Model capabilities, as Ollama's `/api/show` `capabilities` and the admin UI report them.
@@ -225,13 +239,30 @@ pub struct Price {
     /// USD per 1M cache-write prompt tokens; default: provider multiplier, else the input rate.
     #[serde(default)]
     pub cache_write: Option<f64>,
-    /// USD per request on top of tokens (Perplexity's search fee at the default context size).
+    /// USD per request on top of tokens, whatever the request (a flat fee).
     #[serde(default)]
     pub request_fee: Option<f64>,
+    /// USD per request by web-search context size (Perplexity's search fee; LiteLLM
+    /// `search_context_cost_per_query`), charged on top of tokens and `request_fee`.
+    #[serde(default)]
+    pub search_fees: Option<SearchFees>,
     /// Higher rates that apply to the whole request once the prompt exceeds a threshold
     /// (Gemini Pro above 200k prompt tokens).
     #[serde(default)]
     pub tiers: Vec<PriceTier>,
+}
+
+/// Per-request search fee in USD for each search context size (LiteLLM
+/// `search_context_cost_per_query.search_context_size_{low,medium,high}`).
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SearchFees {
+    /// USD per request at `search_context_size: low` (Perplexity's default).
+    pub low: f64,
+    /// USD per request at `search_context_size: medium`.
+    pub medium: f64,
+    /// USD per request at `search_context_size: high`.
+    pub high: f64,
 }
 
 /// Rates for prompts larger than `above_prompt_tokens`.

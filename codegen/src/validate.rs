@@ -79,6 +79,8 @@ pub struct ResolvedPrice {
     pub cache_read: f64,
     pub cache_write: f64,
     pub request_fee: f64,
+    /// Search fee per request, USD, by context size `[low, medium, high]` (zeros: none).
+    pub search_fees: [f64; 3],
     /// `(above_prompt_tokens, input, output, cache_read)`, ascending.
     pub tiers: Vec<(u64, f64, f64, f64)>,
 }
@@ -644,6 +646,7 @@ fn zero_price() -> ResolvedPrice {
         cache_read: 0.0,
         cache_write: 0.0,
         request_fee: 0.0,
+        search_fees: [0.0; 3],
         tiers: Vec::new(),
     }
 }
@@ -682,6 +685,14 @@ fn resolve_price(p: &Price, d: &CacheMultipliers) -> Result<ResolvedPrice, Price
             .unwrap_or(input * d.cache_write.unwrap_or(1.0)),
     )?;
     let request_fee = check_rate("request_fee", "request_fee", p.request_fee.unwrap_or(0.0))?;
+    let search_fees = match &p.search_fees {
+        None => [0.0; 3],
+        Some(f) => [
+            check_rate("search_fees", "search_fees.low", f.low)?,
+            check_rate("search_fees", "search_fees.medium", f.medium)?,
+            check_rate("search_fees", "search_fees.high", f.high)?,
+        ],
+    };
     let mut tiers = Vec::new();
     let mut last = 0u64;
     for t in &p.tiers {
@@ -717,6 +728,7 @@ fn resolve_price(p: &Price, d: &CacheMultipliers) -> Result<ResolvedPrice, Price
         cache_read,
         cache_write,
         request_fee,
+        search_fees,
         tiers,
     })
 }

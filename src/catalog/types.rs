@@ -125,6 +125,24 @@ pub struct ProviderInfo {
     pub api_key_env_alternatives: &'static [&'static str],
     /// Extra headers for every upstream request.
     pub headers: &'static [(&'static str, &'static str)],
+    /// Where the provider's `usage` departs from OpenAI semantics (normalised when decoding).
+    pub usage_quirks: &'static [UsageQuirk],
+}
+
+impl ProviderInfo {
+    /// Whether the provider's `usage` has quirk `q`.
+    pub fn has_usage_quirk(&self, q: UsageQuirk) -> bool {
+        self.usage_quirks.contains(&q)
+    }
+}
+
+/// A departure from OpenAI `usage` semantics, declared per provider in providers.yaml
+/// (`usage_quirks`), corrected by the upstream decoder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum UsageQuirk {
+    /// Reasoning tokens are not part of `completion_tokens` (`total_tokens` = prompt + completion
+    /// + reasoning): the decoder adds them to the completion.
+    ReasoningOutsideCompletion,
 }
 
 /// Static facts about one model.
@@ -166,10 +184,24 @@ pub struct Pricing {
     pub cache_read: f64,
     /// Cache-write prompt tokens.
     pub cache_write: f64,
-    /// Per-request fee (Perplexity search), USD.
+    /// Flat fee per request, USD (0 for token-only models).
     pub request_fee: f64,
+    /// Web-search fee per request by search context size, USD (Perplexity; zeros elsewhere).
+    pub search_fees: SearchFees,
     /// Higher rates once the prompt exceeds a threshold, ascending.
     pub tiers: &'static [PriceTier],
+}
+
+/// Per-request web-search fee in USD for each search context size (source: LiteLLM
+/// `search_context_cost_per_query`, via pricing.yaml `search_fees`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SearchFees {
+    /// `search_context_size: low` (Perplexity's default when the request names none).
+    pub low: f64,
+    /// `search_context_size: medium`.
+    pub medium: f64,
+    /// `search_context_size: high`.
+    pub high: f64,
 }
 
 /// Rates that apply when the prompt is larger than `above_prompt_tokens`.

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use poem::http::StatusCode;
 use poem::web::Data;
-use poem::{Body, Response, Route, get, handler, post};
+use poem::{Body, Request, Response, Route, get, handler, post};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
@@ -710,16 +710,22 @@ fn is_load_request(req: &ChatRequest) -> bool {
                 .all(|p| matches!(p, ContentPart::Text(t) if t.is_empty())))
 }
 
-async fn run(state: &AppState, kind: Kind, path: &'static str, body: Body) -> Response {
-    let mut log = RequestLog::new("POST", path);
+async fn run(
+    state: &AppState,
+    http: &Request,
+    kind: Kind,
+    path: &'static str,
+    body: Body,
+) -> Response {
+    let mut log = RequestLog::start(&state.usage, http, path);
     let start = log.started();
     let mut sent_at = start;
     let result = async {
-        let req = match kind {
+        let mut req = match kind {
             Kind::Chat => decode_chat(read_json(body, state.config.max_body_bytes).await?)?,
             Kind::Generate => decode_generate(read_json(body, state.config.max_body_bytes).await?)?,
         };
-        log.set_model(&req.model);
+        log.set_request(&mut req);
         let model = relay::resolve_model(state, &req.model)?;
         log.set_route(&model);
         if is_load_request(&req) {
@@ -754,7 +760,7 @@ async fn run(state: &AppState, kind: Kind, path: &'static str, body: Body) -> Re
             Response::builder().content_type(ct).body(body)
         }
         Err(e) => {
-            log.set_status(e.status());
+            log.set_error(&e);
             error_response(&e)
         }
         Ok((req, Some(Reply::Complete(r)))) => {
@@ -769,6 +775,7 @@ async fn run(state: &AppState, kind: Kind, path: &'static str, body: Body) -> Re
             json_response(&complete_json(kind, &req.model, &r, &timing))
         }
         Ok((req, Some(Reply::Stream(events)))) => {
+            log.set_first_token();
             let mut enc = NdjsonEncoder {
                 kind,
                 model: req.model,
@@ -796,7 +803,7 @@ async fn run(state: &AppState, kind: Kind, path: &'static str, body: Body) -> Re
                                 enc.event(ev)
                             }
                             Err(e) => {
-                                log.set_status(e.status());
+                                log.set_error(&e);
                                 tracing::warn!(error = %e, "upstream failed mid-stream");
                                 vec![ndjson(&json!({"error": e.to_string()}))]
                             }
@@ -813,11 +820,11 @@ async fn run(state: &AppState, kind: Kind, path: &'static str, body: Body) -> Re
 }
 
 #[handler]
-async fn chat(state: Data<&AppState>, body: Body) -> Response {
-    crate::usage::logged(run(&state, Kind::Chat, "/api/chat", body).await)
+async fn chat(req: &Request, state: Data<&AppState>, body: Body) -> Response {
+    crate::usage::logged(run(&state, req, Kind::Chat, "/api/chat", body).await)
 }
 
 #[handler]
-async fn generate(state: Data<&AppState>, body: Body) -> Response {
-    crate::usage::logged(run(&state, Kind::Generate, "/api/generate", body).await)
+async fn generate(req: &Request, state: Data<&AppState>, body: Body) -> Response {
+    crate::usage::logged(run(&state, req, Kind::Generate, "/api/generate", body).await)
 }

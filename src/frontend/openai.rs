@@ -12,7 +12,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use poem::http::StatusCode;
 use poem::web::{Data, Path};
-use poem::{Body, Response, Route, get, handler, post};
+use poem::{Body, Request, Response, Route, get, handler, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -616,7 +616,7 @@ fn stream_body(
                     }
                 }
                 Err(e) => {
-                    log.set_status(e.status());
+                    log.set_error(&e);
                     tracing::warn!(error = %e, "upstream failed mid-stream");
                     vec![
                         sse(&error_json(&e)),
@@ -640,16 +640,16 @@ fn sse_response(body: Body) -> Response {
 }
 
 #[handler]
-async fn chat_completions(state: Data<&AppState>, body: Body) -> Response {
-    crate::usage::logged(chat_completions_inner(&state, body).await)
+async fn chat_completions(req: &Request, state: Data<&AppState>, body: Body) -> Response {
+    crate::usage::logged(chat_completions_inner(&state, req, body).await)
 }
 
-async fn chat_completions_inner(state: &AppState, body: Body) -> Response {
-    let mut log = RequestLog::new("POST", "/v1/chat/completions");
+async fn chat_completions_inner(state: &AppState, http: &Request, body: Body) -> Response {
+    let mut log = RequestLog::start(&state.usage, http, "/v1/chat/completions");
     let result = async {
         let wire: ChatCompletionRequest = read_json(body, state.config.max_body_bytes).await?;
-        let (req, include_usage) = decode_chat(wire)?;
-        log.set_model(&req.model);
+        let (mut req, include_usage) = decode_chat(wire)?;
+        log.set_request(&mut req);
         let model = relay::resolve_model(state, &req.model)?;
         log.set_route(&model);
         let reply = relay::chat(state, &model, &req).await?;
@@ -658,7 +658,7 @@ async fn chat_completions_inner(state: &AppState, body: Body) -> Response {
     .await;
     match result {
         Err(e) => {
-            log.set_status(e.status());
+            log.set_error(&e);
             error_response(&e)
         }
         Ok((req, _, Reply::Complete(r))) => {
@@ -674,6 +674,7 @@ async fn chat_completions_inner(state: &AppState, body: Body) -> Response {
             ))
         }
         Ok((req, include_usage, Reply::Stream(events))) => {
+            log.set_first_token();
             let enc = ChatStreamEncoder {
                 id: new_id("chatcmpl-"),
                 model: req.model,
@@ -764,12 +765,12 @@ impl ChatStreamEncoder {
 }
 
 #[handler]
-async fn completions(state: Data<&AppState>, body: Body) -> Response {
-    crate::usage::logged(completions_inner(&state, body).await)
+async fn completions(req: &Request, state: Data<&AppState>, body: Body) -> Response {
+    crate::usage::logged(completions_inner(&state, req, body).await)
 }
 
-async fn completions_inner(state: &AppState, body: Body) -> Response {
-    let mut log = RequestLog::new("POST", "/v1/completions");
+async fn completions_inner(state: &AppState, http: &Request, body: Body) -> Response {
+    let mut log = RequestLog::start(&state.usage, http, "/v1/completions");
     let result = async {
         let r: CompletionRequest = read_json(body, state.config.max_body_bytes).await?;
         if r.n.is_some_and(|n| n != 1) {
@@ -787,7 +788,7 @@ async fn completions_inner(state: &AppState, body: Body) -> Response {
                 ));
             }
         };
-        let req = ChatRequest {
+        let mut req = ChatRequest {
             model: r.model,
             messages: vec![Message::text(Role::User, prompt)],
             stream: r.stream.unwrap_or(false),
@@ -801,7 +802,7 @@ async fn completions_inner(state: &AppState, body: Body) -> Response {
             user: r.user,
             ..ChatRequest::default()
         };
-        log.set_model(&req.model);
+        log.set_request(&mut req);
         let model = relay::resolve_model(state, &req.model)?;
         log.set_route(&model);
         let include_usage = req.stream
@@ -814,7 +815,7 @@ async fn completions_inner(state: &AppState, body: Body) -> Response {
     .await;
     match result {
         Err(e) => {
-            log.set_status(e.status());
+            log.set_error(&e);
             error_response(&e)
         }
         Ok((req, _, Reply::Complete(r))) => {
@@ -829,6 +830,7 @@ async fn completions_inner(state: &AppState, body: Body) -> Response {
             }))
         }
         Ok((req, include_usage, Reply::Stream(events))) => {
+            log.set_first_token();
             let enc = ChatStreamEncoder {
                 id: new_id("cmpl-"),
                 model: req.model,
@@ -843,7 +845,10 @@ async fn completions_inner(state: &AppState, body: Body) -> Response {
             let mut events = events;
             let first_events = match events.next().await {
                 Some(Ok(ev)) => vec![ev],
-                Some(Err(e)) => return error_response(&e),
+                Some(Err(e)) => {
+                    log.set_error(&e);
+                    return error_response(&e);
+                }
                 None => Vec::new(),
             };
             let mut enc = enc;

@@ -51,9 +51,14 @@ impl Relay {
 
     /// Start with a prepared configuration.
     pub async fn start_with(config: Config) -> Relay {
+        Relay::start_with_state(AppState::new(config).unwrap()).await
+    }
+
+    /// Start with prepared state (e.g. with a usage recorder attached).
+    #[allow(dead_code)]
+    pub async fn start_with_state(state: AppState) -> Relay {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let state = AppState::new(config).unwrap();
         let (tx, rx) = oneshot::channel::<()>();
         tokio::spawn(async move {
             let _ = llm_relay::server::run(listener, state, async {

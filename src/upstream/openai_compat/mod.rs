@@ -17,7 +17,7 @@ use crate::canonical::{
     ChatRequest, ChatResponse, ContentPart, FinishReason, Message, ResponseFormat, Role, ToolCall,
     ToolChoice, Usage,
 };
-use crate::catalog::{MaxTokensField, ModelId, Param, Quirks, SystemPrompt};
+use crate::catalog::{MaxTokensField, ModelId, PROVIDERS, Param, Quirks, SystemPrompt, UsageQuirk};
 use crate::error::ApiError;
 
 /// OpenAI Chat Completions dialect.
@@ -294,7 +294,10 @@ fn decode_response(provider: &'static str, v: &Value) -> Result<ChatResponse, Ap
         thinking,
         tool_calls,
         finish_reason: finish,
-        usage: v.get("usage").filter(|u| u.is_object()).map(decode_usage),
+        usage: v
+            .get("usage")
+            .filter(|u| u.is_object())
+            .map(|u| decode_usage(u, usage_quirks(provider))),
     })
 }
 
@@ -356,20 +359,31 @@ fn u(v: &Value, ptr: &str) -> Option<u64> {
     v.pointer(ptr).and_then(Value::as_u64)
 }
 
-/// Decode an OpenAI-style `usage` object into canonical token classes.
+/// The `usage_quirks` providers.yaml declares for `provider` (none for a provider the catalog
+/// does not know).
+pub fn usage_quirks(provider: &str) -> &'static [UsageQuirk] {
+    PROVIDERS
+        .iter()
+        .find(|p| p.name == provider)
+        .map_or(&[], |p| p.usage_quirks)
+}
+
+/// Decode an OpenAI-style `usage` object into canonical token classes, correcting the provider's
+/// declared `quirks`.
 ///
 /// `cached_tokens` (OpenAI, xAI, OpenRouter) or DeepSeek's `prompt_cache_hit_tokens` are cache
 /// reads; `prompt_tokens_details.cache_write_tokens` (newest OpenAI spec) are cache writes.
-/// Providers that count reasoning outside `completion_tokens` (xAI: total = prompt + completion +
-/// reasoning, seen in tests/fixtures/xai) are normalised so reasoning is part of the completion.
-pub fn decode_usage(v: &Value) -> Usage {
+/// A provider-computed cost (see [`reported_cost`]) becomes `reported_cost_usd`.
+/// With [`UsageQuirk::ReasoningOutsideCompletion`] (xAI: total = prompt + completion +
+/// reasoning, tests/fixtures/xai) reasoning is added to the completion, unless `total_tokens`
+/// shows it is already inside.
+pub fn decode_usage(v: &Value, quirks: &[UsageQuirk]) -> Usage {
     let prompt = u(v, "/prompt_tokens").unwrap_or(0);
     let mut completion = u(v, "/completion_tokens").unwrap_or(0);
     let reasoning = u(v, "/completion_tokens_details/reasoning_tokens").unwrap_or(0);
-    if let Some(total) = u(v, "/total_tokens")
+    if quirks.contains(&UsageQuirk::ReasoningOutsideCompletion)
         && reasoning > 0
-        && total != prompt + completion
-        && total == prompt + completion + reasoning
+        && u(v, "/total_tokens") != Some(prompt + completion)
     {
         completion += reasoning;
     }
@@ -382,8 +396,27 @@ pub fn decode_usage(v: &Value) -> Usage {
             .or_else(|| u(v, "/prompt_cache_hit_tokens"))
             .unwrap_or(0),
         cache_write_tokens: u(v, "/prompt_tokens_details/cache_write_tokens").unwrap_or(0),
-        reported_cost_usd: v.get("cost").and_then(Value::as_f64),
+        reported_cost_usd: reported_cost(v),
     }
+}
+
+/// USD per xAI cost tick: `cost_in_usd_ticks` counts units of 1e-10 USD (WIRE.md 6.4: the
+/// recorded grok-3-mini fixtures match its list price exactly at this scale).
+const USD_PER_TICK: f64 = 1e-10;
+
+/// The cost the provider itself computed, USD, recognised by field shape (no provider names):
+/// a number `cost` (OpenRouter, USD-denominated credits), `cost.total_cost` (Perplexity, tokens +
+/// search fee), or `cost_in_usd_ticks` (xAI).
+fn reported_cost(v: &Value) -> Option<f64> {
+    v.get("cost")
+        .and_then(Value::as_f64)
+        .or_else(|| v.pointer("/cost/total_cost").and_then(Value::as_f64))
+        .or_else(|| {
+            v.get("cost_in_usd_ticks")
+                .and_then(Value::as_f64)
+                .map(|t| t * USD_PER_TICK)
+        })
+        .filter(|c| c.is_finite() && *c >= 0.0)
 }
 
 #[cfg(test)]
@@ -394,7 +427,9 @@ mod tests {
     fn xai_reasoning_outside_completion_is_normalised() {
         let v = json!({"prompt_tokens":12,"completion_tokens":1,"total_tokens":303,
             "prompt_tokens_details":{"cached_tokens":11},"completion_tokens_details":{"reasoning_tokens":290}});
-        let u = decode_usage(&v);
+        let u = decode_usage(&v, &[UsageQuirk::ReasoningOutsideCompletion]);
+        // Without the quirk the counts are taken as OpenAI defines them.
+        assert_eq!(decode_usage(&v, &[]).completion_tokens, 1);
         assert_eq!(
             (
                 u.prompt_tokens,
@@ -410,13 +445,35 @@ mod tests {
     fn openai_reasoning_inside_completion_is_kept() {
         let v = json!({"prompt_tokens":10,"completion_tokens":300,"total_tokens":310,
             "completion_tokens_details":{"reasoning_tokens":256}});
-        assert_eq!(decode_usage(&v).completion_tokens, 300);
+        assert_eq!(decode_usage(&v, &[]).completion_tokens, 300);
+        // A quirk-declared provider whose total shows reasoning already inside is not doubled.
+        let quirk = [UsageQuirk::ReasoningOutsideCompletion];
+        assert_eq!(decode_usage(&v, &quirk).completion_tokens, 300);
+    }
+
+    #[test]
+    fn xai_ticks_and_perplexity_total_cost_are_reported_costs() {
+        // tests/fixtures/xai/chat_reasoning_text.body.json: 1176500 ticks = $0.00011765, which is
+        // grok-3-mini's list price for 10 uncached + 2 cached input and 1 + 228 output tokens.
+        let v = json!({"prompt_tokens":12,"completion_tokens":1,"total_tokens":241,
+            "prompt_tokens_details":{"cached_tokens":2},"completion_tokens_details":{"reasoning_tokens":228},
+            "cost_in_usd_ticks":1176500});
+        let c = decode_usage(&v, &[]).reported_cost_usd.unwrap_or_default();
+        assert!((c - 0.000_117_65).abs() < 1e-15, "{c}");
+        let v = json!({"prompt_tokens":10,"completion_tokens":251,"total_tokens":261,
+            "search_context_size":"low","cost":{"input_tokens_cost":0.00001,"output_tokens_cost":0.000251,
+            "request_cost":0.005,"total_cost":0.005261}});
+        assert_eq!(decode_usage(&v, &[]).reported_cost_usd, Some(0.005261));
+        assert_eq!(
+            decode_usage(&json!({"prompt_tokens":1}), &[]).reported_cost_usd,
+            None
+        );
     }
 
     #[test]
     fn deepseek_cache_hit_and_openrouter_cost() {
         let v = json!({"prompt_tokens":339,"completion_tokens":83,"total_tokens":422,"prompt_cache_hit_tokens":320,"cost":0.000669});
-        let u = decode_usage(&v);
+        let u = decode_usage(&v, &[]);
         assert_eq!(u.cache_read_tokens, 320);
         assert_eq!(u.reported_cost_usd, Some(0.000669));
     }

@@ -1,8 +1,9 @@
 //! OpenAI-compatible SSE stream -> canonical [`StreamEvent`]s.
 //!
 //! SSE framing is parsed by `eventsource-stream` (handles `\r\n`, comments such as OpenRouter's
-//! `: OPENROUTER PROCESSING`, multi-line data). Normalisation: usage is remembered and emitted
-//! once, right before `Finish`, which is always the last event — whatever order the provider used
+//! `: OPENROUTER PROCESSING`, multi-line data). Normalisation: every usage object becomes a
+//! `Usage` event when it arrives (counts are cumulative: the last one wins, and a stream cut short
+//! keeps the latest), and `Finish` is always the last event — whatever order the provider used
 //! (OpenAI sends usage after the finish chunk; Perplexity repeats it in every chunk; Groq puts it
 //! under `x_groq.usage`). An `error` object in a chunk or an `event: error` frame ends the stream
 //! with an error (recorded Groq and OpenRouter traffic).
@@ -13,8 +14,8 @@ use eventsource_stream::Eventsource;
 use futures_util::{Stream, StreamExt};
 use serde_json::Value;
 
-use super::{content_text, decode_usage};
-use crate::canonical::{FinishReason, StreamEvent, Usage};
+use super::{content_text, decode_usage, usage_quirks};
+use crate::canonical::{FinishReason, StreamEvent};
 use crate::error::ApiError;
 use crate::upstream::{ByteStream, EventStream, error_message_from_json};
 
@@ -46,7 +47,6 @@ struct State<S> {
     sse: S,
     provider: &'static str,
     queue: VecDeque<Result<StreamEvent, ApiError>>,
-    usage: Option<Usage>,
     finish: Option<FinishReason>,
     saw_tool_call: bool,
     /// Whether `data: [DONE]` arrived.
@@ -67,7 +67,6 @@ pub fn decode(provider: &'static str, body: ByteStream) -> EventStream {
         sse: body.eventsource(),
         provider,
         queue: VecDeque::new(),
-        usage: None,
         finish: None,
         saw_tool_call: false,
         done: false,
@@ -112,9 +111,6 @@ pub fn decode(provider: &'static str, body: ByteStream) -> EventStream {
 impl<S: Stream + Unpin> State<S> {
     fn finish_stream(&mut self) {
         self.ended = true;
-        if let Some(u) = self.usage.take() {
-            self.queue.push_back(Ok(StreamEvent::Usage(u)));
-        }
         let mut reason = self.finish.unwrap_or(FinishReason::Stop);
         if self.saw_tool_call && reason == FinishReason::Stop {
             reason = FinishReason::ToolCalls;
@@ -168,7 +164,12 @@ impl<S: Stream + Unpin> State<S> {
             .filter(|u| u.is_object())
             .or_else(|| v.x_groq.get("usage").filter(|u| u.is_object()))
         {
-            self.usage = Some(decode_usage(u));
+            // Emitted as it arrives (cumulative counts), so a stream cut short still accounts
+            // for the tokens reported so far (Perplexity repeats a running usage in every chunk).
+            self.queue.push_back(Ok(StreamEvent::Usage(decode_usage(
+                u,
+                usage_quirks(self.provider),
+            ))));
         }
         let Some(choice) = v.choices.first() else {
             return;

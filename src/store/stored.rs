@@ -1,0 +1,246 @@
+//! The stored (on-disk) forms of usage data, versioned: a new field means a new `Stored*V<n>`
+//! type and a conversion, never a silent change of an existing one.
+//!
+//! Encoding: JSON (serde) with a leading `v` version number, so old values stay readable by a
+//! newer build.
+
+use serde::{Deserialize, Serialize};
+
+use super::StoreError;
+use crate::usage::cost::CostSource;
+use crate::usage::query::Totals;
+use crate::usage::record::UsageRecord;
+
+/// A usage record as stored in the `requests` table (version 1).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct StoredRecordV1 {
+    /// Format version: 1.
+    pub v: u8,
+    /// Arrival, Unix ms.
+    pub t: i64,
+    /// Client API.
+    pub frontend: String,
+    /// Path.
+    pub endpoint: String,
+    /// Provider.
+    pub provider: String,
+    /// Resolved model id.
+    pub model: String,
+    /// Model as asked.
+    pub model_requested: String,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Client IP.
+    pub client_ip: Option<String>,
+    /// Client host name.
+    pub client_host: Option<String>,
+    /// User-Agent.
+    pub user_agent: Option<String>,
+    /// Stream flag.
+    pub stream: bool,
+    /// HTTP status.
+    pub status: u16,
+    /// Error kind.
+    pub error: Option<String>,
+    /// Delivered completely.
+    pub complete: bool,
+    /// Latency, ms.
+    pub latency_ms: u64,
+    /// Time to first token, ms.
+    pub ttft_ms: Option<u64>,
+    /// Token classes (see [`UsageRecord`]).
+    pub input: u64,
+    /// Output tokens.
+    pub output: u64,
+    /// Reasoning tokens.
+    pub reasoning: u64,
+    /// Cached input tokens.
+    pub cached_input: u64,
+    /// Cache reads.
+    pub cache_read: u64,
+    /// Cache writes.
+    pub cache_write: u64,
+    /// Cost, pico-USD (`None`: unpriced).
+    pub cost_pico: Option<u64>,
+    /// `reported` | `estimated` | `unpriced`.
+    pub cost_source: String,
+}
+
+impl From<&UsageRecord> for StoredRecordV1 {
+    fn from(r: &UsageRecord) -> Self {
+        StoredRecordV1 {
+            v: 1,
+            t: r.time_ms,
+            frontend: r.frontend.to_string(),
+            endpoint: r.endpoint.to_string(),
+            provider: r.provider.to_string(),
+            model: r.model.to_string(),
+            model_requested: r.model_requested.clone(),
+            tags: r.tags.clone(),
+            client_ip: r.client_ip.clone(),
+            client_host: r.client_host.clone(),
+            user_agent: r.user_agent.clone(),
+            stream: r.stream,
+            status: r.status,
+            error: r.error.as_deref().map(str::to_string),
+            complete: r.complete,
+            latency_ms: r.latency_ms,
+            ttft_ms: r.ttft_ms,
+            input: r.input_tokens,
+            output: r.output_tokens,
+            reasoning: r.reasoning_tokens,
+            cached_input: r.cached_input_tokens,
+            cache_read: r.cache_read_tokens,
+            cache_write: r.cache_write_tokens,
+            cost_pico: r.cost_pico_usd,
+            cost_source: r.cost_source.as_str().into(),
+        }
+    }
+}
+
+impl From<StoredRecordV1> for UsageRecord {
+    fn from(s: StoredRecordV1) -> Self {
+        UsageRecord {
+            time_ms: s.t,
+            frontend: s.frontend.into(),
+            endpoint: s.endpoint.into(),
+            provider: s.provider.into(),
+            model: s.model.into(),
+            model_requested: s.model_requested,
+            tags: s.tags,
+            client_ip: s.client_ip,
+            client_host: s.client_host,
+            user_agent: s.user_agent,
+            stream: s.stream,
+            status: s.status,
+            error: s.error.map(Into::into),
+            complete: s.complete,
+            latency_ms: s.latency_ms,
+            ttft_ms: s.ttft_ms,
+            input_tokens: s.input,
+            output_tokens: s.output,
+            reasoning_tokens: s.reasoning,
+            cached_input_tokens: s.cached_input,
+            cache_read_tokens: s.cache_read,
+            cache_write_tokens: s.cache_write,
+            cost_pico_usd: s.cost_pico,
+            cost_source: CostSource::parse(&s.cost_source).unwrap_or_default(),
+        }
+    }
+}
+
+/// Encode a record.
+pub fn encode_record(r: &UsageRecord) -> Vec<u8> {
+    serde_json::to_vec(&StoredRecordV1::from(r)).unwrap_or_default()
+}
+
+/// Decode a stored record (any known version).
+///
+/// Errors: not a known record format.
+pub fn decode_record(bytes: &[u8]) -> Result<UsageRecord, StoreError> {
+    serde_json::from_slice::<StoredRecordV1>(bytes)
+        .map(UsageRecord::from)
+        .map_err(|e| StoreError::Corrupt(format!("usage record: {e}")))
+}
+
+/// Aggregate sums as stored in the `agg_hour`/`agg_day` tables (version 1); see [`Totals`].
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct StoredAggV1 {
+    /// Format version: 1.
+    pub v: u8,
+    /// Requests.
+    pub n: u64,
+    /// Errors.
+    pub err: u64,
+    /// Input tokens.
+    pub input: u64,
+    /// Output tokens.
+    pub output: u64,
+    /// Reasoning tokens.
+    pub reasoning: u64,
+    /// Cached input tokens.
+    pub cached_input: u64,
+    /// Cache reads.
+    pub cache_read: u64,
+    /// Cache writes.
+    pub cache_write: u64,
+    /// Cost, pico-USD.
+    pub cost_pico: u64,
+    /// Requests with a provider-reported cost.
+    pub reported: u64,
+    /// Requests without a price.
+    pub unpriced: u64,
+    /// Latency sum, ms.
+    pub latency_ms: u64,
+}
+
+impl From<&Totals> for StoredAggV1 {
+    fn from(t: &Totals) -> Self {
+        StoredAggV1 {
+            v: 1,
+            n: t.requests,
+            err: t.errors,
+            input: t.input_tokens,
+            output: t.output_tokens,
+            reasoning: t.reasoning_tokens,
+            cached_input: t.cached_input_tokens,
+            cache_read: t.cache_read_tokens,
+            cache_write: t.cache_write_tokens,
+            cost_pico: t.cost_pico_usd,
+            reported: t.reported_cost_requests,
+            unpriced: t.unpriced_requests,
+            latency_ms: t.latency_ms_sum,
+        }
+    }
+}
+
+impl From<StoredAggV1> for Totals {
+    fn from(s: StoredAggV1) -> Self {
+        Totals {
+            requests: s.n,
+            errors: s.err,
+            input_tokens: s.input,
+            output_tokens: s.output,
+            reasoning_tokens: s.reasoning,
+            cached_input_tokens: s.cached_input,
+            cache_read_tokens: s.cache_read,
+            cache_write_tokens: s.cache_write,
+            cost_pico_usd: s.cost_pico,
+            reported_cost_requests: s.reported,
+            unpriced_requests: s.unpriced,
+            latency_ms_sum: s.latency_ms,
+        }
+    }
+}
+
+/// The totals one record contributes.
+pub fn totals_of(r: &UsageRecord) -> Totals {
+    Totals {
+        requests: 1,
+        errors: u64::from(r.is_error()),
+        input_tokens: r.input_tokens,
+        output_tokens: r.output_tokens,
+        reasoning_tokens: r.reasoning_tokens,
+        cached_input_tokens: r.cached_input_tokens,
+        cache_read_tokens: r.cache_read_tokens,
+        cache_write_tokens: r.cache_write_tokens,
+        cost_pico_usd: r.cost_pico_usd.unwrap_or(0),
+        reported_cost_requests: u64::from(r.cost_source == CostSource::Reported),
+        unpriced_requests: u64::from(r.cost_pico_usd.is_none()),
+        latency_ms_sum: r.latency_ms,
+    }
+}
+
+/// Encode aggregate sums.
+pub fn encode_agg(t: &Totals) -> Vec<u8> {
+    serde_json::to_vec(&StoredAggV1::from(t)).unwrap_or_default()
+}
+
+/// Decode aggregate sums.
+///
+/// Errors: not a known aggregate format.
+pub fn decode_agg(bytes: &[u8]) -> Result<Totals, StoreError> {
+    serde_json::from_slice::<StoredAggV1>(bytes)
+        .map(Totals::from)
+        .map_err(|e| StoreError::Corrupt(format!("usage aggregate: {e}")))
+}

@@ -1,0 +1,320 @@
+//! Per-request accounting: the one log line per request and the point where usage leaves the
+//! request path.
+//!
+//! A [`RequestLog`] is created when a request arrives ([`RequestLog::start`]) and dropped when its
+//! response is complete, including when a stream ends early (client disconnect, upstream
+//! failure): `Drop` writes the log line, prices the [`Usage`] seen so far ([`cost`]) and hands a
+//! [`UsageRecord`] to the [`Recorder`] (a non-blocking `try_send`; nothing here waits on storage).
+//!
+//! # Layout
+//! - [`tags`]: attribution (tags, client IP, User-Agent).
+//! - [`cost`]: the pricing engine.
+//! - [`record`]: the record and the runtime settings.
+//! - [`recorder`]: bounded channel + batching writer thread.
+//! - [`query`]: query shapes and the CLI table.
+//! - [`dns`]: reverse DNS for host names (writer side).
+
+pub mod cost;
+pub mod dns;
+pub mod query;
+pub mod record;
+pub mod recorder;
+pub mod tags;
+
+use std::borrow::Cow;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::canonical::{ChatRequest, Usage};
+use crate::catalog::{Pricing, WireFamily};
+use crate::error::ApiError;
+pub use record::UsageRecord;
+pub use recorder::Recorder;
+
+/// Accounting for one API request. Never holds a key (key-looking tags are hashed on arrival) or
+/// a prompt.
+#[derive(Debug)]
+pub struct RequestLog {
+    method: &'static str,
+    path: &'static str,
+    /// Model name as the client sent it (`@tag` suffix stripped).
+    model: String,
+    /// Provider that served it, once routed (`-` before).
+    provider: Cow<'static, str>,
+    /// Upstream model id it was routed to (differs from `model` for aliases and DEFAULT_MODEL).
+    routed: Cow<'static, str>,
+    /// HTTP status sent to the client.
+    status: u16,
+    started: Instant,
+    /// Arrival, Unix ms.
+    started_ms: i64,
+    usage: Usage,
+    /// Whether the response (or stream) completed normally.
+    complete: bool,
+    /// Where records go (`None`: log only).
+    recorder: Option<Arc<Recorder>>,
+    tag_sources: tags::TagSources,
+    tags: Vec<String>,
+    client_ip: Option<IpAddr>,
+    user_agent: Option<String>,
+    stream: bool,
+    error: Option<&'static str>,
+    first_token: Option<Instant>,
+    pricing: Option<&'static Pricing>,
+    /// The provider bills cache reads separately from the prompt (Anthropic wire family).
+    separate_cache: bool,
+}
+
+impl RequestLog {
+    /// Start accounting for a request that is logged but not recorded (no attribution).
+    pub fn new(method: &'static str, path: &'static str) -> Self {
+        RequestLog {
+            method,
+            path,
+            model: String::new(),
+            provider: Cow::Borrowed("-"),
+            routed: Cow::Borrowed("-"),
+            status: 200,
+            started: Instant::now(),
+            started_ms: recorder::now_ms(),
+            usage: Usage::default(),
+            complete: false,
+            recorder: None,
+            tag_sources: tags::TagSources::default(),
+            tags: Vec::new(),
+            client_ip: None,
+            user_agent: None,
+            stream: false,
+            error: None,
+            first_token: None,
+            pricing: None,
+            separate_cache: false,
+        }
+    }
+
+    /// Start accounting for `req` (a model request at `path`): reads the tag headers, client IP
+    /// (trusted proxies from `recorder`) and User-Agent now; records on drop when `recorder` is
+    /// recording.
+    pub fn start(recorder: &Arc<Recorder>, req: &poem::Request, path: &'static str) -> Self {
+        let mut log = RequestLog::new("POST", path);
+        if req.method() == poem::http::Method::GET {
+            log.method = "GET";
+        }
+        if !recorder.is_recording() {
+            return log;
+        }
+        let headers = req.headers();
+        let peer = req.remote_addr().as_socket_addr().map(|a| a.ip());
+        log.client_ip = tags::client_ip(peer, headers, recorder.trusted_proxies());
+        log.user_agent = tags::user_agent(headers);
+        log.tag_sources = tags::TagSources::from_headers(headers);
+        log.tags = log.tag_sources.resolve(None);
+        log.recorder = Some(Arc::clone(recorder));
+        log
+    }
+
+    /// When the request arrived.
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
+    /// Record the requested model name (as given; see [`RequestLog::set_request`] to strip a tag
+    /// suffix).
+    pub fn set_model(&mut self, model: &str) {
+        model.clone_into(&mut self.model);
+    }
+
+    /// Record the decoded request: strips a `model@tag` suffix from `req.model` (always, before
+    /// model resolution) and applies the tag precedence, records the model asked and the stream
+    /// flag.
+    pub fn set_request(&mut self, req: &mut ChatRequest) {
+        let (model, suffix) = tags::split_model_suffix(&req.model);
+        if suffix.is_some() {
+            self.tags = self.tag_sources.resolve(suffix);
+            req.model = model.to_string();
+        }
+        self.set_model(&req.model);
+        self.stream = req.stream;
+    }
+
+    /// Record where the request was routed: provider (catalog provider or Ollama instance name),
+    /// upstream model id and, for catalog models, the price.
+    pub fn set_route(&mut self, target: &crate::route::Target) {
+        self.provider = Cow::Borrowed(target.provider_name());
+        match target {
+            crate::route::Target::Catalog(model) => {
+                let info = model.info();
+                self.routed = Cow::Borrowed(info.id);
+                self.pricing = Some(model.pricing());
+                self.separate_cache = info.provider.info().wire == WireFamily::Anthropic;
+            }
+            // Ollama-instance models have no catalog price: their cost is recorded as null
+            // ("unpriced"), never 0.
+            crate::route::Target::Instance(m) => {
+                self.routed = Cow::Owned(m.model.clone());
+                self.pricing = None;
+                self.separate_cache = false;
+            }
+        }
+    }
+
+    /// Record the HTTP status.
+    pub fn set_status(&mut self, status: u16) {
+        self.status = status;
+    }
+
+    /// Record a failure: its status and kind.
+    pub fn set_error(&mut self, e: &ApiError) {
+        self.status = e.status();
+        self.error = Some(error_kind(e));
+    }
+
+    /// Record that the first token (or first stream event) arrived now (only the first call
+    /// counts).
+    pub fn set_first_token(&mut self) {
+        self.first_token.get_or_insert_with(Instant::now);
+    }
+
+    /// Record token counts (replaces earlier counts: upstreams report cumulative usage).
+    pub fn set_usage(&mut self, usage: Usage) {
+        self.usage = usage;
+    }
+
+    /// Mark the response as fully delivered.
+    pub fn set_complete(&mut self) {
+        self.complete = true;
+    }
+
+    /// The usage record this request leaves (what `Drop` sends), tags possibly empty (the writer
+    /// applies the default tag). Moves the request's strings out: call once, at the end.
+    fn take_record(&mut self) -> UsageRecord {
+        let now = Instant::now();
+        let latency_ms = now.duration_since(self.started).as_millis() as u64;
+        let ttft_ms = self
+            .first_token
+            .or((self.complete && !self.stream && self.status < 400).then_some(now))
+            .map(|t| t.duration_since(self.started).as_millis() as u64);
+        let error = self
+            .error
+            .or((!self.complete).then_some("client_disconnected"));
+        let routed = self.provider != "-";
+        // Perplexity's default context size: llm-relay does not forward `web_search_options`.
+        let c = if routed {
+            cost::cost(
+                self.pricing,
+                &self.usage,
+                cost::SearchContextSize::default(),
+            )
+        } else {
+            // Never routed (bad request, unknown model): nothing was billed.
+            cost::Cost {
+                usd: Some(0.0),
+                source: cost::CostSource::Estimated,
+            }
+        };
+        let u = &self.usage;
+        let (cached_input, cache_read) = if self.separate_cache {
+            (0, u.cache_read_tokens)
+        } else {
+            (u.cache_read_tokens, 0)
+        };
+        let (provider, model) = if routed {
+            (
+                std::mem::take(&mut self.provider),
+                std::mem::take(&mut self.routed),
+            )
+        } else {
+            (Cow::Borrowed(""), Cow::Borrowed(""))
+        };
+        UsageRecord {
+            time_ms: self.started_ms,
+            frontend: Cow::Borrowed(frontend_of(self.path)),
+            endpoint: Cow::Borrowed(self.path),
+            provider,
+            model,
+            model_requested: std::mem::take(&mut self.model),
+            tags: std::mem::take(&mut self.tags),
+            client_ip: self.client_ip.map(|ip| ip.to_string()),
+            client_host: None,
+            user_agent: self.user_agent.take(),
+            stream: self.stream,
+            status: self.status,
+            error: error.map(Cow::Borrowed),
+            complete: self.complete,
+            latency_ms,
+            ttft_ms,
+            input_tokens: u.prompt_tokens,
+            output_tokens: u.completion_tokens.max(u.reasoning_tokens),
+            reasoning_tokens: u.reasoning_tokens,
+            cached_input_tokens: cached_input,
+            cache_read_tokens: cache_read,
+            cache_write_tokens: u.cache_write_tokens,
+            cost_pico_usd: c.pico_usd(),
+            cost_source: c.source,
+        }
+    }
+}
+
+/// The client API a path belongs to: `openai-api` (`/v1/...`), `anthropic-api` (`/v1/messages`),
+/// `ollama-api` (`/api/...`). Suffixed so they never read as provider names.
+fn frontend_of(path: &str) -> &'static str {
+    if path.starts_with("/v1/messages") {
+        "anthropic-api"
+    } else if path.starts_with("/v1/") {
+        "openai-api"
+    } else {
+        "ollama-api"
+    }
+}
+
+/// A stable name for an error's kind, as stored in usage records.
+pub fn error_kind(e: &ApiError) -> &'static str {
+    match e {
+        ApiError::BadRequest(_) => "bad_request",
+        ApiError::ModelNotFound(_) => "model_not_found",
+        ApiError::ProviderNotConfigured { .. } => "provider_not_configured",
+        ApiError::PayloadTooLarge { .. } => "payload_too_large",
+        ApiError::Upstream { .. } => "upstream_status",
+        ApiError::UpstreamStream { .. } => "upstream_stream",
+        ApiError::UpstreamTimeout { .. } => "upstream_timeout",
+        ApiError::UpstreamUnreachable { .. } => "upstream_unreachable",
+        ApiError::UpstreamInvalid { .. } => "upstream_invalid",
+        ApiError::UnknownRoute { .. } => "unknown_route",
+        ApiError::NotImplemented(_) => "not_implemented",
+    }
+}
+
+/// Marker in a response's extensions: the handler accounts for this request with a
+/// [`RequestLog`], so the server's generic access log skips it (one line per request).
+#[derive(Debug, Clone, Copy)]
+pub struct Logged;
+
+/// Mark `resp` as accounted for by its handler's [`RequestLog`].
+pub fn logged(mut resp: poem::Response) -> poem::Response {
+    resp.extensions_mut().insert(Logged);
+    resp
+}
+
+impl Drop for RequestLog {
+    fn drop(&mut self) {
+        let latency_ms = self.started.elapsed().as_millis() as u64;
+        tracing::info!(
+            method = self.method,
+            path = self.path,
+            model = %self.model,
+            provider = %self.provider,
+            routed = %self.routed,
+            status = self.status,
+            latency_ms,
+            prompt_tokens = self.usage.prompt_tokens,
+            completion_tokens = self.usage.completion_tokens,
+            complete = self.complete,
+            "request"
+        );
+        if let Some(recorder) = self.recorder.take() {
+            let record = self.take_record();
+            recorder.record(record);
+        }
+    }
+}

@@ -1,0 +1,584 @@
+//! Usage tracking end to end: requests through llm-relay (fake upstreams on 127.0.0.1) leave
+//! records in a redb database in a temp dir; attribution, partial streams, restart, retention and
+//! aggregates are checked through the store's query API.
+
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::relay::{Relay, config, first_model_of};
+use llm_relay::relay::AppState;
+use llm_relay::store::embedded::RedbStore;
+use llm_relay::store::{OverrideStore, UsageQuery, UsageSink};
+use llm_relay::usage::UsageRecord;
+use llm_relay::usage::cost::CostSource;
+use llm_relay::usage::query::{DAY_MS, Dimension, Filter, Granularity};
+use llm_relay::usage::record::{UsageSettings, keys};
+use llm_relay::usage::recorder::{Recorder, now_ms};
+use llm_relay::usage::tags::TrustedProxy;
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+/// A fresh directory under the system temp dir, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "llm-relay-test-{name}-{}-{}",
+            std::process::id(),
+            now_ms()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A relay whose `openai` provider is a fake answering every chat with fixed usage, recording
+/// into a store in `dir`.
+struct Setup {
+    relay: Relay,
+    recorder: Arc<Recorder>,
+    store: Arc<RedbStore>,
+    _fake: MockServer,
+}
+
+const USAGE: &str = r#"{"prompt_tokens":10000,"completion_tokens":2000,"total_tokens":12000,"prompt_tokens_details":{"cached_tokens":5000}}"#;
+
+async fn setup(dir: &TempDir, trusted: Vec<TrustedProxy>) -> Setup {
+    let fake = MockServer::start().await;
+    let body = json!({"id":"c1","object":"chat.completion","created":1,"model":"m",
+        "choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],
+        "usage": serde_json::from_str::<serde_json::Value>(USAGE).unwrap()});
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(body))
+        .mount(&fake)
+        .await;
+    let store = Arc::new(RedbStore::open(&dir.0).unwrap());
+    let recorder = Recorder::start(store.clone(), UsageSettings::default(), trusted).unwrap();
+    let state = AppState::new(config(&[("openai", format!("{}/v1", fake.uri()))]))
+        .unwrap()
+        .with_recorder(recorder.clone());
+    Setup {
+        relay: Relay::start_with_state(state).await,
+        recorder,
+        store,
+        _fake: fake,
+    }
+}
+
+impl Setup {
+    async fn chat(&self, model: &str, headers: &[(&str, &str)]) -> u16 {
+        let mut req = self
+            .relay
+            .http
+            .post(self.relay.url("/v1/chat/completions"))
+            .json(&json!({"model": model, "messages": [{"role": "user", "content": "hi"}]}));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        req.send().await.unwrap().status().as_u16()
+    }
+
+    /// Wait for the writer to commit, then the newest record.
+    async fn last(&self) -> UsageRecord {
+        self.flush().await;
+        self.store.recent(&Filter::default(), 1).unwrap().remove(0)
+    }
+
+    async fn flush(&self) {
+        // Let the handler's RequestLog drop after the response went out.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let r = self.recorder.clone();
+        tokio::task::spawn_blocking(move || r.flush())
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn each_tag_source_in_precedence_order() {
+    let dir = TempDir::new("tags");
+    let s = setup(&dir, Vec::new()).await;
+    let model = first_model_of("openai");
+    // (model suffix, headers, tags expected)
+    type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, Vec<&'a str>);
+    let cases: [Case; 6] = [
+        ("", vec![], vec!["default"]),
+        ("", vec![("x-api-key", "carol")], vec!["carol"]),
+        (
+            "",
+            vec![("authorization", "Bearer bob"), ("x-api-key", "carol")],
+            vec!["bob"],
+        ),
+        ("@sfx", vec![("authorization", "Bearer bob")], vec!["sfx"]),
+        (
+            "@sfx",
+            vec![("x-proxy-tag", "hdr"), ("authorization", "Bearer bob")],
+            vec!["hdr"],
+        ),
+        (
+            "",
+            vec![("x-proxy-tag", "Alice, project-x ,q1")],
+            vec!["alice", "project-x", "q1"],
+        ),
+    ];
+    for (suffix, headers, want) in cases {
+        let asked = format!("{model}{suffix}");
+        // The suffix is stripped before resolution whichever source wins: the request succeeds.
+        assert_eq!(s.chat(&asked, &headers).await, 200, "{asked} {headers:?}");
+        let r = s.last().await;
+        assert_eq!(r.tags, want, "{asked} {headers:?}");
+        assert_eq!(r.model_requested, model);
+        assert_eq!(r.model, model);
+        assert_eq!(r.provider, "openai");
+    }
+}
+
+#[tokio::test]
+async fn key_looking_bearer_is_stored_as_a_label() {
+    let dir = TempDir::new("key");
+    let s = setup(&dir, Vec::new()).await;
+    let key = "sk-proj-secretsecretsecret";
+    s.chat(
+        first_model_of("openai"),
+        &[("authorization", &format!("Bearer {key}"))],
+    )
+    .await;
+    let r = s.last().await;
+    assert_eq!(r.tags.len(), 1);
+    assert!(r.tags[0].starts_with("key-") && r.tags[0].len() == 12);
+    s.recorder.shutdown();
+    drop(s);
+    let raw = std::fs::read(dir.0.join("llm-relay.redb")).unwrap();
+    assert!(
+        !raw.windows(key.len()).any(|w| w == key.as_bytes()),
+        "key stored in clear"
+    );
+}
+
+#[tokio::test]
+async fn multi_tag_request_counts_once_in_totals_and_once_per_tag() {
+    let dir = TempDir::new("multi");
+    let s = setup(&dir, Vec::new()).await;
+    let model = first_model_of("openai");
+    s.chat(model, &[("x-proxy-tag", "a,b")]).await;
+    s.chat(model, &[("x-proxy-tag", "b")]).await;
+    s.flush().await;
+    let total = s.store.summary(&Filter::default()).unwrap();
+    assert_eq!(total.requests, 2);
+    let by_tag = s
+        .store
+        .breakdown(&Filter::default(), Dimension::Tag)
+        .unwrap();
+    let count = |t: &str| {
+        by_tag
+            .iter()
+            .find(|r| r.key == t)
+            .map(|r| r.totals.requests)
+    };
+    assert_eq!((count("a"), count("b")), (Some(1), Some(2)));
+    let only_a = Filter {
+        tag: Some("a".into()),
+        ..Filter::default()
+    };
+    assert_eq!(s.store.summary(&only_a).unwrap().requests, 1);
+    // Aggregates agree with the sum of per-request costs.
+    let records = s.store.recent(&Filter::default(), 100).unwrap();
+    let sum: u64 = records.iter().map(|r| r.cost_pico_usd.unwrap()).sum();
+    assert_eq!(total.cost_pico_usd, sum);
+    assert_eq!(
+        s.store
+            .breakdown(&Filter::default(), Dimension::Model)
+            .unwrap()[0]
+            .totals
+            .cost_pico_usd,
+        sum
+    );
+}
+
+#[tokio::test]
+async fn record_fields_and_cost() {
+    let dir = TempDir::new("fields");
+    let s = setup(&dir, Vec::new()).await;
+    let model = first_model_of("openai");
+    s.chat(model, &[("user-agent", "test-agent/1")]).await;
+    let r = s.last().await;
+    assert_eq!(
+        (
+            r.frontend.as_ref(),
+            r.endpoint.as_ref(),
+            r.stream,
+            r.status,
+            r.complete
+        ),
+        ("openai-api", "/v1/chat/completions", false, 200, true)
+    );
+    assert_eq!(r.error, None);
+    assert_eq!(r.client_ip.as_deref(), Some("127.0.0.1"));
+    assert_eq!(r.user_agent.as_deref(), Some("test-agent/1"));
+    assert_eq!(
+        (
+            r.input_tokens,
+            r.output_tokens,
+            r.cached_input_tokens,
+            r.cache_read_tokens
+        ),
+        (10_000, 2_000, 5_000, 0)
+    );
+    assert!(r.ttft_ms.is_some());
+    // The engine's figure for the catalog price of this model.
+    let usage = llm_relay::canonical::Usage {
+        prompt_tokens: 10_000,
+        completion_tokens: 2_000,
+        cache_read_tokens: 5_000,
+        ..Default::default()
+    };
+    let want = llm_relay::usage::cost::cost(
+        Some(llm_relay::catalog::resolve(model).unwrap().pricing()),
+        &usage,
+        Default::default(),
+    );
+    assert_eq!(r.cost_source, CostSource::Estimated);
+    assert_eq!(r.cost_pico_usd, want.pico_usd());
+    // An unknown model: recorded as an error, nothing billed.
+    s.chat("no-such-model", &[]).await;
+    let r = s.last().await;
+    assert_eq!(
+        (r.status, r.error.as_deref()),
+        (404, Some("model_not_found"))
+    );
+    assert_eq!(r.cost_pico_usd, Some(0));
+}
+
+#[tokio::test]
+async fn forwarded_for_is_believed_only_from_trusted_proxies() {
+    let dir = TempDir::new("xff");
+    let s = setup(&dir, Vec::new()).await;
+    let xff = [("x-forwarded-for", "203.0.113.9")];
+    s.chat(first_model_of("openai"), &xff).await;
+    assert_eq!(s.last().await.client_ip.as_deref(), Some("127.0.0.1"));
+    let dir2 = TempDir::new("xff2");
+    let s2 = setup(&dir2, vec![TrustedProxy::parse("127.0.0.1").unwrap()]).await;
+    s2.chat(first_model_of("openai"), &xff).await;
+    assert_eq!(s2.last().await.client_ip.as_deref(), Some("203.0.113.9"));
+}
+
+fn chunk(data: &str) -> Vec<u8> {
+    let event = format!("data: {data}\n\n");
+    format!("{:x}\r\n{event}\r\n", event.len()).into_bytes()
+}
+
+/// An upstream that streams two chunks carrying a running usage (as Perplexity does), then
+/// trickles text until the connection goes.
+async fn stalling_upstream() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut sock, _) = listener.accept().await.unwrap();
+        let mut buf = vec![0u8; 65536];
+        let _ = sock.read(&mut buf).await.unwrap();
+        let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n";
+        sock.write_all(head.as_bytes()).await.unwrap();
+        for (i, text) in ["Hello", " world"].iter().enumerate() {
+            let ev = json!({"id":"x","object":"chat.completion.chunk","created":1,"model":"m",
+                "choices":[{"index":0,"delta":{"content":text},"finish_reason":null}],
+                "usage":{"prompt_tokens":12,"completion_tokens":i + 1,"total_tokens":13 + i}});
+            sock.write_all(&chunk(&ev.to_string())).await.unwrap();
+            sock.flush().await.unwrap();
+        }
+        // Keep trickling text without usage: llm-relay notices the gone client on its next write.
+        for _ in 0..300 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let ev = json!({"id":"x","object":"chat.completion.chunk","created":1,"model":"m",
+                "choices":[{"index":0,"delta":{"content":"."},"finish_reason":null}]});
+            if sock.write_all(&chunk(&ev.to_string())).await.is_err() {
+                break;
+            }
+        }
+    });
+    format!("http://{addr}/v1")
+}
+
+#[tokio::test]
+async fn cancelled_stream_records_partial_usage() {
+    let dir = TempDir::new("cancel");
+    let store = Arc::new(RedbStore::open(&dir.0).unwrap());
+    let recorder = Recorder::start(store.clone(), UsageSettings::default(), Vec::new()).unwrap();
+    let base = stalling_upstream().await;
+    let state = AppState::new(config(&[("openai", base)]))
+        .unwrap()
+        .with_recorder(recorder.clone());
+    let relay = Relay::start_with_state(state).await;
+    let mut resp = relay
+        .http
+        .post(relay.url("/v1/chat/completions"))
+        .json(&json!({"model": first_model_of("openai"), "stream": true,
+            "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    let mut seen = String::new();
+    while !seen.contains("world") {
+        let c = tokio::time::timeout(Duration::from_secs(5), resp.chunk())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        seen.push_str(&String::from_utf8_lossy(&c));
+    }
+    // The client goes away mid-stream.
+    drop(resp);
+    let mut found = None;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let r = recorder.clone();
+        tokio::task::spawn_blocking(move || r.flush())
+            .await
+            .unwrap();
+        if let Some(r) = store.recent(&Filter::default(), 1).unwrap().pop() {
+            found = Some(r);
+            break;
+        }
+    }
+    let r = found.expect("no record after the client disconnected");
+    assert!(r.stream && !r.complete);
+    assert_eq!(r.error.as_deref(), Some("client_disconnected"));
+    assert_eq!((r.input_tokens, r.output_tokens), (12, 2));
+    assert!(r.cost_pico_usd.unwrap() > 0);
+    assert!(r.ttft_ms.is_some());
+}
+
+fn record(time_ms: i64, tag: &str) -> UsageRecord {
+    UsageRecord {
+        time_ms,
+        frontend: "openai-api".into(),
+        endpoint: "/v1/chat/completions".into(),
+        provider: "p".into(),
+        model: "m".into(),
+        model_requested: "m".into(),
+        tags: vec![tag.into()],
+        status: 200,
+        complete: true,
+        input_tokens: 10,
+        output_tokens: 5,
+        cost_pico_usd: Some(1_000),
+        cost_source: CostSource::Estimated,
+        ..UsageRecord::default()
+    }
+}
+
+#[test]
+fn records_and_settings_survive_a_restart() {
+    let dir = TempDir::new("restart");
+    {
+        let store = Arc::new(RedbStore::open(&dir.0).unwrap());
+        store.set_setting(keys::DEFAULT_TAG, "team-x").unwrap();
+        let recorder =
+            Recorder::start(store.clone(), UsageSettings::default(), Vec::new()).unwrap();
+        let mut r = record(now_ms(), "x");
+        r.tags.clear();
+        recorder.record(r);
+        recorder.record(record(now_ms(), "y"));
+        // Graceful shutdown flushes.
+        recorder.shutdown();
+    }
+    let store = RedbStore::open(&dir.0).unwrap();
+    assert_eq!(store.schema_version().unwrap(), 1);
+    let all = store.recent(&Filter::default(), 10).unwrap();
+    assert_eq!(all.len(), 2);
+    // Untagged requests got the default tag in effect (env default here: "default").
+    assert!(all.iter().any(|r| r.tags == ["default"]));
+    assert_eq!(
+        store.get_setting(keys::DEFAULT_TAG).unwrap().as_deref(),
+        Some("team-x")
+    );
+    let s = UsageSettings::default().overlay(|k| store.get_setting(k).ok().flatten());
+    assert_eq!(s.default_tag, "team-x");
+}
+
+#[test]
+fn retention_deletes_old_raw_records_and_keeps_aggregates() {
+    let dir = TempDir::new("retention");
+    let store = Arc::new(RedbStore::open(&dir.0).unwrap());
+    let now = now_ms();
+    store
+        .write_batch(&[record(now - 40 * DAY_MS, "old"), record(now, "new")])
+        .unwrap();
+    // A recorder with 30-day retention deletes on start.
+    let settings = UsageSettings {
+        retention_days: 30,
+        ..UsageSettings::default()
+    };
+    let recorder = Recorder::start(store.clone(), settings, Vec::new()).unwrap();
+    recorder.flush();
+    recorder.shutdown();
+    let left = store.recent(&Filter::default(), 10).unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].tags, ["new"]);
+    // Aggregates stay: both days are still counted.
+    assert_eq!(store.summary(&Filter::default()).unwrap().requests, 2);
+    assert_eq!(
+        store
+            .series(&Filter::default(), Granularity::Day)
+            .unwrap()
+            .len(),
+        2
+    );
+}
+
+#[test]
+fn writer_keeps_up_without_drops() {
+    let dir = TempDir::new("writer");
+    let store = Arc::new(RedbStore::open(&dir.0).unwrap());
+    let recorder = Recorder::start(store.clone(), UsageSettings::default(), Vec::new()).unwrap();
+    let now = now_ms();
+    for i in 0..5_000 {
+        recorder.record(record(now + i, if i % 2 == 0 { "a" } else { "b" }));
+        if i % 1_000 == 999 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    recorder.shutdown();
+    assert_eq!(recorder.dropped(), 0);
+    let t = store.summary(&Filter::default()).unwrap();
+    assert_eq!((t.requests, t.cost_pico_usd), (5_000, 5_000_000));
+}
+
+/// An upstream that streams one chunk with usage, then an in-stream error object.
+async fn failing_upstream() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut sock, _) = listener.accept().await.unwrap();
+        let mut buf = vec![0u8; 65536];
+        let _ = sock.read(&mut buf).await.unwrap();
+        let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n";
+        sock.write_all(head.as_bytes()).await.unwrap();
+        let ev = json!({"id":"x","object":"chat.completion.chunk","created":1,"model":"m",
+            "choices":[{"index":0,"delta":{"content":"Hel"},"finish_reason":null}],
+            "usage":{"prompt_tokens":7,"completion_tokens":1,"total_tokens":8}});
+        sock.write_all(&chunk(&ev.to_string())).await.unwrap();
+        let err = json!({"error":{"message":"overloaded","code":502}});
+        sock.write_all(&chunk(&err.to_string())).await.unwrap();
+        sock.write_all(b"0\r\n\r\n").await.unwrap();
+        sock.flush().await.unwrap();
+    });
+    format!("http://{addr}/v1")
+}
+
+#[tokio::test]
+async fn upstream_failure_mid_stream_is_recorded_with_partial_usage() {
+    let dir = TempDir::new("midfail");
+    let store = Arc::new(RedbStore::open(&dir.0).unwrap());
+    let recorder = Recorder::start(store.clone(), UsageSettings::default(), Vec::new()).unwrap();
+    let state = AppState::new(config(&[("openai", failing_upstream().await)]))
+        .unwrap()
+        .with_recorder(recorder.clone());
+    let relay = Relay::start_with_state(state).await;
+    let body = relay
+        .post(
+            "/api/chat",
+            &json!({"model": first_model_of("openai"), "messages": [{"role": "user", "content": "hi"}]}),
+        )
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(body.contains("overloaded"), "{body}");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let r2 = recorder.clone();
+    tokio::task::spawn_blocking(move || r2.flush())
+        .await
+        .unwrap();
+    let r = store.recent(&Filter::default(), 1).unwrap().remove(0);
+    assert_eq!(
+        (
+            r.frontend.as_ref(),
+            r.endpoint.as_ref(),
+            r.stream,
+            r.complete
+        ),
+        ("ollama-api", "/api/chat", true, false)
+    );
+    assert_eq!(r.error.as_deref(), Some("upstream_stream"));
+    assert!(r.status >= 500);
+    assert_eq!((r.input_tokens, r.output_tokens), (7, 1));
+    assert_eq!(store.summary(&Filter::default()).unwrap().errors, 1);
+}
+
+#[tokio::test]
+async fn tracking_off_records_nothing() {
+    let dir = TempDir::new("off");
+    let store = Arc::new(RedbStore::open(&dir.0).unwrap());
+    let off = UsageSettings {
+        tracking: false,
+        ..UsageSettings::default()
+    };
+    let recorder = Recorder::start(store.clone(), off.clone(), Vec::new()).unwrap();
+    assert!(!recorder.is_recording());
+    recorder.record(record(now_ms(), "x"));
+    // Switched on at runtime (what the admin setting will do).
+    recorder.apply_settings(UsageSettings {
+        tracking: true,
+        ..off
+    });
+    assert!(recorder.is_recording());
+    recorder.record(record(now_ms(), "y"));
+    recorder.shutdown();
+    let all = store.recent(&Filter::default(), 10).unwrap();
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].tags, ["y"]);
+}
+
+#[test]
+fn dns_setting_fills_host_names_off_the_request_path() {
+    let ip: std::net::IpAddr = [127, 0, 0, 1].into();
+    let Some(name) = llm_relay::usage::dns::reverse_lookup(ip) else {
+        eprintln!("no reverse name for 127.0.0.1 on this machine: nothing to check");
+        return;
+    };
+    let dir = TempDir::new("dns");
+    let store = Arc::new(RedbStore::open(&dir.0).unwrap());
+    let settings = UsageSettings {
+        dns: true,
+        ..UsageSettings::default()
+    };
+    let recorder = Recorder::start(store.clone(), settings, Vec::new()).unwrap();
+    let with_ip = |tag: &str| UsageRecord {
+        client_ip: Some(ip.to_string()),
+        ..record(now_ms(), tag)
+    };
+    // The first record triggers the lookup (background thread); later ones get the cached name.
+    recorder.record(with_ip("first"));
+    recorder.flush();
+    let mut named = None;
+    for i in 0..50 {
+        recorder.record(with_ip(&format!("t{i}")));
+        recorder.flush();
+        let last = store.recent(&Filter::default(), 1).unwrap().remove(0);
+        if last.client_host.is_some() {
+            named = last.client_host;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    recorder.shutdown();
+    assert_eq!(named.as_deref(), Some(name.as_str()));
+}

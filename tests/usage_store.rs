@@ -1,0 +1,262 @@
+//! The usage database as a file: a checked-in version-1 database must stay readable by every
+//! later build (persisted data is forever), and `llm-relay usage` prints it as a table.
+//!
+//! `tests/fixtures/usage/v1.redb` was written by `write_v1_fixture` below (run it with
+//! `cargo test --test usage_store -- --ignored` only when deliberately creating a new version's
+//! fixture; never overwrite an old one).
+
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use llm_relay::store::embedded::{FILE_NAME, RedbStore};
+use llm_relay::store::{OverrideStore, UsageQuery, UsageSink};
+use llm_relay::usage::UsageRecord;
+use llm_relay::usage::cost::CostSource;
+use llm_relay::usage::query::{Dimension, Filter, Granularity};
+use llm_relay::usage::record::keys;
+
+const FIXTURE: &str = "tests/fixtures/usage/v1.redb";
+/// 2025-11-20T10:00:00Z, Unix ms.
+const T0: i64 = 1_763_632_800_000;
+
+fn fixture_records() -> Vec<UsageRecord> {
+    let base = UsageRecord {
+        time_ms: T0,
+        frontend: "openai-api".into(),
+        endpoint: "/v1/chat/completions".into(),
+        provider: "anthropic".into(),
+        model: "claude-sonnet-4-5-20250929".into(),
+        model_requested: "claude-sonnet".into(),
+        tags: vec!["alice".into(), "project-x".into()],
+        client_ip: Some("192.0.2.10".into()),
+        client_host: Some("alice-laptop".into()),
+        user_agent: Some("OpenAI/Python 2.8.1".into()),
+        stream: true,
+        status: 200,
+        error: None,
+        complete: true,
+        latency_ms: 1_500,
+        ttft_ms: Some(300),
+        input_tokens: 10_000,
+        output_tokens: 2_000,
+        reasoning_tokens: 0,
+        cached_input_tokens: 0,
+        cache_read_tokens: 5_000,
+        cache_write_tokens: 0,
+        // Seed 002's worked example: $0.0465.
+        cost_pico_usd: Some(46_500_000_000),
+        cost_source: CostSource::Estimated,
+    };
+    vec![
+        base.clone(),
+        UsageRecord {
+            time_ms: T0 + 60_000,
+            provider: "openrouter".into(),
+            model: "anthropic/claude-sonnet-4.5".into(),
+            model_requested: "openrouter/anthropic/claude-sonnet-4.5".into(),
+            tags: vec!["bob".into()],
+            client_ip: Some("192.0.2.11".into()),
+            client_host: None,
+            stream: false,
+            input_tokens: 194,
+            output_tokens: 2,
+            cache_read_tokens: 0,
+            cost_pico_usd: Some(950_000_000_000),
+            cost_source: CostSource::Reported,
+            ..base.clone()
+        },
+        UsageRecord {
+            time_ms: T0 + 86_400_000,
+            frontend: "ollama-api".into(),
+            endpoint: "/api/chat".into(),
+            provider: "openai".into(),
+            model: "gpt-4o".into(),
+            model_requested: "gpt-4o".into(),
+            tags: vec!["default".into()],
+            status: 504,
+            error: Some("upstream_timeout".into()),
+            complete: false,
+            ttft_ms: None,
+            input_tokens: 0,
+            output_tokens: 0,
+            cache_read_tokens: 0,
+            cost_pico_usd: None,
+            cost_source: CostSource::Unpriced,
+            ..base
+        },
+    ]
+}
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn with_fixture(name: &str) -> Self {
+        let dir =
+            std::env::temp_dir().join(format!("llm-relay-store-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::copy(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join(FIXTURE),
+            dir.join(FILE_NAME),
+        )
+        .unwrap();
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+#[ignore = "writes tests/fixtures/usage/v1.redb; run deliberately"]
+fn write_v1_fixture() {
+    let dir = std::env::temp_dir().join(format!("llm-relay-fixture-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let store = RedbStore::open(&dir).unwrap();
+    store.write_batch(&fixture_records()).unwrap();
+    store.set_setting(keys::RETENTION_DAYS, "30").unwrap();
+    drop(store);
+    std::fs::copy(
+        dir.join(FILE_NAME),
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(FIXTURE),
+    )
+    .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn checked_in_v1_database_stays_readable() {
+    let dir = TempDir::with_fixture("v1");
+    let store = RedbStore::open(&dir.0).unwrap();
+    assert_eq!(store.schema_version().unwrap(), 1);
+    let mut records = store.recent(&Filter::default(), 10).unwrap();
+    records.reverse();
+    assert_eq!(records, fixture_records());
+    assert_eq!(
+        store.get_setting(keys::RETENTION_DAYS).unwrap().as_deref(),
+        Some("30")
+    );
+    let t = store.summary(&Filter::default()).unwrap();
+    assert_eq!((t.requests, t.errors, t.unpriced_requests), (3, 1, 1));
+    assert_eq!(t.cost_pico_usd, 996_500_000_000);
+    let by_tag = store.breakdown(&Filter::default(), Dimension::Tag).unwrap();
+    let tags: Vec<&str> = by_tag.iter().map(|r| r.key.as_str()).collect();
+    assert_eq!(tags, ["bob", "alice", "project-x", "default"]);
+    let days = store.series(&Filter::default(), Granularity::Day).unwrap();
+    assert_eq!(days.len(), 2);
+    assert_eq!(days[0].key, "2025-11-20T00:00:00Z");
+    let alice = Filter {
+        tag: Some("alice".into()),
+        ..Filter::default()
+    };
+    assert_eq!(store.summary(&alice).unwrap().cost_pico_usd, 46_500_000_000);
+}
+
+fn cli(args: &[&str], data_dir: &Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_llm-relay"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATA_DIR", data_dir)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn usage_command_prints_tables() {
+    let dir = TempDir::with_fixture("cli");
+    let o = cli(&["usage", "--by", "tag"], &dir.0);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = String::from_utf8_lossy(&o.stdout);
+    for want in [
+        "tag",
+        "alice",
+        "project-x",
+        "bob",
+        "TOTAL",
+        "0.996500*",
+        "no price",
+    ] {
+        assert!(out.contains(want), "{want} missing in:\n{out}");
+    }
+    let o = cli(
+        &["usage", "--since", "2025-11-21", "--by", "provider"],
+        &dir.0,
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("openai") && !out.contains("openrouter"),
+        "{out}"
+    );
+    let o = cli(&["usage"], &dir.0);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("2025-11-20T00:00:00Z") && out.contains("2025-11-21T00:00:00Z"));
+    let o = cli(&["usage", "--by", "colour"], &dir.0);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--by"));
+    let o = cli(&["usage", "--since", "yesterday"], &dir.0);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+/// The server binary records, and a graceful shutdown (SIGINT) commits before it exits: the next
+/// `llm-relay usage` sees the request.
+#[test]
+fn server_flushes_usage_on_graceful_shutdown() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let dir = std::env::temp_dir().join(format!("llm-relay-shutdown-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_llm-relay"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATA_DIR", &dir)
+        .env("HOST", "127.0.0.1")
+        .env("PORT", "0")
+        .env("RUST_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines.next().unwrap().unwrap();
+        if let Some(rest) = line.split("listen=").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    // An unknown model: answered (404) and recorded without any upstream.
+    let mut sock = std::net::TcpStream::connect(&addr).unwrap();
+    let body = r#"{"model":"no-such-model@carol","messages":[{"role":"user","content":"hi"}]}"#;
+    write!(
+        sock,
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut resp = String::new();
+    sock.read_to_string(&mut resp).unwrap();
+    assert!(resp.starts_with("HTTP/1.1 404"), "{resp}");
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    let o = cli(&["usage", "--by", "tag"], &dir);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("carol"), "{out}");
+    let store = RedbStore::open(&dir).unwrap();
+    let r = store.recent(&Filter::default(), 1).unwrap().remove(0);
+    assert_eq!(r.model_requested, "no-such-model");
+    assert_eq!(r.error.as_deref(), Some("model_not_found"));
+    drop(store);
+    let _ = std::fs::remove_dir_all(&dir);
+}
