@@ -12,19 +12,26 @@
 //! A failing instance is logged (URL without credentials) and keeps its last known models, so a
 //! server that restarts does not make its models flicker out of clients' model pickers.
 //!
-//! Does not own: the compiled catalog (always resolved first: a catalog name is never shadowed),
+//! Does not own: the compiled catalog (names of enabled providers resolve first, never shadowed),
 //! the `/api/chat` wire format (`upstream::ollama`), HTTP status handling (`upstream::client`).
 //!
 //! # Names (seed 002: "models are namespaced by instance, e.g. `myserver-llama3.2`")
 //! An instance `myserver` listing `llama3.2:latest` and `llama3.2:3b` exposes:
 //! - namespaced: `myserver-llama3.2:latest` (also `myserver-llama3.2`) and `myserver-llama3.2:3b`;
 //! - bare: `llama3.2:latest` (also `llama3.2`) and `llama3.2:3b`, only when unambiguous: no other
-//!   instance has that model and no catalog name resolves to it.
+//!   instance has that model, no namespaced spelling is the same text, and it is not the catalog
+//!   name of an *enabled* provider (one with its API key). A catalog name whose provider has no
+//!   key does not hide an instance model: `ollama run mistral` reaches the instance's
+//!   `mistral:latest`; with the key configured, `mistral` is the catalog's and
+//!   `<instance>-mistral` reaches the instance.
 //!
-//! Any spelling that would name two different models (two instances with the same model, or an
-//! instance `a` with model `b-x` against an instance `a-b` with model `x`) is neither listed nor
-//! resolved; the namespaced spellings stay. Lookups are case-insensitive. A tag is never doubled:
-//! `:latest` is added only to names without a tag, as Ollama does.
+//! Namespaced spellings always win over bare ones (instances `llava` and `gpu`, `gpu` listing
+//! `llava-llama3`: `llava-llama3` is `gpu`'s model only if `llava` has no model `llama3`).
+//! Instance names are never another instance's name followed by `-` (rejected at configuration),
+//! so two namespaced spellings never collide. A bare name several instances list resolves to none
+//! of them; such a name, and any name starting with a configured `<instance>-`, answers 404 and
+//! never falls back to `DEFAULT_MODEL` ([`Instances::claims`]). Lookups are case-insensitive. A
+//! tag is never doubled: `:latest` is added only to names without a tag, as Ollama does.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -111,7 +118,8 @@ impl InstancesConfig {
 /// Parse `name=url` pairs separated by commas (or newlines, for `_FILE` variants).
 ///
 /// Names: letters, digits, `.`, `_`, `-`, starting with a letter or digit, lower-cased, unique,
-/// and not the name of a catalog provider (their namespaced spellings would clash). URLs: http(s),
+/// not the name of a catalog provider (their namespaced spellings would clash), and never another
+/// name followed by `-` (`gpu` and `gpu-2` would both spell `gpu-2-x`). URLs: http(s),
 /// without query; a trailing `/` is dropped.
 ///
 /// Errors: the offending entry and what is expected.
@@ -152,6 +160,21 @@ pub fn parse_instances(list: &str) -> Result<Vec<InstanceConfig>, String> {
         if out.iter().any(|i| i.name == name) {
             return Err(bad("the name is used twice"));
         }
+        // `a` + model `b-x` and `a-b` + model `x` would both be `a-b-x`.
+        if let Some(other) = out.iter().find(|i| {
+            let (short, long) = if i.name.len() < name.len() {
+                (i.name, name.as_str())
+            } else {
+                (name.as_str(), i.name)
+            };
+            long.strip_prefix(short).is_some_and(|r| r.starts_with('-'))
+        }) {
+            return Err(bad(&format!(
+                "the name and {:?} would spell the same namespaced model names (one is the \
+                 other followed by '-'); choose names that are not",
+                other.name
+            )));
+        }
         let url = url.trim().trim_end_matches('/');
         match reqwest::Url::parse(url) {
             Ok(u) if matches!(u.scheme(), "http" | "https") && u.query().is_none() => {}
@@ -163,6 +186,11 @@ pub fn parse_instances(list: &str) -> Result<Vec<InstanceConfig>, String> {
         });
     }
     Ok(out)
+}
+
+/// Whether `spelling` is a catalog name (see `catalog::resolve`) of a provider in `enabled`.
+fn catalog_claims(enabled: &[crate::catalog::ProviderId], spelling: &str) -> bool {
+    crate::catalog::resolve(spelling).is_some_and(|m| enabled.contains(&m.info().provider))
 }
 
 /// `url` without user name and password, for logs.
@@ -280,34 +308,63 @@ pub struct Snapshot {
     pub instances: Vec<InstanceStatus>,
     /// Lower-case spelling -> model (unambiguous spellings only).
     by_name: HashMap<String, Arc<InstanceModel>>,
+    /// Lower-case spellings that mean several instance models (bare names on two instances).
+    ambiguous: std::collections::HashSet<String>,
     /// Listing order: per instance, per model, the namespaced then the bare name.
     listed: Vec<Listed>,
 }
 
 impl Snapshot {
     /// Build the name tables from per-instance model lists (see the module doc for the rules).
-    pub fn build(instances: Vec<InstanceStatus>) -> Snapshot {
-        // Every spelling with every model it could mean (pointer identity = same model).
-        let mut candidates: HashMap<String, Vec<Arc<InstanceModel>>> = HashMap::new();
-        let mut add = |spelling: String, m: &Arc<InstanceModel>| {
-            let v = candidates.entry(spelling.to_ascii_lowercase()).or_default();
+    /// `catalog_claims(spelling)` says whether a spelling is a catalog name of an enabled
+    /// provider (such names are never exposed for an instance model).
+    pub fn build(
+        instances: Vec<InstanceStatus>,
+        catalog_claims: &dyn Fn(&str) -> bool,
+    ) -> Snapshot {
+        // Every spelling with every model it could mean (pointer identity = same model), the
+        // namespaced and the bare ones apart: a namespaced spelling always wins over a bare one.
+        type Candidates = HashMap<String, Vec<Arc<InstanceModel>>>;
+        fn add(c: &mut Candidates, spelling: String, m: &Arc<InstanceModel>) {
+            let v = c.entry(spelling.to_ascii_lowercase()).or_default();
             if !v.iter().any(|x| Arc::ptr_eq(x, m)) {
                 v.push(Arc::clone(m));
             }
-        };
+        }
+        let mut namespaced = Candidates::new();
+        let mut bare = Candidates::new();
         for st in &instances {
             for m in &st.models {
                 for name in spellings(&m.model) {
-                    add(format!("{}-{name}", m.instance), m);
-                    add(name, m);
+                    add(&mut namespaced, format!("{}-{name}", m.instance), m);
+                    add(&mut bare, name, m);
                 }
             }
         }
-        let by_name: HashMap<String, Arc<InstanceModel>> = candidates
-            .into_iter()
-            .filter(|(spelling, _)| crate::catalog::resolve(spelling).is_none())
-            .filter_map(|(spelling, mut ms)| (ms.len() == 1).then(|| (spelling, ms.remove(0))))
-            .collect();
+        let mut ambiguous = std::collections::HashSet::new();
+        let mut by_name: HashMap<String, Arc<InstanceModel>> = HashMap::new();
+        for (spelling, mut ms) in bare {
+            if namespaced.contains_key(&spelling) || catalog_claims(&spelling) {
+                continue;
+            }
+            if ms.len() == 1 {
+                by_name.insert(spelling, ms.remove(0));
+            } else {
+                ambiguous.insert(spelling);
+            }
+        }
+        for (spelling, mut ms) in namespaced {
+            // Instance names are never `<other instance>-...` (parse_instances), so only a model
+            // listed twice in different letter case can make a namespaced spelling ambiguous.
+            if catalog_claims(&spelling) {
+                continue;
+            }
+            if ms.len() == 1 {
+                by_name.insert(spelling, ms.remove(0));
+            } else {
+                ambiguous.insert(spelling);
+            }
+        }
         let mut listed = Vec::new();
         for st in &instances {
             for m in &st.models {
@@ -325,8 +382,15 @@ impl Snapshot {
         Snapshot {
             instances,
             by_name,
+            ambiguous,
             listed,
         }
+    }
+
+    /// Whether `name` is a spelling that means several instance models (so it resolves to none
+    /// of them, and must not fall back to `DEFAULT_MODEL` either).
+    pub fn is_ambiguous(&self, name: &str) -> bool {
+        self.ambiguous.contains(&name.trim().to_ascii_lowercase())
     }
 
     /// The instance model `name` means, if exactly one (case-insensitive, `:latest` optional).
@@ -352,6 +416,8 @@ fn spellings(model: &str) -> Vec<String> {
 /// The configured instances and the current snapshot of their models.
 pub struct Instances {
     config: InstancesConfig,
+    /// Catalog providers with a key (or needing none): only their names shadow instance models.
+    enabled: Vec<crate::catalog::ProviderId>,
     snapshot: ArcSwap<Snapshot>,
     /// A discovery is running (periodic and on-demand ones never overlap).
     refreshing: AtomicBool,
@@ -378,8 +444,18 @@ impl Drop for RefreshGuard<'_> {
 }
 
 impl Instances {
-    /// No models yet: discovery fills them in ([`Instances::spawn_refresher`]).
-    pub fn new(config: InstancesConfig) -> Self {
+    /// No models yet: discovery fills them in ([`Instances::spawn_refresher`]). `enabled` says
+    /// which catalog providers can be used (`Config::is_enabled`): only their model names hide an
+    /// instance model's bare name.
+    pub fn new(
+        config: InstancesConfig,
+        enabled: impl Fn(crate::catalog::ProviderId) -> bool,
+    ) -> Self {
+        let enabled: Vec<crate::catalog::ProviderId> = crate::catalog::PROVIDERS
+            .iter()
+            .map(|p| p.id)
+            .filter(|id| enabled(*id))
+            .collect();
         let statuses = config
             .instances
             .iter()
@@ -390,9 +466,11 @@ impl Instances {
                 failures: 0,
             })
             .collect();
+        let snapshot = Snapshot::build(statuses, &|n| catalog_claims(&enabled, n));
         Instances {
             config,
-            snapshot: ArcSwap::from_pointee(Snapshot::build(statuses)),
+            enabled,
+            snapshot: ArcSwap::from_pointee(snapshot),
             refreshing: AtomicBool::new(false),
             last_on_demand_ms: AtomicU64::new(0),
             epoch: Instant::now(),
@@ -415,6 +493,19 @@ impl Instances {
             return None;
         }
         self.snapshot.load().resolve(name)
+    }
+
+    /// Whether `name` belongs to the instances without resolving: it starts with a configured
+    /// `<instance>-` (a model not discovered yet, or not there), or it is a bare name several
+    /// instances list. Such a name must answer "not found", never fall back to `DEFAULT_MODEL`
+    /// (that would send a prompt meant for a local server to another provider).
+    pub fn claims(&self, name: &str) -> bool {
+        let lower = name.trim().to_ascii_lowercase();
+        self.config.instances.iter().any(|i| {
+            lower
+                .strip_prefix(i.name)
+                .is_some_and(|rest| rest.starts_with('-'))
+        }) || self.snapshot.load().is_ambiguous(&lower)
     }
 
     /// Discover every instance once, concurrently, and swap in the new snapshot. Skipped when
@@ -479,7 +570,8 @@ impl Instances {
             };
             statuses.push(status);
         }
-        self.snapshot.store(Arc::new(Snapshot::build(statuses)));
+        let snapshot = Snapshot::build(statuses, &|n| catalog_claims(&self.enabled, n));
+        self.snapshot.store(Arc::new(snapshot));
         true
     }
 
@@ -670,7 +762,15 @@ mod tests {
         })
     }
 
+    /// A snapshot where every catalog name counts (every provider enabled).
     fn snapshot(list: &[(&'static str, &[&str])]) -> Snapshot {
+        snapshot_with(list, &|n| crate::catalog::resolve(n).is_some())
+    }
+
+    fn snapshot_with(
+        list: &[(&'static str, &[&str])],
+        catalog_claims: &dyn Fn(&str) -> bool,
+    ) -> Snapshot {
         Snapshot::build(
             list.iter()
                 .map(|(inst, models)| InstanceStatus {
@@ -680,6 +780,7 @@ mod tests {
                     failures: 0,
                 })
                 .collect(),
+            catalog_claims,
         )
     }
 
@@ -722,11 +823,62 @@ mod tests {
         let s = snapshot(&[("a", &["llama3.2:latest"]), ("b", &["llama3.2:latest"])]);
         assert_eq!(names(&s), ["a-llama3.2:latest", "b-llama3.2:latest"]);
         assert!(s.resolve("llama3.2").is_none());
+        assert!(s.is_ambiguous("Llama3.2") && s.is_ambiguous("llama3.2:latest"));
+        assert!(!s.is_ambiguous("a-llama3.2"));
         assert_eq!(s.resolve("b-llama3.2").map(|m| m.instance), Some("b"));
-        // `a` + `b-x` and `a-b` + `x` both spell `a-b-x`.
+        // `a` + `b-x` and `a-b` + `x` both spell `a-b-x` (such instance names are rejected at
+        // configuration; the snapshot still never picks one).
         let s = snapshot(&[("a", &["b-x:latest"]), ("a-b", &["x:latest"])]);
         assert!(s.resolve("a-b-x").is_none());
         assert!(s.resolve("b-x").is_some() && s.resolve("x").is_some());
+    }
+
+    #[test]
+    fn namespaced_names_win_over_bare_ones() {
+        // `gpu` lists `llava-llama3`; `llava` lists `llama3`: `llava-llama3` is llava's model,
+        // gpu's stays reachable as `gpu-llava-llama3`.
+        let s = snapshot(&[
+            ("llava", &["llama3:latest"]),
+            ("gpu", &["llava-llama3:latest"]),
+        ]);
+        let at = |n: &str| s.resolve(n).map(|m| (m.instance, m.model.clone()));
+        assert_eq!(at("llava-llama3"), Some(("llava", "llama3:latest".into())));
+        assert_eq!(
+            at("llava-llama3:latest"),
+            Some(("llava", "llama3:latest".into()))
+        );
+        assert_eq!(
+            at("gpu-llava-llama3"),
+            Some(("gpu", "llava-llama3:latest".into()))
+        );
+        assert_eq!(at("llama3"), Some(("llava", "llama3:latest".into())));
+        assert_eq!(
+            names(&s),
+            [
+                "llava-llama3:latest",
+                "llama3:latest",
+                "gpu-llava-llama3:latest"
+            ]
+        );
+        // Without the clash the bare name reaches gpu.
+        let s = snapshot(&[
+            ("llava", &["phi3:latest"]),
+            ("gpu", &["llava-llama3:latest"]),
+        ]);
+        assert_eq!(s.resolve("llava-llama3").map(|m| m.instance), Some("gpu"));
+    }
+
+    #[test]
+    fn only_enabled_catalog_names_hide_bare_names() {
+        let catalog_id = crate::catalog::ModelId::all()
+            .next()
+            .map(|m| m.info().id.to_string())
+            .unwrap_or_default();
+        let tagged = format!("{catalog_id}:latest");
+        // Its provider has no key: the instance model keeps the bare name.
+        let s = snapshot_with(&[("box", &[tagged.as_str()])], &|_| false);
+        assert_eq!(s.resolve(&catalog_id).map(|m| m.instance), Some("box"));
+        assert_eq!(names(&s), [format!("box-{tagged}"), tagged.clone()]);
     }
 
     #[test]
@@ -757,10 +909,14 @@ mod tests {
             "a=http://x,a=http://y",
             "-a=http://x",
             "a b=http://x",
+            "gpu=http://x,gpu-2=http://y",
+            "gpu-2=http://x,GPU=http://y",
         ] {
             assert!(parse_instances(bad).is_err(), "{bad}");
         }
         let provider = crate::catalog::PROVIDERS[0].name;
         assert!(parse_instances(&format!("{provider}=http://x")).is_err());
+        // A shared prefix without `-` right after it is fine.
+        assert!(parse_instances("gpu=http://x,gpu2=http://y,gp-u=http://z").is_ok());
     }
 }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use common::fake_upstream::FakeUpstream;
 use common::fixtures::{Exchange, load};
-use common::relay::{Relay, config, ndjson, sse_payloads};
+use common::relay::{Relay, config, first_model_of, ndjson, sse_payloads};
 use llm_relay::instances::{InstancesConfig, parse_instances};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -141,19 +141,11 @@ async fn discovery_lists_namespaced_and_bare_names_in_both_apis() {
     let listed = tags["models"].as_array().unwrap();
     let by_name = |n: &str| listed.iter().find(|m| m["name"] == n).cloned();
     let recorded = recorded_tags();
-    let mut shadowed = Vec::new();
     for rec in recorded["models"].as_array().unwrap() {
         let name = rec["name"].as_str().unwrap();
-        // A bare name the catalog already resolves stays the catalog's (the recorded listing has
-        // one: `deepseek-r1:latest`); the namespaced name always reaches the instance.
-        let mut exposed = vec![format!("myserver-{name}")];
-        if llm_relay::catalog::resolve(name).is_none() {
-            exposed.push(name.to_string());
-        } else {
-            assert!(by_name(name).is_none(), "{name} shadows a catalog model");
-            shadowed.push(name);
-        }
-        for exposed in exposed {
+        // No catalog provider is keyed here, so even `deepseek-r1:latest` (a catalog alias) is
+        // the instance's (see catalog_names_hide_instance_models_only_when_their_provider_is_keyed).
+        for exposed in [format!("myserver-{name}"), name.to_string()] {
             let m = by_name(&exposed).unwrap_or_else(|| panic!("{exposed} not listed"));
             assert_eq!(m["model"], exposed.as_str());
             // The instance's real metadata, not invented values.
@@ -163,7 +155,6 @@ async fn discovery_lists_namespaced_and_bare_names_in_both_apis() {
             assert_eq!(m["digest"].as_str().unwrap().len(), 64);
         }
     }
-    assert_eq!(shadowed, ["deepseek-r1:latest"]);
     let names = ollama_names(&relay).await;
     assert!(names.iter().all(|n| !n.contains(":latest:")), "{names:?}");
     // Catalog models are still listed first (none keyed here: none listed), nothing twice.
@@ -1094,4 +1085,125 @@ fn api_chat_request_snapshot() {
     };
     let body = llm_relay::upstream::ollama::encode_body("llama3.2:latest", &req).unwrap();
     insta::assert_json_snapshot!("api_chat_request", body);
+}
+
+/// A relay with the given catalog providers keyed, `DEFAULT_MODEL`, and instances.
+async fn relay_full(
+    enabled: &[(&str, String)],
+    default_model: Option<&str>,
+    instances: &str,
+) -> Relay {
+    let mut cfg = config(enabled);
+    cfg.default_model = default_model.map(str::to_string);
+    cfg.ollama = InstancesConfig {
+        instances: parse_instances(instances).unwrap(),
+        refresh: SLOW,
+    };
+    Relay::start_with(cfg).await
+}
+
+#[tokio::test]
+async fn instance_names_never_fall_back_to_default_model() {
+    // DEFAULT_MODEL is a keyed catalog model served by `cloud`: a fallback would reach it.
+    let cloud = FakeUpstream::start().await;
+    let default = first_model_of("openai");
+    let down = FakeUpstream::start().await; // never lists anything (404)
+    let a = fake_instance(None, None).await;
+    let b = fake_instance(None, None).await;
+    let relay = relay_full(
+        &[("openai", format!("{}/v1", cloud.uri()))],
+        Some(default),
+        &format!("late={},a={},b={}", down.uri(), a.uri(), b.uri()),
+    )
+    .await;
+    wait_listed(&relay, "a-llama3.2:latest", Duration::from_secs(10)).await;
+    wait_listed(&relay, "b-llama3.2:latest", Duration::from_secs(10)).await;
+    let msg = json!([{"role": "user", "content": "private"}]);
+    // (a) an instance that never answered; a model an instance does not have; (b) a bare name
+    // two instances list.
+    for name in ["late-llama3.2", "a-nope:1b", "LLAMA3.2", "llama3.2:latest"] {
+        let r = relay
+            .post(
+                "/api/chat",
+                &json!({"model": name, "messages": msg, "stream": false}),
+            )
+            .await;
+        assert_eq!(r.status(), 404, "{name}");
+        assert_eq!(
+            r.json::<Value>().await.unwrap(),
+            json!({"error": format!("model '{name}' not found")})
+        );
+        let r = relay
+            .post(
+                "/v1/chat/completions",
+                &json!({"model": name, "messages": msg}),
+            )
+            .await;
+        assert_eq!(r.status(), 404, "{name}");
+        let r = relay.post("/api/show", &json!({"model": name})).await;
+        assert_eq!(r.status(), 404, "{name}");
+    }
+    assert!(cloud.received().await.is_empty());
+    // Any other unknown name still takes DEFAULT_MODEL (the fallback is really configured).
+    let _ = relay
+        .post(
+            "/v1/chat/completions",
+            &json!({"model": "some-unknown-model", "messages": msg}),
+        )
+        .await;
+    assert_eq!(cloud.received().await.len(), 1);
+}
+
+#[tokio::test]
+async fn catalog_names_hide_instance_models_only_when_their_provider_is_keyed() {
+    // The recorded listing has `deepseek-r1:latest`, also a catalog alias.
+    let name = "deepseek-r1";
+    let provider = llm_relay::catalog::resolve(name)
+        .expect("deepseek-r1 is a catalog alias")
+        .info()
+        .provider
+        .name();
+    let msg = json!([{"role": "user", "content": "hi"}]);
+    let body = json!({"model": name, "messages": msg, "stream": false});
+
+    // No key for that provider: the bare name is the instance's, listed and resolved.
+    let box_ = fake_instance(None, Some("ollama/cloud_chat_nonstream_thinking.httprr")).await;
+    let relay = relay_with(&format!("box={}", box_.uri()), SLOW).await;
+    wait_listed(&relay, "deepseek-r1:latest", Duration::from_secs(10)).await;
+    let r = relay.post("/api/chat", &body).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        received_at(&box_, "/api/chat").await[0]["model"],
+        "deepseek-r1:latest"
+    );
+    let r = relay
+        .post(
+            "/v1/chat/completions",
+            &json!({"model": name, "messages": msg}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(received_at(&box_, "/api/chat").await.len(), 2);
+
+    // Keyed: the catalog wins the bare name; the namespaced one still reaches the instance.
+    let cloud = FakeUpstream::start().await;
+    let gpu = fake_instance(None, Some("ollama/cloud_chat_nonstream_thinking.httprr")).await;
+    let relay = relay_full(
+        &[(provider, cloud.uri())],
+        None,
+        &format!("gpu={}", gpu.uri()),
+    )
+    .await;
+    wait_listed(&relay, "gpu-deepseek-r1:latest", Duration::from_secs(10)).await;
+    let _ = relay.post("/api/chat", &body).await;
+    assert_eq!(cloud.received().await.len(), 1);
+    assert!(received_at(&gpu, "/api/chat").await.is_empty());
+    let r = relay
+        .post(
+            "/api/chat",
+            &json!({"model": "gpu-deepseek-r1", "messages": msg, "stream": false}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(received_at(&gpu, "/api/chat").await.len(), 1);
 }
