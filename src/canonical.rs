@@ -172,6 +172,12 @@ pub struct ChatRequest {
     pub parallel_tool_calls: Option<bool>,
     /// End-user identifier (OpenAI `user`).
     pub user: Option<String>,
+    /// Native Ollama request fields as the client sent them, for Ollama upstreams only: the raw
+    /// `options` object (`num_ctx`, `min_p`, `repeat_penalty`, `num_gpu`, ...; the mapped
+    /// fields above are also set from it) and `keep_alive` (duration string or seconds). Set by
+    /// the Ollama frontend; only the Ollama dialect writes it (top-level keys, `options` merged
+    /// under the canonical fields), every other dialect ignores it. `None` = nothing extra.
+    pub passthrough: Option<serde_json::Map<String, Value>>,
 }
 
 /// Why generation stopped.

@@ -304,6 +304,10 @@ async fn ollama_chat_reaches_api_chat_with_images_tools_format_options_think() {
         "description": "Get the current weather for a location.",
         "parameters": {"type": "object", "required": ["location"], "properties": {"location": {"type": "string"}}}}}]);
     let schema = json!({"type": "object", "properties": {"city": {"type": "string"}}});
+    // Mapped options and native-only ones (Open WebUI sends num_ctx): all reach the instance.
+    let options = json!({"temperature": 0.2, "top_p": 0.9, "top_k": 40, "num_predict": 64,
+        "stop": ["END"], "seed": 7, "num_ctx": 8192, "min_p": 0.05, "repeat_penalty": 1.1,
+        "repeat_last_n": 64, "num_gpu": 99, "mirostat": 0});
     let body = json!({
         "model": "myserver-llama3.2",
         "stream": false,
@@ -315,7 +319,8 @@ async fn ollama_chat_reaches_api_chat_with_images_tools_format_options_think() {
         ],
         "tools": tools,
         "format": schema,
-        "options": {"temperature": 0.2, "top_p": 0.9, "top_k": 40, "num_predict": 64, "stop": ["END"], "seed": 7},
+        "options": options,
+        "keep_alive": "10m",
         "think": true,
     });
     let r = relay.post("/api/chat", &body).await;
@@ -348,10 +353,8 @@ async fn ollama_chat_reaches_api_chat_with_images_tools_format_options_think() {
     assert_eq!(sent["think"], true);
     assert_eq!(sent["format"], schema);
     assert_eq!(sent["tools"], tools);
-    assert_eq!(
-        sent["options"],
-        json!({"temperature": 0.2, "top_p": 0.9, "top_k": 40, "num_predict": 64, "stop": ["END"], "seed": 7})
-    );
+    assert_eq!(sent["options"], options);
+    assert_eq!(sent["keep_alive"], "10m");
     let msgs = sent["messages"].as_array().unwrap();
     assert_eq!(
         msgs[0],
@@ -407,7 +410,8 @@ async fn ollama_chat_reaches_api_chat_with_images_tools_format_options_think() {
     let r = relay
         .post(
             "/api/generate",
-            &json!({"model": "llama3.2", "prompt": "Count from 1 to 5", "system": "terse"}),
+            &json!({"model": "llama3.2", "prompt": "Count from 1 to 5", "system": "terse",
+                    "options": {"num_ctx": 4096, "num_predict": -1}, "keep_alive": 0}),
         )
         .await;
     let lines = ndjson(&r.text().await.unwrap());
@@ -421,6 +425,8 @@ async fn ollama_chat_reaches_api_chat_with_images_tools_format_options_think() {
         sent["messages"],
         json!([{"role": "system", "content": "terse"}, {"role": "user", "content": "Count from 1 to 5"}])
     );
+    assert_eq!(sent["options"], json!({"num_ctx": 4096, "num_predict": -1}));
+    assert_eq!(sent["keep_alive"], 0);
 }
 
 #[tokio::test]

@@ -305,7 +305,9 @@ struct ChatWire {
     #[serde(default)]
     format: Option<Value>,
     #[serde(default)]
-    options: Option<Options>,
+    options: Option<Value>,
+    #[serde(default)]
+    keep_alive: Option<Value>,
     #[serde(default)]
     stream: Option<bool>,
     #[serde(default)]
@@ -326,15 +328,43 @@ struct GenerateWire {
     #[serde(default)]
     format: Option<Value>,
     #[serde(default)]
-    options: Option<Options>,
+    options: Option<Value>,
+    #[serde(default)]
+    keep_alive: Option<Value>,
     #[serde(default)]
     stream: Option<bool>,
     #[serde(default)]
     think: Option<Value>,
 }
 
-fn apply_options(req: &mut ChatRequest, o: Option<Options>) {
-    let Some(o) = o else { return };
+/// Map `options` onto the canonical fields and keep the raw object and `keep_alive` in
+/// `passthrough` (Ollama upstreams get every option, `num_ctx` included).
+///
+/// Errors: `options` that is not an object or has a mapped field of the wrong type.
+fn apply_native(
+    req: &mut ChatRequest,
+    options: Option<Value>,
+    keep_alive: Option<Value>,
+) -> Result<(), ApiError> {
+    let mut passthrough = Map::new();
+    match options {
+        None | Some(Value::Null) => {}
+        Some(raw @ Value::Object(_)) => {
+            let o: Options = serde_json::from_value(raw.clone())
+                .map_err(|e| ApiError::BadRequest(format!("invalid options: {e}")))?;
+            apply_options(req, o);
+            passthrough.insert("options".into(), raw);
+        }
+        Some(_) => return Err(ApiError::BadRequest("options must be an object".into())),
+    }
+    if let Some(k) = keep_alive.filter(|k| !k.is_null()) {
+        passthrough.insert("keep_alive".into(), k);
+    }
+    req.passthrough = (!passthrough.is_empty()).then_some(passthrough);
+    Ok(())
+}
+
+fn apply_options(req: &mut ChatRequest, o: Options) {
     req.temperature = o.temperature;
     req.top_p = o.top_p;
     req.top_k = o.top_k;
@@ -393,7 +423,7 @@ fn decode_chat(w: ChatWire) -> Result<ChatRequest, ApiError> {
         stream: w.stream.unwrap_or(true),
         ..ChatRequest::default()
     };
-    apply_options(&mut req, w.options);
+    apply_native(&mut req, w.options, w.keep_alive)?;
     req.response_format = decode_format(w.format)?;
     (req.reasoning_effort, req.think) = decode_think(w.think);
     for t in w.tools.unwrap_or_default() {
@@ -488,7 +518,7 @@ fn decode_generate(w: GenerateWire) -> Result<ChatRequest, ApiError> {
         stream: w.stream.unwrap_or(true),
         ..ChatRequest::default()
     };
-    apply_options(&mut req, w.options);
+    apply_native(&mut req, w.options, w.keep_alive)?;
     req.response_format = decode_format(w.format)?;
     (req.reasoning_effort, req.think) = decode_think(w.think);
     if let Some(s) = w.system.filter(|s| !s.is_empty()) {

@@ -6,7 +6,9 @@
 //! `images` as bare base64 (Ollama accepts no URLs and no MIME type); assistant tool calls carry
 //! their arguments as a JSON **object**; tool results carry `tool_name` (recovered from the call
 //! they answer) and `tool_call_id`; sampling goes into `options` (`num_predict` for the
-//! completion limit); `format` is `"json"` or a schema; `think` is a bool or a level.
+//! completion limit) over the client's own raw `options` and `keep_alive` when it spoke the
+//! Ollama API (`ChatRequest::passthrough`: `num_ctx`, `repeat_penalty`, ... reach the server);
+//! `format` is `"json"` or a schema; `think` is a bool or a level.
 //! `stream` is always sent (Ollama streams when it is omitted).
 //!
 //! Response: `message.content`/`thinking`/`tool_calls`, usage from `prompt_eval_count` and
@@ -129,7 +131,19 @@ pub fn encode_body(model: &str, req: &ChatRequest) -> Result<Value, ApiError> {
     if let Some(think) = think(req) {
         m.insert("think".into(), think);
     }
-    let options = encode_options(req);
+    // The client's own native fields (Ollama frontend): its raw `options` under the mapped
+    // canonical ones, and `keep_alive` etc. as they are.
+    let mut options = Map::new();
+    for (k, v) in req.passthrough.iter().flatten() {
+        match (k.as_str(), v) {
+            ("options", Value::Object(raw)) => options.clone_from(raw),
+            ("options", _) => {}
+            _ => {
+                m.entry(k.as_str()).or_insert_with(|| v.clone());
+            }
+        }
+    }
+    options.extend(encode_options(req));
     if !options.is_empty() {
         m.insert("options".into(), Value::Object(options));
     }
