@@ -332,6 +332,8 @@ async fn ollama_chat_reaches_api_chat_with_images_tools_format_options_think() {
     assert_eq!(v["done_reason"], "stop");
     assert_eq!(v["prompt_eval_count"], 145);
     assert_eq!(v["eval_count"], 44);
+    // The instance's own duration (this cloud model reports only the total), not ours.
+    assert_eq!(v["total_duration"], 603200867);
     let call = &v["message"]["tool_calls"][0];
     assert_eq!(call["id"], "call_mo1wm122");
     assert_eq!(call["function"]["name"], "getWeather");
@@ -398,6 +400,15 @@ async fn ollama_chat_reaches_api_chat_with_images_tools_format_options_think() {
     assert_eq!(last["done_reason"], "stop");
     assert_eq!(last["prompt_eval_count"], 16);
     assert_eq!(last["eval_count"], 22);
+    // Every duration the instance reported, as it reported it (ns).
+    for (k, ns) in [
+        ("total_duration", 171946792),
+        ("load_duration", 38473250),
+        ("prompt_eval_duration", 27608250),
+        ("eval_duration", 105611917),
+    ] {
+        assert_eq!(last[k], ns, "{k}");
+    }
     let sent = received_at(&fake, "/api/chat").await.remove(1);
     assert_eq!(
         sent,

@@ -551,20 +551,27 @@ impl Timing {
     /// token, evaluation from there to the end. Non-streamed answers cannot be split, so the
     /// whole upstream call counts as evaluation (`first_token` = when it was sent). Token counts
     /// are omitted when the upstream reported none, as Ollama omits empty metrics.
+    ///
+    /// An Ollama upstream's own durations (`Usage::timings`) replace the local measurement, each
+    /// one it reported: the client sees the server's real load and evaluation times.
     fn metrics(&self, v: &mut Value, usage: Option<&crate::canonical::Usage>) {
         let now = Instant::now();
         let first = self.first_token.unwrap_or(now);
         let ns = |d: std::time::Duration| d.as_nanos().clamp(1, i64::MAX as u128) as i64;
-        v["total_duration"] = ns(now - self.start).into();
-        v["load_duration"] = 0.into();
+        let reported = usage.and_then(|u| u.timings).unwrap_or_default();
+        let pick = |r: Option<u64>, local: i64| {
+            r.map_or(Value::from(local), |n| Value::from(n.min(i64::MAX as u64)))
+        };
+        v["total_duration"] = pick(reported.total_duration, ns(now - self.start));
+        v["load_duration"] = pick(reported.load_duration, 0);
         if let Some(u) = usage {
             v["prompt_eval_count"] = u.prompt_tokens.into();
         }
-        v["prompt_eval_duration"] = ns(first - self.start).into();
+        v["prompt_eval_duration"] = pick(reported.prompt_eval_duration, ns(first - self.start));
         if let Some(u) = usage {
             v["eval_count"] = u.completion_tokens.into();
         }
-        v["eval_duration"] = ns(now - first).into();
+        v["eval_duration"] = pick(reported.eval_duration, ns(now - first));
     }
 }
 

@@ -12,7 +12,7 @@
 //! `stream` is always sent (Ollama streams when it is omitted).
 //!
 //! Response: `message.content`/`thinking`/`tool_calls`, usage from `prompt_eval_count` and
-//! `eval_count` (tokens), `done_reason` `stop` (`tool_calls` when the answer has tool calls) or
+//! `eval_count` (tokens) with the server's durations (`Usage::timings`), `done_reason` `stop` (`tool_calls` when the answer has tool calls) or
 //! `length`. Streams are NDJSON, decoded in [`stream`].
 
 mod stream;
@@ -21,7 +21,7 @@ use serde_json::{Map, Value, json};
 
 use super::{ByteStream, Dialect, EventStream, UpstreamRequest};
 use crate::canonical::{
-    ChatRequest, ChatResponse, ContentPart, FinishReason, ResponseFormat, Role, ToolCall,
+    ChatRequest, ChatResponse, ContentPart, FinishReason, ResponseFormat, Role, Timings, ToolCall,
     ToolChoice, Usage,
 };
 use crate::catalog::ModelId;
@@ -304,16 +304,26 @@ fn finish_reason(done_reason: Option<&str>, called_tools: bool) -> FinishReason 
     }
 }
 
-/// Usage from the final object's `prompt_eval_count` / `eval_count` (tokens), when present.
+/// Usage from the final object's `prompt_eval_count` / `eval_count` (tokens) and its durations
+/// (`total_duration`, `load_duration`, `prompt_eval_duration`, `eval_duration`, ns), when present.
 fn decode_usage(v: &Value) -> Option<Usage> {
     let prompt = v.get("prompt_eval_count").and_then(Value::as_u64);
     let completion = v.get("eval_count").and_then(Value::as_u64);
-    if prompt.is_none() && completion.is_none() {
+    let ns = |k: &str| v.get(k).and_then(Value::as_u64);
+    let timings = Timings {
+        total_duration: ns("total_duration"),
+        load_duration: ns("load_duration"),
+        prompt_eval_duration: ns("prompt_eval_duration"),
+        eval_duration: ns("eval_duration"),
+    };
+    let timings = (timings != Timings::default()).then_some(timings);
+    if prompt.is_none() && completion.is_none() && timings.is_none() {
         return None;
     }
     Some(Usage {
         prompt_tokens: prompt.unwrap_or(0),
         completion_tokens: completion.unwrap_or(0),
+        timings,
         ..Usage::default()
     })
 }

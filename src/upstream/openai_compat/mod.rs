@@ -383,6 +383,7 @@ pub fn decode_usage(v: &Value) -> Usage {
             .unwrap_or(0),
         cache_write_tokens: u(v, "/prompt_tokens_details/cache_write_tokens").unwrap_or(0),
         reported_cost_usd: v.get("cost").and_then(Value::as_f64),
+        timings: None,
     }
 }
 
