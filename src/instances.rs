@@ -59,7 +59,12 @@ pub const ON_DEMAND_MIN_INTERVAL: Duration = Duration::from_secs(2);
 pub const DISCOVERY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Largest `/api/tags` body accepted: 8 MiB (a server with hundreds of models sends ~100 KB).
-const MAX_TAGS_BYTES: usize = 8 * 1024 * 1024;
+/// Enforced while reading.
+pub const MAX_TAGS_BYTES: usize = 8 * 1024 * 1024;
+
+/// Largest `/api/show` body accepted: 8 MiB (a model's answer, template and license included, is
+/// usually under 100 KB). Enforced while reading.
+pub const MAX_SHOW_BYTES: usize = 8 * 1024 * 1024;
 
 /// One configured Ollama server.
 #[derive(Debug, Clone)]
@@ -625,10 +630,12 @@ impl Instances {
 }
 
 /// `POST {base}/api/show` for `m`: the instance's own answer (template, parameters,
-/// `model_info`, `capabilities`) with `model_info` kept as is. When the instance cannot answer
-/// within [`DISCOVERY_TIMEOUT`], a minimal answer built from its `/api/tags` entry (details,
+/// `model_info`, `capabilities`) with `model_info` kept as is, or `None` when the instance answers
+/// 404 (the model is gone there: the caller answers "not found"). When the instance cannot
+/// answer within [`DISCOVERY_TIMEOUT`] (or answers another error, or more than
+/// [`MAX_SHOW_BYTES`]), a minimal answer built from its `/api/tags` entry (details,
 /// `modified_at`, capabilities `completion`).
-pub async fn show(client: &reqwest::Client, m: &InstanceModel) -> Value {
+pub async fn show(client: &reqwest::Client, m: &InstanceModel) -> Option<Value> {
     let answer = async {
         let resp = client
             .post(format!("{}/api/show", m.base_url))
@@ -637,14 +644,16 @@ pub async fn show(client: &reqwest::Client, m: &InstanceModel) -> Value {
             .send()
             .await
             .map_err(|e| describe(&e))?;
+        if resp.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
         if !resp.status().is_success() {
             return Err(format!("HTTP {}", resp.status().as_u16()));
         }
-        let v: Value = resp.json().await.map_err(|e| describe(&e))?;
-        if v.is_object() {
-            Ok(v)
-        } else {
-            Err("not a JSON object".to_string())
+        let body = read_limited(resp, MAX_SHOW_BYTES, "/api/show").await?;
+        match serde_json::from_slice::<Value>(&body) {
+            Ok(v) if v.is_object() => Ok(Some(v)),
+            _ => Err("not a JSON object".to_string()),
         }
     }
     .await;
@@ -652,7 +661,7 @@ pub async fn show(client: &reqwest::Client, m: &InstanceModel) -> Value {
         Ok(v) => v,
         Err(reason) => {
             tracing::warn!(instance = m.instance, model = %m.model, reason, "ollama instance /api/show failed; answering from its model list");
-            serde_json::json!({
+            Some(serde_json::json!({
                 "license": "",
                 "modelfile": format!("# Served by llm-relay from Ollama instance {}\nFROM {}\n", m.instance, m.model),
                 "parameters": "",
@@ -662,9 +671,32 @@ pub async fn show(client: &reqwest::Client, m: &InstanceModel) -> Value {
                 "model_info": {},
                 "capabilities": ["completion"],
                 "modified_at": m.entry.get("modified_at").cloned().unwrap_or_else(|| "".into()),
-            })
+            }))
         }
     }
+}
+
+/// The body of `resp`, read chunk by chunk and abandoned as soon as it passes `limit` bytes (a
+/// server cannot make us buffer more than that, with or without `content-length`).
+///
+/// Errors: too large (naming `what`), or the transport failed mid-body.
+async fn read_limited(
+    mut resp: reqwest::Response,
+    limit: usize,
+    what: &str,
+) -> Result<Vec<u8>, String> {
+    let too_large = || format!("{what} body larger than {limit} bytes");
+    if resp.content_length().is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| describe(&e))? {
+        if body.len() + chunk.len() > limit {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 /// `GET {base}/api/tags` -> the instance's models (WIRE.md §2.6 `ListModelResponse`).
@@ -684,10 +716,7 @@ async fn discover(
     if !status.is_success() {
         return Err(format!("GET /api/tags answered HTTP {}", status.as_u16()));
     }
-    let body = resp.bytes().await.map_err(|e| describe(&e))?;
-    if body.len() > MAX_TAGS_BYTES {
-        return Err(format!("/api/tags body larger than {MAX_TAGS_BYTES} bytes"));
-    }
+    let body = read_limited(resp, MAX_TAGS_BYTES, "/api/tags").await?;
     let v: Value =
         serde_json::from_slice(&body).map_err(|e| format!("/api/tags is not JSON: {e}"))?;
     let list = v
@@ -891,6 +920,50 @@ mod tests {
         let s = snapshot(&[("box", &[tagged.as_str()])]);
         assert!(s.resolve(&catalog_id).is_none());
         assert_eq!(names(&s), [format!("box-{tagged}")]);
+    }
+
+    #[tokio::test]
+    async fn an_endless_tags_body_is_cut_at_the_limit_while_reading() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let Ok(listener) = tokio::net::TcpListener::bind("127.0.0.1:0").await else {
+            return;
+        };
+        let addr = listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        tokio::spawn(async move {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                return;
+            };
+            let mut buf = [0u8; 4096];
+            let _ = sock.read(&mut buf).await;
+            let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
+                        transfer-encoding: chunked\r\n\r\n";
+            if sock.write_all(head.as_bytes()).await.is_err() {
+                return;
+            }
+            // `{"models":[` then spaces, forever (no content-length to check up front).
+            let chunk = " ".repeat(64 * 1024);
+            let first = "b\r\n{\"models\":[\r\n";
+            let _ = sock.write_all(first.as_bytes()).await;
+            let framed = format!("{:x}\r\n{chunk}\r\n", chunk.len());
+            while sock.write_all(framed.as_bytes()).await.is_ok() {}
+        });
+        let cfg = InstanceConfig {
+            name: "big",
+            base_url: format!("http://{addr}"),
+        };
+        let started = Instant::now();
+        let r = discover(&reqwest::Client::new(), &cfg).await;
+        let err = r.err().unwrap_or_default();
+        assert!(err.contains("larger than"), "{err}");
+        // Cut at the limit, not at the discovery timeout.
+        assert!(
+            started.elapsed() < DISCOVERY_TIMEOUT,
+            "{:?}",
+            started.elapsed()
+        );
     }
 
     #[test]

@@ -197,8 +197,12 @@ async fn discovery_lists_namespaced_and_bare_names_in_both_apis() {
     let r = relay.get("/v1/models/otherserver-llama3.2").await;
     assert_eq!(r.status(), 404);
 
-    // /api/show: the instance did not answer /api/show (fake has no such route): the relay
-    // answers from its listing.
+    // /api/show: the instance fails /api/show (500): the relay answers from its listing. (A 404
+    // there means the model is gone: show_of_a_model_the_instance_no_longer_has_is_a_404.)
+    wiremock::Mock::given(wiremock::matchers::path("/api/show"))
+        .respond_with(wiremock::ResponseTemplate::new(500))
+        .mount(&fake.server)
+        .await;
     let r = relay
         .post("/api/show", &json!({"model": "llama3.2:3b-nope"}))
         .await;
@@ -1223,4 +1227,26 @@ async fn catalog_names_hide_instance_models_only_when_their_provider_is_keyed() 
         .await;
     assert_eq!(r.status(), 200);
     assert_eq!(received_at(&gpu, "/api/chat").await.len(), 1);
+}
+
+#[tokio::test]
+async fn show_of_a_model_the_instance_no_longer_has_is_a_404() {
+    let fake = fake_instance(None, None).await;
+    wiremock::Mock::given(wiremock::matchers::path("/api/show"))
+        .respond_with(
+            wiremock::ResponseTemplate::new(404)
+                .set_body_json(json!({"error": "model 'llama3.2:latest' not found"})),
+        )
+        .mount(&fake.server)
+        .await;
+    let relay = relay_with(&format!("box={}", fake.uri()), SLOW).await;
+    wait_listed(&relay, "box-llama3.2:latest", Duration::from_secs(10)).await;
+    let r = relay
+        .post("/api/show", &json!({"model": "box-llama3.2"}))
+        .await;
+    assert_eq!(r.status(), 404);
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!({"error": "model 'box-llama3.2' not found"})
+    );
 }

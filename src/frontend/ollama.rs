@@ -170,7 +170,13 @@ async fn show(state: Data<&AppState>, body: Body) -> Response {
         // Same resolution as chat (DEFAULT_MODEL included): `ollama run` shows, then chats.
         let m = match relay::resolve_model(&state, &name)? {
             Target::Catalog(m) => m,
-            Target::Instance(im) => return Ok(crate::instances::show(&state.client, &im).await),
+            Target::Instance(im) => {
+                // The instance no longer has it: 404 as Ollama says it, and re-discover.
+                return crate::instances::show(&state.client, &im).await.ok_or_else(|| {
+                    state.instances.refresh_soon(&state.client);
+                    ApiError::ModelNotFound(name.clone())
+                });
+            }
         };
         let info = m.info();
         let arch = info.family;
