@@ -513,8 +513,9 @@ impl Instances {
         }) || self.snapshot.load().is_ambiguous(&lower)
     }
 
-    /// Discover every instance once, concurrently, and swap in the new snapshot. Skipped when
-    /// another discovery is running. Returns whether it ran.
+    /// Discover every instance once, concurrently, swapping in a new snapshot as each instance
+    /// answers (a slow or down instance, up to [`DISCOVERY_TIMEOUT`], never delays the models of
+    /// the others). Skipped when another discovery is running. Returns whether it ran.
     pub async fn refresh(&self, client: &reqwest::Client) -> bool {
         if self.is_empty()
             || self
@@ -525,59 +526,76 @@ impl Instances {
             return false;
         }
         let _guard = RefreshGuard(&self.refreshing);
-        let previous = self.snapshot.load_full();
-        let results = futures_util::future::join_all(
-            self.config.instances.iter().map(|i| discover(client, i)),
-        )
-        .await;
-        let mut statuses = Vec::with_capacity(results.len());
-        for (i, result) in self.config.instances.iter().zip(results) {
-            let before = previous.instances.iter().find(|s| s.name == i.name);
-            let was_reachable = before.is_some_and(|s| s.reachable);
-            let failures = before.map_or(0, |s| s.failures);
-            let status = match result {
-                Ok(models) => {
-                    if !was_reachable || before.is_some_and(|s| s.models.len() != models.len()) {
-                        tracing::info!(
-                            instance = i.name,
-                            url = %redact_url(&i.base_url),
-                            models = models.len(),
-                            "ollama instance discovered"
-                        );
-                    }
-                    InstanceStatus {
-                        name: i.name,
-                        models,
-                        reachable: true,
-                        failures: 0,
-                    }
-                }
-                Err(reason) => {
-                    // Warn on the first failure of a streak (also the very first discovery);
-                    // repeat failures of a down instance only at debug level.
-                    if failures == 0 {
-                        tracing::warn!(
-                            instance = i.name,
-                            url = %redact_url(&i.base_url),
-                            reason,
-                            "ollama instance discovery failed; keeping its last known models"
-                        );
-                    } else {
-                        tracing::debug!(instance = i.name, reason, "ollama instance still down");
-                    }
-                    InstanceStatus {
-                        name: i.name,
-                        models: before.map(|s| s.models.clone()).unwrap_or_default(),
-                        reachable: false,
-                        failures: failures.saturating_add(1),
-                    }
-                }
-            };
-            statuses.push(status);
+        let mut pending: futures_util::stream::FuturesUnordered<_> = self
+            .config
+            .instances
+            .iter()
+            .map(|i| async move { (i, discover(client, i).await) })
+            .collect();
+        while let Some((i, result)) = futures_util::StreamExt::next(&mut pending).await {
+            // Only one discovery runs at a time: nothing else writes the snapshot meanwhile.
+            let current = self.snapshot.load_full();
+            let before = current.instances.iter().find(|s| s.name == i.name);
+            let status = self.status_after(i, before, result);
+            let mut statuses = current.instances.clone();
+            match statuses.iter_mut().find(|s| s.name == i.name) {
+                Some(s) => *s = status,
+                None => statuses.push(status),
+            }
+            let snapshot = Snapshot::build(statuses, &|n| catalog_claims(&self.enabled, n));
+            self.snapshot.store(Arc::new(snapshot));
         }
-        let snapshot = Snapshot::build(statuses, &|n| catalog_claims(&self.enabled, n));
-        self.snapshot.store(Arc::new(snapshot));
         true
+    }
+
+    /// The status of instance `i` after a discovery `result`, given its status `before`; logs
+    /// what changed (discovered, first failure of an outage).
+    fn status_after(
+        &self,
+        i: &InstanceConfig,
+        before: Option<&InstanceStatus>,
+        result: Result<Vec<Arc<InstanceModel>>, String>,
+    ) -> InstanceStatus {
+        let was_reachable = before.is_some_and(|s| s.reachable);
+        let failures = before.map_or(0, |s| s.failures);
+        match result {
+            Ok(models) => {
+                if !was_reachable || before.is_some_and(|s| s.models.len() != models.len()) {
+                    tracing::info!(
+                        instance = i.name,
+                        url = %redact_url(&i.base_url),
+                        models = models.len(),
+                        "ollama instance discovered"
+                    );
+                }
+                InstanceStatus {
+                    name: i.name,
+                    models,
+                    reachable: true,
+                    failures: 0,
+                }
+            }
+            Err(reason) => {
+                // Warn on the first failure of a streak (also the very first discovery); repeat
+                // failures of a down instance only at debug level.
+                if failures == 0 {
+                    tracing::warn!(
+                        instance = i.name,
+                        url = %redact_url(&i.base_url),
+                        reason,
+                        "ollama instance discovery failed; keeping its last known models"
+                    );
+                } else {
+                    tracing::debug!(instance = i.name, reason, "ollama instance still down");
+                }
+                InstanceStatus {
+                    name: i.name,
+                    models: before.map(|s| s.models.clone()).unwrap_or_default(),
+                    reachable: false,
+                    failures: failures.saturating_add(1),
+                }
+            }
+        }
     }
 
     /// Start a discovery in the background unless one ran within [`ON_DEMAND_MIN_INTERVAL`] or is

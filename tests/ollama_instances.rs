@@ -102,6 +102,15 @@ async fn received_at(fake: &FakeUpstream, path: &str) -> Vec<Value> {
         .collect()
 }
 
+/// How many requests the fake received at `path`.
+async fn hits(fake: &FakeUpstream, path: &str) -> usize {
+    fake.received()
+        .await
+        .iter()
+        .filter(|r| r.url.path() == path)
+        .count()
+}
+
 /// Log lines written by `tracing_subscriber::fmt` in one test.
 #[derive(Clone, Default)]
 struct LogBuffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
@@ -381,7 +390,10 @@ async fn ollama_chat_reaches_api_chat_with_images_tools_format_options_think() {
     assert_eq!(msgs[3]["role"], "tool");
     assert_eq!(msgs[3]["tool_name"], "getWeather");
     assert_eq!(msgs[3]["content"], "{\"temp\": 21}");
-    assert_eq!(msgs[3]["tool_call_id"], sent_call["id"]);
+    // The client's call had no id: the relay gave it one, and the result answers that id.
+    let call_id = sent_call["id"].as_str().unwrap();
+    assert!(!call_id.is_empty());
+    assert_eq!(msgs[3]["tool_call_id"], call_id);
 
     // Streaming (the default): NDJSON passes through, usage from the final line.
     let r = relay
@@ -481,6 +493,11 @@ async fn openai_chat_is_translated_to_api_chat_and_back() {
         "The capital of France is **Paris**."
     );
     assert_eq!(v["choices"][0]["finish_reason"], "stop");
+    // The instance's thinking comes back as reasoning_content, whole.
+    let recorded = one("ollama/cloud_chat_nonstream_thinking.httprr").response_json();
+    let thinking = recorded["message"]["thinking"].as_str().unwrap();
+    assert!(!thinking.is_empty());
+    assert_eq!(v["choices"][0]["message"]["reasoning_content"], thinking);
     assert_eq!(v["usage"]["prompt_tokens"], 74);
     assert_eq!(v["usage"]["completion_tokens"], 40);
     assert_eq!(v["usage"]["total_tokens"], 114);
@@ -539,6 +556,25 @@ async fn openai_chat_is_translated_to_api_chat_and_back() {
             .collect();
     assert!(!recorded.is_empty());
     assert_eq!(text, recorded);
+    let reasoning: String = chunks
+        .iter()
+        .filter_map(|c| {
+            c.pointer("/choices/0/delta/reasoning_content")
+                .and_then(Value::as_str)
+        })
+        .collect();
+    let recorded_thinking: String =
+        String::from_utf8_lossy(&one("ollama/cloud_chat_stream_thinking.httprr").response_body)
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .filter_map(|l| {
+                serde_json::from_str::<Value>(l).unwrap()["message"]["thinking"]
+                    .as_str()
+                    .map(str::to_string)
+            })
+            .collect();
+    assert!(!recorded_thinking.is_empty());
+    assert_eq!(reasoning, recorded_thinking);
     assert!(
         chunks
             .iter()
@@ -1249,4 +1285,120 @@ async fn show_of_a_model_the_instance_no_longer_has_is_a_404() {
         r.json::<Value>().await.unwrap(),
         json!({"error": "model 'box-llama3.2' not found"})
     );
+}
+
+#[tokio::test]
+async fn a_slow_instance_does_not_delay_the_models_of_the_others() {
+    let slow = FakeUpstream::start().await;
+    wiremock::Mock::given(wiremock::matchers::path("/api/tags"))
+        .respond_with(
+            wiremock::ResponseTemplate::new(200)
+                .set_body_json(recorded_tags())
+                .set_delay(Duration::from_secs(4)),
+        )
+        .mount(&slow.server)
+        .await;
+    let fast = fake_instance(None, None).await;
+    let started = Instant::now();
+    let relay = relay_with(&format!("slow={},fast={}", slow.uri(), fast.uri()), SLOW).await;
+    wait_listed(&relay, "fast-llama3.2:latest", Duration::from_secs(10)).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "fast instance listed after {:?}",
+        started.elapsed()
+    );
+    assert!(
+        !ollama_names(&relay)
+            .await
+            .iter()
+            .any(|n| n.starts_with("slow-"))
+    );
+    // The slow one joins when it answers (within the discovery timeout).
+    wait_listed(&relay, "slow-llama3.2:latest", Duration::from_secs(10)).await;
+}
+
+#[tokio::test]
+async fn the_refresher_stops_when_the_server_future_is_dropped() {
+    let fake = fake_instance(None, None).await;
+    let mut cfg = config(&[]);
+    cfg.ollama = InstancesConfig {
+        instances: parse_instances(&format!("x={}", fake.uri())).unwrap(),
+        refresh: Duration::from_millis(100),
+    };
+    let state = llm_relay::relay::AppState::new(cfg).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    // Never shut down gracefully: the task running the server is aborted (its future dropped).
+    let server = tokio::spawn(llm_relay::server::run(
+        listener,
+        state,
+        std::future::pending::<()>(),
+    ));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while hits(&fake, "/api/tags").await < 2 {
+        assert!(Instant::now() < deadline, "no periodic discovery");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server.abort();
+    let _ = server.await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let after_drop = hits(&fake, "/api/tags").await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(hits(&fake, "/api/tags").await, after_drop);
+}
+
+#[tokio::test]
+async fn on_demand_refreshes_are_throttled_to_one_per_interval() {
+    let a = fake_instance(None, None).await;
+    let b = fake_instance(None, None).await;
+    let relay = relay_with(&format!("a={},b={}", a.uri(), b.uri()), SLOW).await;
+    wait_listed(&relay, "b-llama3.2:latest", Duration::from_secs(10)).await;
+    // Past the on-demand interval: the next listing may refresh once, no more.
+    tokio::time::sleep(llm_relay::instances::ON_DEMAND_MIN_INTERVAL + Duration::from_millis(200))
+        .await;
+    let before = (hits(&a, "/api/tags").await, hits(&b, "/api/tags").await);
+    let msg = json!([{"role": "user", "content": "x"}]);
+    for i in 0..10 {
+        let _ = relay.get("/api/tags").await;
+        let _ = relay.get("/v1/models").await;
+        let r = relay
+            .post(
+                "/api/chat",
+                &json!({"model": format!("unknown-{i}"), "messages": msg, "stream": false}),
+            )
+            .await;
+        assert_eq!(r.status(), 404);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = (hits(&a, "/api/tags").await, hits(&b, "/api/tags").await);
+    assert_eq!((after.0 - before.0, after.1 - before.1), (1, 1));
+}
+
+#[tokio::test]
+async fn an_instance_that_goes_down_keeps_its_last_known_models() {
+    let fake = fake_instance(None, None).await;
+    let relay = relay_with(&format!("box={}", fake.uri()), Duration::from_millis(200)).await;
+    wait_listed(&relay, "box-llama3.2:latest", Duration::from_secs(10)).await;
+    // The server goes away (every request now 404s, /api/tags included).
+    fake.server.reset().await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while hits(&fake, "/api/tags").await < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "no discovery attempts after the outage"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let names = ollama_names(&relay).await;
+    for n in ["box-llama3.2:latest", "llama3.2:latest", "box-gemma3:4b"] {
+        assert!(names.iter().any(|x| x == n), "{n} missing from {names:?}");
+    }
+    // Still resolved (the request reaches the instance, which now answers 404 itself).
+    let r = relay
+        .post(
+            "/api/chat",
+            &json!({"model": "box-llama3.2", "messages": [{"role": "user", "content": "x"}], "stream": false}),
+        )
+        .await;
+    assert_eq!(r.status(), 404);
+    assert_eq!(received_at(&fake, "/api/chat").await.len(), 1);
 }
