@@ -108,14 +108,14 @@ pub async fn run(
     // Ollama-instance discovery runs beside the server (never before it: startup does not wait).
     // Aborted on drop: also when this future is dropped before the shutdown completes.
     let _refresher = AbortOnDrop(state.instances.spawn_refresher(state.client.clone()));
-    let result = poem::Server::new_with_acceptor(acceptor)
+    // `_refresher` lives to the end of this function, after the server stopped.
+    poem::Server::new_with_acceptor(acceptor)
         .run_with_graceful_shutdown(
             app(state),
             shutdown,
             Some(std::time::Duration::from_secs(10)),
         )
-        .await;
-    result
+        .await
 }
 
 /// Aborts its task when dropped (the instance refresher lives exactly as long as [`run`]).
