@@ -174,6 +174,12 @@ pub struct ChatRequest {
     pub parallel_tool_calls: Option<bool>,
     /// End-user identifier (OpenAI `user`).
     pub user: Option<String>,
+    /// Native Ollama request fields as the client sent them, for Ollama upstreams only: the raw
+    /// `options` object (`num_ctx`, `min_p`, `repeat_penalty`, `num_gpu`, ...; the mapped
+    /// fields above are also set from it) and `keep_alive` (duration string or seconds). Set by
+    /// the Ollama frontend; only the Ollama dialect writes it (top-level keys, `options` merged
+    /// under the canonical fields), every other dialect ignores it. `None` = nothing extra.
+    pub passthrough: Option<serde_json::Map<String, Value>>,
 }
 
 /// Why generation stopped.
@@ -232,6 +238,23 @@ pub struct Usage {
     pub cache_write_tokens: u64,
     /// Cost the provider itself reported (OpenRouter `usage.cost`), USD.
     pub reported_cost_usd: Option<f64>,
+    /// Server-side timings an Ollama upstream reported (`None` for other upstreams).
+    pub timings: Option<Timings>,
+}
+
+/// Durations an Ollama server reports on its final object, nanoseconds; each `None` when the
+/// server left it out (Ollama's cloud models send only `total_duration`). The Ollama frontend
+/// reports these instead of its own measurement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Timings {
+    /// Whole request at the server (ns).
+    pub total_duration: Option<u64>,
+    /// Model loading (ns).
+    pub load_duration: Option<u64>,
+    /// Prompt evaluation (ns).
+    pub prompt_eval_duration: Option<u64>,
+    /// Generation (ns).
+    pub eval_duration: Option<u64>,
 }
 
 /// A complete (non-streamed) answer.

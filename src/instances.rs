@@ -12,19 +12,26 @@
 //! A failing instance is logged (URL without credentials) and keeps its last known models, so a
 //! server that restarts does not make its models flicker out of clients' model pickers.
 //!
-//! Does not own: the compiled catalog (always resolved first: a catalog name is never shadowed),
+//! Does not own: the compiled catalog (names of enabled providers resolve first, never shadowed),
 //! the `/api/chat` wire format (`upstream::ollama`), HTTP status handling (`upstream::client`).
 //!
 //! # Names (seed 002: "models are namespaced by instance, e.g. `myserver-llama3.2`")
 //! An instance `myserver` listing `llama3.2:latest` and `llama3.2:3b` exposes:
 //! - namespaced: `myserver-llama3.2:latest` (also `myserver-llama3.2`) and `myserver-llama3.2:3b`;
 //! - bare: `llama3.2:latest` (also `llama3.2`) and `llama3.2:3b`, only when unambiguous: no other
-//!   instance has that model and no catalog name resolves to it.
+//!   instance has that model, no namespaced spelling is the same text, and it is not the catalog
+//!   name of an *enabled* provider (one with its API key). A catalog name whose provider has no
+//!   key does not hide an instance model: `ollama run mistral` reaches the instance's
+//!   `mistral:latest`; with the key configured, `mistral` is the catalog's and
+//!   `<instance>-mistral` reaches the instance.
 //!
-//! Any spelling that would name two different models (two instances with the same model, or an
-//! instance `a` with model `b-x` against an instance `a-b` with model `x`) is neither listed nor
-//! resolved; the namespaced spellings stay. Lookups are case-insensitive. A tag is never doubled:
-//! `:latest` is added only to names without a tag, as Ollama does.
+//! Namespaced spellings always win over bare ones (instances `llava` and `gpu`, `gpu` listing
+//! `llava-llama3`: `llava-llama3` is `gpu`'s model only if `llava` has no model `llama3`).
+//! Instance names are never another instance's name followed by `-` (rejected at configuration),
+//! so two namespaced spellings never collide. A bare name several instances list resolves to none
+//! of them; such a name, and any name starting with a configured `<instance>-`, answers 404 and
+//! never falls back to `DEFAULT_MODEL` ([`Instances::claims`]). Lookups are case-insensitive. A
+//! tag is never doubled: `:latest` is added only to names without a tag, as Ollama does.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -52,7 +59,12 @@ pub const ON_DEMAND_MIN_INTERVAL: Duration = Duration::from_secs(2);
 pub const DISCOVERY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Largest `/api/tags` body accepted: 8 MiB (a server with hundreds of models sends ~100 KB).
-const MAX_TAGS_BYTES: usize = 8 * 1024 * 1024;
+/// Enforced while reading.
+pub const MAX_TAGS_BYTES: usize = 8 * 1024 * 1024;
+
+/// Largest `/api/show` body accepted: 8 MiB (a model's answer, template and license included, is
+/// usually under 100 KB). Enforced while reading.
+pub const MAX_SHOW_BYTES: usize = 8 * 1024 * 1024;
 
 /// One configured Ollama server.
 #[derive(Debug, Clone)]
@@ -111,7 +123,8 @@ impl InstancesConfig {
 /// Parse `name=url` pairs separated by commas (or newlines, for `_FILE` variants).
 ///
 /// Names: letters, digits, `.`, `_`, `-`, starting with a letter or digit, lower-cased, unique,
-/// and not the name of a catalog provider (their namespaced spellings would clash). URLs: http(s),
+/// not the name of a catalog provider (their namespaced spellings would clash), and never another
+/// name followed by `-` (`gpu` and `gpu-2` would both spell `gpu-2-x`). URLs: http(s),
 /// without query; a trailing `/` is dropped.
 ///
 /// Errors: the offending entry and what is expected.
@@ -152,6 +165,21 @@ pub fn parse_instances(list: &str) -> Result<Vec<InstanceConfig>, String> {
         if out.iter().any(|i| i.name == name) {
             return Err(bad("the name is used twice"));
         }
+        // `a` + model `b-x` and `a-b` + model `x` would both be `a-b-x`.
+        if let Some(other) = out.iter().find(|i| {
+            let (short, long) = if i.name.len() < name.len() {
+                (i.name, name.as_str())
+            } else {
+                (name.as_str(), i.name)
+            };
+            long.strip_prefix(short).is_some_and(|r| r.starts_with('-'))
+        }) {
+            return Err(bad(&format!(
+                "the name and {:?} would spell the same namespaced model names (one is the \
+                 other followed by '-'); choose names that are not",
+                other.name
+            )));
+        }
         let url = url.trim().trim_end_matches('/');
         match reqwest::Url::parse(url) {
             Ok(u) if matches!(u.scheme(), "http" | "https") && u.query().is_none() => {}
@@ -163,6 +191,11 @@ pub fn parse_instances(list: &str) -> Result<Vec<InstanceConfig>, String> {
         });
     }
     Ok(out)
+}
+
+/// Whether `spelling` is a catalog name (see `catalog::resolve`) of a provider in `enabled`.
+fn catalog_claims(enabled: &[crate::catalog::ProviderId], spelling: &str) -> bool {
+    crate::catalog::resolve(spelling).is_some_and(|m| enabled.contains(&m.info().provider))
 }
 
 /// `url` without user name and password, for logs.
@@ -280,34 +313,63 @@ pub struct Snapshot {
     pub instances: Vec<InstanceStatus>,
     /// Lower-case spelling -> model (unambiguous spellings only).
     by_name: HashMap<String, Arc<InstanceModel>>,
+    /// Lower-case spellings that mean several instance models (bare names on two instances).
+    ambiguous: std::collections::HashSet<String>,
     /// Listing order: per instance, per model, the namespaced then the bare name.
     listed: Vec<Listed>,
 }
 
 impl Snapshot {
     /// Build the name tables from per-instance model lists (see the module doc for the rules).
-    pub fn build(instances: Vec<InstanceStatus>) -> Snapshot {
-        // Every spelling with every model it could mean (pointer identity = same model).
-        let mut candidates: HashMap<String, Vec<Arc<InstanceModel>>> = HashMap::new();
-        let mut add = |spelling: String, m: &Arc<InstanceModel>| {
-            let v = candidates.entry(spelling.to_ascii_lowercase()).or_default();
+    /// `catalog_claims(spelling)` says whether a spelling is a catalog name of an enabled
+    /// provider (such names are never exposed for an instance model).
+    pub fn build(
+        instances: Vec<InstanceStatus>,
+        catalog_claims: &dyn Fn(&str) -> bool,
+    ) -> Snapshot {
+        // Every spelling with every model it could mean (pointer identity = same model), the
+        // namespaced and the bare ones apart: a namespaced spelling always wins over a bare one.
+        type Candidates = HashMap<String, Vec<Arc<InstanceModel>>>;
+        fn add(c: &mut Candidates, spelling: String, m: &Arc<InstanceModel>) {
+            let v = c.entry(spelling.to_ascii_lowercase()).or_default();
             if !v.iter().any(|x| Arc::ptr_eq(x, m)) {
                 v.push(Arc::clone(m));
             }
-        };
+        }
+        let mut namespaced = Candidates::new();
+        let mut bare = Candidates::new();
         for st in &instances {
             for m in &st.models {
                 for name in spellings(&m.model) {
-                    add(format!("{}-{name}", m.instance), m);
-                    add(name, m);
+                    add(&mut namespaced, format!("{}-{name}", m.instance), m);
+                    add(&mut bare, name, m);
                 }
             }
         }
-        let by_name: HashMap<String, Arc<InstanceModel>> = candidates
-            .into_iter()
-            .filter(|(spelling, _)| crate::catalog::resolve(spelling).is_none())
-            .filter_map(|(spelling, mut ms)| (ms.len() == 1).then(|| (spelling, ms.remove(0))))
-            .collect();
+        let mut ambiguous = std::collections::HashSet::new();
+        let mut by_name: HashMap<String, Arc<InstanceModel>> = HashMap::new();
+        for (spelling, mut ms) in bare {
+            if namespaced.contains_key(&spelling) || catalog_claims(&spelling) {
+                continue;
+            }
+            if ms.len() == 1 {
+                by_name.insert(spelling, ms.remove(0));
+            } else {
+                ambiguous.insert(spelling);
+            }
+        }
+        for (spelling, mut ms) in namespaced {
+            // Instance names are never `<other instance>-...` (parse_instances), so only a model
+            // listed twice in different letter case can make a namespaced spelling ambiguous.
+            if catalog_claims(&spelling) {
+                continue;
+            }
+            if ms.len() == 1 {
+                by_name.insert(spelling, ms.remove(0));
+            } else {
+                ambiguous.insert(spelling);
+            }
+        }
         let mut listed = Vec::new();
         for st in &instances {
             for m in &st.models {
@@ -325,8 +387,15 @@ impl Snapshot {
         Snapshot {
             instances,
             by_name,
+            ambiguous,
             listed,
         }
+    }
+
+    /// Whether `name` is a spelling that means several instance models (so it resolves to none
+    /// of them, and must not fall back to `DEFAULT_MODEL` either).
+    pub fn is_ambiguous(&self, name: &str) -> bool {
+        self.ambiguous.contains(&name.trim().to_ascii_lowercase())
     }
 
     /// The instance model `name` means, if exactly one (case-insensitive, `:latest` optional).
@@ -352,6 +421,8 @@ fn spellings(model: &str) -> Vec<String> {
 /// The configured instances and the current snapshot of their models.
 pub struct Instances {
     config: InstancesConfig,
+    /// Catalog providers with a key (or needing none): only their names shadow instance models.
+    enabled: Vec<crate::catalog::ProviderId>,
     snapshot: ArcSwap<Snapshot>,
     /// A discovery is running (periodic and on-demand ones never overlap).
     refreshing: AtomicBool,
@@ -378,8 +449,18 @@ impl Drop for RefreshGuard<'_> {
 }
 
 impl Instances {
-    /// No models yet: discovery fills them in ([`Instances::spawn_refresher`]).
-    pub fn new(config: InstancesConfig) -> Self {
+    /// No models yet: discovery fills them in ([`Instances::spawn_refresher`]). `enabled` says
+    /// which catalog providers can be used (`Config::is_enabled`): only their model names hide an
+    /// instance model's bare name.
+    pub fn new(
+        config: InstancesConfig,
+        enabled: impl Fn(crate::catalog::ProviderId) -> bool,
+    ) -> Self {
+        let enabled: Vec<crate::catalog::ProviderId> = crate::catalog::PROVIDERS
+            .iter()
+            .map(|p| p.id)
+            .filter(|id| enabled(*id))
+            .collect();
         let statuses = config
             .instances
             .iter()
@@ -390,9 +471,11 @@ impl Instances {
                 failures: 0,
             })
             .collect();
+        let snapshot = Snapshot::build(statuses, &|n| catalog_claims(&enabled, n));
         Instances {
             config,
-            snapshot: ArcSwap::from_pointee(Snapshot::build(statuses)),
+            enabled,
+            snapshot: ArcSwap::from_pointee(snapshot),
             refreshing: AtomicBool::new(false),
             last_on_demand_ms: AtomicU64::new(0),
             epoch: Instant::now(),
@@ -417,8 +500,22 @@ impl Instances {
         self.snapshot.load().resolve(name)
     }
 
-    /// Discover every instance once, concurrently, and swap in the new snapshot. Skipped when
-    /// another discovery is running. Returns whether it ran.
+    /// Whether `name` belongs to the instances without resolving: it starts with a configured
+    /// `<instance>-` (a model not discovered yet, or not there), or it is a bare name several
+    /// instances list. Such a name must answer "not found", never fall back to `DEFAULT_MODEL`
+    /// (that would send a prompt meant for a local server to another provider).
+    pub fn claims(&self, name: &str) -> bool {
+        let lower = name.trim().to_ascii_lowercase();
+        self.config.instances.iter().any(|i| {
+            lower
+                .strip_prefix(i.name)
+                .is_some_and(|rest| rest.starts_with('-'))
+        }) || self.snapshot.load().is_ambiguous(&lower)
+    }
+
+    /// Discover every instance once, concurrently, swapping in a new snapshot as each instance
+    /// answers (a slow or down instance, up to [`DISCOVERY_TIMEOUT`], never delays the models of
+    /// the others). Skipped when another discovery is running. Returns whether it ran.
     pub async fn refresh(&self, client: &reqwest::Client) -> bool {
         if self.is_empty()
             || self
@@ -429,58 +526,76 @@ impl Instances {
             return false;
         }
         let _guard = RefreshGuard(&self.refreshing);
-        let previous = self.snapshot.load_full();
-        let results = futures_util::future::join_all(
-            self.config.instances.iter().map(|i| discover(client, i)),
-        )
-        .await;
-        let mut statuses = Vec::with_capacity(results.len());
-        for (i, result) in self.config.instances.iter().zip(results) {
-            let before = previous.instances.iter().find(|s| s.name == i.name);
-            let was_reachable = before.is_some_and(|s| s.reachable);
-            let failures = before.map_or(0, |s| s.failures);
-            let status = match result {
-                Ok(models) => {
-                    if !was_reachable || before.is_some_and(|s| s.models.len() != models.len()) {
-                        tracing::info!(
-                            instance = i.name,
-                            url = %redact_url(&i.base_url),
-                            models = models.len(),
-                            "ollama instance discovered"
-                        );
-                    }
-                    InstanceStatus {
-                        name: i.name,
-                        models,
-                        reachable: true,
-                        failures: 0,
-                    }
-                }
-                Err(reason) => {
-                    // Warn on the first failure of a streak (also the very first discovery);
-                    // repeat failures of a down instance only at debug level.
-                    if failures == 0 {
-                        tracing::warn!(
-                            instance = i.name,
-                            url = %redact_url(&i.base_url),
-                            reason,
-                            "ollama instance discovery failed; keeping its last known models"
-                        );
-                    } else {
-                        tracing::debug!(instance = i.name, reason, "ollama instance still down");
-                    }
-                    InstanceStatus {
-                        name: i.name,
-                        models: before.map(|s| s.models.clone()).unwrap_or_default(),
-                        reachable: false,
-                        failures: failures.saturating_add(1),
-                    }
-                }
-            };
-            statuses.push(status);
+        let mut pending: futures_util::stream::FuturesUnordered<_> = self
+            .config
+            .instances
+            .iter()
+            .map(|i| async move { (i, discover(client, i).await) })
+            .collect();
+        while let Some((i, result)) = futures_util::StreamExt::next(&mut pending).await {
+            // Only one discovery runs at a time: nothing else writes the snapshot meanwhile.
+            let current = self.snapshot.load_full();
+            let before = current.instances.iter().find(|s| s.name == i.name);
+            let status = self.status_after(i, before, result);
+            let mut statuses = current.instances.clone();
+            match statuses.iter_mut().find(|s| s.name == i.name) {
+                Some(s) => *s = status,
+                None => statuses.push(status),
+            }
+            let snapshot = Snapshot::build(statuses, &|n| catalog_claims(&self.enabled, n));
+            self.snapshot.store(Arc::new(snapshot));
         }
-        self.snapshot.store(Arc::new(Snapshot::build(statuses)));
         true
+    }
+
+    /// The status of instance `i` after a discovery `result`, given its status `before`; logs
+    /// what changed (discovered, first failure of an outage).
+    fn status_after(
+        &self,
+        i: &InstanceConfig,
+        before: Option<&InstanceStatus>,
+        result: Result<Vec<Arc<InstanceModel>>, String>,
+    ) -> InstanceStatus {
+        let was_reachable = before.is_some_and(|s| s.reachable);
+        let failures = before.map_or(0, |s| s.failures);
+        match result {
+            Ok(models) => {
+                if !was_reachable || before.is_some_and(|s| s.models.len() != models.len()) {
+                    tracing::info!(
+                        instance = i.name,
+                        url = %redact_url(&i.base_url),
+                        models = models.len(),
+                        "ollama instance discovered"
+                    );
+                }
+                InstanceStatus {
+                    name: i.name,
+                    models,
+                    reachable: true,
+                    failures: 0,
+                }
+            }
+            Err(reason) => {
+                // Warn on the first failure of a streak (also the very first discovery); repeat
+                // failures of a down instance only at debug level.
+                if failures == 0 {
+                    tracing::warn!(
+                        instance = i.name,
+                        url = %redact_url(&i.base_url),
+                        reason,
+                        "ollama instance discovery failed; keeping its last known models"
+                    );
+                } else {
+                    tracing::debug!(instance = i.name, reason, "ollama instance still down");
+                }
+                InstanceStatus {
+                    name: i.name,
+                    models: before.map(|s| s.models.clone()).unwrap_or_default(),
+                    reachable: false,
+                    failures: failures.saturating_add(1),
+                }
+            }
+        }
     }
 
     /// Start a discovery in the background unless one ran within [`ON_DEMAND_MIN_INTERVAL`] or is
@@ -533,10 +648,12 @@ impl Instances {
 }
 
 /// `POST {base}/api/show` for `m`: the instance's own answer (template, parameters,
-/// `model_info`, `capabilities`) with `model_info` kept as is. When the instance cannot answer
-/// within [`DISCOVERY_TIMEOUT`], a minimal answer built from its `/api/tags` entry (details,
+/// `model_info`, `capabilities`) with `model_info` kept as is, or `None` when the instance answers
+/// 404 (the model is gone there: the caller answers "not found"). When the instance cannot
+/// answer within [`DISCOVERY_TIMEOUT`] (or answers another error, or more than
+/// [`MAX_SHOW_BYTES`]), a minimal answer built from its `/api/tags` entry (details,
 /// `modified_at`, capabilities `completion`).
-pub async fn show(client: &reqwest::Client, m: &InstanceModel) -> Value {
+pub async fn show(client: &reqwest::Client, m: &InstanceModel) -> Option<Value> {
     let answer = async {
         let resp = client
             .post(format!("{}/api/show", m.base_url))
@@ -545,14 +662,16 @@ pub async fn show(client: &reqwest::Client, m: &InstanceModel) -> Value {
             .send()
             .await
             .map_err(|e| describe(&e))?;
+        if resp.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
         if !resp.status().is_success() {
             return Err(format!("HTTP {}", resp.status().as_u16()));
         }
-        let v: Value = resp.json().await.map_err(|e| describe(&e))?;
-        if v.is_object() {
-            Ok(v)
-        } else {
-            Err("not a JSON object".to_string())
+        let body = read_limited(resp, MAX_SHOW_BYTES, "/api/show").await?;
+        match serde_json::from_slice::<Value>(&body) {
+            Ok(v) if v.is_object() => Ok(Some(v)),
+            _ => Err("not a JSON object".to_string()),
         }
     }
     .await;
@@ -560,7 +679,7 @@ pub async fn show(client: &reqwest::Client, m: &InstanceModel) -> Value {
         Ok(v) => v,
         Err(reason) => {
             tracing::warn!(instance = m.instance, model = %m.model, reason, "ollama instance /api/show failed; answering from its model list");
-            serde_json::json!({
+            Some(serde_json::json!({
                 "license": "",
                 "modelfile": format!("# Served by llm-relay from Ollama instance {}\nFROM {}\n", m.instance, m.model),
                 "parameters": "",
@@ -570,9 +689,32 @@ pub async fn show(client: &reqwest::Client, m: &InstanceModel) -> Value {
                 "model_info": {},
                 "capabilities": ["completion"],
                 "modified_at": m.entry.get("modified_at").cloned().unwrap_or_else(|| "".into()),
-            })
+            }))
         }
     }
+}
+
+/// The body of `resp`, read chunk by chunk and abandoned as soon as it passes `limit` bytes (a
+/// server cannot make us buffer more than that, with or without `content-length`).
+///
+/// Errors: too large (naming `what`), or the transport failed mid-body.
+async fn read_limited(
+    mut resp: reqwest::Response,
+    limit: usize,
+    what: &str,
+) -> Result<Vec<u8>, String> {
+    let too_large = || format!("{what} body larger than {limit} bytes");
+    if resp.content_length().is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| describe(&e))? {
+        if body.len() + chunk.len() > limit {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 /// `GET {base}/api/tags` -> the instance's models (WIRE.md §2.6 `ListModelResponse`).
@@ -592,10 +734,7 @@ async fn discover(
     if !status.is_success() {
         return Err(format!("GET /api/tags answered HTTP {}", status.as_u16()));
     }
-    let body = resp.bytes().await.map_err(|e| describe(&e))?;
-    if body.len() > MAX_TAGS_BYTES {
-        return Err(format!("/api/tags body larger than {MAX_TAGS_BYTES} bytes"));
-    }
+    let body = read_limited(resp, MAX_TAGS_BYTES, "/api/tags").await?;
     let v: Value =
         serde_json::from_slice(&body).map_err(|e| format!("/api/tags is not JSON: {e}"))?;
     let list = v
@@ -670,7 +809,15 @@ mod tests {
         })
     }
 
+    /// A snapshot where every catalog name counts (every provider enabled).
     fn snapshot(list: &[(&'static str, &[&str])]) -> Snapshot {
+        snapshot_with(list, &|n| crate::catalog::resolve(n).is_some())
+    }
+
+    fn snapshot_with(
+        list: &[(&'static str, &[&str])],
+        catalog_claims: &dyn Fn(&str) -> bool,
+    ) -> Snapshot {
         Snapshot::build(
             list.iter()
                 .map(|(inst, models)| InstanceStatus {
@@ -680,6 +827,7 @@ mod tests {
                     failures: 0,
                 })
                 .collect(),
+            catalog_claims,
         )
     }
 
@@ -722,11 +870,62 @@ mod tests {
         let s = snapshot(&[("a", &["llama3.2:latest"]), ("b", &["llama3.2:latest"])]);
         assert_eq!(names(&s), ["a-llama3.2:latest", "b-llama3.2:latest"]);
         assert!(s.resolve("llama3.2").is_none());
+        assert!(s.is_ambiguous("Llama3.2") && s.is_ambiguous("llama3.2:latest"));
+        assert!(!s.is_ambiguous("a-llama3.2"));
         assert_eq!(s.resolve("b-llama3.2").map(|m| m.instance), Some("b"));
-        // `a` + `b-x` and `a-b` + `x` both spell `a-b-x`.
+        // `a` + `b-x` and `a-b` + `x` both spell `a-b-x` (such instance names are rejected at
+        // configuration; the snapshot still never picks one).
         let s = snapshot(&[("a", &["b-x:latest"]), ("a-b", &["x:latest"])]);
         assert!(s.resolve("a-b-x").is_none());
         assert!(s.resolve("b-x").is_some() && s.resolve("x").is_some());
+    }
+
+    #[test]
+    fn namespaced_names_win_over_bare_ones() {
+        // `gpu` lists `llava-llama3`; `llava` lists `llama3`: `llava-llama3` is llava's model,
+        // gpu's stays reachable as `gpu-llava-llama3`.
+        let s = snapshot(&[
+            ("llava", &["llama3:latest"]),
+            ("gpu", &["llava-llama3:latest"]),
+        ]);
+        let at = |n: &str| s.resolve(n).map(|m| (m.instance, m.model.clone()));
+        assert_eq!(at("llava-llama3"), Some(("llava", "llama3:latest".into())));
+        assert_eq!(
+            at("llava-llama3:latest"),
+            Some(("llava", "llama3:latest".into()))
+        );
+        assert_eq!(
+            at("gpu-llava-llama3"),
+            Some(("gpu", "llava-llama3:latest".into()))
+        );
+        assert_eq!(at("llama3"), Some(("llava", "llama3:latest".into())));
+        assert_eq!(
+            names(&s),
+            [
+                "llava-llama3:latest",
+                "llama3:latest",
+                "gpu-llava-llama3:latest"
+            ]
+        );
+        // Without the clash the bare name reaches gpu.
+        let s = snapshot(&[
+            ("llava", &["phi3:latest"]),
+            ("gpu", &["llava-llama3:latest"]),
+        ]);
+        assert_eq!(s.resolve("llava-llama3").map(|m| m.instance), Some("gpu"));
+    }
+
+    #[test]
+    fn only_enabled_catalog_names_hide_bare_names() {
+        let catalog_id = crate::catalog::ModelId::all()
+            .next()
+            .map(|m| m.info().id.to_string())
+            .unwrap_or_default();
+        let tagged = format!("{catalog_id}:latest");
+        // Its provider has no key: the instance model keeps the bare name.
+        let s = snapshot_with(&[("box", &[tagged.as_str()])], &|_| false);
+        assert_eq!(s.resolve(&catalog_id).map(|m| m.instance), Some("box"));
+        assert_eq!(names(&s), [format!("box-{tagged}"), tagged.clone()]);
     }
 
     #[test]
@@ -739,6 +938,50 @@ mod tests {
         let s = snapshot(&[("box", &[tagged.as_str()])]);
         assert!(s.resolve(&catalog_id).is_none());
         assert_eq!(names(&s), [format!("box-{tagged}")]);
+    }
+
+    #[tokio::test]
+    async fn an_endless_tags_body_is_cut_at_the_limit_while_reading() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let Ok(listener) = tokio::net::TcpListener::bind("127.0.0.1:0").await else {
+            return;
+        };
+        let addr = listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        tokio::spawn(async move {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                return;
+            };
+            let mut buf = [0u8; 4096];
+            let _ = sock.read(&mut buf).await;
+            let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
+                        transfer-encoding: chunked\r\n\r\n";
+            if sock.write_all(head.as_bytes()).await.is_err() {
+                return;
+            }
+            // `{"models":[` then spaces, forever (no content-length to check up front).
+            let chunk = " ".repeat(64 * 1024);
+            let first = "b\r\n{\"models\":[\r\n";
+            let _ = sock.write_all(first.as_bytes()).await;
+            let framed = format!("{:x}\r\n{chunk}\r\n", chunk.len());
+            while sock.write_all(framed.as_bytes()).await.is_ok() {}
+        });
+        let cfg = InstanceConfig {
+            name: "big",
+            base_url: format!("http://{addr}"),
+        };
+        let started = Instant::now();
+        let r = discover(&reqwest::Client::new(), &cfg).await;
+        let err = r.err().unwrap_or_default();
+        assert!(err.contains("larger than"), "{err}");
+        // Cut at the limit, not at the discovery timeout.
+        assert!(
+            started.elapsed() < DISCOVERY_TIMEOUT,
+            "{:?}",
+            started.elapsed()
+        );
     }
 
     #[test]
@@ -757,10 +1000,14 @@ mod tests {
             "a=http://x,a=http://y",
             "-a=http://x",
             "a b=http://x",
+            "gpu=http://x,gpu-2=http://y",
+            "gpu-2=http://x,GPU=http://y",
         ] {
             assert!(parse_instances(bad).is_err(), "{bad}");
         }
         let provider = crate::catalog::PROVIDERS[0].name;
         assert!(parse_instances(&format!("{provider}=http://x")).is_err());
+        // A shared prefix without `-` right after it is fine.
+        assert!(parse_instances("gpu=http://x,gpu2=http://y,gp-u=http://z").is_ok());
     }
 }

@@ -38,7 +38,9 @@ impl AppState {
     /// Errors: the HTTP client cannot be built (TLS backend).
     pub fn new(config: Config) -> Result<Self, reqwest::Error> {
         let client = client::build(&config)?;
-        let instances = Arc::new(Instances::new(config.ollama.clone()));
+        let instances = Arc::new(Instances::new(config.ollama.clone(), |p| {
+            config.is_enabled(p)
+        }));
         Ok(AppState {
             config: Arc::new(config),
             client,
@@ -56,6 +58,9 @@ impl AppState {
 }
 
 /// What the upstream produced.
+// A reply is moved once, from `chat` to its frontend; boxing the complete answer would only add
+// an allocation per request (it outgrew the stream variant when `Usage` gained Ollama timings).
+#[allow(clippy::large_enum_variant)]
 pub enum Reply {
     /// A complete response (`stream: false`).
     Complete(ChatResponse),
@@ -63,19 +68,34 @@ pub enum Reply {
     Stream(EventStream),
 }
 
-/// Resolve a client model name: the catalog, then the models discovered on Ollama instances,
-/// then `DEFAULT_MODEL`. An unknown name also asks for a background re-discovery of the instances
+/// Resolve a client model name, in this order:
+/// 1. a catalog name of an enabled provider (one with its key);
+/// 2. a model discovered on an Ollama instance (see `crate::instances` for the names);
+/// 3. a catalog name of a provider without key (answered later with 503 "not configured");
+/// 4. a name the instances claim without resolving it (`<instance>-...` not discovered (yet), or
+///    a bare name several instances list): 404, never `DEFAULT_MODEL`, so a prompt meant for a
+///    local server never reaches another provider;
+/// 5. `DEFAULT_MODEL`, when set.
+///
+/// A name not found in 1-3 also asks for a background re-discovery of the instances
 /// (rate-limited; this request is not delayed), so a model just pulled there resolves soon after.
 ///
 /// Errors: `ModelNotFound` naming the client's model.
 pub fn resolve_model(state: &AppState, name: &str) -> Result<Target, ApiError> {
-    if let Some(m) = catalog::resolve(name) {
+    let catalog = catalog::resolve(name);
+    if let Some(m) = catalog.filter(|m| state.config.is_enabled(m.info().provider)) {
         return Ok(Target::Catalog(m));
     }
     if let Some(m) = state.instances.resolve(name) {
         return Ok(Target::Instance(m));
     }
+    if let Some(m) = catalog {
+        return Ok(Target::Catalog(m));
+    }
     state.instances.refresh_soon(&state.client);
+    if state.instances.claims(name) {
+        return Err(ApiError::ModelNotFound(name.to_string()));
+    }
     state
         .config
         .default_model

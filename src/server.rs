@@ -106,14 +106,23 @@ pub async fn run(
 ) -> io::Result<()> {
     let acceptor = NoDelayAcceptor::new(listener)?;
     // Ollama-instance discovery runs beside the server (never before it: startup does not wait).
-    let refresher = state.instances.spawn_refresher(state.client.clone());
-    let result = poem::Server::new_with_acceptor(acceptor)
+    // Aborted on drop: also when this future is dropped before the shutdown completes.
+    let _refresher = AbortOnDrop(state.instances.spawn_refresher(state.client.clone()));
+    // `_refresher` lives to the end of this function, after the server stopped.
+    poem::Server::new_with_acceptor(acceptor)
         .run_with_graceful_shutdown(
             app(state),
             shutdown,
             Some(std::time::Duration::from_secs(10)),
         )
-        .await;
-    refresher.abort();
-    result
+        .await
+}
+
+/// Aborts its task when dropped (the instance refresher lives exactly as long as [`run`]).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }

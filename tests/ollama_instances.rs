@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use common::fake_upstream::FakeUpstream;
 use common::fixtures::{Exchange, load};
-use common::relay::{Relay, config, ndjson, sse_payloads};
+use common::relay::{Relay, config, first_model_of, ndjson, sse_payloads};
 use llm_relay::instances::{InstancesConfig, parse_instances};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -102,6 +102,15 @@ async fn received_at(fake: &FakeUpstream, path: &str) -> Vec<Value> {
         .collect()
 }
 
+/// How many requests the fake received at `path`.
+async fn hits(fake: &FakeUpstream, path: &str) -> usize {
+    fake.received()
+        .await
+        .iter()
+        .filter(|r| r.url.path() == path)
+        .count()
+}
+
 /// Log lines written by `tracing_subscriber::fmt` in one test.
 #[derive(Clone, Default)]
 struct LogBuffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
@@ -141,19 +150,11 @@ async fn discovery_lists_namespaced_and_bare_names_in_both_apis() {
     let listed = tags["models"].as_array().unwrap();
     let by_name = |n: &str| listed.iter().find(|m| m["name"] == n).cloned();
     let recorded = recorded_tags();
-    let mut shadowed = Vec::new();
     for rec in recorded["models"].as_array().unwrap() {
         let name = rec["name"].as_str().unwrap();
-        // A bare name the catalog already resolves stays the catalog's (the recorded listing has
-        // one: `deepseek-r1:latest`); the namespaced name always reaches the instance.
-        let mut exposed = vec![format!("myserver-{name}")];
-        if llm_relay::catalog::resolve(name).is_none() {
-            exposed.push(name.to_string());
-        } else {
-            assert!(by_name(name).is_none(), "{name} shadows a catalog model");
-            shadowed.push(name);
-        }
-        for exposed in exposed {
+        // No catalog provider is keyed here, so even `deepseek-r1:latest` (a catalog alias) is
+        // the instance's (see catalog_names_hide_instance_models_only_when_their_provider_is_keyed).
+        for exposed in [format!("myserver-{name}"), name.to_string()] {
             let m = by_name(&exposed).unwrap_or_else(|| panic!("{exposed} not listed"));
             assert_eq!(m["model"], exposed.as_str());
             // The instance's real metadata, not invented values.
@@ -163,7 +164,6 @@ async fn discovery_lists_namespaced_and_bare_names_in_both_apis() {
             assert_eq!(m["digest"].as_str().unwrap().len(), 64);
         }
     }
-    assert_eq!(shadowed, ["deepseek-r1:latest"]);
     let names = ollama_names(&relay).await;
     assert!(names.iter().all(|n| !n.contains(":latest:")), "{names:?}");
     // Catalog models are still listed first (none keyed here: none listed), nothing twice.
@@ -206,8 +206,12 @@ async fn discovery_lists_namespaced_and_bare_names_in_both_apis() {
     let r = relay.get("/v1/models/otherserver-llama3.2").await;
     assert_eq!(r.status(), 404);
 
-    // /api/show: the instance did not answer /api/show (fake has no such route): the relay
-    // answers from its listing.
+    // /api/show: the instance fails /api/show (500): the relay answers from its listing. (A 404
+    // there means the model is gone: show_of_a_model_the_instance_no_longer_has_is_a_404.)
+    wiremock::Mock::given(wiremock::matchers::path("/api/show"))
+        .respond_with(wiremock::ResponseTemplate::new(500))
+        .mount(&fake.server)
+        .await;
     let r = relay
         .post("/api/show", &json!({"model": "llama3.2:3b-nope"}))
         .await;
@@ -313,6 +317,10 @@ async fn ollama_chat_reaches_api_chat_with_images_tools_format_options_think() {
         "description": "Get the current weather for a location.",
         "parameters": {"type": "object", "required": ["location"], "properties": {"location": {"type": "string"}}}}}]);
     let schema = json!({"type": "object", "properties": {"city": {"type": "string"}}});
+    // Mapped options and native-only ones (Open WebUI sends num_ctx): all reach the instance.
+    let options = json!({"temperature": 0.2, "top_p": 0.9, "top_k": 40, "num_predict": 64,
+        "stop": ["END"], "seed": 7, "num_ctx": 8192, "min_p": 0.05, "repeat_penalty": 1.1,
+        "repeat_last_n": 64, "num_gpu": 99, "mirostat": 0});
     let body = json!({
         "model": "myserver-llama3.2",
         "stream": false,
@@ -324,7 +332,8 @@ async fn ollama_chat_reaches_api_chat_with_images_tools_format_options_think() {
         ],
         "tools": tools,
         "format": schema,
-        "options": {"temperature": 0.2, "top_p": 0.9, "top_k": 40, "num_predict": 64, "stop": ["END"], "seed": 7},
+        "options": options,
+        "keep_alive": "10m",
         "think": true,
     });
     let r = relay.post("/api/chat", &body).await;
@@ -336,6 +345,8 @@ async fn ollama_chat_reaches_api_chat_with_images_tools_format_options_think() {
     assert_eq!(v["done_reason"], "stop");
     assert_eq!(v["prompt_eval_count"], 145);
     assert_eq!(v["eval_count"], 44);
+    // The instance's own duration (this cloud model reports only the total), not ours.
+    assert_eq!(v["total_duration"], 603200867);
     let call = &v["message"]["tool_calls"][0];
     assert_eq!(call["id"], "call_mo1wm122");
     assert_eq!(call["function"]["name"], "getWeather");
@@ -357,10 +368,8 @@ async fn ollama_chat_reaches_api_chat_with_images_tools_format_options_think() {
     assert_eq!(sent["think"], true);
     assert_eq!(sent["format"], schema);
     assert_eq!(sent["tools"], tools);
-    assert_eq!(
-        sent["options"],
-        json!({"temperature": 0.2, "top_p": 0.9, "top_k": 40, "num_predict": 64, "stop": ["END"], "seed": 7})
-    );
+    assert_eq!(sent["options"], options);
+    assert_eq!(sent["keep_alive"], "10m");
     let msgs = sent["messages"].as_array().unwrap();
     assert_eq!(
         msgs[0],
@@ -381,7 +390,10 @@ async fn ollama_chat_reaches_api_chat_with_images_tools_format_options_think() {
     assert_eq!(msgs[3]["role"], "tool");
     assert_eq!(msgs[3]["tool_name"], "getWeather");
     assert_eq!(msgs[3]["content"], "{\"temp\": 21}");
-    assert_eq!(msgs[3]["tool_call_id"], sent_call["id"]);
+    // The client's call had no id: the relay gave it one, and the result answers that id.
+    let call_id = sent_call["id"].as_str().unwrap();
+    assert!(!call_id.is_empty());
+    assert_eq!(msgs[3]["tool_call_id"], call_id);
 
     // Streaming (the default): NDJSON passes through, usage from the final line.
     let r = relay
@@ -404,6 +416,15 @@ async fn ollama_chat_reaches_api_chat_with_images_tools_format_options_think() {
     assert_eq!(last["done_reason"], "stop");
     assert_eq!(last["prompt_eval_count"], 16);
     assert_eq!(last["eval_count"], 22);
+    // Every duration the instance reported, as it reported it (ns).
+    for (k, ns) in [
+        ("total_duration", 171946792),
+        ("load_duration", 38473250),
+        ("prompt_eval_duration", 27608250),
+        ("eval_duration", 105611917),
+    ] {
+        assert_eq!(last[k], ns, "{k}");
+    }
     let sent = received_at(&fake, "/api/chat").await.remove(1);
     assert_eq!(
         sent,
@@ -416,7 +437,8 @@ async fn ollama_chat_reaches_api_chat_with_images_tools_format_options_think() {
     let r = relay
         .post(
             "/api/generate",
-            &json!({"model": "llama3.2", "prompt": "Count from 1 to 5", "system": "terse"}),
+            &json!({"model": "llama3.2", "prompt": "Count from 1 to 5", "system": "terse",
+                    "options": {"num_ctx": 4096, "num_predict": -1}, "keep_alive": 0}),
         )
         .await;
     let lines = ndjson(&r.text().await.unwrap());
@@ -430,6 +452,8 @@ async fn ollama_chat_reaches_api_chat_with_images_tools_format_options_think() {
         sent["messages"],
         json!([{"role": "system", "content": "terse"}, {"role": "user", "content": "Count from 1 to 5"}])
     );
+    assert_eq!(sent["options"], json!({"num_ctx": 4096, "num_predict": -1}));
+    assert_eq!(sent["keep_alive"], 0);
 }
 
 #[tokio::test]
@@ -469,6 +493,11 @@ async fn openai_chat_is_translated_to_api_chat_and_back() {
         "The capital of France is **Paris**."
     );
     assert_eq!(v["choices"][0]["finish_reason"], "stop");
+    // The instance's thinking comes back as reasoning_content, whole.
+    let recorded = one("ollama/cloud_chat_nonstream_thinking.httprr").response_json();
+    let thinking = recorded["message"]["thinking"].as_str().unwrap();
+    assert!(!thinking.is_empty());
+    assert_eq!(v["choices"][0]["message"]["reasoning_content"], thinking);
     assert_eq!(v["usage"]["prompt_tokens"], 74);
     assert_eq!(v["usage"]["completion_tokens"], 40);
     assert_eq!(v["usage"]["total_tokens"], 114);
@@ -527,6 +556,25 @@ async fn openai_chat_is_translated_to_api_chat_and_back() {
             .collect();
     assert!(!recorded.is_empty());
     assert_eq!(text, recorded);
+    let reasoning: String = chunks
+        .iter()
+        .filter_map(|c| {
+            c.pointer("/choices/0/delta/reasoning_content")
+                .and_then(Value::as_str)
+        })
+        .collect();
+    let recorded_thinking: String =
+        String::from_utf8_lossy(&one("ollama/cloud_chat_stream_thinking.httprr").response_body)
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .filter_map(|l| {
+                serde_json::from_str::<Value>(l).unwrap()["message"]["thinking"]
+                    .as_str()
+                    .map(str::to_string)
+            })
+            .collect();
+    assert!(!recorded_thinking.is_empty());
+    assert_eq!(reasoning, recorded_thinking);
     assert!(
         chunks
             .iter()
@@ -1094,4 +1142,263 @@ fn api_chat_request_snapshot() {
     };
     let body = llm_relay::upstream::ollama::encode_body("llama3.2:latest", &req).unwrap();
     insta::assert_json_snapshot!("api_chat_request", body);
+}
+
+/// A relay with the given catalog providers keyed, `DEFAULT_MODEL`, and instances.
+async fn relay_full(
+    enabled: &[(&str, String)],
+    default_model: Option<&str>,
+    instances: &str,
+) -> Relay {
+    let mut cfg = config(enabled);
+    cfg.default_model = default_model.map(str::to_string);
+    cfg.ollama = InstancesConfig {
+        instances: parse_instances(instances).unwrap(),
+        refresh: SLOW,
+    };
+    Relay::start_with(cfg).await
+}
+
+#[tokio::test]
+async fn instance_names_never_fall_back_to_default_model() {
+    // DEFAULT_MODEL is a keyed catalog model served by `cloud`: a fallback would reach it.
+    let cloud = FakeUpstream::start().await;
+    let default = first_model_of("openai");
+    let down = FakeUpstream::start().await; // never lists anything (404)
+    let a = fake_instance(None, None).await;
+    let b = fake_instance(None, None).await;
+    let relay = relay_full(
+        &[("openai", format!("{}/v1", cloud.uri()))],
+        Some(default),
+        &format!("late={},a={},b={}", down.uri(), a.uri(), b.uri()),
+    )
+    .await;
+    wait_listed(&relay, "a-llama3.2:latest", Duration::from_secs(10)).await;
+    wait_listed(&relay, "b-llama3.2:latest", Duration::from_secs(10)).await;
+    let msg = json!([{"role": "user", "content": "private"}]);
+    // (a) an instance that never answered; a model an instance does not have; (b) a bare name
+    // two instances list.
+    for name in ["late-llama3.2", "a-nope:1b", "LLAMA3.2", "llama3.2:latest"] {
+        let r = relay
+            .post(
+                "/api/chat",
+                &json!({"model": name, "messages": msg, "stream": false}),
+            )
+            .await;
+        assert_eq!(r.status(), 404, "{name}");
+        assert_eq!(
+            r.json::<Value>().await.unwrap(),
+            json!({"error": format!("model '{name}' not found")})
+        );
+        let r = relay
+            .post(
+                "/v1/chat/completions",
+                &json!({"model": name, "messages": msg}),
+            )
+            .await;
+        assert_eq!(r.status(), 404, "{name}");
+        let r = relay.post("/api/show", &json!({"model": name})).await;
+        assert_eq!(r.status(), 404, "{name}");
+    }
+    assert!(cloud.received().await.is_empty());
+    // Any other unknown name still takes DEFAULT_MODEL (the fallback is really configured).
+    let _ = relay
+        .post(
+            "/v1/chat/completions",
+            &json!({"model": "some-unknown-model", "messages": msg}),
+        )
+        .await;
+    assert_eq!(cloud.received().await.len(), 1);
+}
+
+#[tokio::test]
+async fn catalog_names_hide_instance_models_only_when_their_provider_is_keyed() {
+    // The recorded listing has `deepseek-r1:latest`, also a catalog alias.
+    let name = "deepseek-r1";
+    let provider = llm_relay::catalog::resolve(name)
+        .expect("deepseek-r1 is a catalog alias")
+        .info()
+        .provider
+        .name();
+    let msg = json!([{"role": "user", "content": "hi"}]);
+    let body = json!({"model": name, "messages": msg, "stream": false});
+
+    // No key for that provider: the bare name is the instance's, listed and resolved.
+    let box_ = fake_instance(None, Some("ollama/cloud_chat_nonstream_thinking.httprr")).await;
+    let relay = relay_with(&format!("box={}", box_.uri()), SLOW).await;
+    wait_listed(&relay, "deepseek-r1:latest", Duration::from_secs(10)).await;
+    let r = relay.post("/api/chat", &body).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        received_at(&box_, "/api/chat").await[0]["model"],
+        "deepseek-r1:latest"
+    );
+    let r = relay
+        .post(
+            "/v1/chat/completions",
+            &json!({"model": name, "messages": msg}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(received_at(&box_, "/api/chat").await.len(), 2);
+
+    // Keyed: the catalog wins the bare name; the namespaced one still reaches the instance.
+    let cloud = FakeUpstream::start().await;
+    let gpu = fake_instance(None, Some("ollama/cloud_chat_nonstream_thinking.httprr")).await;
+    let relay = relay_full(
+        &[(provider, cloud.uri())],
+        None,
+        &format!("gpu={}", gpu.uri()),
+    )
+    .await;
+    wait_listed(&relay, "gpu-deepseek-r1:latest", Duration::from_secs(10)).await;
+    let _ = relay.post("/api/chat", &body).await;
+    assert_eq!(cloud.received().await.len(), 1);
+    assert!(received_at(&gpu, "/api/chat").await.is_empty());
+    let r = relay
+        .post(
+            "/api/chat",
+            &json!({"model": "gpu-deepseek-r1", "messages": msg, "stream": false}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(received_at(&gpu, "/api/chat").await.len(), 1);
+}
+
+#[tokio::test]
+async fn show_of_a_model_the_instance_no_longer_has_is_a_404() {
+    let fake = fake_instance(None, None).await;
+    wiremock::Mock::given(wiremock::matchers::path("/api/show"))
+        .respond_with(
+            wiremock::ResponseTemplate::new(404)
+                .set_body_json(json!({"error": "model 'llama3.2:latest' not found"})),
+        )
+        .mount(&fake.server)
+        .await;
+    let relay = relay_with(&format!("box={}", fake.uri()), SLOW).await;
+    wait_listed(&relay, "box-llama3.2:latest", Duration::from_secs(10)).await;
+    let r = relay
+        .post("/api/show", &json!({"model": "box-llama3.2"}))
+        .await;
+    assert_eq!(r.status(), 404);
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!({"error": "model 'box-llama3.2' not found"})
+    );
+}
+
+#[tokio::test]
+async fn a_slow_instance_does_not_delay_the_models_of_the_others() {
+    let slow = FakeUpstream::start().await;
+    wiremock::Mock::given(wiremock::matchers::path("/api/tags"))
+        .respond_with(
+            wiremock::ResponseTemplate::new(200)
+                .set_body_json(recorded_tags())
+                .set_delay(Duration::from_secs(4)),
+        )
+        .mount(&slow.server)
+        .await;
+    let fast = fake_instance(None, None).await;
+    let started = Instant::now();
+    let relay = relay_with(&format!("slow={},fast={}", slow.uri(), fast.uri()), SLOW).await;
+    wait_listed(&relay, "fast-llama3.2:latest", Duration::from_secs(10)).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "fast instance listed after {:?}",
+        started.elapsed()
+    );
+    assert!(
+        !ollama_names(&relay)
+            .await
+            .iter()
+            .any(|n| n.starts_with("slow-"))
+    );
+    // The slow one joins when it answers (within the discovery timeout).
+    wait_listed(&relay, "slow-llama3.2:latest", Duration::from_secs(10)).await;
+}
+
+#[tokio::test]
+async fn the_refresher_stops_when_the_server_future_is_dropped() {
+    let fake = fake_instance(None, None).await;
+    let mut cfg = config(&[]);
+    cfg.ollama = InstancesConfig {
+        instances: parse_instances(&format!("x={}", fake.uri())).unwrap(),
+        refresh: Duration::from_millis(100),
+    };
+    let state = llm_relay::relay::AppState::new(cfg).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    // Never shut down gracefully: the task running the server is aborted (its future dropped).
+    let server = tokio::spawn(llm_relay::server::run(
+        listener,
+        state,
+        std::future::pending::<()>(),
+    ));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while hits(&fake, "/api/tags").await < 2 {
+        assert!(Instant::now() < deadline, "no periodic discovery");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server.abort();
+    let _ = server.await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let after_drop = hits(&fake, "/api/tags").await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(hits(&fake, "/api/tags").await, after_drop);
+}
+
+#[tokio::test]
+async fn on_demand_refreshes_are_throttled_to_one_per_interval() {
+    let a = fake_instance(None, None).await;
+    let b = fake_instance(None, None).await;
+    let relay = relay_with(&format!("a={},b={}", a.uri(), b.uri()), SLOW).await;
+    wait_listed(&relay, "b-llama3.2:latest", Duration::from_secs(10)).await;
+    // Past the on-demand interval: the next listing may refresh once, no more.
+    tokio::time::sleep(llm_relay::instances::ON_DEMAND_MIN_INTERVAL + Duration::from_millis(200))
+        .await;
+    let before = (hits(&a, "/api/tags").await, hits(&b, "/api/tags").await);
+    let msg = json!([{"role": "user", "content": "x"}]);
+    for i in 0..10 {
+        let _ = relay.get("/api/tags").await;
+        let _ = relay.get("/v1/models").await;
+        let r = relay
+            .post(
+                "/api/chat",
+                &json!({"model": format!("unknown-{i}"), "messages": msg, "stream": false}),
+            )
+            .await;
+        assert_eq!(r.status(), 404);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = (hits(&a, "/api/tags").await, hits(&b, "/api/tags").await);
+    assert_eq!((after.0 - before.0, after.1 - before.1), (1, 1));
+}
+
+#[tokio::test]
+async fn an_instance_that_goes_down_keeps_its_last_known_models() {
+    let fake = fake_instance(None, None).await;
+    let relay = relay_with(&format!("box={}", fake.uri()), Duration::from_millis(200)).await;
+    wait_listed(&relay, "box-llama3.2:latest", Duration::from_secs(10)).await;
+    // The server goes away (every request now 404s, /api/tags included).
+    fake.server.reset().await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while hits(&fake, "/api/tags").await < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "no discovery attempts after the outage"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let names = ollama_names(&relay).await;
+    for n in ["box-llama3.2:latest", "llama3.2:latest", "box-gemma3:4b"] {
+        assert!(names.iter().any(|x| x == n), "{n} missing from {names:?}");
+    }
+    // Still resolved (the request reaches the instance, which now answers 404 itself).
+    let r = relay
+        .post(
+            "/api/chat",
+            &json!({"model": "box-llama3.2", "messages": [{"role": "user", "content": "x"}], "stream": false}),
+        )
+        .await;
+    assert_eq!(r.status(), 404);
+    assert_eq!(received_at(&fake, "/api/chat").await.len(), 1);
 }

@@ -58,7 +58,7 @@ fn usage(u: &Value) -> Value {
 }
 
 /// What the Python tests must see of the Ollama instance: the names it exposes (rules in
-/// src/instances.rs: namespaced always, bare unless the catalog resolves it) and the recorded
+/// src/instances.rs: namespaced always, bare unless a keyed provider's catalog name) and the recorded
 /// answers.
 fn instance_expectations(tags: &Exchange, complete: &Exchange, stream: &Exchange) -> Value {
     let tags = tags.response_json();
@@ -66,7 +66,8 @@ fn instance_expectations(tags: &Exchange, complete: &Exchange, stream: &Exchange
     for m in tags["models"].as_array().unwrap() {
         let name = m["name"].as_str().unwrap();
         ollama_names.push(format!("{INSTANCE}-{name}"));
-        if llm_relay::catalog::resolve(name).is_none() {
+        // Only the keyed provider's catalog names hide a bare name (the relay keys only openai).
+        if llm_relay::catalog::resolve(name).is_none_or(|m| m.info().provider.name() != "openai") {
             ollama_names.push(name.to_string());
         }
     }
@@ -500,6 +501,17 @@ async fn openai_and_ollama_python_sdks_against_the_binary() {
         )
         .await;
     instance.replay(&inst_complete, "/api/chat").await;
+    // The instance's own /api/show (a real server answers it for every model it lists; a 404
+    // there would mean the model is gone).
+    let llama = tags.response_json()["models"][0].clone();
+    wiremock::Mock::given(wiremock::matchers::path("/api/show"))
+        .respond_with(wiremock::ResponseTemplate::new(200).set_body_json(json!({
+            "license": "", "modelfile": "FROM llama3.2", "parameters": "", "template": "{{ .Prompt }}",
+            "details": llama["details"], "model_info": {}, "capabilities": ["completion", "tools"],
+            "modified_at": llama["modified_at"],
+        })))
+        .mount(&instance.server)
+        .await;
 
     // One path, four fixtures: chosen by model, stream flag, image content; else the basic one.
     let upstream = FakeUpstream::start().await;

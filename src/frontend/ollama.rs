@@ -170,7 +170,13 @@ async fn show(state: Data<&AppState>, body: Body) -> Response {
         // Same resolution as chat (DEFAULT_MODEL included): `ollama run` shows, then chats.
         let m = match relay::resolve_model(&state, &name)? {
             Target::Catalog(m) => m,
-            Target::Instance(im) => return Ok(crate::instances::show(&state.client, &im).await),
+            Target::Instance(im) => {
+                // The instance no longer has it: 404 as Ollama says it, and re-discover.
+                return crate::instances::show(&state.client, &im).await.ok_or_else(|| {
+                    state.instances.refresh_soon(&state.client);
+                    ApiError::ModelNotFound(name.clone())
+                });
+            }
         };
         let info = m.info();
         let arch = info.family;
@@ -305,7 +311,9 @@ struct ChatWire {
     #[serde(default)]
     format: Option<Value>,
     #[serde(default)]
-    options: Option<Options>,
+    options: Option<Value>,
+    #[serde(default)]
+    keep_alive: Option<Value>,
     #[serde(default)]
     stream: Option<bool>,
     #[serde(default)]
@@ -326,15 +334,43 @@ struct GenerateWire {
     #[serde(default)]
     format: Option<Value>,
     #[serde(default)]
-    options: Option<Options>,
+    options: Option<Value>,
+    #[serde(default)]
+    keep_alive: Option<Value>,
     #[serde(default)]
     stream: Option<bool>,
     #[serde(default)]
     think: Option<Value>,
 }
 
-fn apply_options(req: &mut ChatRequest, o: Option<Options>) {
-    let Some(o) = o else { return };
+/// Map `options` onto the canonical fields and keep the raw object and `keep_alive` in
+/// `passthrough` (Ollama upstreams get every option, `num_ctx` included).
+///
+/// Errors: `options` that is not an object or has a mapped field of the wrong type.
+fn apply_native(
+    req: &mut ChatRequest,
+    options: Option<Value>,
+    keep_alive: Option<Value>,
+) -> Result<(), ApiError> {
+    let mut passthrough = Map::new();
+    match options {
+        None | Some(Value::Null) => {}
+        Some(raw @ Value::Object(_)) => {
+            let o: Options = serde_json::from_value(raw.clone())
+                .map_err(|e| ApiError::BadRequest(format!("invalid options: {e}")))?;
+            apply_options(req, o);
+            passthrough.insert("options".into(), raw);
+        }
+        Some(_) => return Err(ApiError::BadRequest("options must be an object".into())),
+    }
+    if let Some(k) = keep_alive.filter(|k| !k.is_null()) {
+        passthrough.insert("keep_alive".into(), k);
+    }
+    req.passthrough = (!passthrough.is_empty()).then_some(passthrough);
+    Ok(())
+}
+
+fn apply_options(req: &mut ChatRequest, o: Options) {
     req.temperature = o.temperature;
     req.top_p = o.top_p;
     req.top_k = o.top_k;
@@ -393,7 +429,7 @@ fn decode_chat(w: ChatWire) -> Result<ChatRequest, ApiError> {
         stream: w.stream.unwrap_or(true),
         ..ChatRequest::default()
     };
-    apply_options(&mut req, w.options);
+    apply_native(&mut req, w.options, w.keep_alive)?;
     req.response_format = decode_format(w.format)?;
     (req.reasoning_effort, req.think) = decode_think(w.think);
     for t in w.tools.unwrap_or_default() {
@@ -488,7 +524,7 @@ fn decode_generate(w: GenerateWire) -> Result<ChatRequest, ApiError> {
         stream: w.stream.unwrap_or(true),
         ..ChatRequest::default()
     };
-    apply_options(&mut req, w.options);
+    apply_native(&mut req, w.options, w.keep_alive)?;
     req.response_format = decode_format(w.format)?;
     (req.reasoning_effort, req.think) = decode_think(w.think);
     if let Some(s) = w.system.filter(|s| !s.is_empty()) {
@@ -521,20 +557,27 @@ impl Timing {
     /// token, evaluation from there to the end. Non-streamed answers cannot be split, so the
     /// whole upstream call counts as evaluation (`first_token` = when it was sent). Token counts
     /// are omitted when the upstream reported none, as Ollama omits empty metrics.
+    ///
+    /// An Ollama upstream's own durations (`Usage::timings`) replace the local measurement, each
+    /// one it reported: the client sees the server's real load and evaluation times.
     fn metrics(&self, v: &mut Value, usage: Option<&crate::canonical::Usage>) {
         let now = Instant::now();
         let first = self.first_token.unwrap_or(now);
         let ns = |d: std::time::Duration| d.as_nanos().clamp(1, i64::MAX as u128) as i64;
-        v["total_duration"] = ns(now - self.start).into();
-        v["load_duration"] = 0.into();
+        let reported = usage.and_then(|u| u.timings).unwrap_or_default();
+        let pick = |r: Option<u64>, local: i64| {
+            r.map_or(Value::from(local), |n| Value::from(n.min(i64::MAX as u64)))
+        };
+        v["total_duration"] = pick(reported.total_duration, ns(now - self.start));
+        v["load_duration"] = pick(reported.load_duration, 0);
         if let Some(u) = usage {
             v["prompt_eval_count"] = u.prompt_tokens.into();
         }
-        v["prompt_eval_duration"] = ns(first - self.start).into();
+        v["prompt_eval_duration"] = pick(reported.prompt_eval_duration, ns(first - self.start));
         if let Some(u) = usage {
             v["eval_count"] = u.completion_tokens.into();
         }
-        v["eval_duration"] = ns(now - first).into();
+        v["eval_duration"] = pick(reported.eval_duration, ns(now - first));
     }
 }
 

@@ -399,6 +399,7 @@ impl RawUsage {
             cache_read_tokens: cache_read,
             cache_write_tokens: cache_write,
             reported_cost_usd: None,
+            timings: None,
         }
     }
 }

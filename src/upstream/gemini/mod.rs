@@ -195,6 +195,7 @@ pub fn decode_usage(v: &Value) -> Usage {
         cache_read_tokens: n("cachedContentTokenCount"),
         cache_write_tokens: 0,
         reported_cost_usd: None,
+        timings: None,
     }
 }
 

@@ -6,11 +6,13 @@
 //! `images` as bare base64 (Ollama accepts no URLs and no MIME type); assistant tool calls carry
 //! their arguments as a JSON **object**; tool results carry `tool_name` (recovered from the call
 //! they answer) and `tool_call_id`; sampling goes into `options` (`num_predict` for the
-//! completion limit); `format` is `"json"` or a schema; `think` is a bool or a level.
+//! completion limit) over the client's own raw `options` and `keep_alive` when it spoke the
+//! Ollama API (`ChatRequest::passthrough`: `num_ctx`, `repeat_penalty`, ... reach the server);
+//! `format` is `"json"` or a schema; `think` is a bool or a level.
 //! `stream` is always sent (Ollama streams when it is omitted).
 //!
 //! Response: `message.content`/`thinking`/`tool_calls`, usage from `prompt_eval_count` and
-//! `eval_count` (tokens), `done_reason` `stop` (`tool_calls` when the answer has tool calls) or
+//! `eval_count` (tokens) with the server's durations (`Usage::timings`), `done_reason` `stop` (`tool_calls` when the answer has tool calls) or
 //! `length`. Streams are NDJSON, decoded in [`stream`].
 
 mod stream;
@@ -19,7 +21,7 @@ use serde_json::{Map, Value, json};
 
 use super::{ByteStream, Dialect, EventStream, UpstreamRequest};
 use crate::canonical::{
-    ChatRequest, ChatResponse, ContentPart, FinishReason, ResponseFormat, Role, ToolCall,
+    ChatRequest, ChatResponse, ContentPart, FinishReason, ResponseFormat, Role, Timings, ToolCall,
     ToolChoice, Usage,
 };
 use crate::catalog::ModelId;
@@ -129,7 +131,19 @@ pub fn encode_body(model: &str, req: &ChatRequest) -> Result<Value, ApiError> {
     if let Some(think) = think(req) {
         m.insert("think".into(), think);
     }
-    let options = encode_options(req);
+    // The client's own native fields (Ollama frontend): its raw `options` under the mapped
+    // canonical ones, and `keep_alive` etc. as they are.
+    let mut options = Map::new();
+    for (k, v) in req.passthrough.iter().flatten() {
+        match (k.as_str(), v) {
+            ("options", Value::Object(raw)) => options.clone_from(raw),
+            ("options", _) => {}
+            _ => {
+                m.entry(k.as_str()).or_insert_with(|| v.clone());
+            }
+        }
+    }
+    options.extend(encode_options(req));
     if !options.is_empty() {
         m.insert("options".into(), Value::Object(options));
     }
@@ -290,16 +304,26 @@ fn finish_reason(done_reason: Option<&str>, called_tools: bool) -> FinishReason 
     }
 }
 
-/// Usage from the final object's `prompt_eval_count` / `eval_count` (tokens), when present.
+/// Usage from the final object's `prompt_eval_count` / `eval_count` (tokens) and its durations
+/// (`total_duration`, `load_duration`, `prompt_eval_duration`, `eval_duration`, ns), when present.
 fn decode_usage(v: &Value) -> Option<Usage> {
     let prompt = v.get("prompt_eval_count").and_then(Value::as_u64);
     let completion = v.get("eval_count").and_then(Value::as_u64);
-    if prompt.is_none() && completion.is_none() {
+    let ns = |k: &str| v.get(k).and_then(Value::as_u64);
+    let timings = Timings {
+        total_duration: ns("total_duration"),
+        load_duration: ns("load_duration"),
+        prompt_eval_duration: ns("prompt_eval_duration"),
+        eval_duration: ns("eval_duration"),
+    };
+    let timings = (timings != Timings::default()).then_some(timings);
+    if prompt.is_none() && completion.is_none() && timings.is_none() {
         return None;
     }
     Some(Usage {
         prompt_tokens: prompt.unwrap_or(0),
         completion_tokens: completion.unwrap_or(0),
+        timings,
         ..Usage::default()
     })
 }

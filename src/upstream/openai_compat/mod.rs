@@ -397,6 +397,7 @@ pub fn decode_usage(v: &Value, quirks: &[UsageQuirk]) -> Usage {
             .unwrap_or(0),
         cache_write_tokens: u(v, "/prompt_tokens_details/cache_write_tokens").unwrap_or(0),
         reported_cost_usd: reported_cost(v),
+        timings: None,
     }
 }
 
