@@ -810,6 +810,78 @@ async fn reasoning_effort_becomes_a_thinking_budget() {
     );
 }
 
+/// Anthropic rejects extended thinking together with a `tool_choice` that forces tool use
+/// (`any` / `tool`): "Thinking may not be enabled when tool_choice forces tool use" (Anthropic
+/// extended-thinking docs, feature compatibility). The client's forced choice is kept and thinking
+/// is left off; `auto` and `none` keep thinking.
+#[tokio::test]
+async fn anthropic_forced_tool_choice_leaves_thinking_off() {
+    use llm_relay::catalog::Capability;
+    let m = ModelId::all()
+        .find(|m| m.provider().wire == WireFamily::Anthropic && m.info().has(Capability::Reasoning))
+        .unwrap();
+    let model = m.info().id;
+    let ex = load("anthropic/messages_basic.httprr").remove(0);
+    let (fake, relay) = serve(WireFamily::Anthropic, model, &ex).await;
+    let tools = json!([{"type": "function", "function": {"name": "f", "parameters":
+        {"type": "object", "properties": {"x": {"type": "string"}}}}}]);
+    for (choice, want_type, thinking) in [
+        (json!("required"), "any", false),
+        (
+            json!({"type": "function", "function": {"name": "f"}}),
+            "tool",
+            false,
+        ),
+        (json!("auto"), "auto", true),
+        (json!("none"), "none", true),
+    ] {
+        let resp = relay
+            .post(
+                "/v1/chat/completions",
+                &json!({"model": model, "reasoning_effort": "medium", "tools": tools,
+                    "tool_choice": choice, "messages": [{"role": "user", "content": "x"}]}),
+            )
+            .await;
+        assert_eq!(resp.status(), 200);
+        let body = fake.last_json().await;
+        assert_eq!(body["tool_choice"]["type"], want_type, "{body}");
+        assert_eq!(body.get("thinking").is_some(), thinking, "{choice}: {body}");
+    }
+}
+
+/// Anthropic rejects text blocks that are empty or whitespace only ("messages: text content
+/// blocks must contain non-whitespace text"): they are not sent, in any role, nor as a
+/// `tool_result`'s text.
+#[tokio::test]
+async fn anthropic_whitespace_only_text_is_not_sent() {
+    let ex = load("anthropic/messages_basic.httprr").remove(0);
+    let model = first_model_of(provider_of(WireFamily::Anthropic));
+    let (fake, relay) = serve(WireFamily::Anthropic, model, &ex).await;
+    let resp = relay
+        .post(
+            "/v1/chat/completions",
+            &json!({"model": model, "messages": [
+                {"role": "user", "content": [{"type": "text", "text": "hi"}, {"type": "text", "text": " \n"}]},
+                {"role": "assistant", "content": "\n\n", "tool_calls": [
+                    {"id": "toolu_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+                {"role": "tool", "tool_call_id": "toolu_1", "content": "  "},
+                {"role": "user", "content": "\t"},
+                {"role": "user", "content": "go on"}]}),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    let body = fake.last_json().await;
+    assert_eq!(
+        body["messages"],
+        json!([
+            {"role": "user", "content": [{"type": "text", "text": "hi"}]},
+            {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "f", "input": {}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1"},
+                                         {"type": "text", "text": "go on"}]}
+        ])
+    );
+}
+
 /// Image URLs: Anthropic reads them itself (`source.type: url`, recorded in
 /// anthropic/messages_image_url.yaml); Gemini does not, so the client gets a clear 400 instead of
 /// an upstream failure.

@@ -132,15 +132,21 @@ fn image_block(part: &ContentPart) -> Option<Value> {
     }
 }
 
-/// Content blocks of one canonical message (empty text blocks are rejected by the API, so
-/// they are skipped).
+/// Whether the API rejects `t` as a text block ("text content blocks must contain
+/// non-whitespace text"): empty or whitespace only.
+fn blank(t: &str) -> bool {
+    t.trim().is_empty()
+}
+
+/// Content blocks of one canonical message (empty or whitespace-only text blocks are rejected
+/// by the API, so they are skipped).
 fn blocks(msg: &Message) -> Vec<Value> {
     let mut out = Vec::new();
     match msg.role {
         Role::User | Role::Assistant => {
             for p in &msg.content {
                 match p {
-                    ContentPart::Text(t) if t.is_empty() => {}
+                    ContentPart::Text(t) if blank(t) => {}
                     ContentPart::Text(t) => out.push(json!({"type": "text", "text": t})),
                     other => out.extend(image_block(other)),
                 }
@@ -162,7 +168,7 @@ fn blocks(msg: &Message) -> Vec<Value> {
                     msg.content
                         .iter()
                         .filter_map(|p| match p {
-                            ContentPart::Text(t) if t.is_empty() => None,
+                            ContentPart::Text(t) if blank(t) => None,
                             ContentPart::Text(t) => Some(json!({"type": "text", "text": t})),
                             other => image_block(other),
                         })
@@ -171,9 +177,13 @@ fn blocks(msg: &Message) -> Vec<Value> {
             } else {
                 Value::String(msg.joined_text())
             };
-            out.push(json!({"type": "tool_result",
-                            "tool_use_id": tool_id(msg.tool_call_id.as_deref().unwrap_or_default()),
-                            "content": content}));
+            let mut result = json!({"type": "tool_result",
+                            "tool_use_id": tool_id(msg.tool_call_id.as_deref().unwrap_or_default())});
+            // `content` is optional: a blank result is sent without it.
+            if content.as_str().is_none_or(|t| !blank(t)) {
+                result["content"] = content;
+            }
+            out.push(result);
         }
     }
     out
@@ -245,9 +255,19 @@ pub fn encode_body(model: ModelId, req: &ChatRequest) -> Result<Value, ApiError>
         .rev()
         .find(|m| m.role == Role::Assistant)
         .is_some_and(|m| !m.tool_calls.is_empty());
+    // Nor with a `tool_choice` that forces tool use (`any` / `tool`): the API rejects thinking
+    // with it ("Thinking may not be enabled when tool_choice forces tool use"); the client's
+    // choice is kept.
+    let forces_tool = !req.tools.is_empty()
+        && !q.drops(Param::Tools)
+        && matches!(
+            req.tool_choice,
+            Some(ToolChoice::Required | ToolChoice::Function(_))
+        );
     let mut thinking = None;
     if info.has(Capability::Reasoning)
         && !in_tool_loop
+        && !forces_tool
         && let Some(mut budget) = req.reasoning_effort.as_deref().and_then(thinking_budget)
     {
         if budget >= max_tokens {
