@@ -248,7 +248,6 @@ async fn anthropic_request_is_translated_field_by_field() {
                     {"type": "text", "text": "And tomorrow?"}]}
             ],
             "temperature": 1.0,
-            "top_p": 0.9,
             "stop_sequences": ["END"],
             "metadata": {"user_id": "u-1"},
             "output_config": {"format": {"type": "json_schema", "schema":
@@ -880,6 +879,34 @@ async fn anthropic_whitespace_only_text_is_not_sent() {
                                          {"type": "text", "text": "go on"}]}
         ])
     );
+}
+
+/// Claude 4.5 models reject a request with both sampling controls ("`temperature` and `top_p`
+/// cannot both be specified for this model. Please use only one."; the Messages API reference
+/// says to alter one, not both): temperature is kept, `top_p` alone still goes through.
+#[tokio::test]
+async fn anthropic_temperature_and_top_p_are_not_both_sent() {
+    let ex = load("anthropic/messages_basic.httprr").remove(0);
+    let model = first_model_of(provider_of(WireFamily::Anthropic));
+    let (fake, relay) = serve(WireFamily::Anthropic, model, &ex).await;
+    for (sampling, temperature, top_p) in [
+        (
+            json!({"temperature": 0.2, "top_p": 0.4}),
+            json!(0.2),
+            Value::Null,
+        ),
+        (json!({"top_p": 0.4}), Value::Null, json!(0.4)),
+        (json!({"temperature": 0.2}), json!(0.2), Value::Null),
+    ] {
+        let mut req = json!({"model": model, "messages": [{"role": "user", "content": "x"}]});
+        for (k, v) in sampling.as_object().unwrap() {
+            req[k] = v.clone();
+        }
+        assert_eq!(relay.post("/v1/chat/completions", &req).await.status(), 200);
+        let body = fake.last_json().await;
+        assert_eq!(body["temperature"], temperature, "{sampling}: {body}");
+        assert_eq!(body["top_p"], top_p, "{sampling}: {body}");
+    }
 }
 
 /// Image URLs: Anthropic reads them itself (`source.type: url`, recorded in

@@ -322,7 +322,14 @@ pub fn encode_body(model: ModelId, req: &ChatRequest) -> Result<Value, ApiError>
             "temperature",
             req.temperature.map(|t| t.clamp(0.0, 1.0).into()),
         );
-        put(Param::TopP, "top_p", req.top_p.map(Value::from));
+        // Claude 4.5 models reject both together ("`temperature` and `top_p` cannot both be
+        // specified for this model"; the API reference: alter one, not both): temperature wins.
+        let temperature_sent = req.temperature.is_some() && !q.drops(Param::Temperature);
+        put(
+            Param::TopP,
+            "top_p",
+            req.top_p.filter(|_| !temperature_sent).map(Value::from),
+        );
         put(Param::TopK, "top_k", req.top_k.map(Value::from));
     }
     put(
