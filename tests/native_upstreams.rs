@@ -909,6 +909,29 @@ async fn anthropic_temperature_and_top_p_are_not_both_sent() {
     }
 }
 
+/// Anthropic rejects empty or whitespace-only stop sequences ("stop_sequences: each stop
+/// sequence must contain non-whitespace"), which OpenAI clients commonly send (`"\n"`): they are
+/// left out, the others kept.
+#[tokio::test]
+async fn anthropic_blank_stop_sequences_are_left_out() {
+    let ex = load("anthropic/messages_basic.httprr").remove(0);
+    let model = first_model_of(provider_of(WireFamily::Anthropic));
+    let (fake, relay) = serve(WireFamily::Anthropic, model, &ex).await;
+    for (stop, want) in [
+        (json!(["\n", "END", ""]), json!(["END"])),
+        (json!("\n\n"), Value::Null),
+    ] {
+        let resp = relay
+            .post(
+                "/v1/chat/completions",
+                &json!({"model": model, "stop": stop, "messages": [{"role": "user", "content": "x"}]}),
+            )
+            .await;
+        assert_eq!(resp.status(), 200);
+        assert_eq!(fake.last_json().await["stop_sequences"], want, "{stop}");
+    }
+}
+
 /// Image URLs: Anthropic reads them itself (`source.type: url`, recorded in
 /// anthropic/messages_image_url.yaml); Gemini does not, so the client gets a clear 400 instead of
 /// an upstream failure.

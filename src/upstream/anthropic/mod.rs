@@ -332,10 +332,13 @@ pub fn encode_body(model: ModelId, req: &ChatRequest) -> Result<Value, ApiError>
         );
         put(Param::TopK, "top_k", req.top_k.map(Value::from));
     }
+    // Blank stop sequences are rejected ("stop_sequences: each stop sequence must contain
+    // non-whitespace"); OpenAI clients often send "\n": left out.
+    let stop: Vec<&String> = req.stop.iter().filter(|s| !blank(s)).collect();
     put(
         Param::Stop,
         "stop_sequences",
-        (!req.stop.is_empty()).then(|| json!(req.stop)),
+        (!stop.is_empty()).then(|| json!(stop)),
     );
     put(
         Param::User,
