@@ -932,6 +932,61 @@ async fn anthropic_blank_stop_sequences_are_left_out() {
     }
 }
 
+/// Ollama `think: true` / `false` (no level) switches thinking on or off on the native dialects
+/// too: Anthropic gets a thinking budget (the `medium` one), Gemini `includeThoughts` (the model's
+/// own budget) or `thinkingBudget: 0`. Without `think` nothing is sent.
+#[tokio::test]
+async fn ollama_think_switch_reaches_native_dialects() {
+    use llm_relay::catalog::Capability;
+    let reasoning_model = |family: WireFamily| {
+        ModelId::all()
+            .find(|m| m.provider().wire == family && m.info().has(Capability::Reasoning))
+            .unwrap()
+            .info()
+            .id
+    };
+    let chat = |model: &str, think: Value| {
+        let mut v = json!({"model": model, "stream": false,
+                           "messages": [{"role": "user", "content": "x"}]});
+        if !think.is_null() {
+            v["think"] = think;
+        }
+        v
+    };
+    let model = reasoning_model(WireFamily::Anthropic);
+    let ex = load("anthropic/messages_thinking.yaml").remove(0);
+    let (fake, relay) = serve(WireFamily::Anthropic, model, &ex).await;
+    for (think, want) in [
+        (
+            json!(true),
+            json!({"type": "enabled", "budget_tokens": 4096}),
+        ),
+        (json!(false), Value::Null),
+        (Value::Null, Value::Null),
+    ] {
+        let resp = relay.post("/api/chat", &chat(model, think.clone())).await;
+        assert_eq!(resp.status(), 200);
+        assert_eq!(fake.last_json().await["thinking"], want, "think {think}");
+    }
+
+    let model = reasoning_model(WireFamily::Gemini);
+    let ex = load("gemini/generate_content_basic.yaml").remove(0);
+    let (fake, relay) = serve(WireFamily::Gemini, model, &ex).await;
+    for (think, want) in [
+        (json!(true), json!({"includeThoughts": true})),
+        (json!(false), json!({"thinkingBudget": 0})),
+        (Value::Null, Value::Null),
+    ] {
+        let resp = relay.post("/api/chat", &chat(model, think.clone())).await;
+        assert_eq!(resp.status(), 200);
+        assert_eq!(
+            fake.last_json().await["generationConfig"]["thinkingConfig"],
+            want,
+            "think {think}"
+        );
+    }
+}
+
 /// Image URLs: Anthropic reads them itself (`source.type: url`, recorded in
 /// anthropic/messages_image_url.yaml); Gemini does not, so the client gets a clear 400 instead of
 /// an upstream failure.

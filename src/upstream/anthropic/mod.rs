@@ -268,7 +268,12 @@ pub fn encode_body(model: ModelId, req: &ChatRequest) -> Result<Value, ApiError>
     if info.has(Capability::Reasoning)
         && !in_tool_loop
         && !forces_tool
-        && let Some(mut budget) = req.reasoning_effort.as_deref().and_then(thinking_budget)
+        && let Some(mut budget) = req
+            .reasoning_effort
+            .as_deref()
+            // Thinking switched on without a level (Ollama `think: true`): the medium budget.
+            .or(req.think.filter(|on| *on).map(|_| "medium"))
+            .and_then(thinking_budget)
     {
         if budget >= max_tokens {
             max_tokens = max_tokens.saturating_add(budget);
