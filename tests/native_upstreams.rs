@@ -987,6 +987,38 @@ async fn ollama_think_switch_reaches_native_dialects() {
     }
 }
 
+/// Anthropic's `input_schema` requires `"type": "object"` (InputSchema in the API spec); a client
+/// declaring a no-argument tool with `parameters: {}` still gets a valid tool.
+#[tokio::test]
+async fn anthropic_input_schema_always_has_an_object_type() {
+    let ex = load("anthropic/messages_basic.httprr").remove(0);
+    let model = first_model_of(provider_of(WireFamily::Anthropic));
+    let (fake, relay) = serve(WireFamily::Anthropic, model, &ex).await;
+    let resp = relay
+        .post(
+            "/v1/chat/completions",
+            &json!({"model": model, "messages": [{"role": "user", "content": "x"}], "tools": [
+                {"type": "function", "function": {"name": "a", "parameters": {}}},
+                {"type": "function", "function": {"name": "b", "parameters": {"properties": {"x": {"type": "string"}}}}},
+                {"type": "function", "function": {"name": "c"}}]}),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    let body = fake.last_json().await;
+    let schemas: Vec<&Value> = body["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| &t["input_schema"])
+        .collect();
+    assert_eq!(schemas[0], &json!({"type": "object"}));
+    assert_eq!(
+        schemas[1],
+        &json!({"type": "object", "properties": {"x": {"type": "string"}}})
+    );
+    assert_eq!(schemas[2]["type"], "object");
+}
+
 /// Image URLs: Anthropic reads them itself (`source.type: url`, recorded in
 /// anthropic/messages_image_url.yaml); Gemini does not, so the client gets a clear 400 instead of
 /// an upstream failure.

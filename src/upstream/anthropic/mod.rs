@@ -120,6 +120,20 @@ fn tool_input(arguments: &str) -> Value {
     }
 }
 
+/// A tool's `input_schema`: the API requires `"type": "object"` (InputSchema), which clients
+/// declaring a tool without arguments often leave out (`parameters: {}`).
+fn input_schema(parameters: &Value) -> Value {
+    match parameters {
+        Value::Object(o) if o.contains_key("type") => parameters.clone(),
+        Value::Object(o) => {
+            let mut o = o.clone();
+            o.insert("type".into(), "object".into());
+            Value::Object(o)
+        }
+        _ => json!({"type": "object"}),
+    }
+}
+
 fn image_block(part: &ContentPart) -> Option<Value> {
     match part {
         ContentPart::Image { media_type, data } => Some(
@@ -369,7 +383,7 @@ pub fn encode_body(model: ModelId, req: &ChatRequest) -> Result<Value, ApiError>
             .tools
             .iter()
             .map(|t| {
-                let mut v = json!({"name": t.name, "input_schema": t.parameters});
+                let mut v = json!({"name": t.name, "input_schema": input_schema(&t.parameters)});
                 if let Some(d) = &t.description {
                     v["description"] = d.clone().into();
                 }
