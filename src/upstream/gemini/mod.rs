@@ -539,13 +539,13 @@ pub fn encode_body(model: ModelId, req: &ChatRequest) -> Result<Value, ApiError>
         let cfg = match req.reasoning_effort.as_deref().and_then(thinking_budget) {
             Some(0) => Some(json!({"thinkingBudget": 0})),
             Some(budget) => Some(json!({"thinkingBudget": budget, "includeThoughts": true})),
-            // Switched on or off without a level (Ollama `think`): the model's own budget with
-            // its thoughts returned, or none.
-            None if req.reasoning_effort.is_none() => match req.think {
-                Some(true) => Some(json!({"includeThoughts": true})),
-                Some(false) => Some(json!({"thinkingBudget": 0})),
-                None => None,
-            },
+            // Switched on without a level (Ollama `think: true`): the model's own budget, with
+            // its thoughts returned. `think: false` sends nothing: thinking cannot be switched off
+            // on the Pro models (a budget of 0 is rejected there), and thoughts are not returned
+            // unless asked for.
+            None if req.reasoning_effort.is_none() && req.think == Some(true) => {
+                Some(json!({"includeThoughts": true}))
+            }
             None => None,
         };
         if let Some(cfg) = cfg {
