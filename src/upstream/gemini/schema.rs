@@ -17,7 +17,8 @@
 //! `propertyNames`, `patternProperties`, `examples`, ...) is dropped, never passed through.
 //! `properties`/`required` are sent only on an `OBJECT` and never empty: Gemini rejects both
 //! ("properties: only allowed for OBJECT type", "properties: should be non-empty for OBJECT
-//! type").
+//! type"). An `ARRAY` always has `items` ("items: missing field"): a tuple's `prefixItems`
+//! types, else `{}`.
 
 use serde_json::{Map, Value, json};
 
@@ -258,6 +259,28 @@ fn convert_at(schema: &Value, ctx: &mut Ctx<'_>, depth: usize) -> Value {
 
     if let Some(items) = obj.get("items") {
         out.insert("items".into(), convert_at(items, ctx, depth + 1));
+    } else if out.get("type").and_then(Value::as_str) == Some("ARRAY") && !out.contains_key("items")
+    {
+        // Gemini requires `items` on every ARRAY ("items: missing field"). A tuple
+        // (`prefixItems`) gives its element types; otherwise any element (`{}`).
+        let mut kinds: Vec<Value> = Vec::new();
+        for p in obj
+            .get("prefixItems")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let k = convert_at(p, ctx, depth + 1);
+            if !kinds.contains(&k) {
+                kinds.push(k);
+            }
+        }
+        let items = match kinds.len() {
+            0 => json!({}),
+            1 => kinds.remove(0),
+            _ => json!({ "anyOf": kinds }),
+        };
+        out.insert("items".into(), items);
     }
     if let Some(props) = obj.get("properties").and_then(Value::as_object) {
         let converted: Map<String, Value> = props
@@ -395,6 +418,34 @@ mod tests {
                 "data": {"type": "string", "properties": {"x": {"type": "string"}}, "required": ["x"]}}})),
             json!({"type": "OBJECT", "properties": {"go_back": {"type": "OBJECT"},
                    "data": {"type": "STRING"}}})
+        );
+    }
+
+    #[test]
+    fn arrays_always_have_items() {
+        // Gemini: "items: missing field" (INVALID_ARGUMENT) for an ARRAY without `items`.
+        assert_eq!(
+            convert(&json!({"type": "array", "items": {"type": "array"}})),
+            json!({"type": "ARRAY", "items": {"type": "ARRAY", "items": {}}})
+        );
+        // A tuple (`prefixItems`, as pydantic and zod emit) keeps its element types.
+        assert_eq!(
+            convert(&json!({"type": "array", "minItems": 2, "maxItems": 2,
+                "prefixItems": [{"type": "integer"}, {"type": "integer"}]})),
+            json!({"type": "ARRAY", "minItems": 2, "maxItems": 2, "items": {"type": "INTEGER"}})
+        );
+        assert_eq!(
+            convert(
+                &json!({"type": "array", "prefixItems": [{"type": "integer"}, {"type": "string"}]})
+            ),
+            json!({"type": "ARRAY", "items": {"anyOf": [{"type": "INTEGER"}, {"type": "STRING"}]}})
+        );
+        // Items from a merged `anyOf` branch are kept.
+        assert_eq!(
+            convert(
+                &json!({"anyOf": [{"type": "array", "items": {"type": "string"}}, {"type": "null"}]})
+            ),
+            json!({"type": "ARRAY", "items": {"type": "STRING"}, "nullable": true})
         );
     }
 
