@@ -248,7 +248,6 @@ async fn anthropic_request_is_translated_field_by_field() {
                     {"type": "text", "text": "And tomorrow?"}]}
             ],
             "temperature": 1.0,
-            "top_p": 0.9,
             "stop_sequences": ["END"],
             "metadata": {"user_id": "u-1"},
             "output_config": {"format": {"type": "json_schema", "schema":
@@ -808,6 +807,217 @@ async fn reasoning_effort_becomes_a_thinking_budget() {
         fake.last_json().await["generationConfig"]["thinkingConfig"],
         json!({"thinkingBudget": 0})
     );
+}
+
+/// Anthropic rejects extended thinking together with a `tool_choice` that forces tool use
+/// (`any` / `tool`): "Thinking may not be enabled when tool_choice forces tool use" (Anthropic
+/// extended-thinking docs, feature compatibility). The client's forced choice is kept and thinking
+/// is left off; `auto` and `none` keep thinking.
+#[tokio::test]
+async fn anthropic_forced_tool_choice_leaves_thinking_off() {
+    use llm_relay::catalog::Capability;
+    let m = ModelId::all()
+        .find(|m| m.provider().wire == WireFamily::Anthropic && m.info().has(Capability::Reasoning))
+        .unwrap();
+    let model = m.info().id;
+    let ex = load("anthropic/messages_basic.httprr").remove(0);
+    let (fake, relay) = serve(WireFamily::Anthropic, model, &ex).await;
+    let tools = json!([{"type": "function", "function": {"name": "f", "parameters":
+        {"type": "object", "properties": {"x": {"type": "string"}}}}}]);
+    for (choice, want_type, thinking) in [
+        (json!("required"), "any", false),
+        (
+            json!({"type": "function", "function": {"name": "f"}}),
+            "tool",
+            false,
+        ),
+        (json!("auto"), "auto", true),
+        (json!("none"), "none", true),
+    ] {
+        let resp = relay
+            .post(
+                "/v1/chat/completions",
+                &json!({"model": model, "reasoning_effort": "medium", "tools": tools,
+                    "tool_choice": choice, "messages": [{"role": "user", "content": "x"}]}),
+            )
+            .await;
+        assert_eq!(resp.status(), 200);
+        let body = fake.last_json().await;
+        assert_eq!(body["tool_choice"]["type"], want_type, "{body}");
+        assert_eq!(body.get("thinking").is_some(), thinking, "{choice}: {body}");
+    }
+}
+
+/// Anthropic rejects text blocks that are empty or whitespace only ("messages: text content
+/// blocks must contain non-whitespace text"): they are not sent, in any role, nor as a
+/// `tool_result`'s text.
+#[tokio::test]
+async fn anthropic_whitespace_only_text_is_not_sent() {
+    let ex = load("anthropic/messages_basic.httprr").remove(0);
+    let model = first_model_of(provider_of(WireFamily::Anthropic));
+    let (fake, relay) = serve(WireFamily::Anthropic, model, &ex).await;
+    let resp = relay
+        .post(
+            "/v1/chat/completions",
+            &json!({"model": model, "messages": [
+                {"role": "user", "content": [{"type": "text", "text": "hi"}, {"type": "text", "text": " \n"}]},
+                {"role": "assistant", "content": "\n\n", "tool_calls": [
+                    {"id": "toolu_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+                {"role": "tool", "tool_call_id": "toolu_1", "content": "  "},
+                {"role": "user", "content": "\t"},
+                {"role": "user", "content": "go on"}]}),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    let body = fake.last_json().await;
+    assert_eq!(
+        body["messages"],
+        json!([
+            {"role": "user", "content": [{"type": "text", "text": "hi"}]},
+            {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "f", "input": {}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1"},
+                                         {"type": "text", "text": "go on"}]}
+        ])
+    );
+}
+
+/// Claude 4.5 models reject a request with both sampling controls ("`temperature` and `top_p`
+/// cannot both be specified for this model. Please use only one."; the Messages API reference
+/// says to alter one, not both): temperature is kept, `top_p` alone still goes through.
+#[tokio::test]
+async fn anthropic_temperature_and_top_p_are_not_both_sent() {
+    let ex = load("anthropic/messages_basic.httprr").remove(0);
+    let model = first_model_of(provider_of(WireFamily::Anthropic));
+    let (fake, relay) = serve(WireFamily::Anthropic, model, &ex).await;
+    for (sampling, temperature, top_p) in [
+        (
+            json!({"temperature": 0.2, "top_p": 0.4}),
+            json!(0.2),
+            Value::Null,
+        ),
+        (json!({"top_p": 0.4}), Value::Null, json!(0.4)),
+        (json!({"temperature": 0.2}), json!(0.2), Value::Null),
+    ] {
+        let mut req = json!({"model": model, "messages": [{"role": "user", "content": "x"}]});
+        for (k, v) in sampling.as_object().unwrap() {
+            req[k] = v.clone();
+        }
+        assert_eq!(relay.post("/v1/chat/completions", &req).await.status(), 200);
+        let body = fake.last_json().await;
+        assert_eq!(body["temperature"], temperature, "{sampling}: {body}");
+        assert_eq!(body["top_p"], top_p, "{sampling}: {body}");
+    }
+}
+
+/// Anthropic rejects empty or whitespace-only stop sequences ("stop_sequences: each stop
+/// sequence must contain non-whitespace"), which OpenAI clients commonly send (`"\n"`): they are
+/// left out, the others kept.
+#[tokio::test]
+async fn anthropic_blank_stop_sequences_are_left_out() {
+    let ex = load("anthropic/messages_basic.httprr").remove(0);
+    let model = first_model_of(provider_of(WireFamily::Anthropic));
+    let (fake, relay) = serve(WireFamily::Anthropic, model, &ex).await;
+    for (stop, want) in [
+        (json!(["\n", "END", ""]), json!(["END"])),
+        (json!("\n\n"), Value::Null),
+    ] {
+        let resp = relay
+            .post(
+                "/v1/chat/completions",
+                &json!({"model": model, "stop": stop, "messages": [{"role": "user", "content": "x"}]}),
+            )
+            .await;
+        assert_eq!(resp.status(), 200);
+        assert_eq!(fake.last_json().await["stop_sequences"], want, "{stop}");
+    }
+}
+
+/// Ollama `think: true` / `false` (no level) switches thinking on or off on the native dialects
+/// too: Anthropic gets a thinking budget (the `medium` one), Gemini `includeThoughts` (the model's
+/// own budget). `false` and no `think` send nothing (Anthropic thinks only when asked; Gemini Pro
+/// models reject a budget of 0 and return no thoughts unless asked).
+#[tokio::test]
+async fn ollama_think_switch_reaches_native_dialects() {
+    use llm_relay::catalog::Capability;
+    let reasoning_model = |family: WireFamily| {
+        ModelId::all()
+            .find(|m| m.provider().wire == family && m.info().has(Capability::Reasoning))
+            .unwrap()
+            .info()
+            .id
+    };
+    let chat = |model: &str, think: Value| {
+        let mut v = json!({"model": model, "stream": false,
+                           "messages": [{"role": "user", "content": "x"}]});
+        if !think.is_null() {
+            v["think"] = think;
+        }
+        v
+    };
+    let model = reasoning_model(WireFamily::Anthropic);
+    let ex = load("anthropic/messages_thinking.yaml").remove(0);
+    let (fake, relay) = serve(WireFamily::Anthropic, model, &ex).await;
+    for (think, want) in [
+        (
+            json!(true),
+            json!({"type": "enabled", "budget_tokens": 4096}),
+        ),
+        (json!(false), Value::Null),
+        (Value::Null, Value::Null),
+    ] {
+        let resp = relay.post("/api/chat", &chat(model, think.clone())).await;
+        assert_eq!(resp.status(), 200);
+        assert_eq!(fake.last_json().await["thinking"], want, "think {think}");
+    }
+
+    let model = reasoning_model(WireFamily::Gemini);
+    let ex = load("gemini/generate_content_basic.yaml").remove(0);
+    let (fake, relay) = serve(WireFamily::Gemini, model, &ex).await;
+    for (think, want) in [
+        (json!(true), json!({"includeThoughts": true})),
+        (json!(false), Value::Null),
+        (Value::Null, Value::Null),
+    ] {
+        let resp = relay.post("/api/chat", &chat(model, think.clone())).await;
+        assert_eq!(resp.status(), 200);
+        assert_eq!(
+            fake.last_json().await["generationConfig"]["thinkingConfig"],
+            want,
+            "think {think}"
+        );
+    }
+}
+
+/// Anthropic's `input_schema` requires `"type": "object"` (InputSchema in the API spec); a client
+/// declaring a no-argument tool with `parameters: {}` still gets a valid tool.
+#[tokio::test]
+async fn anthropic_input_schema_always_has_an_object_type() {
+    let ex = load("anthropic/messages_basic.httprr").remove(0);
+    let model = first_model_of(provider_of(WireFamily::Anthropic));
+    let (fake, relay) = serve(WireFamily::Anthropic, model, &ex).await;
+    let resp = relay
+        .post(
+            "/v1/chat/completions",
+            &json!({"model": model, "messages": [{"role": "user", "content": "x"}], "tools": [
+                {"type": "function", "function": {"name": "a", "parameters": {}}},
+                {"type": "function", "function": {"name": "b", "parameters": {"properties": {"x": {"type": "string"}}}}},
+                {"type": "function", "function": {"name": "c"}}]}),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    let body = fake.last_json().await;
+    let schemas: Vec<&Value> = body["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| &t["input_schema"])
+        .collect();
+    assert_eq!(schemas[0], &json!({"type": "object"}));
+    assert_eq!(
+        schemas[1],
+        &json!({"type": "object", "properties": {"x": {"type": "string"}}})
+    );
+    assert_eq!(schemas[2]["type"], "object");
 }
 
 /// Image URLs: Anthropic reads them itself (`source.type: url`, recorded in

@@ -403,8 +403,8 @@ fn decode_format(f: Option<Value>) -> Result<Option<ResponseFormat>, ApiError> {
 }
 
 /// Ollama `think`: a level (`low|medium|high|max`) becomes the reasoning effort; `true`/`false`
-/// become the canonical on/off switch (kept for Ollama upstreams; OpenAI-compatible upstreams have
-/// no portable switch and leave the model's default).
+/// become the canonical on/off switch (kept for Ollama upstreams and the Anthropic and Gemini
+/// dialects; OpenAI-compatible upstreams have no portable switch and leave the model's default).
 fn decode_think(t: Option<Value>) -> (Option<String>, Option<bool>) {
     match t {
         Some(Value::String(s)) => (Some(s), None),

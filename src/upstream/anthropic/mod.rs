@@ -120,6 +120,20 @@ fn tool_input(arguments: &str) -> Value {
     }
 }
 
+/// A tool's `input_schema`: the API requires `"type": "object"` (InputSchema), which clients
+/// declaring a tool without arguments often leave out (`parameters: {}`).
+fn input_schema(parameters: &Value) -> Value {
+    match parameters {
+        Value::Object(o) if o.contains_key("type") => parameters.clone(),
+        Value::Object(o) => {
+            let mut o = o.clone();
+            o.insert("type".into(), "object".into());
+            Value::Object(o)
+        }
+        _ => json!({"type": "object"}),
+    }
+}
+
 fn image_block(part: &ContentPart) -> Option<Value> {
     match part {
         ContentPart::Image { media_type, data } => Some(
@@ -132,15 +146,21 @@ fn image_block(part: &ContentPart) -> Option<Value> {
     }
 }
 
-/// Content blocks of one canonical message (empty text blocks are rejected by the API, so
-/// they are skipped).
+/// Whether the API rejects `t` as a text block ("text content blocks must contain
+/// non-whitespace text"): empty or whitespace only.
+fn blank(t: &str) -> bool {
+    t.trim().is_empty()
+}
+
+/// Content blocks of one canonical message (empty or whitespace-only text blocks are rejected
+/// by the API, so they are skipped).
 fn blocks(msg: &Message) -> Vec<Value> {
     let mut out = Vec::new();
     match msg.role {
         Role::User | Role::Assistant => {
             for p in &msg.content {
                 match p {
-                    ContentPart::Text(t) if t.is_empty() => {}
+                    ContentPart::Text(t) if blank(t) => {}
                     ContentPart::Text(t) => out.push(json!({"type": "text", "text": t})),
                     other => out.extend(image_block(other)),
                 }
@@ -162,7 +182,7 @@ fn blocks(msg: &Message) -> Vec<Value> {
                     msg.content
                         .iter()
                         .filter_map(|p| match p {
-                            ContentPart::Text(t) if t.is_empty() => None,
+                            ContentPart::Text(t) if blank(t) => None,
                             ContentPart::Text(t) => Some(json!({"type": "text", "text": t})),
                             other => image_block(other),
                         })
@@ -171,9 +191,13 @@ fn blocks(msg: &Message) -> Vec<Value> {
             } else {
                 Value::String(msg.joined_text())
             };
-            out.push(json!({"type": "tool_result",
-                            "tool_use_id": tool_id(msg.tool_call_id.as_deref().unwrap_or_default()),
-                            "content": content}));
+            let mut result = json!({"type": "tool_result",
+                            "tool_use_id": tool_id(msg.tool_call_id.as_deref().unwrap_or_default())});
+            // `content` is optional: a blank result is sent without it.
+            if content.as_str().is_none_or(|t| !blank(t)) {
+                result["content"] = content;
+            }
+            out.push(result);
         }
     }
     out
@@ -245,10 +269,25 @@ pub fn encode_body(model: ModelId, req: &ChatRequest) -> Result<Value, ApiError>
         .rev()
         .find(|m| m.role == Role::Assistant)
         .is_some_and(|m| !m.tool_calls.is_empty());
+    // Nor with a `tool_choice` that forces tool use (`any` / `tool`): the API rejects thinking
+    // with it ("Thinking may not be enabled when tool_choice forces tool use"); the client's
+    // choice is kept.
+    let forces_tool = !req.tools.is_empty()
+        && !q.drops(Param::Tools)
+        && matches!(
+            req.tool_choice,
+            Some(ToolChoice::Required | ToolChoice::Function(_))
+        );
     let mut thinking = None;
     if info.has(Capability::Reasoning)
         && !in_tool_loop
-        && let Some(mut budget) = req.reasoning_effort.as_deref().and_then(thinking_budget)
+        && !forces_tool
+        && let Some(mut budget) = req
+            .reasoning_effort
+            .as_deref()
+            // Thinking switched on without a level (Ollama `think: true`): the medium budget.
+            .or(req.think.filter(|on| *on).map(|_| "medium"))
+            .and_then(thinking_budget)
     {
         if budget >= max_tokens {
             max_tokens = max_tokens.saturating_add(budget);
@@ -302,13 +341,23 @@ pub fn encode_body(model: ModelId, req: &ChatRequest) -> Result<Value, ApiError>
             "temperature",
             req.temperature.map(|t| t.clamp(0.0, 1.0).into()),
         );
-        put(Param::TopP, "top_p", req.top_p.map(Value::from));
+        // Claude 4.5 models reject both together ("`temperature` and `top_p` cannot both be
+        // specified for this model"; the API reference: alter one, not both): temperature wins.
+        let temperature_sent = req.temperature.is_some() && !q.drops(Param::Temperature);
+        put(
+            Param::TopP,
+            "top_p",
+            req.top_p.filter(|_| !temperature_sent).map(Value::from),
+        );
         put(Param::TopK, "top_k", req.top_k.map(Value::from));
     }
+    // Blank stop sequences are rejected ("stop_sequences: each stop sequence must contain
+    // non-whitespace"); OpenAI clients often send "\n": left out.
+    let stop: Vec<&String> = req.stop.iter().filter(|s| !blank(s)).collect();
     put(
         Param::Stop,
         "stop_sequences",
-        (!req.stop.is_empty()).then(|| json!(req.stop)),
+        (!stop.is_empty()).then(|| json!(stop)),
     );
     put(
         Param::User,
@@ -334,7 +383,7 @@ pub fn encode_body(model: ModelId, req: &ChatRequest) -> Result<Value, ApiError>
             .tools
             .iter()
             .map(|t| {
-                let mut v = json!({"name": t.name, "input_schema": t.parameters});
+                let mut v = json!({"name": t.name, "input_schema": input_schema(&t.parameters)});
                 if let Some(d) = &t.description {
                     v["description"] = d.clone().into();
                 }

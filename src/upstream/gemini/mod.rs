@@ -536,16 +536,22 @@ pub fn encode_body(model: ModelId, req: &ChatRequest) -> Result<Value, ApiError>
             Some(ResponseFormat::Text) | None => {}
         }
     }
-    if info.has(Capability::Reasoning)
-        && !q.drops(Param::ReasoningEffort)
-        && let Some(budget) = req.reasoning_effort.as_deref().and_then(thinking_budget)
-    {
-        let cfg = if budget == 0 {
-            json!({"thinkingBudget": 0})
-        } else {
-            json!({"thinkingBudget": budget, "includeThoughts": true})
+    if info.has(Capability::Reasoning) && !q.drops(Param::ReasoningEffort) {
+        let cfg = match req.reasoning_effort.as_deref().and_then(thinking_budget) {
+            Some(0) => Some(json!({"thinkingBudget": 0})),
+            Some(budget) => Some(json!({"thinkingBudget": budget, "includeThoughts": true})),
+            // Switched on without a level (Ollama `think: true`): the model's own budget, with
+            // its thoughts returned. `think: false` sends nothing: thinking cannot be switched off
+            // on the Pro models (a budget of 0 is rejected there), and thoughts are not returned
+            // unless asked for.
+            None if req.reasoning_effort.is_none() && req.think == Some(true) => {
+                Some(json!({"includeThoughts": true}))
+            }
+            None => None,
         };
-        g.insert("thinkingConfig".into(), cfg);
+        if let Some(cfg) = cfg {
+            g.insert("thinkingConfig".into(), cfg);
+        }
     }
     if !g.is_empty() {
         m.insert("generationConfig".into(), Value::Object(g));

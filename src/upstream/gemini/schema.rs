@@ -8,16 +8,33 @@
 //! `minItems`/`maxItems`, `properties`, `required`, `minProperties`/`maxProperties`,
 //! `minLength`/`maxLength`, `pattern`, `anyOf`, `minimum`, `maximum`, `default`.
 //!
-//! Rewritten: `$ref` to `$defs`/`definitions` is inlined (recursion cut at [`MAX_DEPTH`]);
+//! Rewritten: `$ref` to `$defs`/`definitions` is inlined (a reference inside its own expansion,
+//! i.e. recursion, ends at a bare node of the referenced type; nesting is cut at [`MAX_DEPTH`]
+//! and the whole output at [`MAX_NODES`]);
 //! `"type": ["string","null"]` and `anyOf`/`oneOf` with a `{"type":"null"}` branch become
 //! `nullable: true`; `oneOf` becomes `anyOf`; a one-branch `allOf` is merged; `const` becomes a
 //! one-value `enum`. Everything else (`$schema`, `additionalProperties`, `exclusiveMinimum`,
 //! `propertyNames`, `patternProperties`, `examples`, ...) is dropped, never passed through.
+//! `properties`/`required` are sent only on an `OBJECT` and never empty: Gemini rejects both
+//! ("properties: only allowed for OBJECT type", "properties: should be non-empty for OBJECT
+//! type"). An `ARRAY` always has `items` ("items: missing field"): a tuple's `prefixItems`
+//! types, else `{}`.
 
 use serde_json::{Map, Value, json};
 
-/// Deepest nesting converted; deeper (or recursive `$ref`) schemas become a bare `OBJECT`.
+/// Deepest nesting converted; deeper schemas become a bare `OBJECT`.
 pub const MAX_DEPTH: usize = 32;
+
+/// Most schema nodes converted for one schema (shared `$defs` referenced from many places
+/// multiply when inlined); past it every node becomes a bare `OBJECT`.
+pub const MAX_NODES: usize = 10_000;
+
+/// Conversion state: the root (for `$ref`), the references being expanded, nodes converted.
+struct Ctx<'a> {
+    root: &'a Value,
+    expanding: Vec<String>,
+    nodes: usize,
+}
 
 /// String formats Gemini accepts (`enum`, `date-time`); numeric formats per type.
 const FORMATS: &[(&str, &[&str])] = &[
@@ -38,7 +55,12 @@ const COUNTS: &[&str] = &[
 
 /// Convert a JSON Schema (draft 2020-12 / OpenAI function `parameters`) to Gemini's subset.
 pub fn convert(schema: &Value) -> Value {
-    convert_at(schema, schema, 0)
+    let mut ctx = Ctx {
+        root: schema,
+        expanding: Vec::new(),
+        nodes: 0,
+    };
+    convert_at(schema, &mut ctx, 0)
 }
 
 fn upper_type(t: &str) -> Option<&'static str> {
@@ -63,17 +85,35 @@ fn resolve_ref<'a>(root: &'a Value, r: &str) -> Option<&'a Value> {
     root.pointer(pointer)
 }
 
-fn convert_at(schema: &Value, root: &Value, depth: usize) -> Value {
+/// A bare node standing for `target` where it is not expanded (recursion): its type only.
+fn bare(target: &Value) -> Value {
+    let ty = target
+        .get("type")
+        .and_then(Value::as_str)
+        .and_then(upper_type)
+        .unwrap_or("OBJECT");
+    json!({ "type": ty })
+}
+
+fn convert_at(schema: &Value, ctx: &mut Ctx<'_>, depth: usize) -> Value {
     let Some(obj) = schema.as_object() else {
         // `true` / `{}` / anything else: no constraint.
         return json!({});
     };
-    if depth >= MAX_DEPTH {
+    ctx.nodes += 1;
+    if depth >= MAX_DEPTH || ctx.nodes > MAX_NODES {
         return json!({"type": "OBJECT"});
     }
     if let Some(r) = obj.get("$ref").and_then(Value::as_str) {
+        let root = ctx.root;
         let mut resolved = match resolve_ref(root, r) {
-            Some(target) => convert_at(target, root, depth + 1),
+            Some(target) if ctx.expanding.iter().any(|e| e == r) => bare(target),
+            Some(target) => {
+                ctx.expanding.push(r.to_string());
+                let v = convert_at(target, ctx, depth + 1);
+                ctx.expanding.pop();
+                v
+            }
             None => json!({}),
         };
         // Sibling keywords of `$ref` (description, nullable) still apply.
@@ -81,7 +121,7 @@ fn convert_at(schema: &Value, root: &Value, depth: usize) -> Value {
         rest.remove("$ref");
         if let (Value::Object(target), Value::Object(extra)) = (
             &mut resolved,
-            convert_at(&Value::Object(rest), root, depth + 1),
+            convert_at(&Value::Object(rest), ctx, depth + 1),
         ) {
             for (k, v) in extra {
                 target.insert(k, v);
@@ -97,7 +137,7 @@ fn convert_at(schema: &Value, root: &Value, depth: usize) -> Value {
         .get("allOf")
         .and_then(Value::as_array)
         .map(Vec::as_slice)
-        && let Value::Object(merged) = convert_at(only, root, depth + 1)
+        && let Value::Object(merged) = convert_at(only, ctx, depth + 1)
     {
         out.extend(merged);
     }
@@ -114,16 +154,14 @@ fn convert_at(schema: &Value, root: &Value, depth: usize) -> Value {
         match rest.as_slice() {
             [] => {}
             [one] => {
-                if let Value::Object(merged) = convert_at(one, root, depth + 1) {
+                if let Value::Object(merged) = convert_at(one, ctx, depth + 1) {
                     out.extend(merged);
                 }
             }
             many => {
                 out.insert(
                     "anyOf".into(),
-                    many.iter()
-                        .map(|b| convert_at(b, root, depth + 1))
-                        .collect(),
+                    many.iter().map(|b| convert_at(b, ctx, depth + 1)).collect(),
                 );
             }
         }
@@ -155,7 +193,7 @@ fn convert_at(schema: &Value, root: &Value, depth: usize) -> Value {
                         .map(|t| {
                             let mut b = base.clone();
                             b.insert("type".into(), t.to_lowercase().into());
-                            convert_at(&Value::Object(b), root, depth + 1)
+                            convert_at(&Value::Object(b), ctx, depth + 1)
                         })
                         .collect();
                     out.insert("anyOf".into(), variants);
@@ -220,12 +258,34 @@ fn convert_at(schema: &Value, root: &Value, depth: usize) -> Value {
     }
 
     if let Some(items) = obj.get("items") {
-        out.insert("items".into(), convert_at(items, root, depth + 1));
+        out.insert("items".into(), convert_at(items, ctx, depth + 1));
+    } else if out.get("type").and_then(Value::as_str) == Some("ARRAY") && !out.contains_key("items")
+    {
+        // Gemini requires `items` on every ARRAY ("items: missing field"). A tuple
+        // (`prefixItems`) gives its element types; otherwise any element (`{}`).
+        let mut kinds: Vec<Value> = Vec::new();
+        for p in obj
+            .get("prefixItems")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let k = convert_at(p, ctx, depth + 1);
+            if !kinds.contains(&k) {
+                kinds.push(k);
+            }
+        }
+        let items = match kinds.len() {
+            0 => json!({}),
+            1 => kinds.remove(0),
+            _ => json!({ "anyOf": kinds }),
+        };
+        out.insert("items".into(), items);
     }
     if let Some(props) = obj.get("properties").and_then(Value::as_object) {
         let converted: Map<String, Value> = props
             .iter()
-            .map(|(k, v)| (k.clone(), convert_at(v, root, depth + 1)))
+            .map(|(k, v)| (k.clone(), convert_at(v, ctx, depth + 1)))
             .collect();
         if let Some(req) = obj.get("required").and_then(Value::as_array) {
             let kept: Vec<Value> = req
@@ -239,6 +299,17 @@ fn convert_at(schema: &Value, root: &Value, depth: usize) -> Value {
         }
         out.insert("properties".into(), Value::Object(converted));
         out.entry("type").or_insert_with(|| "OBJECT".into());
+    }
+    // Gemini accepts `properties` (and `required`) only on an OBJECT, and only non-empty.
+    let object = out.get("type").and_then(Value::as_str) == Some("OBJECT");
+    if !object
+        || out
+            .get("properties")
+            .and_then(Value::as_object)
+            .is_some_and(Map::is_empty)
+    {
+        out.remove("properties");
+        out.remove("required");
     }
     if nullable {
         out.insert("nullable".into(), true.into());
@@ -300,6 +371,82 @@ mod tests {
         let out = convert(&s);
         assert_eq!(out["type"], "OBJECT");
         assert!(out.to_string().len() < 10_000);
+    }
+
+    #[test]
+    fn recursion_with_several_branches_is_cut_not_expanded() {
+        // A tree whose nodes refer to themselves through three properties: expanding each `$ref`
+        // to the depth limit is 3^16 nodes (minutes and gigabytes for one client request).
+        let s = json!({"$defs": {"Node": {"type": "object", "description": "n", "properties": {
+            "a": {"$ref": "#/$defs/Node"}, "b": {"$ref": "#/$defs/Node"},
+            "c": {"$ref": "#/$defs/Node"}, "v": {"type": "string"}}}}, "$ref": "#/$defs/Node"});
+        let t = std::time::Instant::now();
+        let out = convert(&s);
+        assert!(t.elapsed() < std::time::Duration::from_secs(2));
+        // The recursive reference ends at a bare node of the referenced type.
+        assert_eq!(out["properties"]["a"], json!({"type": "OBJECT"}));
+        assert_eq!(out["properties"]["v"], json!({"type": "STRING"}));
+        // A definition used twice, not recursively, is inlined both times.
+        let s = json!({"$defs": {"P": {"type": "object", "properties": {"x": {"type": "number"}}}},
+            "type": "object", "properties": {"from": {"$ref": "#/$defs/P"}, "to": {"$ref": "#/$defs/P"}}});
+        let p = json!({"type": "OBJECT", "properties": {"x": {"type": "NUMBER"}}});
+        assert_eq!(convert(&s)["properties"], json!({"from": p, "to": p}));
+        // Shared definitions fanning out (not recursive) are bounded too.
+        let mut defs = serde_json::Map::new();
+        for i in 0..40 {
+            let next = json!({"$ref": format!("#/$defs/D{}", i + 1)});
+            defs.insert(
+                format!("D{i}"),
+                json!({"type": "object", "properties": {"l": next, "r": next}}),
+            );
+        }
+        defs.insert("D40".into(), json!({"type": "string"}));
+        let s = json!({"$defs": defs, "$ref": "#/$defs/D0"});
+        let t = std::time::Instant::now();
+        let out = convert(&s);
+        assert!(t.elapsed() < std::time::Duration::from_secs(2));
+        assert!(out.to_string().len() < 2_000_000);
+    }
+
+    #[test]
+    fn properties_only_on_objects_and_never_empty() {
+        // Gemini: "properties: should be non-empty for OBJECT type" and "properties: only allowed
+        // for OBJECT type" (INVALID_ARGUMENT).
+        assert_eq!(
+            convert(&json!({"type": "object", "properties": {
+                "go_back": {"type": "object", "properties": {}, "required": []},
+                "data": {"type": "string", "properties": {"x": {"type": "string"}}, "required": ["x"]}}})),
+            json!({"type": "OBJECT", "properties": {"go_back": {"type": "OBJECT"},
+                   "data": {"type": "STRING"}}})
+        );
+    }
+
+    #[test]
+    fn arrays_always_have_items() {
+        // Gemini: "items: missing field" (INVALID_ARGUMENT) for an ARRAY without `items`.
+        assert_eq!(
+            convert(&json!({"type": "array", "items": {"type": "array"}})),
+            json!({"type": "ARRAY", "items": {"type": "ARRAY", "items": {}}})
+        );
+        // A tuple (`prefixItems`, as pydantic and zod emit) keeps its element types.
+        assert_eq!(
+            convert(&json!({"type": "array", "minItems": 2, "maxItems": 2,
+                "prefixItems": [{"type": "integer"}, {"type": "integer"}]})),
+            json!({"type": "ARRAY", "minItems": 2, "maxItems": 2, "items": {"type": "INTEGER"}})
+        );
+        assert_eq!(
+            convert(
+                &json!({"type": "array", "prefixItems": [{"type": "integer"}, {"type": "string"}]})
+            ),
+            json!({"type": "ARRAY", "items": {"anyOf": [{"type": "INTEGER"}, {"type": "STRING"}]}})
+        );
+        // Items from a merged `anyOf` branch are kept.
+        assert_eq!(
+            convert(
+                &json!({"anyOf": [{"type": "array", "items": {"type": "string"}}, {"type": "null"}]})
+            ),
+            json!({"type": "ARRAY", "items": {"type": "STRING"}, "nullable": true})
+        );
     }
 
     #[test]
