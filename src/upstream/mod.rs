@@ -10,6 +10,7 @@ pub mod client;
 pub mod gemini;
 pub mod ollama;
 pub mod openai_compat;
+pub(crate) mod sse;
 
 use std::pin::Pin;
 

@@ -12,15 +12,12 @@
 //! `message_start` is merged with the final `message_delta` and emitted once, right before
 //! `Finish`. A body that ends before `message_stop` is an error, never a silent end.
 
-use std::collections::VecDeque;
-
-use eventsource_stream::Eventsource;
-use futures_util::{Stream, StreamExt};
 use serde_json::Value;
 
 use super::{RawUsage, finish_reason};
 use crate::canonical::{FinishReason, StreamEvent};
 use crate::error::ApiError;
+use crate::upstream::sse::{self, Pending, SseDecoder};
 use crate::upstream::{ByteStream, EventStream, error_message_from_json};
 
 /// HTTP status of an Anthropic error `type` (anthropic-sdk-python `types/shared/error_type.py`;
@@ -45,81 +42,63 @@ pub fn status_of_error_type(kind: &str) -> u16 {
 /// Most content blocks accepted in one message; more is a broken upstream.
 const MAX_BLOCKS: usize = 1024;
 
-struct State<S> {
-    sse: S,
+struct State {
     provider: &'static str,
-    queue: VecDeque<Result<StreamEvent, ApiError>>,
+    out: Pending,
     usage: RawUsage,
     saw_usage: bool,
     finish: Option<FinishReason>,
     /// Per content-block index: the tool-call index of a `tool_use` block.
     tool_of_block: Vec<Option<u32>>,
     tools: u32,
-    ended: bool,
 }
 
 /// Decode an Anthropic SSE body.
 pub fn decode(provider: &'static str, body: ByteStream) -> EventStream {
-    let state = State {
-        sse: body.eventsource(),
-        provider,
-        queue: VecDeque::new(),
-        usage: RawUsage::default(),
-        saw_usage: false,
-        finish: None,
-        tool_of_block: Vec::new(),
-        tools: 0,
-        ended: false,
-    };
-    Box::pin(futures_util::stream::unfold(state, |mut st| async move {
-        loop {
-            if let Some(item) = st.queue.pop_front() {
-                return Some((item, st));
-            }
-            if st.ended {
-                return None;
-            }
-            match st.sse.next().await {
-                Some(Ok(ev)) => st.on_event(&ev.data),
-                Some(Err(e)) => {
-                    st.ended = true;
-                    st.queue.push_back(Err(match e {
-                        eventsource_stream::EventStreamError::Transport(api) => api,
-                        other => ApiError::UpstreamInvalid {
-                            provider: st.provider,
-                            reason: other.to_string(),
-                        },
-                    }));
-                }
-                None => {
-                    st.ended = true;
-                    st.queue.push_back(Err(ApiError::UpstreamInvalid {
-                        provider: st.provider,
-                        reason: "the stream ended before the answer was complete".into(),
-                    }));
-                }
-            }
-        }
-    }))
+    sse::decode(
+        body,
+        State {
+            provider,
+            out: Pending::default(),
+            usage: RawUsage::default(),
+            saw_usage: false,
+            finish: None,
+            tool_of_block: Vec::new(),
+            tools: 0,
+        },
+    )
 }
 
-impl<S: Stream + Unpin> State<S> {
+impl SseDecoder for State {
+    fn provider(&self) -> &'static str {
+        self.provider
+    }
+    fn pending(&mut self) -> &mut Pending {
+        &mut self.out
+    }
+    fn on_event(&mut self, _event: &str, data: &str) {
+        State::on_event(self, data);
+    }
+    // `message_stop` ends a complete stream itself: a body ending before it was cut (default).
+}
+
+impl State {
     fn fail(&mut self, err: ApiError) {
-        self.ended = true;
-        self.queue.push_back(Err(err));
+        self.out.fail(err);
     }
 
     fn finish_stream(&mut self) {
-        self.ended = true;
+        self.out.ended = true;
         if self.saw_usage {
-            self.queue
+            self.out
+                .queue
                 .push_back(Ok(StreamEvent::Usage(self.usage.canonical())));
         }
         let mut reason = self.finish.unwrap_or(FinishReason::Stop);
         if self.tools > 0 && reason == FinishReason::Stop {
             reason = FinishReason::ToolCalls;
         }
-        self.queue.push_back(Ok(StreamEvent::Finish(reason)));
+        self.out.queue.push_back(Ok(StreamEvent::Finish(reason)));
     }
 
     fn on_event(&mut self, data: &str) {
@@ -161,11 +140,13 @@ impl<S: Stream + Unpin> State<S> {
                 };
                 match block.get("type").and_then(Value::as_str) {
                     Some("text") if !text("text").is_empty() => {
-                        self.queue
+                        self.out
+                            .queue
                             .push_back(Ok(StreamEvent::TextDelta(text("text"))));
                     }
                     Some("thinking") if !text("thinking").is_empty() => {
-                        self.queue
+                        self.out
+                            .queue
                             .push_back(Ok(StreamEvent::ThinkingDelta(text("thinking"))));
                     }
                     Some("tool_use") => {
@@ -187,7 +168,7 @@ impl<S: Stream + Unpin> State<S> {
                             .filter(|i| i.as_object().is_some_and(|o| !o.is_empty()))
                             .map(Value::to_string)
                             .unwrap_or_default();
-                        self.queue.push_back(Ok(StreamEvent::ToolCallDelta {
+                        self.out.queue.push_back(Ok(StreamEvent::ToolCallDelta {
                             index: k,
                             id: Some(text("id")).filter(|s| !s.is_empty()),
                             name: Some(text("name")),
@@ -210,13 +191,13 @@ impl<S: Stream + Unpin> State<S> {
                     Some("text_delta") => {
                         let t = text("text");
                         if !t.is_empty() {
-                            self.queue.push_back(Ok(StreamEvent::TextDelta(t)));
+                            self.out.queue.push_back(Ok(StreamEvent::TextDelta(t)));
                         }
                     }
                     Some("thinking_delta") => {
                         let t = text("thinking");
                         if !t.is_empty() {
-                            self.queue.push_back(Ok(StreamEvent::ThinkingDelta(t)));
+                            self.out.queue.push_back(Ok(StreamEvent::ThinkingDelta(t)));
                         }
                     }
                     Some("input_json_delta") => {
@@ -224,7 +205,7 @@ impl<S: Stream + Unpin> State<S> {
                         let tool = index.and_then(|i| self.tool_of_block.get(i).copied().flatten());
                         match tool {
                             Some(k) if !part.is_empty() => {
-                                self.queue.push_back(Ok(StreamEvent::ToolCallDelta {
+                                self.out.queue.push_back(Ok(StreamEvent::ToolCallDelta {
                                     index: k,
                                     id: None,
                                     name: None,

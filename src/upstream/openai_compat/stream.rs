@@ -8,15 +8,12 @@
 //! under `x_groq.usage`). An `error` object in a chunk or an `event: error` frame ends the stream
 //! with an error (recorded Groq and OpenRouter traffic).
 
-use std::collections::VecDeque;
-
-use eventsource_stream::Eventsource;
-use futures_util::{Stream, StreamExt};
 use serde_json::Value;
 
 use super::{content_text, decode_usage, usage_quirks};
 use crate::canonical::{FinishReason, StreamEvent};
 use crate::error::ApiError;
+use crate::upstream::sse::{self, Pending, SseDecoder};
 use crate::upstream::{ByteStream, EventStream, error_message_from_json};
 
 /// The parts of a `chat.completion.chunk` the decoder reads; everything else (id, model,
@@ -43,10 +40,9 @@ struct Choice {
     finish_reason: Value,
 }
 
-struct State<S> {
-    sse: S,
+struct State {
     provider: &'static str,
-    queue: VecDeque<Result<StreamEvent, ApiError>>,
+    out: Pending,
     finish: Option<FinishReason>,
     saw_tool_call: bool,
     /// Whether `data: [DONE]` arrived.
@@ -55,7 +51,6 @@ struct State<S> {
     saw_any: bool,
     /// Ids of the tool calls seen so far, by index (for providers that omit `index`).
     tool_ids: Vec<Option<String>>,
-    ended: bool,
 }
 
 /// Largest tool-call index accepted; a larger one is a broken upstream, not a real response.
@@ -63,65 +58,54 @@ const MAX_TOOL_CALLS: usize = 128;
 
 /// Decode an OpenAI-style SSE body.
 pub fn decode(provider: &'static str, body: ByteStream) -> EventStream {
-    let state = State {
-        sse: body.eventsource(),
-        provider,
-        queue: VecDeque::new(),
-        finish: None,
-        saw_tool_call: false,
-        done: false,
-        saw_any: false,
-        tool_ids: Vec::new(),
-        ended: false,
-    };
-    Box::pin(futures_util::stream::unfold(state, |mut st| async move {
-        loop {
-            if let Some(item) = st.queue.pop_front() {
-                return Some((item, st));
-            }
-            if st.ended {
-                return None;
-            }
-            match st.sse.next().await {
-                Some(Ok(ev)) => st.on_event(&ev.event, &ev.data),
-                Some(Err(e)) => {
-                    st.ended = true;
-                    st.queue.push_back(Err(match e {
-                        eventsource_stream::EventStreamError::Transport(api) => api,
-                        other => ApiError::UpstreamInvalid {
-                            provider: st.provider,
-                            reason: other.to_string(),
-                        },
-                    }));
-                }
-                // End of body: complete only if the upstream said so ([DONE] or a finish reason).
-                None if st.done || st.finish.is_some() => st.finish_stream(),
-                None => {
-                    st.ended = true;
-                    st.queue.push_back(Err(ApiError::UpstreamInvalid {
-                        provider: st.provider,
-                        reason: "the stream ended before the answer was complete".into(),
-                    }));
-                }
-            }
-        }
-    }))
+    sse::decode(
+        body,
+        State {
+            provider,
+            out: Pending::default(),
+            finish: None,
+            saw_tool_call: false,
+            done: false,
+            saw_any: false,
+            tool_ids: Vec::new(),
+        },
+    )
 }
 
-impl<S: Stream + Unpin> State<S> {
+impl SseDecoder for State {
+    fn provider(&self) -> &'static str {
+        self.provider
+    }
+    fn pending(&mut self) -> &mut Pending {
+        &mut self.out
+    }
+    fn on_event(&mut self, event: &str, data: &str) {
+        State::on_event(self, event, data);
+    }
+    /// End of body: complete only if the upstream said so (`[DONE]` or a finish reason).
+    fn on_end(&mut self) {
+        if self.done || self.finish.is_some() {
+            self.finish_stream();
+        } else {
+            self.out.fail(sse::cut(self.provider));
+        }
+    }
+}
+
+impl State {
     fn finish_stream(&mut self) {
-        self.ended = true;
+        self.out.ended = true;
         let mut reason = self.finish.unwrap_or(FinishReason::Stop);
         if self.saw_tool_call && reason == FinishReason::Stop {
             reason = FinishReason::ToolCalls;
         }
-        self.queue.push_back(Ok(StreamEvent::Finish(reason)));
+        self.out.queue.push_back(Ok(StreamEvent::Finish(reason)));
     }
 
     fn fail(&mut self, message: String) {
-        self.ended = true;
-        self.queue.clear();
-        self.queue.push_back(Err(ApiError::UpstreamStream {
+        self.out.ended = true;
+        self.out.queue.clear();
+        self.out.queue.push_back(Err(ApiError::UpstreamStream {
             provider: self.provider,
             message,
         }));
@@ -135,11 +119,10 @@ impl<S: Stream + Unpin> State<S> {
         if data == "[DONE]" {
             self.done = true;
             if self.finish.is_none() && !self.saw_any {
-                self.ended = true;
-                self.queue.push_back(Err(ApiError::UpstreamInvalid {
+                self.out.fail(ApiError::UpstreamInvalid {
                     provider: self.provider,
                     reason: "the stream ended without an answer".into(),
-                }));
+                });
                 return;
             }
             self.finish_stream();
@@ -148,11 +131,10 @@ impl<S: Stream + Unpin> State<S> {
         let v: Chunk = match serde_json::from_str(data) {
             Ok(v) => v,
             Err(e) => {
-                self.ended = true;
-                self.queue.push_back(Err(ApiError::UpstreamInvalid {
+                self.out.fail(ApiError::UpstreamInvalid {
                     provider: self.provider,
                     reason: format!("bad stream chunk: {e}"),
-                }));
+                });
                 return;
             }
         };
@@ -166,7 +148,7 @@ impl<S: Stream + Unpin> State<S> {
         {
             // Emitted as it arrives (cumulative counts), so a stream cut short still accounts
             // for the tokens reported so far (Perplexity repeats a running usage in every chunk).
-            self.queue.push_back(Ok(StreamEvent::Usage(decode_usage(
+            self.out.queue.push_back(Ok(StreamEvent::Usage(decode_usage(
                 u,
                 usage_quirks(self.provider),
             ))));
@@ -181,17 +163,18 @@ impl<S: Stream + Unpin> State<S> {
                     .and_then(Value::as_str)
                     .filter(|t| !t.is_empty())
                 {
-                    self.queue
+                    self.out
+                        .queue
                         .push_back(Ok(StreamEvent::ThinkingDelta(t.to_string())));
                     break;
                 }
             }
             let (text, thinking) = content_text(delta.get("content"));
             if let Some(t) = thinking {
-                self.queue.push_back(Ok(StreamEvent::ThinkingDelta(t)));
+                self.out.queue.push_back(Ok(StreamEvent::ThinkingDelta(t)));
             }
             if !text.is_empty() {
-                self.queue.push_back(Ok(StreamEvent::TextDelta(text)));
+                self.out.queue.push_back(Ok(StreamEvent::TextDelta(text)));
             }
             if let Some(calls) = delta.get("tool_calls").and_then(Value::as_array) {
                 for c in calls {
@@ -229,7 +212,7 @@ impl<S: Stream + Unpin> State<S> {
                         Some(Value::Null) | None => String::new(),
                         Some(other) => other.to_string(),
                     };
-                    self.queue.push_back(Ok(StreamEvent::ToolCallDelta {
+                    self.out.queue.push_back(Ok(StreamEvent::ToolCallDelta {
                         index,
                         id: c.get("id").and_then(Value::as_str).map(str::to_string),
                         name: c
