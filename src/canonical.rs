@@ -180,6 +180,14 @@ pub struct ChatRequest {
     /// the Ollama frontend; only the Ollama dialect writes it (top-level keys, `options` merged
     /// under the canonical fields), every other dialect ignores it. `None` = nothing extra.
     pub passthrough: Option<serde_json::Map<String, Value>>,
+    /// OpenAI request fields llm-relay forwards without modelling them, as the client sent them:
+    /// `logprobs`, `top_logprobs`, `logit_bias`, `service_tier`, `store`, `metadata`,
+    /// `prediction`, `modalities`, `audio`, `verbosity`, `web_search_options`, and the
+    /// OpenAI-compatible providers' own extensions (Perplexity `search_*`/`return_*`, OpenRouter
+    /// `provider`/`models`/`transforms`/`plugins`). Set by the OpenAI frontend; only the
+    /// OpenAI-compatible dialect writes them (never over a field it set itself), every other
+    /// dialect ignores them. `None` = nothing extra.
+    pub openai_extra: Option<serde_json::Map<String, Value>>,
 }
 
 /// Why generation stopped.

@@ -236,6 +236,42 @@ async fn tools_response_format_and_images_are_forwarded() {
 }
 
 #[tokio::test]
+async fn unmodelled_openai_fields_are_forwarded_as_sent() {
+    let (fake, relay, _) = openai_fixture("openai/chat_basic.httprr").await;
+    let extra = json!({
+        "logprobs": true, "top_logprobs": 2, "logit_bias": {"50256": -100},
+        "service_tier": "flex", "store": false, "metadata": {"run": "r1"},
+        "verbosity": "low", "web_search_options": {"search_context_size": "high"},
+        "search_domain_filter": ["example.org"], "return_related_questions": true,
+        "provider": {"order": ["a", "b"]}, "models": ["m1", "m2"], "transforms": ["middle-out"],
+        "plugins": [{"id": "web"}]
+    });
+    let mut body = json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "Hi"}]});
+    for (k, v) in extra.as_object().unwrap() {
+        body[k] = v.clone();
+    }
+    let resp = relay.post("/v1/chat/completions", &body).await;
+    assert_eq!(resp.status(), 200);
+    let up = fake.last_json().await;
+    for (k, v) in extra.as_object().unwrap() {
+        assert_eq!(&up[k], v, "{k} was not forwarded as sent");
+    }
+    // The fields llm-relay sets itself are its own: the resolved upstream model id.
+    assert_eq!(up["model"], "gpt-4o");
+    // Nothing is invented when the client sends none of them.
+    relay
+        .post(
+            "/v1/chat/completions",
+            &json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "Hi"}]}),
+        )
+        .await;
+    let up = fake.last_json().await;
+    for k in extra.as_object().unwrap().keys() {
+        assert!(up.get(k).is_none(), "{k} sent though the client did not");
+    }
+}
+
+#[tokio::test]
 async fn tool_call_history_round_trips() {
     let (fake, relay, _) = openai_fixture("openai/chat_basic.httprr").await;
     let resp = relay

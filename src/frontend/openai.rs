@@ -236,6 +236,84 @@ struct ChatCompletionRequest {
     parallel_tool_calls: Option<bool>,
     #[serde(default)]
     user: Option<String>,
+    // Forwarded as-is to OpenAI-compatible upstreams (`ChatRequest::openai_extra`); keep in step
+    // with `forwarded_fields`.
+    #[serde(default)]
+    logprobs: Option<Value>,
+    #[serde(default)]
+    top_logprobs: Option<Value>,
+    #[serde(default)]
+    logit_bias: Option<Value>,
+    #[serde(default)]
+    service_tier: Option<Value>,
+    #[serde(default)]
+    store: Option<Value>,
+    #[serde(default)]
+    metadata: Option<Value>,
+    #[serde(default)]
+    prediction: Option<Value>,
+    #[serde(default)]
+    modalities: Option<Value>,
+    #[serde(default)]
+    audio: Option<Value>,
+    #[serde(default)]
+    verbosity: Option<Value>,
+    #[serde(default)]
+    web_search_options: Option<Value>,
+    #[serde(default)]
+    search_domain_filter: Option<Value>,
+    #[serde(default)]
+    search_recency_filter: Option<Value>,
+    #[serde(default)]
+    search_mode: Option<Value>,
+    #[serde(default)]
+    return_images: Option<Value>,
+    #[serde(default)]
+    return_related_questions: Option<Value>,
+    #[serde(default)]
+    provider: Option<Value>,
+    #[serde(default)]
+    models: Option<Value>,
+    #[serde(default)]
+    transforms: Option<Value>,
+    #[serde(default)]
+    plugins: Option<Value>,
+}
+
+/// The fields of `r` that llm-relay forwards without modelling them, by their wire names (see
+/// `ChatRequest::openai_extra`); `None` when the client sent none (the common case: no map).
+fn forwarded_fields(r: &mut ChatCompletionRequest) -> Option<serde_json::Map<String, Value>> {
+    let mut m = serde_json::Map::new();
+    macro_rules! take {
+        ($($field:ident),*) => {
+            $(if let Some(v) = r.$field.take() {
+                m.insert(stringify!($field).into(), v);
+            })*
+        };
+    }
+    take!(
+        logprobs,
+        top_logprobs,
+        logit_bias,
+        service_tier,
+        store,
+        metadata,
+        prediction,
+        modalities,
+        audio,
+        verbosity,
+        web_search_options,
+        search_domain_filter,
+        search_recency_filter,
+        search_mode,
+        return_images,
+        return_related_questions,
+        provider,
+        models,
+        transforms,
+        plugins
+    );
+    (!m.is_empty()).then_some(m)
 }
 
 fn decode_content(content: Option<WireContent>) -> Result<Vec<ContentPart>, ApiError> {
@@ -304,7 +382,7 @@ fn decode_tool_choice(v: Value) -> Result<ToolChoice, ApiError> {
 
 /// Decode a `CreateChatCompletionRequest` into the canonical request. Returns it with the
 /// `include_usage` flag.
-fn decode_chat(r: ChatCompletionRequest) -> Result<(ChatRequest, bool), ApiError> {
+fn decode_chat(mut r: ChatCompletionRequest) -> Result<(ChatRequest, bool), ApiError> {
     if r.n.is_some_and(|n| n != 1) {
         return Err(ApiError::BadRequest("only n=1 is supported".into()));
     }
@@ -313,6 +391,7 @@ fn decode_chat(r: ChatCompletionRequest) -> Result<(ChatRequest, bool), ApiError
             "messages must contain at least one message".into(),
         ));
     }
+    let openai_extra = forwarded_fields(&mut r);
     let mut req = ChatRequest {
         model: r.model,
         stream: r.stream.unwrap_or(false),
@@ -326,6 +405,7 @@ fn decode_chat(r: ChatCompletionRequest) -> Result<(ChatRequest, bool), ApiError
         reasoning_effort: r.reasoning_effort,
         parallel_tool_calls: r.parallel_tool_calls,
         user: r.user,
+        openai_extra,
         ..ChatRequest::default()
     };
     if let Some(rf) = r.response_format {

@@ -131,6 +131,11 @@ pub fn encode_body(model_id: &str, q: &Quirks, req: &ChatRequest) -> Value {
             m.insert("parallel_tool_calls".into(), p.into());
         }
     }
+    for (k, v) in req.openai_extra.iter().flatten() {
+        if !m.contains_key(k) {
+            m.insert(k.clone(), v.clone());
+        }
+    }
     Value::Object(m)
 }
 
