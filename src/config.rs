@@ -51,6 +51,9 @@ pub struct Config {
     pub providers: Vec<ProviderConfig>,
     /// Ollama servers used as upstreams (`OLLAMA_INSTANCES`, `OLLAMA_REFRESH_SECS`).
     pub ollama: crate::instances::InstancesConfig,
+    /// Whether http(s) image URLs are fetched for upstreams that take only inline images
+    /// (`IMAGE_URL_FETCH`, default true; see `crate::images`).
+    pub image_url_fetch: bool,
 }
 
 /// Read `name`, or the file named by `name_FILE` (Docker secrets). Empty values count as unset.
@@ -213,6 +216,7 @@ impl Config {
             ),
             providers,
             ollama: crate::instances::InstancesConfig::from_env()?,
+            image_url_fetch: env_bool("IMAGE_URL_FETCH")?.unwrap_or(true),
         })
     }
 

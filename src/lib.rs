@@ -19,6 +19,7 @@ pub mod catalog;
 pub mod config;
 pub mod error;
 pub mod frontend;
+pub mod images;
 pub mod instances;
 pub mod relay;
 pub mod route;

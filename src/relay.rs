@@ -30,6 +30,9 @@ pub struct AppState {
     pub instances: Arc<Instances>,
     /// Usage recording (disabled unless [`AppState::with_recorder`] attached one).
     pub usage: Arc<crate::usage::Recorder>,
+    /// Client for fetching image URLs for upstreams that take only inline images
+    /// (`crate::images`); separate because it follows redirects.
+    pub image_client: reqwest::Client,
 }
 
 impl AppState {
@@ -38,6 +41,7 @@ impl AppState {
     /// Errors: the HTTP client cannot be built (TLS backend).
     pub fn new(config: Config) -> Result<Self, reqwest::Error> {
         let client = client::build(&config)?;
+        let image_client = crate::images::client(config.connect_timeout)?;
         let instances = Arc::new(Instances::new(config.ollama.clone(), |p| {
             config.is_enabled(p)
         }));
@@ -47,6 +51,7 @@ impl AppState {
             started_at: crate::frontend::now_rfc3339(),
             instances,
             usage: crate::usage::Recorder::disabled(),
+            image_client,
         })
     }
 
@@ -108,9 +113,27 @@ pub fn resolve_model(state: &AppState, name: &str) -> Result<Target, ApiError> {
 /// Route a chat request to its upstream.
 ///
 /// Errors: unknown model (404), provider without key (503), request the dialect cannot express
-/// (400), upstream status (kept), transport failures (502/504), and, for streams, a failure before
-/// the first event.
+/// or an image URL that cannot be fetched for an inline-only upstream (400), upstream status
+/// (kept), transport failures (502/504), and, for streams, a failure before the first event.
 pub async fn chat(state: &AppState, target: &Target, req: &ChatRequest) -> Result<Reply, ApiError> {
+    // Image URLs the upstream cannot take are fetched and inlined first (rare: no copy otherwise).
+    let dialect: &'static dyn Dialect = match target {
+        Target::Catalog(model) => catalog::dialect(model.info().provider),
+        Target::Instance(_) => &crate::upstream::ollama::Ollama,
+    };
+    let inlined;
+    let req = if crate::images::needs_fetch(req, |u| dialect.takes_image_url(u)) {
+        inlined = crate::images::inline_urls(
+            &state.image_client,
+            state.config.image_url_fetch,
+            req,
+            |u| dialect.takes_image_url(u),
+        )
+        .await?;
+        &inlined
+    } else {
+        req
+    };
     let (dialect, upstream) = match target {
         Target::Catalog(model) => send_to_catalog(state, *model, req).await?,
         Target::Instance(m) => crate::upstream::ollama::send_to_instance(state, m, req).await?,

@@ -1021,8 +1021,9 @@ async fn anthropic_input_schema_always_has_an_object_type() {
 }
 
 /// Image URLs: Anthropic reads them itself (`source.type: url`, recorded in
-/// anthropic/messages_image_url.yaml); Gemini does not, so the client gets a clear 400 instead of
-/// an upstream failure.
+/// anthropic/messages_image_url.yaml); Gemini does not, so llm-relay fetches the image (following
+/// a redirect), sniffs its type and sends it inline (WIRE.md §7.3); a URL that does not give an
+/// image, or fetching turned off, is a clear 400 and nothing reaches Gemini.
 #[tokio::test]
 async fn image_urls_per_dialect() {
     let ex = load("anthropic/messages_image_url.yaml").remove(0);
@@ -1053,17 +1054,84 @@ async fn image_urls_per_dialect() {
         json!({"type": "image", "source": {"type": "url", "url": recorded_url}})
     );
 
+    // A local image server: the PNG behind a redirect, an HTML page, a missing file.
+    let images = FakeUpstream::start().await;
+    let png = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, PNG_B64).unwrap();
+    wiremock::Mock::given(method("GET"))
+        .and(path("/moved.png"))
+        .respond_with(ResponseTemplate::new(302).insert_header("location", "/pic"))
+        .mount(&images.server)
+        .await;
+    wiremock::Mock::given(method("GET"))
+        .and(path("/pic"))
+        // Served with a wrong type on purpose: the bytes decide.
+        .respond_with(ResponseTemplate::new(200).set_body_raw(png, "application/octet-stream"))
+        .mount(&images.server)
+        .await;
+    wiremock::Mock::given(method("GET"))
+        .and(path("/page"))
+        .respond_with(ResponseTemplate::new(200).set_body_raw("<html></html>", "text/html"))
+        .mount(&images.server)
+        .await;
+    let url = |p: &str| format!("{}{p}?sig=secret", images.uri());
+
     let model = first_model_of(provider_of(WireFamily::Gemini));
     let ex = load("gemini/generate_content_basic.yaml").remove(0);
     let (fake, relay) = serve(WireFamily::Gemini, model, &ex).await;
-    let resp = relay.post("/v1/chat/completions", &req(model)).await;
+    let with_url = |u: String| {
+        json!({"model": model, "messages": [{"role": "user", "content": [
+            {"type": "text", "text": "What is this?"}, {"type": "image_url", "image_url": {"url": u}}]}]})
+    };
+    let resp = relay
+        .post("/v1/chat/completions", &with_url(url("/moved.png")))
+        .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        fake.last_json().await["contents"][0]["parts"][1],
+        json!({"inlineData": {"mimeType": "image/png", "data": PNG_B64}})
+    );
+    let sent = fake.received().await.len();
+    for (p, why) in [("/page", "not a PNG"), ("/missing", "404")] {
+        let resp = relay.post("/v1/chat/completions", &with_url(url(p))).await;
+        assert_eq!(resp.status(), 400, "{p}");
+        let msg = resp.json::<Value>().await.unwrap()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(msg.contains(why) && msg.contains(p), "{msg}");
+        assert!(
+            !msg.contains("secret"),
+            "the query string is not echoed: {msg}"
+        );
+    }
+    assert_eq!(
+        fake.received().await.len(),
+        sent,
+        "nothing more reached Gemini"
+    );
+
+    // Fetching turned off: a 400 asking for inline data, and no fetch.
+    let mut cfg = common::relay::config(&[(
+        provider_of(WireFamily::Gemini),
+        format!("{}/base", fake.uri()),
+    )]);
+    cfg.image_url_fetch = false;
+    let fetches = images.received().await.len();
+    let relay = Relay::start_with(cfg).await;
+    let resp = relay
+        .post("/v1/chat/completions", &with_url(url("/moved.png")))
+        .await;
     assert_eq!(resp.status(), 400);
     let v: Value = resp.json().await.unwrap();
     assert!(
-        v["error"]["message"].as_str().unwrap().contains("base64"),
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("IMAGE_URL_FETCH=false"),
         "{v}"
     );
-    assert!(fake.received().await.is_empty());
+    assert_eq!(images.received().await.len(), fetches);
+    assert_eq!(fake.received().await.len(), sent);
 }
 
 /// Anthropic's overload status 529 with its error body (ANT-SDK `types/shared/error_type.py`,

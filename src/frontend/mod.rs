@@ -34,6 +34,12 @@ pub async fn read_json<T: DeserializeOwned>(body: Body, limit: usize) -> Result<
 /// Media types every upstream dialect accepts for inline images.
 const IMAGE_TYPES: [&str; 4] = ["image/png", "image/jpeg", "image/gif", "image/webp"];
 
+/// The media type of an image from its first bytes (the `infer` crate's magic numbers), if it is
+/// one every upstream dialect accepts (PNG, JPEG, GIF, WebP).
+pub fn image_type(bytes: &[u8]) -> Option<&'static str> {
+    infer::get(bytes).and_then(|t| IMAGE_TYPES.iter().copied().find(|m| *m == t.mime_type()))
+}
+
 /// Sniff the image type from the first bytes of base64 `data` (the `infer` crate's magic numbers).
 ///
 /// Errors: the data does not start with valid base64 (400).
@@ -57,7 +63,7 @@ fn sniff(data: &str) -> Result<Option<&'static str>, ApiError> {
     if bytes.is_empty() {
         return Err(ApiError::BadRequest("image data is empty".into()));
     }
-    Ok(infer::get(&bytes).and_then(|t| IMAGE_TYPES.iter().copied().find(|m| *m == t.mime_type())))
+    Ok(image_type(&bytes))
 }
 
 /// A base64 image without a declared type (Ollama `images`): the type is sniffed.

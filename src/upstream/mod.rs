@@ -51,6 +51,12 @@ pub trait Dialect: Send + Sync {
     /// Turn a 2xx streamed body into canonical events, chunk by chunk (no buffering).
     fn decode_stream(&self, provider: &'static str, body: ByteStream) -> EventStream;
 
+    /// Whether the upstream takes this http(s) image URL as is. Upstreams that take only inline
+    /// images say no, and llm-relay fetches the image first (`crate::images`).
+    fn takes_image_url(&self, _url: &str) -> bool {
+        true
+    }
+
     /// Extract a human-readable message from an upstream error body (status >= 400).
     fn error_message(&self, body: &[u8]) -> String {
         error_message_from_json(body)

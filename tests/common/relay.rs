@@ -40,6 +40,7 @@ pub fn config(enabled: &[(&str, String)]) -> Config {
             })
             .collect(),
         ollama: Default::default(),
+        image_url_fetch: true,
     }
 }
 

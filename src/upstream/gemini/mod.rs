@@ -44,6 +44,11 @@ const FILES_API_PREFIX: &str = "https://generativelanguage.googleapis.com/";
 pub const SKIP_SIGNATURE: &str = "skip_thought_signature_validator";
 
 impl Dialect for Gemini {
+    /// Only Gemini Files API URIs; other URLs are fetched and sent inline (WIRE.md §7.3).
+    fn takes_image_url(&self, url: &str) -> bool {
+        url.starts_with(FILES_API_PREFIX)
+    }
+
     fn encode(&self, model: ModelId, req: &ChatRequest) -> Result<UpstreamRequest, ApiError> {
         let body = encode_body(model, req)?;
         let body = serde_json::to_vec(&body)

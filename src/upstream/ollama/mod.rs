@@ -34,6 +34,11 @@ pub const CHAT_PATH: &str = "/api/chat";
 pub struct Ollama;
 
 impl Dialect for Ollama {
+    /// Ollama servers take only base64 `images` (WIRE.md §7.3): URLs are fetched first.
+    fn takes_image_url(&self, _url: &str) -> bool {
+        false
+    }
+
     fn encode(&self, model: ModelId, req: &ChatRequest) -> Result<UpstreamRequest, ApiError> {
         Ok(UpstreamRequest {
             path: CHAT_PATH.into(),
