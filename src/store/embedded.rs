@@ -56,6 +56,11 @@ impl std::fmt::Debug for RedbStore {
     }
 }
 
+/// redb's page cache: 16 MiB. redb's default is 1 GiB (`Builder::new`), a ceiling the process
+/// would slowly fill with usage pages it rarely reads again; 16 MiB holds the interior B-tree
+/// pages of millions of records and the aggregate tables the queries read.
+const CACHE_BYTES: usize = 16 * 1024 * 1024;
+
 impl RedbStore {
     /// Open (or create) `<dir>/llm-relay.redb`, creating `dir` if needed, and migrate it to
     /// [`SCHEMA_VERSION`].
@@ -66,7 +71,9 @@ impl RedbStore {
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::Backend(format!("cannot create {}: {e}", dir.display())))?;
         let path = dir.join(FILE_NAME);
-        let db = Database::create(&path)
+        let db = redb::Builder::new()
+            .set_cache_size(CACHE_BYTES)
+            .create(&path)
             .map_err(|e| StoreError::Backend(format!("cannot open {}: {e}", path.display())))?;
         let txn = db.begin_write().map_err(backend)?;
         migrate(&txn)?;
