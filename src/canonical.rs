@@ -222,7 +222,8 @@ impl FinishReason {
             "length" => FinishReason::Length,
             "tool_calls" | "function_call" => FinishReason::ToolCalls,
             "content_filter" => FinishReason::ContentFilter,
-            "error" => FinishReason::Error,
+            // Mistral `error`; DeepSeek `insufficient_system_resource` (WIRE.md §7.1).
+            "error" | "insufficient_system_resource" => FinishReason::Error,
             _ => FinishReason::Stop,
         }
     }

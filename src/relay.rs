@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use futures_util::StreamExt;
 
-use crate::canonical::{ChatRequest, ChatResponse};
+use crate::canonical::{ChatRequest, ChatResponse, FinishReason, StreamEvent};
 use crate::catalog::{self, ModelId};
 use crate::config::Config;
 use crate::error::ApiError;
@@ -140,7 +140,14 @@ pub async fn chat(state: &AppState, target: &Target, req: &ChatRequest) -> Resul
     };
     let name = upstream.provider;
     if req.stream {
-        let mut events = dialect.decode_stream(name, upstream.into_stream(&state.config));
+        // An error finish reason ends the stream with an error item (the frontends send it as their
+        // in-stream error event, WIRE.md §7.1) instead of a normal-looking finish.
+        let mut events = dialect
+            .decode_stream(name, upstream.into_stream(&state.config))
+            .map(move |ev| match ev {
+                Ok(StreamEvent::Finish(FinishReason::Error)) => Err(generation_failed(name)),
+                other => other,
+            });
         match events.next().await {
             Some(Ok(first)) => Ok(Reply::Stream(Box::pin(
                 futures_util::stream::once(async { Ok(first) }).chain(events),
@@ -153,7 +160,22 @@ pub async fn chat(state: &AppState, target: &Target, req: &ChatRequest) -> Resul
         }
     } else {
         let body = upstream.into_bytes(&state.config).await?;
-        Ok(Reply::Complete(dialect.decode(name, &body)?))
+        let answer = dialect.decode(name, &body)?;
+        if answer.finish_reason == FinishReason::Error {
+            return Err(generation_failed(name));
+        }
+        Ok(Reply::Complete(answer))
+    }
+}
+
+/// The error for an answer the upstream ended with an error finish reason (Gemini
+/// `MALFORMED_FUNCTION_CALL`/`UNEXPECTED_TOOL_CALL`/`TOO_MANY_TOOL_CALLS`/`LANGUAGE`, Mistral
+/// `error`, DeepSeek `insufficient_system_resource`; WIRE.md §7.1): 502 before the first event,
+/// an in-stream error after it.
+fn generation_failed(provider: &'static str) -> ApiError {
+    ApiError::UpstreamStream {
+        provider,
+        message: "the model ended the generation with an error (no complete answer)".into(),
     }
 }
 

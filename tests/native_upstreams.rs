@@ -1458,3 +1458,65 @@ async fn a_stalled_or_dropped_native_stream_ends_with_an_error_not_a_hang() {
         }
     }
 }
+
+/// A Gemini answer that ends with an error finish reason (`MALFORMED_FUNCTION_CALL`, WIRE.md §7.1)
+/// is an error for the client, not a normal `stop`: an in-stream error event after the text
+/// streamed so far (OpenAI SSE error object, Ollama `{"error"}` line), a 502 when not streamed.
+#[tokio::test]
+async fn gemini_error_finish_reason_reaches_clients_as_an_error() {
+    let model = first_model_of(provider_of(WireFamily::Gemini));
+    let fake = FakeUpstream::start().await;
+    let text = json!({"candidates": [{"content": {"role": "model", "parts": [{"text": "Let me"}]}, "index": 0}]});
+    let end = json!({"candidates": [{"content": {"role": "model", "parts": []}, "finishReason": "MALFORMED_FUNCTION_CALL", "index": 0}],
+        "usageMetadata": {"promptTokenCount": 5, "candidatesTokenCount": 2, "totalTokenCount": 7}});
+    wiremock::Mock::given(method("POST"))
+        .and(path(upstream_path(WireFamily::Gemini, model, true)))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(
+            format!("data: {text}\r\n\r\ndata: {end}\r\n\r\n"),
+            "text/event-stream",
+        ))
+        .mount(&fake.server)
+        .await;
+    wiremock::Mock::given(method("POST"))
+        .and(path(upstream_path(WireFamily::Gemini, model, false)))
+        .respond_with(ResponseTemplate::new(200).set_body_json(&end))
+        .mount(&fake.server)
+        .await;
+    let relay = Relay::start(&[(
+        provider_of(WireFamily::Gemini),
+        format!("{}/base", fake.uri()),
+    )])
+    .await;
+    let ask = |stream: bool| json!({"model": model, "stream": stream, "messages": [{"role": "user", "content": "Hi"}]});
+
+    let resp = relay.post("/v1/chat/completions", &ask(true)).await;
+    assert_eq!(resp.status(), 200);
+    let payloads = sse_payloads(&resp.text().await.unwrap());
+    assert!(
+        payloads.iter().any(|p| p.contains("Let me")),
+        "{payloads:?}"
+    );
+    assert!(
+        !payloads
+            .iter()
+            .any(|p| p.contains("\"finish_reason\":\"stop\"")),
+        "{payloads:?}"
+    );
+    let err: Value = serde_json::from_str(&payloads[payloads.len() - 2]).unwrap();
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("ended the generation with an error"),
+        "{err}"
+    );
+    assert_eq!(payloads.last().unwrap(), "[DONE]");
+
+    let resp = relay.post("/api/chat", &ask(true)).await;
+    let lines = ndjson(&resp.text().await.unwrap());
+    assert!(lines.last().unwrap()["error"].is_string(), "{lines:?}");
+    assert!(!lines.iter().any(|l| l["done"] == true), "{lines:?}");
+
+    let resp = relay.post("/v1/chat/completions", &ask(false)).await;
+    assert_eq!(resp.status(), 502);
+}
