@@ -264,7 +264,7 @@ fn serve(config: Config, usage: UsageConfig) -> std::process::ExitCode {
         let instances: Vec<&str> = state.config.ollama.instances.iter().map(|i| i.name).collect();
         tracing::info!(listen = %bound, providers = ?enabled, ollama_instances = ?instances, "llm-relay listening");
         let shutdown = async {
-            let _ = tokio::signal::ctrl_c().await;
+            shutdown_signal().await;
             tracing::info!("shutting down");
         };
         let result = llm_relay::server::run(listener, state, shutdown).await;
@@ -285,4 +285,26 @@ fn serve(config: Config, usage: UsageConfig) -> std::process::ExitCode {
             }
         }
     })
+}
+
+/// Resolves on SIGINT (Ctrl-C) or, on Unix, SIGTERM (`docker stop`, systemd, Kubernetes): both are
+/// graceful shutdowns that finish in-flight requests and flush the usage records.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM; only SIGINT stops gracefully")
+            }
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }
