@@ -103,8 +103,8 @@ impl Setup {
     }
 
     async fn flush(&self) {
-        // Let the handler's RequestLog drop after the response went out.
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        // Non-stream answers: the handler's RequestLog is dropped (its record sent) before the
+        // response is written, so the record precedes this flush in the channel.
         let r = self.recorder.clone();
         tokio::task::spawn_blocking(move || r.flush())
             .await
@@ -502,12 +502,9 @@ async fn upstream_failure_mid_stream_is_recorded_with_partial_usage() {
         .await
         .unwrap();
     assert!(body.contains("overloaded"), "{body}");
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    let r2 = recorder.clone();
-    tokio::task::spawn_blocking(move || r2.flush())
-        .await
-        .unwrap();
-    let r = store.recent(&Filter::default(), 1).unwrap().remove(0);
+    // The stream's record leaves when the server drops the body, which may be just after the
+    // client read its end: poll rather than sleep a fixed time.
+    let r = wait_for_record(&recorder, &store).await;
     assert_eq!(
         (
             r.frontend.as_ref(),
@@ -770,4 +767,61 @@ async fn gemini_stream_cut_midway_keeps_the_usage_so_far() {
         (300, 100, 7, 5)
     );
     assert!(r.cost_pico_usd.unwrap() > 0);
+}
+
+#[tokio::test]
+async fn instance_models_are_recorded_unpriced_under_the_instance_name() {
+    use common::fake_upstream::FakeUpstream;
+    use common::fixtures::load;
+    let fake = FakeUpstream::start().await;
+    fake.replay(&load("ollama/tags.yaml").remove(0), "/api/tags")
+        .await;
+    fake.replay(
+        &load("ollama/cloud_chat_nonstream_thinking.httprr").remove(0),
+        "/api/chat",
+    )
+    .await;
+    let dir = TempDir::new("instance");
+    let store = Arc::new(RedbStore::open(&dir.0).unwrap());
+    let recorder = Recorder::start(store.clone(), UsageSettings::default(), Vec::new()).unwrap();
+    let mut cfg = config(&[]);
+    cfg.ollama = llm_relay::instances::InstancesConfig {
+        instances: llm_relay::instances::parse_instances(&format!("lab={}", fake.uri())).unwrap(),
+        refresh: Duration::from_secs(3600),
+    };
+    let state = AppState::new(cfg).unwrap().with_recorder(recorder.clone());
+    let relay = Relay::start_with_state(state).await;
+    let body = json!({"model": "lab-llama3.2@bob", "stream": false,
+        "messages": [{"role": "user", "content": "What is the capital of France?"}]});
+    // Discovery runs beside the server: retry until the instance's models are known.
+    let mut status = 0;
+    for _ in 0..100 {
+        status = relay.post("/api/chat", &body).await.status().as_u16();
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, 200);
+    let r2 = recorder.clone();
+    tokio::task::spawn_blocking(move || r2.flush())
+        .await
+        .unwrap();
+    let r = store.recent(&Filter::default(), 1).unwrap().remove(0);
+    assert_eq!(
+        (r.provider.as_ref(), r.tags.as_slice(), r.status),
+        ("lab", &["bob".to_string()][..], 200)
+    );
+    assert_eq!((r.input_tokens, r.output_tokens), (74, 40));
+    assert_eq!(
+        (r.cost_pico_usd, r.cost_source),
+        (None, CostSource::Unpriced)
+    );
+    let t = store
+        .summary(&Filter {
+            provider: Some("lab".into()),
+            ..Filter::default()
+        })
+        .unwrap();
+    assert_eq!((t.unpriced_requests, t.cost_pico_usd), (1, 0));
 }
