@@ -43,11 +43,17 @@ pub fn split_model_suffix(name: &str) -> (&str, Option<&str>) {
     }
 }
 
-/// Whether `value` looks like a real provider API key: a known key prefix, or a long random token
+/// Whether `value` (or a word of it) looks like a real provider API key: a known key prefix, or a
+/// long random token
 /// (at least [`MIN_RANDOM_KEY_CHARS`] of `[A-Za-z0-9_-]` mixing upper case, lower case and
 /// digits, as Mistral's prefix-less keys do; tags people type are rarely like that, and one that
 /// is only gets a stable label).
 pub fn looks_like_key(value: &str) -> bool {
+    // A key among other words ("alice sk-...") is still a key.
+    value.split_whitespace().any(word_looks_like_key)
+}
+
+fn word_looks_like_key(value: &str) -> bool {
     if KEY_PREFIXES.iter().any(|p| value.starts_with(p)) {
         return true;
     }
@@ -333,6 +339,8 @@ mod tests {
             "pplx-AbCdEf0123456789GhIjKlMnOpQr",
             "sk-or-v1-0123456789abcdef",
             "aB3dE5fG7hI9jK1lM3nO5pQ7rS9tU1vW",
+            // A key inside a value with spaces is still a key.
+            "alice sk-proj-abc123",
         ] {
             assert!(looks_like_key(key), "{key}");
             assert_eq!(normalise(key), [key_label(key)], "{key}");
