@@ -177,7 +177,13 @@ fn main() -> std::process::ExitCode {
             model,
         } => {
             let filter = Filter {
-                tag,
+                // Stored tags are normalised (lower case, key-looking values hashed): so is this.
+                tag: tag.map(|t| {
+                    llm_relay::usage::tags::normalise(&t)
+                        .into_iter()
+                        .next()
+                        .unwrap_or(t)
+                }),
                 provider,
                 model,
                 ..Filter::default()

@@ -368,3 +368,31 @@ fn server_flushes_usage_on_sigterm() {
     drop(store);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `--tag` is normalised like stored tags (case, key-looking values hashed), so `--tag Alice`
+/// finds `alice`.
+#[test]
+fn usage_command_normalises_the_tag_filter() {
+    let dir = TempDir::with_fixture("cli-tag");
+    let o = cli(&["usage", "--tag", " Alice ", "--by", "provider"], &dir.0);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = String::from_utf8_lossy(&o.stdout);
+    let total = out.lines().find(|l| l.starts_with("TOTAL")).unwrap();
+    assert!(
+        total.split_whitespace().nth(1).is_some_and(|n| n != "0"),
+        "{out}"
+    );
+}
+
+/// The server holds the database exclusively: the command says so instead of failing obscurely.
+#[test]
+fn usage_command_while_the_database_is_held_says_why() {
+    let dir = TempDir::with_fixture("cli-locked");
+    let held = RedbStore::open(&dir.0).unwrap();
+    let o = cli(&["usage"], &dir.0);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("stop it first"), "{err}");
+    drop(held);
+    assert!(cli(&["usage"], &dir.0).status.success());
+}
