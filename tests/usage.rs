@@ -825,3 +825,30 @@ async fn instance_models_are_recorded_unpriced_under_the_instance_name() {
         .unwrap();
     assert_eq!((t.unpriced_requests, t.cost_pico_usd), (1, 0));
 }
+
+#[tokio::test]
+async fn legacy_completions_stream_whose_first_event_is_the_finish_is_complete() {
+    let dir = TempDir::new("legacy-finish");
+    // An empty answer without usage: the only event is the finish.
+    let base = scripted_upstream(
+        vec![
+            json!({"id":"x","object":"chat.completion.chunk","created":1,"model":"m",
+            "choices":[{"index":0,"delta":{"content":""},"finish_reason":"stop"}]}),
+        ],
+        None,
+    )
+    .await;
+    let (relay, recorder, store) = relay_over(&dir, "openai", format!("{base}/v1")).await;
+    let body = relay
+        .post(
+            "/v1/completions",
+            &json!({"model": first_model_of("openai"), "prompt": "hi", "stream": true}),
+        )
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(body.contains("[DONE]"), "{body}");
+    let r = wait_for_record(&recorder, &store).await;
+    assert_eq!((r.complete, r.error.as_deref()), (true, None));
+}

@@ -844,7 +844,16 @@ async fn completions_inner(state: &AppState, http: &Request, body: Body) -> Resp
             // The legacy stream has no role delta: its first event is encoded like any other.
             let mut events = events;
             let first_events = match events.next().await {
-                Some(Ok(ev)) => vec![ev],
+                Some(Ok(ev)) => {
+                    // Accounted for like the events `stream_body` sees.
+                    if let StreamEvent::Usage(u) = &ev {
+                        log.set_usage(*u);
+                    }
+                    if matches!(ev, StreamEvent::Finish(_)) {
+                        log.set_complete();
+                    }
+                    vec![ev]
+                }
                 Some(Err(e)) => {
                     log.set_error(&e);
                     return error_response(&e);
