@@ -91,9 +91,7 @@ fn usage_command(
                 .ok_or_else(|| format!("--by {b:?}: expected tag, provider, model or client"))
         })
         .transpose()?;
-    let store = RedbStore::open(&usage.data_dir).map_err(|e| {
-        format!("{e} (a running llm-relay server holds the database: stop it first)")
-    })?;
+    let store = RedbStore::open(&usage.data_dir).map_err(|e| e.to_string())?;
     let total = store.summary(&f).map_err(|e| e.to_string())?;
     let (heading, rows) = match by {
         Some(d) => (

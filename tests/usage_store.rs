@@ -396,3 +396,25 @@ fn usage_command_while_the_database_is_held_says_why() {
     drop(held);
     assert!(cli(&["usage"], &dir.0).status.success());
 }
+
+/// A database from a newer llm-relay is reported as such, not as "held by a running server".
+#[test]
+fn usage_command_on_a_newer_database_names_the_version() {
+    let dir = TempDir::with_fixture("cli-newer");
+    {
+        let db = redb::Database::create(dir.0.join(FILE_NAME)).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut meta = txn
+                .open_table(redb::TableDefinition::<&str, u64>::new("meta"))
+                .unwrap();
+            meta.insert("schema_version", 99).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let o = cli(&["usage"], &dir.0);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("schema version 99"), "{err}");
+    assert!(!err.contains("stop it first"), "{err}");
+}

@@ -66,8 +66,14 @@ impl RedbStore {
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::Backend(format!("cannot create {}: {e}", dir.display())))?;
         let path = dir.join(FILE_NAME);
-        let db = Database::create(&path)
-            .map_err(|e| StoreError::Backend(format!("cannot open {}: {e}", path.display())))?;
+        let db = Database::create(&path).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Backend(format!(
+                "{} is in use by another process (a running llm-relay server holds it \
+                 exclusively: stop it first)",
+                path.display()
+            )),
+            e => StoreError::Backend(format!("cannot open {}: {e}", path.display())),
+        })?;
         let txn = db.begin_write().map_err(backend)?;
         migrate(&txn)?;
         txn.commit().map_err(backend)?;
