@@ -243,11 +243,12 @@ pub fn client_ip(
         return Some(peer);
     }
     let mut client = peer;
-    for value in headers.get_all("x-forwarded-for") {
+    // Entries are appended by each proxy, to the list or as a new header line (HAProxy): read
+    // them right to left, starting with the last line.
+    for value in headers.get_all("x-forwarded-for").iter().rev() {
         let Ok(value) = value.to_str() else {
             return Some(client);
         };
-        // Entries are appended by each proxy: read them right to left.
         for entry in value.rsplit(',') {
             match entry.trim().parse::<IpAddr>() {
                 Ok(ip) => {
@@ -355,6 +356,25 @@ mod tests {
         ] {
             assert!(!looks_like_key(tag), "{tag}");
         }
+    }
+
+    #[test]
+    fn forwarded_for_lines_are_read_from_the_last_one_back() {
+        // HAProxy's `option forwardfor` appends a header line rather than extending the list:
+        // the client's own (forgeable) line comes first, the trusted proxy's last.
+        let peer: IpAddr = [10, 0, 0, 5].into();
+        let trusted = [TrustedProxy {
+            net: peer,
+            prefix: 32,
+        }];
+        let h = headers(&[
+            ("x-forwarded-for", "6.6.6.6"),
+            ("x-forwarded-for", "203.0.113.7"),
+        ]);
+        assert_eq!(
+            client_ip(Some(peer), &h, &trusted),
+            Some([203, 0, 113, 7].into())
+        );
     }
 
     #[test]
