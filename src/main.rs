@@ -56,11 +56,20 @@ enum Command {
 fn parse_time(s: &str, now_ms: i64) -> Result<i64, String> {
     use time::format_description::well_known::Rfc3339;
     let s = s.trim();
-    if let Some(n) = s.strip_suffix('h').and_then(|n| n.parse::<i64>().ok()) {
-        return Ok(now_ms - n * 3_600_000);
-    }
-    if let Some(n) = s.strip_suffix('d').and_then(|n| n.parse::<i64>().ok()) {
-        return Ok(now_ms - n * 86_400_000);
+    for (suffix, unit_ms) in [('h', 3_600_000i64), ('d', 86_400_000)] {
+        // An age: a whole number of hours or days, not negative, back no further than 1970.
+        if let Some(n) = s
+            .strip_suffix(suffix)
+            .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        {
+            return n
+                .parse::<i64>()
+                .ok()
+                .and_then(|n| n.checked_mul(unit_ms))
+                .map(|back| now_ms - back)
+                .filter(|t| *t >= 0)
+                .ok_or_else(|| format!("{s:?} reaches back before 1970"));
+        }
     }
     if let Ok(t) = time::OffsetDateTime::parse(s, &Rfc3339) {
         return Ok((t.unix_timestamp_nanos() / 1_000_000) as i64);

@@ -418,3 +418,20 @@ fn usage_command_on_a_newer_database_names_the_version() {
     assert!(err.contains("schema version 99"), "{err}");
     assert!(!err.contains("stop it first"), "{err}");
 }
+
+/// Ages must be positive and in range: a negative or absurd age is a usage error, not a silent
+/// future bound or an overflow panic.
+#[test]
+fn usage_command_rejects_bad_ages() {
+    let dir = TempDir::with_fixture("cli-ages");
+    for bad in ["-5h", "99999999999999999h", "99999999999999999d"] {
+        let o = cli(&["usage", &format!("--since={bad}")], &dir.0);
+        assert_eq!(
+            o.status.code(),
+            Some(2),
+            "{bad}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    assert!(cli(&["usage", "--since", "0h"], &dir.0).status.success());
+}
