@@ -56,11 +56,20 @@ enum Command {
 fn parse_time(s: &str, now_ms: i64) -> Result<i64, String> {
     use time::format_description::well_known::Rfc3339;
     let s = s.trim();
-    if let Some(n) = s.strip_suffix('h').and_then(|n| n.parse::<i64>().ok()) {
-        return Ok(now_ms - n * 3_600_000);
-    }
-    if let Some(n) = s.strip_suffix('d').and_then(|n| n.parse::<i64>().ok()) {
-        return Ok(now_ms - n * 86_400_000);
+    for (suffix, unit_ms) in [('h', 3_600_000i64), ('d', 86_400_000)] {
+        // An age: a whole number of hours or days, not negative, back no further than 1970.
+        if let Some(n) = s
+            .strip_suffix(suffix)
+            .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        {
+            return n
+                .parse::<i64>()
+                .ok()
+                .and_then(|n| n.checked_mul(unit_ms))
+                .map(|back| now_ms - back)
+                .filter(|t| *t >= 0)
+                .ok_or_else(|| format!("{s:?} reaches back before 1970"));
+        }
     }
     if let Ok(t) = time::OffsetDateTime::parse(s, &Rfc3339) {
         return Ok((t.unix_timestamp_nanos() / 1_000_000) as i64);
@@ -91,9 +100,7 @@ fn usage_command(
                 .ok_or_else(|| format!("--by {b:?}: expected tag, provider, model or client"))
         })
         .transpose()?;
-    let store = RedbStore::open(&usage.data_dir).map_err(|e| {
-        format!("{e} (a running llm-relay server holds the database: stop it first)")
-    })?;
+    let store = RedbStore::open(&usage.data_dir).map_err(|e| e.to_string())?;
     let total = store.summary(&f).map_err(|e| e.to_string())?;
     let (heading, rows) = match by {
         Some(d) => (
@@ -177,7 +184,13 @@ fn main() -> std::process::ExitCode {
             model,
         } => {
             let filter = Filter {
-                tag,
+                // Stored tags are normalised (lower case, key-looking values hashed): so is this.
+                tag: tag.map(|t| {
+                    llm_relay::usage::tags::normalise(&t)
+                        .into_iter()
+                        .next()
+                        .unwrap_or(t)
+                }),
                 provider,
                 model,
                 ..Filter::default()
@@ -264,7 +277,7 @@ fn serve(config: Config, usage: UsageConfig) -> std::process::ExitCode {
         let instances: Vec<&str> = state.config.ollama.instances.iter().map(|i| i.name).collect();
         tracing::info!(listen = %bound, providers = ?enabled, ollama_instances = ?instances, "llm-relay listening");
         let shutdown = async {
-            let _ = tokio::signal::ctrl_c().await;
+            shutdown_signal().await;
             tracing::info!("shutting down");
         };
         let result = llm_relay::server::run(listener, state, shutdown).await;
@@ -285,4 +298,26 @@ fn serve(config: Config, usage: UsageConfig) -> std::process::ExitCode {
             }
         }
     })
+}
+
+/// Resolves on SIGINT (Ctrl-C) or, on Unix, SIGTERM (`docker stop`, systemd, Kubernetes): both are
+/// graceful shutdowns that finish in-flight requests and flush the usage records.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM; only SIGINT stops gracefully")
+            }
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }

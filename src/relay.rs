@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use futures_util::StreamExt;
 
-use crate::canonical::{ChatRequest, ChatResponse, FinishReason, StreamEvent};
+use crate::canonical::{ChatRequest, ChatResponse, FinishReason, StreamEvent, Usage};
 use crate::catalog::{self, ModelId};
 use crate::config::Config;
 use crate::error::ApiError;
@@ -116,6 +116,20 @@ pub fn resolve_model(state: &AppState, name: &str) -> Result<Target, ApiError> {
 /// or an image URL that cannot be fetched for an inline-only upstream (400), upstream status
 /// (kept), transport failures (502/504), and, for streams, a failure before the first event.
 pub async fn chat(state: &AppState, target: &Target, req: &ChatRequest) -> Result<Reply, ApiError> {
+    chat_with_usage(state, target, req, &mut |_| {}).await
+}
+
+/// [`chat`], handing `on_usage` the running usage a stream reports while its first real event is
+/// awaited (Anthropic's `message_start`), so the caller accounts for input tokens already billed
+/// even when the stream fails or the client leaves before the first token.
+///
+/// Errors: as [`chat`].
+pub async fn chat_with_usage(
+    state: &AppState,
+    target: &Target,
+    req: &ChatRequest,
+    on_usage: &mut (dyn FnMut(Usage) + Send),
+) -> Result<Reply, ApiError> {
     // Image URLs the upstream cannot take are fetched and inlined first (rare: no copy otherwise).
     let dialect: &'static dyn Dialect = match target {
         Target::Catalog(model) => catalog::dialect(model.info().provider),
@@ -148,15 +162,34 @@ pub async fn chat(state: &AppState, target: &Target, req: &ChatRequest) -> Resul
                 Ok(StreamEvent::Finish(FinishReason::Error)) => Err(generation_failed(name)),
                 other => other,
             });
-        match events.next().await {
-            Some(Ok(first)) => Ok(Reply::Stream(Box::pin(
-                futures_util::stream::once(async { Ok(first) }).chain(events),
-            ))),
-            Some(Err(e)) => Err(e),
-            None => Err(ApiError::UpstreamInvalid {
-                provider: name,
-                reason: "empty stream".into(),
-            }),
+        // Usage-only events (Anthropic's `message_start`, a Gemini chunk without parts) do not
+        // count as the first event: a failure after them still gets a real HTTP status. The
+        // latest of them is re-emitted before the first real event.
+        let mut usage = None;
+        loop {
+            match events.next().await {
+                Some(Ok(StreamEvent::Usage(u))) => {
+                    on_usage(u);
+                    usage = Some(u);
+                }
+                Some(Ok(first)) => {
+                    let head: Vec<Result<StreamEvent, ApiError>> = usage
+                        .map(|u| Ok(StreamEvent::Usage(u)))
+                        .into_iter()
+                        .chain([Ok(first)])
+                        .collect();
+                    return Ok(Reply::Stream(Box::pin(
+                        futures_util::stream::iter(head).chain(events),
+                    )));
+                }
+                Some(Err(e)) => return Err(e),
+                None => {
+                    return Err(ApiError::UpstreamInvalid {
+                        provider: name,
+                        reason: "empty stream".into(),
+                    });
+                }
+            }
         }
     } else {
         let body = upstream.into_bytes(&state.config).await?;

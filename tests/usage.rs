@@ -103,8 +103,8 @@ impl Setup {
     }
 
     async fn flush(&self) {
-        // Let the handler's RequestLog drop after the response went out.
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        // Non-stream answers: the handler's RequestLog is dropped (its record sent) before the
+        // response is written, so the record precedes this flush in the channel.
         let r = self.recorder.clone();
         tokio::task::spawn_blocking(move || r.flush())
             .await
@@ -502,12 +502,9 @@ async fn upstream_failure_mid_stream_is_recorded_with_partial_usage() {
         .await
         .unwrap();
     assert!(body.contains("overloaded"), "{body}");
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    let r2 = recorder.clone();
-    tokio::task::spawn_blocking(move || r2.flush())
-        .await
-        .unwrap();
-    let r = store.recent(&Filter::default(), 1).unwrap().remove(0);
+    // The stream's record leaves when the server drops the body, which may be just after the
+    // client read its end: poll rather than sleep a fixed time.
+    let r = wait_for_record(&recorder, &store).await;
     assert_eq!(
         (
             r.frontend.as_ref(),
@@ -581,4 +578,277 @@ fn dns_setting_fills_host_names_off_the_request_path() {
     }
     recorder.shutdown();
     assert_eq!(named.as_deref(), Some(name.as_str()));
+}
+
+/// An upstream that sends `events` (SSE `data:` payloads) as one chunk each, then repeats `tick`
+/// every 100 ms until the connection goes (llm-relay notices a gone client on its next write),
+/// or, without a tick, ends the body.
+async fn scripted_upstream(
+    events: Vec<serde_json::Value>,
+    tick: Option<serde_json::Value>,
+) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut sock, _) = listener.accept().await.unwrap();
+        let mut buf = vec![0u8; 65536];
+        let _ = sock.read(&mut buf).await.unwrap();
+        let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n";
+        sock.write_all(head.as_bytes()).await.unwrap();
+        for ev in &events {
+            sock.write_all(&chunk(&ev.to_string())).await.unwrap();
+            sock.flush().await.unwrap();
+        }
+        let Some(tick) = tick else {
+            sock.write_all(b"0\r\n\r\n").await.unwrap();
+            sock.flush().await.unwrap();
+            return;
+        };
+        for _ in 0..300 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if sock.write_all(&chunk(&tick.to_string())).await.is_err() {
+                break;
+            }
+        }
+    });
+    format!("http://{addr}")
+}
+
+/// Poll (flushing the writer) until the store holds a record; the newest one.
+async fn wait_for_record(recorder: &Arc<Recorder>, store: &RedbStore) -> UsageRecord {
+    for _ in 0..100 {
+        let r = recorder.clone();
+        tokio::task::spawn_blocking(move || r.flush())
+            .await
+            .unwrap();
+        if let Some(r) = store.recent(&Filter::default(), 1).unwrap().pop() {
+            return r;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no usage record within 10 s");
+}
+
+/// A relay over `provider` at `base`, recording into a store in `dir`.
+async fn relay_over(
+    dir: &TempDir,
+    provider: &str,
+    base: String,
+) -> (Relay, Arc<Recorder>, Arc<RedbStore>) {
+    let store = Arc::new(RedbStore::open(&dir.0).unwrap());
+    let recorder = Recorder::start(store.clone(), UsageSettings::default(), Vec::new()).unwrap();
+    let state = AppState::new(config(&[(provider, base)]))
+        .unwrap()
+        .with_recorder(recorder.clone());
+    (Relay::start_with_state(state).await, recorder, store)
+}
+
+/// Stream `model` through the OpenAI API, read until `marker` shows, then hang up.
+async fn stream_then_hang_up(relay: &Relay, model: &str, marker: &str) {
+    let mut resp = relay
+        .http
+        .post(relay.url("/v1/chat/completions"))
+        .json(&json!({"model": model, "stream": true,
+            "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut seen = String::new();
+    while !seen.contains(marker) {
+        let c = tokio::time::timeout(Duration::from_secs(5), resp.chunk())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        seen.push_str(&String::from_utf8_lossy(&c));
+    }
+    drop(resp);
+}
+
+fn anthropic_start(input: u64, read: u64, write: u64) -> serde_json::Value {
+    json!({"type":"message_start","message":{"id":"msg_1","type":"message","role":"assistant",
+        "model":"claude","content":[],"stop_reason":null,
+        "usage":{"input_tokens":input,"cache_read_input_tokens":read,
+            "cache_creation_input_tokens":write,"output_tokens":1}}})
+}
+
+#[tokio::test]
+async fn anthropic_stream_cut_after_message_start_keeps_its_input_tokens() {
+    let dir = TempDir::new("anth-cut");
+    let base = scripted_upstream(
+        vec![
+            anthropic_start(100, 50, 20),
+            json!({"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}),
+            json!({"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hello"}}),
+        ],
+        Some(json!({"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"."}})),
+    )
+    .await;
+    let (relay, recorder, store) = relay_over(&dir, "anthropic", base).await;
+    let model = first_model_of("anthropic");
+    stream_then_hang_up(&relay, model, "Hello").await;
+    let r = wait_for_record(&recorder, &store).await;
+    assert_eq!(r.error.as_deref(), Some("client_disconnected"));
+    // Anthropic's input_tokens excludes the cache: prompt = 100 + 50 + 20.
+    assert_eq!(
+        (
+            r.input_tokens,
+            r.cache_read_tokens,
+            r.cache_write_tokens,
+            r.output_tokens
+        ),
+        (170, 50, 20, 1)
+    );
+    let usage = llm_relay::canonical::Usage {
+        prompt_tokens: 170,
+        cache_read_tokens: 50,
+        cache_write_tokens: 20,
+        completion_tokens: 1,
+        ..Default::default()
+    };
+    let want = llm_relay::usage::cost::cost(
+        Some(llm_relay::catalog::resolve(model).unwrap().pricing()),
+        &usage,
+        Default::default(),
+    );
+    assert_eq!(r.cost_pico_usd, want.pico_usd());
+}
+
+#[tokio::test]
+async fn anthropic_error_after_message_start_is_an_http_error_with_its_input_tokens() {
+    let dir = TempDir::new("anth-err");
+    let base = scripted_upstream(
+        vec![
+            anthropic_start(100, 0, 0),
+            json!({"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}),
+        ],
+        None,
+    )
+    .await;
+    let (relay, recorder, store) = relay_over(&dir, "anthropic", base).await;
+    let resp = relay
+        .post(
+            "/v1/chat/completions",
+            &json!({"model": first_model_of("anthropic"), "stream": true,
+                "messages": [{"role": "user", "content": "hi"}]}),
+        )
+        .await;
+    // A usage-only event is not the first token: the overload still gets its own status.
+    assert_eq!(resp.status(), 529);
+    let r = wait_for_record(&recorder, &store).await;
+    assert_eq!(r.status, 529);
+    assert_eq!((r.input_tokens, r.output_tokens), (100, 1));
+}
+
+#[tokio::test]
+async fn gemini_stream_cut_midway_keeps_the_usage_so_far() {
+    let dir = TempDir::new("gem-cut");
+    let base = scripted_upstream(
+        vec![
+            json!({"candidates":[{"content":{"role":"model","parts":[{"text":"Hello"}]},"index":0}],
+            "usageMetadata":{"promptTokenCount":300,"cachedContentTokenCount":100,
+                "candidatesTokenCount":2,"thoughtsTokenCount":5,"totalTokenCount":307}}),
+        ],
+        Some(json!({"candidates":[{"content":{"role":"model","parts":[{"text":"."}]},"index":0}]})),
+    )
+    .await;
+    let (relay, recorder, store) = relay_over(&dir, "gemini", base).await;
+    stream_then_hang_up(&relay, first_model_of("gemini"), "Hello").await;
+    let r = wait_for_record(&recorder, &store).await;
+    assert_eq!(r.error.as_deref(), Some("client_disconnected"));
+    assert_eq!(
+        (
+            r.input_tokens,
+            r.cached_input_tokens,
+            r.output_tokens,
+            r.reasoning_tokens
+        ),
+        (300, 100, 7, 5)
+    );
+    assert!(r.cost_pico_usd.unwrap() > 0);
+}
+
+#[tokio::test]
+async fn instance_models_are_recorded_unpriced_under_the_instance_name() {
+    use common::fake_upstream::FakeUpstream;
+    use common::fixtures::load;
+    let fake = FakeUpstream::start().await;
+    fake.replay(&load("ollama/tags.yaml").remove(0), "/api/tags")
+        .await;
+    fake.replay(
+        &load("ollama/cloud_chat_nonstream_thinking.httprr").remove(0),
+        "/api/chat",
+    )
+    .await;
+    let dir = TempDir::new("instance");
+    let store = Arc::new(RedbStore::open(&dir.0).unwrap());
+    let recorder = Recorder::start(store.clone(), UsageSettings::default(), Vec::new()).unwrap();
+    let mut cfg = config(&[]);
+    cfg.ollama = llm_relay::instances::InstancesConfig {
+        instances: llm_relay::instances::parse_instances(&format!("lab={}", fake.uri())).unwrap(),
+        refresh: Duration::from_secs(3600),
+    };
+    let state = AppState::new(cfg).unwrap().with_recorder(recorder.clone());
+    let relay = Relay::start_with_state(state).await;
+    let body = json!({"model": "lab-llama3.2@bob", "stream": false,
+        "messages": [{"role": "user", "content": "What is the capital of France?"}]});
+    // Discovery runs beside the server: retry until the instance's models are known.
+    let mut status = 0;
+    for _ in 0..100 {
+        status = relay.post("/api/chat", &body).await.status().as_u16();
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, 200);
+    let r2 = recorder.clone();
+    tokio::task::spawn_blocking(move || r2.flush())
+        .await
+        .unwrap();
+    let r = store.recent(&Filter::default(), 1).unwrap().remove(0);
+    assert_eq!(
+        (r.provider.as_ref(), r.tags.as_slice(), r.status),
+        ("lab", &["bob".to_string()][..], 200)
+    );
+    assert_eq!((r.input_tokens, r.output_tokens), (74, 40));
+    assert_eq!(
+        (r.cost_pico_usd, r.cost_source),
+        (None, CostSource::Unpriced)
+    );
+    let t = store
+        .summary(&Filter {
+            provider: Some("lab".into()),
+            ..Filter::default()
+        })
+        .unwrap();
+    assert_eq!((t.unpriced_requests, t.cost_pico_usd), (1, 0));
+}
+
+#[tokio::test]
+async fn legacy_completions_stream_whose_first_event_is_the_finish_is_complete() {
+    let dir = TempDir::new("legacy-finish");
+    // An empty answer without usage: the only event is the finish.
+    let base = scripted_upstream(
+        vec![
+            json!({"id":"x","object":"chat.completion.chunk","created":1,"model":"m",
+            "choices":[{"index":0,"delta":{"content":""},"finish_reason":"stop"}]}),
+        ],
+        None,
+    )
+    .await;
+    let (relay, recorder, store) = relay_over(&dir, "openai", format!("{base}/v1")).await;
+    let body = relay
+        .post(
+            "/v1/completions",
+            &json!({"model": first_model_of("openai"), "prompt": "hi", "stream": true}),
+        )
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(body.contains("[DONE]"), "{body}");
+    let r = wait_for_record(&recorder, &store).await;
+    assert_eq!((r.complete, r.error.as_deref()), (true, None));
 }

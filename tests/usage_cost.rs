@@ -167,3 +167,22 @@ fn unpriced_model_costs_null_not_zero() {
         (None, CostSource::Unpriced, None)
     );
 }
+
+#[test]
+fn no_tokens_no_request_fees() {
+    // A request the provider never processed (upstream error before any token, provider not
+    // configured, an Ollama load request that is never sent) consumed nothing: Perplexity's
+    // per-request search fee is not charged for it.
+    let c = cost(
+        Some(price("sonar")),
+        &Usage::default(),
+        SearchContextSize::Low,
+    );
+    assert_eq!((c.usd, c.source), (Some(0.0), CostSource::Estimated));
+    // One token is a processed request: the fee applies.
+    let one = Usage {
+        prompt_tokens: 1,
+        ..Usage::default()
+    };
+    assert_usd(usd("sonar", &one), 0.005 + 1e-6);
+}

@@ -260,3 +260,178 @@ fn server_flushes_usage_on_graceful_shutdown() {
     drop(store);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Day rows come from the same hour-resolution bounds as the totals: a `--since` inside a day
+/// must not pull in that day's earlier hours (rows summing to more than TOTAL).
+#[test]
+fn day_series_agrees_with_totals_for_bounds_inside_a_day() {
+    let dir = std::env::temp_dir().join(format!("llm-relay-dayseries-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let store = RedbStore::open(&dir).unwrap();
+    let hour = 3_600_000;
+    let rec = |t: i64| UsageRecord {
+        time_ms: t,
+        tags: vec!["a".into()],
+        status: 200,
+        cost_pico_usd: Some(7),
+        cost_source: CostSource::Estimated,
+        ..UsageRecord::default()
+    };
+    // 2025-11-20 01:00 and 10:00, 2025-11-21 02:00 and 20:00 (UTC).
+    let day0 = T0 - 10 * hour;
+    let times = [
+        day0 + hour,
+        day0 + 10 * hour,
+        day0 + 26 * hour,
+        day0 + 44 * hour,
+    ];
+    store.write_batch(&times.map(rec)).unwrap();
+    for (since, until) in [
+        (Some(day0 + 5 * hour), None),
+        (None, Some(day0 + 30 * hour)),
+        (Some(day0 + 5 * hour), Some(day0 + 30 * hour)),
+        (Some(day0), Some(day0 + 48 * hour)),
+    ] {
+        let f = Filter {
+            since_ms: since,
+            until_ms: until,
+            ..Filter::default()
+        };
+        let total = store.summary(&f).unwrap();
+        let rows = store.series(&f, Granularity::Day).unwrap();
+        let sum: u64 = rows.iter().map(|r| r.totals.requests).sum();
+        let cost: u64 = rows.iter().map(|r| r.totals.cost_pico_usd).sum();
+        assert_eq!(
+            (sum, cost),
+            (total.requests, total.cost_pico_usd),
+            "{since:?}..{until:?}"
+        );
+    }
+    let f = Filter {
+        since_ms: Some(day0 + 5 * hour),
+        until_ms: Some(day0 + 30 * hour),
+        ..Filter::default()
+    };
+    assert_eq!(store.summary(&f).unwrap().requests, 2);
+    drop(store);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `docker stop` and systemd send SIGTERM: it is a graceful shutdown too, and records are kept.
+#[test]
+fn server_flushes_usage_on_sigterm() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let dir = std::env::temp_dir().join(format!("llm-relay-sigterm-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_llm-relay"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATA_DIR", &dir)
+        .env("HOST", "127.0.0.1")
+        .env("PORT", "0")
+        .env("RUST_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines.next().unwrap().unwrap();
+        if let Some(rest) = line.split("listen=").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    let mut sock = std::net::TcpStream::connect(&addr).unwrap();
+    let body = r#"{"model":"no-such-model@dave","messages":[{"role":"user","content":"hi"}]}"#;
+    write!(
+        sock,
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut resp = String::new();
+    sock.read_to_string(&mut resp).unwrap();
+    assert!(resp.starts_with("HTTP/1.1 404"), "{resp}");
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    let store = RedbStore::open(&dir).unwrap();
+    let r = store.recent(&Filter::default(), 1).unwrap();
+    assert_eq!(r.len(), 1, "the record was lost");
+    assert_eq!(r[0].tags, ["dave"]);
+    drop(store);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `--tag` is normalised like stored tags (case, key-looking values hashed), so `--tag Alice`
+/// finds `alice`.
+#[test]
+fn usage_command_normalises_the_tag_filter() {
+    let dir = TempDir::with_fixture("cli-tag");
+    let o = cli(&["usage", "--tag", " Alice ", "--by", "provider"], &dir.0);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = String::from_utf8_lossy(&o.stdout);
+    let total = out.lines().find(|l| l.starts_with("TOTAL")).unwrap();
+    assert!(
+        total.split_whitespace().nth(1).is_some_and(|n| n != "0"),
+        "{out}"
+    );
+}
+
+/// The server holds the database exclusively: the command says so instead of failing obscurely.
+#[test]
+fn usage_command_while_the_database_is_held_says_why() {
+    let dir = TempDir::with_fixture("cli-locked");
+    let held = RedbStore::open(&dir.0).unwrap();
+    let o = cli(&["usage"], &dir.0);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("stop it first"), "{err}");
+    drop(held);
+    assert!(cli(&["usage"], &dir.0).status.success());
+}
+
+/// A database from a newer llm-relay is reported as such, not as "held by a running server".
+#[test]
+fn usage_command_on_a_newer_database_names_the_version() {
+    let dir = TempDir::with_fixture("cli-newer");
+    {
+        let db = redb::Database::create(dir.0.join(FILE_NAME)).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut meta = txn
+                .open_table(redb::TableDefinition::<&str, u64>::new("meta"))
+                .unwrap();
+            meta.insert("schema_version", 99).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let o = cli(&["usage"], &dir.0);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("schema version 99"), "{err}");
+    assert!(!err.contains("stop it first"), "{err}");
+}
+
+/// Ages must be positive and in range: a negative or absurd age is a usage error, not a silent
+/// future bound or an overflow panic.
+#[test]
+fn usage_command_rejects_bad_ages() {
+    let dir = TempDir::with_fixture("cli-ages");
+    for bad in ["-5h", "99999999999999999h", "99999999999999999d"] {
+        let o = cli(&["usage", &format!("--since={bad}")], &dir.0);
+        assert_eq!(
+            o.status.code(),
+            Some(2),
+            "{bad}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    assert!(cli(&["usage", "--since", "0h"], &dir.0).status.success());
+}

@@ -732,7 +732,7 @@ async fn chat_completions_inner(state: &AppState, http: &Request, body: Body) ->
         log.set_request(&mut req);
         let model = relay::resolve_model(state, &req.model)?;
         log.set_route(&model);
-        let reply = relay::chat(state, &model, &req).await?;
+        let reply = relay::chat_with_usage(state, &model, &req, &mut |u| log.set_usage(u)).await?;
         Ok::<_, ApiError>((req, include_usage, reply))
     }
     .await;
@@ -889,7 +889,7 @@ async fn completions_inner(state: &AppState, http: &Request, body: Body) -> Resp
             && r.stream_options
                 .and_then(|o| o.include_usage)
                 .unwrap_or(false);
-        let reply = relay::chat(state, &model, &req).await?;
+        let reply = relay::chat_with_usage(state, &model, &req, &mut |u| log.set_usage(u)).await?;
         Ok((req, include_usage, reply))
     }
     .await;
@@ -924,7 +924,16 @@ async fn completions_inner(state: &AppState, http: &Request, body: Body) -> Resp
             // The legacy stream has no role delta: its first event is encoded like any other.
             let mut events = events;
             let first_events = match events.next().await {
-                Some(Ok(ev)) => vec![ev],
+                Some(Ok(ev)) => {
+                    // Accounted for like the events `stream_body` sees.
+                    if let StreamEvent::Usage(u) = &ev {
+                        log.set_usage(*u);
+                    }
+                    if matches!(ev, StreamEvent::Finish(_)) {
+                        log.set_complete();
+                    }
+                    vec![ev]
+                }
                 Some(Err(e)) => {
                     log.set_error(&e);
                     return error_response(&e);

@@ -74,7 +74,14 @@ impl RedbStore {
         let db = redb::Builder::new()
             .set_cache_size(CACHE_BYTES)
             .create(&path)
-            .map_err(|e| StoreError::Backend(format!("cannot open {}: {e}", path.display())))?;
+            .map_err(|e| match e {
+                redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Backend(format!(
+                    "{} is in use by another process (a running llm-relay server holds it \
+                     exclusively: stop it first)",
+                    path.display()
+                )),
+                e => StoreError::Backend(format!("cannot open {}: {e}", path.display())),
+            })?;
         let txn = db.begin_write().map_err(backend)?;
         migrate(&txn)?;
         txn.commit().map_err(backend)?;
@@ -294,13 +301,20 @@ impl UsageQuery for RedbStore {
     }
 
     fn series(&self, f: &Filter, g: Granularity) -> Result<Vec<Row>, StoreError> {
-        let table = match g {
-            Granularity::Hour => AGG_HOUR,
-            Granularity::Day => AGG_DAY,
+        // Daily rows come from the daily table only when both bounds are whole UTC days; a bound
+        // inside a day is applied at hour resolution, like `summary`, so the rows always add up
+        // to the totals (hourly rows folded into their day).
+        let day_aligned = |b: Option<i64>| b.is_none_or(|ms| ms.rem_euclid(DAY_MS) == 0);
+        let (table, resolution) = match g {
+            Granularity::Day if day_aligned(f.since_ms) && day_aligned(f.until_ms) => {
+                (AGG_DAY, DAY_MS)
+            }
+            _ => (AGG_HOUR, HOUR_MS),
         };
         let mut buckets: BTreeMap<u64, Totals> = BTreeMap::new();
-        self.agg_rows(table, f, g.ms(), |at, _, t| {
-            buckets.entry(at).or_default().add(&t)
+        self.agg_rows(table, f, resolution, |at, _, t| {
+            let bucket = floor(at as i64, g.ms()).max(0) as u64;
+            buckets.entry(bucket).or_default().add(&t)
         })?;
         Ok(buckets
             .into_iter()

@@ -13,7 +13,8 @@
 //!    cache-write rate + completion (reasoning included) x output rate, per 1M tokens; the rates
 //!    of the highest tier whose threshold the prompt exceeds replace the base rates (Gemini above
 //!    200k prompt tokens); plus the flat request fee and the search fee for the search context
-//!    size (Perplexity).
+//!    size (Perplexity), charged only when the request consumed tokens (a request the provider
+//!    never processed, failed before its first token, or never sent costs 0).
 
 use crate::canonical::Usage;
 use crate::catalog::Pricing;
@@ -180,6 +181,10 @@ impl Rates {
 
 /// Estimate from pricing.yaml (rule 3 above), USD.
 pub fn estimate(p: &Pricing, u: &Usage, search: SearchContextSize) -> f64 {
+    if u.prompt_tokens == 0 && u.completion_tokens == 0 && u.reasoning_tokens == 0 {
+        // Nothing processed: no per-request fees either.
+        return 0.0;
+    }
     let r = Rates::for_prompt(p, u.prompt_tokens);
     // Cache classes are inside the prompt; clamp so inconsistent counts never go negative.
     let cache_read = u.cache_read_tokens.min(u.prompt_tokens);

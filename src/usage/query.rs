@@ -139,11 +139,22 @@ pub struct Row {
     pub totals: Totals,
 }
 
+/// How a row without a value (no provider/model: the request never reached one; no client IP)
+/// is named in the table.
+const NO_VALUE: &str = "(none)";
+
 /// Render rows as an aligned text table (the `llm-relay usage` output), with a total line.
 pub fn render_table(heading: &str, rows: &[Row], total: &Totals) -> String {
+    let name = |key: &str| -> String {
+        if key.is_empty() {
+            NO_VALUE.to_string()
+        } else {
+            key.to_string()
+        }
+    };
     let width = rows
         .iter()
-        .map(|r| r.key.chars().count())
+        .map(|r| name(&r.key).chars().count())
         .chain([heading.len(), 5])
         .max()
         .unwrap_or(5);
@@ -169,7 +180,7 @@ pub fn render_table(heading: &str, rows: &[Row], total: &Totals) -> String {
         )
     };
     for r in rows {
-        out.push_str(&line(&r.key, &r.totals));
+        out.push_str(&line(&name(&r.key), &r.totals));
     }
     out.push_str(&line("TOTAL", total));
     if total.unpriced_requests > 0 {
@@ -179,4 +190,30 @@ pub fn render_table(heading: &str, rows: &[Row], total: &Totals) -> String {
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_without_a_value_are_named_in_the_table() {
+        // Requests that never reached a provider (unknown model, bad request) have no provider
+        // or model: their row must not be a blank key.
+        let t = Totals {
+            requests: 1,
+            errors: 1,
+            ..Totals::default()
+        };
+        let out = render_table(
+            "provider",
+            &[Row {
+                key: String::new(),
+                totals: t,
+            }],
+            &t,
+        );
+        let row = out.lines().nth(1).unwrap_or_default();
+        assert!(row.starts_with("(none)"), "{out}");
+    }
 }

@@ -4,8 +4,9 @@
 //! suffix, the bearer token (`Authorization: Bearer alice`), then `x-api-key` (Anthropic clients);
 //! with none of them the store applies the default-tag setting. The `@tag` suffix is always
 //! stripped from the model name, whichever source wins. Comma-separated values give several tags,
-//! stored as separate normalised values. A value that looks like a real provider key is never kept
-//! in clear: it becomes a short hash-derived label.
+//! stored as separate normalised values. A value that looks like a real provider key (a known
+//! key prefix, or a long mixed-case random token) is never kept in clear: it becomes a short
+//! hash-derived label.
 //!
 //! Owns no state; the trusted-proxy list comes from the configuration.
 
@@ -24,8 +25,12 @@ pub const MAX_TAG_CHARS: usize = 64;
 pub const MAX_USER_AGENT_CHARS: usize = 256;
 
 /// Prefixes of real provider keys (OpenAI/OpenRouter/DeepSeek `sk-`, Anthropic `sk-ant-`, Google
-/// `AIza`): a bearer value starting with one is stored only as `key-<8 hex of its SHA-256>`.
-const KEY_PREFIXES: [&str; 3] = ["sk-", "sk-ant-", "AIza"];
+/// `AIza`, Groq `gsk_`, xAI `xai-`, Perplexity `pplx-`): a value starting with one is stored only
+/// as `key-<8 hex of its SHA-256>`.
+const KEY_PREFIXES: [&str; 6] = ["sk-", "sk-ant-", "AIza", "gsk_", "xai-", "pplx-"];
+
+/// Shortest prefix-less value that can look like a random key (Mistral's keys: 32 characters).
+const MIN_RANDOM_KEY_CHARS: usize = 24;
 
 /// Split a `model@tag` name into the model and the suffix (`None` without `@`). The split is at the
 /// last `@`; an empty model or suffix keeps the name as is.
@@ -38,9 +43,27 @@ pub fn split_model_suffix(name: &str) -> (&str, Option<&str>) {
     }
 }
 
-/// Whether `value` looks like a real provider API key.
+/// Whether `value` (or a word of it) looks like a real provider API key: a known key prefix, or a
+/// long random token
+/// (at least [`MIN_RANDOM_KEY_CHARS`] of `[A-Za-z0-9_-]` mixing upper case, lower case and
+/// digits, as Mistral's prefix-less keys do; tags people type are rarely like that, and one that
+/// is only gets a stable label).
 pub fn looks_like_key(value: &str) -> bool {
-    KEY_PREFIXES.iter().any(|p| value.starts_with(p))
+    // A key among other words ("alice sk-...") is still a key.
+    value.split_whitespace().any(word_looks_like_key)
+}
+
+fn word_looks_like_key(value: &str) -> bool {
+    if KEY_PREFIXES.iter().any(|p| value.starts_with(p)) {
+        return true;
+    }
+    value.len() >= MIN_RANDOM_KEY_CHARS
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        && value.bytes().any(|b| b.is_ascii_uppercase())
+        && value.bytes().any(|b| b.is_ascii_lowercase())
+        && value.bytes().any(|b| b.is_ascii_digit())
 }
 
 /// The label stored instead of a key-looking value: `key-` and the first 8 hex digits of its
@@ -220,11 +243,12 @@ pub fn client_ip(
         return Some(peer);
     }
     let mut client = peer;
-    for value in headers.get_all("x-forwarded-for") {
+    // Entries are appended by each proxy, to the list or as a new header line (HAProxy): read
+    // them right to left, starting with the last line.
+    for value in headers.get_all("x-forwarded-for").iter().rev() {
         let Ok(value) = value.to_str() else {
             return Some(client);
         };
-        // Entries are appended by each proxy: read them right to left.
         for entry in value.rsplit(',') {
             match entry.trim().parse::<IpAddr>() {
                 Ok(ip) => {
@@ -303,6 +327,54 @@ mod tests {
             assert_eq!(t[0], key_label(key));
         }
         assert_ne!(key_label("sk-a"), key_label("sk-b"));
+    }
+
+    #[test]
+    fn every_builtin_providers_key_format_is_hashed() {
+        // Groq `gsk_`, xAI `xai-`, Perplexity `pplx-`, OpenRouter `sk-or-`, and Mistral's
+        // prefix-less 32-character mixed-case keys: a client sending the relay's own provider
+        // key as its bearer must not get it stored in clear.
+        for key in [
+            "gsk_4fQb8ZxYt2LmNpQrStUvWxYz0123456789abcdefGHIJ",
+            "xai-AbCdEfGh1234567890IjKlMnOpQrStUvWxYz",
+            "pplx-AbCdEf0123456789GhIjKlMnOpQr",
+            "sk-or-v1-0123456789abcdef",
+            "aB3dE5fG7hI9jK1lM3nO5pQ7rS9tU1vW",
+            // A key inside a value with spaces is still a key.
+            "alice sk-proj-abc123",
+        ] {
+            assert!(looks_like_key(key), "{key}");
+            assert_eq!(normalise(key), [key_label(key)], "{key}");
+        }
+        // Ordinary tags stay readable.
+        for tag in [
+            "alice",
+            "project-alpha",
+            "q1-2025",
+            "team-platform-engineering-2025",
+            "Alice",
+        ] {
+            assert!(!looks_like_key(tag), "{tag}");
+        }
+    }
+
+    #[test]
+    fn forwarded_for_lines_are_read_from_the_last_one_back() {
+        // HAProxy's `option forwardfor` appends a header line rather than extending the list:
+        // the client's own (forgeable) line comes first, the trusted proxy's last.
+        let peer: IpAddr = [10, 0, 0, 5].into();
+        let trusted = [TrustedProxy {
+            net: peer,
+            prefix: 32,
+        }];
+        let h = headers(&[
+            ("x-forwarded-for", "6.6.6.6"),
+            ("x-forwarded-for", "203.0.113.7"),
+        ]);
+        assert_eq!(
+            client_ip(Some(peer), &h, &trusted),
+            Some([203, 0, 113, 7].into())
+        );
     }
 
     #[test]

@@ -9,8 +9,9 @@
 //!
 //! Normalisation: a `tool_use` block becomes tool call `k` (0-based among the message's tool
 //! calls, not the block index), its `partial_json` pieces are argument fragments; usage from
-//! `message_start` is merged with the final `message_delta` and emitted once, right before
-//! `Finish`. A body that ends before `message_stop` is an error, never a silent end.
+//! `message_start` is merged with each `message_delta` and the running total is emitted as a
+//! `Usage` event every time (the last one before `Finish` is final), so a stream cut short still
+//! carries the input tokens already billed. A body that ends before `message_stop` is an error, never a silent end.
 
 use serde_json::Value;
 
@@ -46,7 +47,6 @@ struct State {
     provider: &'static str,
     out: Pending,
     usage: RawUsage,
-    saw_usage: bool,
     finish: Option<FinishReason>,
     /// Per content-block index: the tool-call index of a `tool_use` block.
     tool_of_block: Vec<Option<u32>>,
@@ -61,7 +61,6 @@ pub fn decode(provider: &'static str, body: ByteStream) -> EventStream {
             provider,
             out: Pending::default(),
             usage: RawUsage::default(),
-            saw_usage: false,
             finish: None,
             tool_of_block: Vec::new(),
             tools: 0,
@@ -87,13 +86,18 @@ impl State {
         self.out.fail(err);
     }
 
+    /// Merge a `usage` object and pass the running total on at once (input tokens are known at
+    /// `message_start`): a stream cut short (client gone, upstream failure) still accounts for
+    /// what was billed so far. Counts are cumulative, so later events replace earlier ones.
+    fn on_usage(&mut self, u: &Value) {
+        self.usage.merge(u);
+        self.out
+            .queue
+            .push_back(Ok(StreamEvent::Usage(self.usage.canonical())));
+    }
+
     fn finish_stream(&mut self) {
         self.out.ended = true;
-        if self.saw_usage {
-            self.out
-                .queue
-                .push_back(Ok(StreamEvent::Usage(self.usage.canonical())));
-        }
         let mut reason = self.finish.unwrap_or(FinishReason::Stop);
         if self.tools > 0 && reason == FinishReason::Stop {
             reason = FinishReason::ToolCalls;
@@ -119,8 +123,7 @@ impl State {
         match v.get("type").and_then(Value::as_str).unwrap_or_default() {
             "message_start" => {
                 if let Some(u) = v.pointer("/message/usage").filter(|u| u.is_object()) {
-                    self.usage.merge(u);
-                    self.saw_usage = true;
+                    self.on_usage(u);
                 }
             }
             "content_block_start" => {
@@ -228,8 +231,7 @@ impl State {
                     self.finish = Some(finish_reason(r));
                 }
                 if let Some(u) = v.get("usage").filter(|u| u.is_object()) {
-                    self.usage.merge(u);
-                    self.saw_usage = true;
+                    self.on_usage(u);
                 }
             }
             "message_stop" => self.finish_stream(),

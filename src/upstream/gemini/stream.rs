@@ -3,8 +3,9 @@
 //! Each SSE `data:` is a whole `GenerateContentResponse` holding only the new parts (WIRE.md
 //! §5.4; CRLF framing is handled by `eventsource-stream`). Text parts become text deltas, `thought`
 //! parts reasoning deltas, a `functionCall` part (always whole) one complete tool-call delta.
-//! `usageMetadata` is cumulative and repeated: the last one is emitted once, right before
-//! `Finish`. The stream has no terminator: it is complete only if a `finishReason` arrived before
+//! `usageMetadata` is cumulative and repeated: each new total is emitted as a `Usage` event when
+//! it arrives (the last one before `Finish` is final), so a stream cut short still carries the
+//! tokens billed so far. The stream has no terminator: it is complete only if a `finishReason` arrived before
 //! the body ended; otherwise the client gets an error, never a silent end. An `error` object in a
 //! chunk ends the stream with that error.
 
@@ -22,6 +23,7 @@ const MAX_TOOL_CALLS: u32 = 1024;
 struct State {
     provider: &'static str,
     out: Pending,
+    /// The last usage emitted (repeats are not re-emitted).
     usage: Option<Usage>,
     finish: Option<FinishReason>,
     tools: u32,
@@ -64,9 +66,6 @@ impl SseDecoder for State {
 impl State {
     fn finish_stream(&mut self) {
         self.out.ended = true;
-        if let Some(u) = self.usage.take() {
-            self.out.queue.push_back(Ok(StreamEvent::Usage(u)));
-        }
         let mut reason = self.finish.unwrap_or(FinishReason::Stop);
         if self.tools > 0 && reason == FinishReason::Stop {
             reason = FinishReason::ToolCalls;
@@ -128,7 +127,11 @@ impl State {
             }
         }
         if let Some(u) = v.get("usageMetadata").filter(|u| u.is_object()) {
-            self.usage = Some(decode_usage(u));
+            let u = decode_usage(u);
+            if self.usage != Some(u) {
+                self.usage = Some(u);
+                self.out.queue.push_back(Ok(StreamEvent::Usage(u)));
+            }
         }
         if let Some(f) = parts_finish(&v) {
             self.finish = Some(f);
