@@ -852,3 +852,64 @@ async fn legacy_completions_stream_whose_first_event_is_the_finish_is_complete()
     let r = wait_for_record(&recorder, &store).await;
     assert_eq!((r.complete, r.error.as_deref()), (true, None));
 }
+
+/// Perplexity's per-request search fee follows the context size the request asked for
+/// (`web_search_options.search_context_size`, forwarded upstream), `low` when it names none.
+#[tokio::test]
+async fn perplexity_search_fee_follows_the_requested_context_size() {
+    let dir = TempDir::new("pplx-fee");
+    let fake = MockServer::start().await;
+    let usage = json!({"prompt_tokens": 100, "completion_tokens": 10, "total_tokens": 110});
+    Mock::given(method("POST"))
+        .and(path("/chat/completions"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "id": "p1", "object": "chat.completion", "created": 1, "model": "m",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
+            "usage": usage})))
+        .mount(&fake)
+        .await;
+    let (relay, recorder, store) = relay_over(&dir, "perplexity", fake.uri()).await;
+    let model = first_model_of("perplexity");
+    let pricing = llm_relay::catalog::resolve(model).unwrap().pricing();
+    assert!(pricing.search_fees.high > pricing.search_fees.low);
+    let tokens = llm_relay::canonical::Usage {
+        prompt_tokens: 100,
+        completion_tokens: 10,
+        ..Default::default()
+    };
+    for (options, size) in [
+        (
+            Some(json!({"search_context_size": "high"})),
+            llm_relay::usage::cost::SearchContextSize::High,
+        ),
+        (None, llm_relay::usage::cost::SearchContextSize::Low),
+    ] {
+        let mut body = json!({"model": model, "messages": [{"role": "user", "content": "Hi"}]});
+        if let Some(o) = &options {
+            body["web_search_options"] = o.clone();
+        }
+        let before = store.recent(&Filter::default(), 10).unwrap().len();
+        let resp = relay.post("/v1/chat/completions", &body).await;
+        assert_eq!(resp.status(), 200);
+        let sent: serde_json::Value =
+            serde_json::from_slice(&fake.received_requests().await.unwrap().last().unwrap().body)
+                .unwrap();
+        assert_eq!(sent.get("web_search_options"), options.as_ref());
+        let mut r = None;
+        for _ in 0..500 {
+            let r2 = recorder.clone();
+            tokio::task::spawn_blocking(move || r2.flush())
+                .await
+                .unwrap();
+            let recent = store.recent(&Filter::default(), 10).unwrap();
+            if recent.len() > before {
+                r = Some(recent[0].clone());
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let r = r.expect("no usage record within 10 s");
+        let want = llm_relay::usage::cost::cost(Some(pricing), &tokens, size);
+        assert_eq!(r.cost_pico_usd, want.pico_usd(), "{size:?}");
+    }
+}

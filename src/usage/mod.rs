@@ -64,6 +64,8 @@ pub struct RequestLog {
     pricing: Option<&'static Pricing>,
     /// The provider bills cache reads separately from the prompt (Anthropic wire family).
     separate_cache: bool,
+    /// Web-search context size the request asked for (Perplexity's per-request fee depends on it).
+    search: cost::SearchContextSize,
 }
 
 impl RequestLog {
@@ -90,6 +92,7 @@ impl RequestLog {
             first_token: None,
             pricing: None,
             separate_cache: false,
+            search: cost::SearchContextSize::default(),
         }
     }
 
@@ -136,6 +139,15 @@ impl RequestLog {
         }
         self.set_model(&req.model);
         self.stream = req.stream;
+        // `web_search_options.search_context_size` (WIRE.md §6.1); Perplexity's default is low.
+        self.search = req
+            .openai_extra
+            .as_ref()
+            .and_then(|x| x.get("web_search_options"))
+            .and_then(|w| w.get("search_context_size"))
+            .and_then(serde_json::Value::as_str)
+            .and_then(cost::SearchContextSize::parse)
+            .unwrap_or_default();
     }
 
     /// Record where the request was routed: provider (catalog provider or Ollama instance name),
@@ -199,13 +211,9 @@ impl RequestLog {
             .error
             .or((!self.complete).then_some("client_disconnected"));
         let routed = self.provider != "-";
-        // Perplexity's default context size: llm-relay does not forward `web_search_options`.
+        // The search context size the request asked for prices Perplexity's per-request fee.
         let c = if routed {
-            cost::cost(
-                self.pricing,
-                &self.usage,
-                cost::SearchContextSize::default(),
-            )
+            cost::cost(self.pricing, &self.usage, self.search)
         } else {
             // Never routed (bad request, unknown model): nothing was billed.
             cost::Cost {
