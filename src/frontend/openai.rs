@@ -537,6 +537,19 @@ fn sse(v: &Value) -> Bytes {
     Bytes::from(format!("data: {v}\n\n"))
 }
 
+/// What a stream has sent of one tool call: `id`/`type` and `name` go out once, on the call's
+/// first fragment (accumulating clients, like the openai SDK's stream helpers, concatenate a
+/// repeated `id` or `name`; the AI SDK rejects a first fragment without an `id`).
+#[derive(Clone, Copy, Default)]
+struct CallSent {
+    /// `id` and `type` were sent.
+    header: bool,
+    /// `function.name` was sent.
+    name: bool,
+    /// Some argument text was sent.
+    args: bool,
+}
+
 /// Per-stream encoder state: chunk envelope fields and what has been seen.
 struct ChatStreamEncoder {
     id: String,
@@ -544,8 +557,8 @@ struct ChatStreamEncoder {
     created: i64,
     include_usage: bool,
     usage: Option<Usage>,
-    /// Per tool-call index: whether any argument text was sent.
-    tool_args_sent: Vec<bool>,
+    /// Per tool-call index: what was already sent for that call.
+    tool_args_sent: Vec<CallSent>,
     /// Cached start of every chunk (see `envelope`).
     envelope: String,
 }
@@ -607,7 +620,7 @@ impl ChatStreamEncoder {
         self.tool_args_sent
             .iter()
             .enumerate()
-            .filter(|(_, sent)| !**sent)
+            .filter(|(_, sent)| !sent.args)
             .map(|(i, _)| {
                 self.chunk(
                     json!({"tool_calls": [{"index": i, "function": {"arguments": "{}"}}]}),
@@ -633,15 +646,20 @@ impl ChatStreamEncoder {
             } => {
                 let i = index as usize;
                 if self.tool_args_sent.len() <= i {
-                    self.tool_args_sent.resize(i + 1, false);
+                    self.tool_args_sent.resize(i + 1, CallSent::default());
                 }
-                self.tool_args_sent[i] |= !arguments.is_empty();
+                let sent = &mut self.tool_args_sent[i];
+                sent.args |= !arguments.is_empty();
                 let mut call = json!({"index": index, "function": {"arguments": arguments}});
-                if let Some(id) = id {
-                    call["id"] = id.into();
+                if !sent.header {
+                    sent.header = true;
+                    call["id"] = id
+                        .unwrap_or_else(crate::upstream::openai_compat::new_call_id)
+                        .into();
                     call["type"] = "function".into();
                 }
-                if let Some(name) = name {
+                if let (false, Some(name)) = (sent.name, name) {
+                    sent.name = true;
                     call["function"]["name"] = name.into();
                 }
                 vec![self.chunk(json!({"tool_calls": [call]}), None)]
@@ -985,6 +1003,61 @@ mod tests {
             decode(json!({"model": "m", "n": 2, "messages": [{"role": "user", "content": "x"}]}))
                 .is_err()
         );
+    }
+
+    fn encoder() -> ChatStreamEncoder {
+        ChatStreamEncoder {
+            id: "x".into(),
+            model: "m".into(),
+            created: 1,
+            include_usage: false,
+            usage: None,
+            tool_args_sent: Vec::new(),
+            envelope: String::new(),
+        }
+        .with_envelope()
+    }
+
+    fn tool_call_of(b: &[Bytes]) -> Value {
+        assert_eq!(b.len(), 1);
+        let s = String::from_utf8_lossy(&b[0]);
+        let v: Value = serde_json::from_str(s.trim().trim_start_matches("data: ")).unwrap();
+        v["choices"][0]["delta"]["tool_calls"][0].clone()
+    }
+
+    #[test]
+    fn streamed_tool_call_id_type_name_only_on_first_fragment() {
+        // An upstream that repeats id and name on every fragment (accumulating clients such as
+        // the openai SDK concatenate repeated strings), or that sends no id at all.
+        let mut enc = encoder();
+        let frag = |id: Option<&str>, args: &str| StreamEvent::ToolCallDelta {
+            index: 0,
+            id: id.map(str::to_string),
+            name: Some("get_weather".into()),
+            arguments: args.into(),
+        };
+        let first = tool_call_of(&enc.event(frag(Some("call_1"), "")));
+        assert_eq!(first["id"], "call_1");
+        assert_eq!(first["type"], "function");
+        assert_eq!(first["function"]["name"], "get_weather");
+        let second = tool_call_of(&enc.event(frag(Some("call_1"), "{\"a\":1}")));
+        assert!(
+            second.get("id").is_none() && second.get("type").is_none(),
+            "{second}"
+        );
+        assert!(second["function"].get("name").is_none(), "{second}");
+        assert_eq!(second["function"]["arguments"], "{\"a\":1}");
+
+        // No id from the upstream: one is generated for the first fragment.
+        let mut enc = encoder();
+        let first = tool_call_of(&enc.event(frag(None, "")));
+        assert!(
+            first["id"].as_str().is_some_and(|s| !s.is_empty()),
+            "{first}"
+        );
+        assert_eq!(first["type"], "function");
+        let second = tool_call_of(&enc.event(frag(None, "{}")));
+        assert!(second.get("id").is_none() && second["function"].get("name").is_none());
     }
 
     #[test]
