@@ -615,3 +615,34 @@ async fn legacy_completions() {
     assert_eq!(first["object"], "text_completion");
     assert_eq!(payloads.last().unwrap(), "[DONE]");
 }
+
+#[tokio::test]
+async fn legacy_completions_echo_returns_the_prompt_before_the_completion() {
+    let (_fake, relay, ex) = openai_fixture("openai/chat_basic.httprr").await;
+    let resp = relay
+        .post(
+            "/v1/completions",
+            &json!({"model": "gpt-4o", "prompt": "Say hi", "echo": true}),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.unwrap();
+    let answer = ex.response_json()["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(body["choices"][0]["text"], format!("Say hi{answer}"));
+
+    let (_f, relay, _) = openai_fixture("openai/chat_stream_include_usage.httprr").await;
+    let resp = relay
+        .post(
+            "/v1/completions",
+            &json!({"model": "gpt-4o", "prompt": "Count", "stream": true, "echo": true}),
+        )
+        .await;
+    let payloads = sse_payloads(&resp.text().await.unwrap());
+    let first: Value = serde_json::from_str(&payloads[0]).unwrap();
+    assert_eq!(first["choices"][0]["text"], "Count");
+    assert_eq!(first["choices"][0]["finish_reason"], Value::Null);
+    assert_eq!(payloads.last().unwrap(), "[DONE]");
+}

@@ -804,6 +804,9 @@ struct CompletionRequest {
     prompt: Prompt,
     #[serde(default)]
     suffix: Option<String>,
+    /// Return the prompt before the completion (`text` = prompt + completion).
+    #[serde(default)]
+    echo: Option<bool>,
     #[serde(default)]
     max_tokens: Option<u32>,
     #[serde(default)]
@@ -886,6 +889,7 @@ async fn completions_inner(state: &AppState, http: &Request, body: Body) -> Resp
                 ));
             }
         };
+        let echo = r.echo.unwrap_or(false).then(|| prompt.clone());
         let mut req = ChatRequest {
             model: r.model,
             messages: vec![Message::text(Role::User, prompt)],
@@ -908,7 +912,7 @@ async fn completions_inner(state: &AppState, http: &Request, body: Body) -> Resp
                 .and_then(|o| o.include_usage)
                 .unwrap_or(false);
         let reply = relay::chat_with_usage(state, &model, &req, &mut |u| log.set_usage(u)).await?;
-        Ok((req, include_usage, reply))
+        Ok((req, include_usage, echo, reply))
     }
     .await;
     match result {
@@ -916,18 +920,22 @@ async fn completions_inner(state: &AppState, http: &Request, body: Body) -> Resp
             log.set_error(&e);
             error_response(&e)
         }
-        Ok((req, _, Reply::Complete(r))) => {
+        Ok((req, _, echo, Reply::Complete(r))) => {
             if let Some(u) = r.usage {
                 log.set_usage(u);
             }
             log.set_complete();
+            let text = match echo {
+                Some(prompt) => prompt + &r.content,
+                None => r.content,
+            };
             json_response(&json!({
                 "id": new_id("cmpl-"), "object": "text_completion", "created": now_unix(), "model": req.model,
-                "choices": [{"text": r.content, "index": 0, "logprobs": Value::Null, "finish_reason": r.finish_reason.as_openai()}],
+                "choices": [{"text": text, "index": 0, "logprobs": Value::Null, "finish_reason": r.finish_reason.as_openai()}],
                 "usage": r.usage.as_ref().map(usage_json),
             }))
         }
-        Ok((req, include_usage, Reply::Stream(events))) => {
+        Ok((req, include_usage, echo, Reply::Stream(events))) => {
             log.set_first_token();
             let enc = ChatStreamEncoder {
                 id: new_id("cmpl-"),
@@ -960,6 +968,10 @@ async fn completions_inner(state: &AppState, http: &Request, body: Body) -> Resp
             };
             let mut enc = enc;
             let mut first = Vec::new();
+            // `echo`: the prompt is the first text of the stream.
+            if let Some(prompt) = echo.filter(|p| !p.is_empty()) {
+                first.extend_from_slice(&enc.text_chunk(&prompt, None));
+            }
             for ev in first_events {
                 for b in enc.text_event(ev) {
                     first.extend_from_slice(&b);
