@@ -414,3 +414,31 @@ async fn errors_in_ollama_format() {
         );
     }
 }
+
+#[tokio::test]
+async fn integer_options_written_as_floats_are_accepted_as_ollama_does() {
+    // Ollama reads `options` through a JSON map (every number a float64) and truncates for its
+    // integer options, so `num_predict: 64.0` (Python floats, JavaScript number UIs) works there.
+    let (fake, relay, _) = openai_fixture("openai/chat_basic.httprr").await;
+    let resp = relay
+        .post(
+            "/api/chat",
+            &json!({"model": "gpt-4o", "stream": false,
+                    "options": {"top_k": 20.0, "num_predict": 64.0, "seed": 5.0, "num_ctx": 4096.0},
+                    "messages": [{"role": "user", "content": "Hello"}]}),
+        )
+        .await;
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    let up = fake.last_json().await;
+    assert_eq!(up["max_tokens"], 64);
+    assert_eq!(up["seed"], 5);
+}
+
+#[tokio::test]
+async fn head_requests_answer_like_get() {
+    let (_fake, relay, _) = openai_fixture("openai/chat_basic.httprr").await;
+    for p in ["/api/ps", "/api/tags", "/api/version", "/v1/models"] {
+        let head = relay.http.head(relay.url(p)).send().await.unwrap();
+        assert_eq!(head.status(), 200, "HEAD {p}");
+    }
+}

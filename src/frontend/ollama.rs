@@ -242,13 +242,13 @@ struct Options {
     temperature: Option<f64>,
     #[serde(default)]
     top_p: Option<f64>,
-    #[serde(default)]
-    top_k: Option<u32>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "integer_option")]
+    top_k: Option<i64>,
+    #[serde(default, deserialize_with = "integer_option")]
     num_predict: Option<i64>,
     #[serde(default)]
     stop: Option<Vec<String>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "integer_option")]
     seed: Option<i64>,
     #[serde(default)]
     presence_penalty: Option<f64>,
@@ -370,10 +370,25 @@ fn apply_native(
     Ok(())
 }
 
+/// An integer option as Ollama reads it: any JSON number, a fractional one truncated (Ollama
+/// decodes `options` into a map of float64 and converts for its integer fields, so `64.0` works).
+fn integer_option<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Num {
+        Int(i64),
+        Float(f64),
+    }
+    Ok(Option::<Num>::deserialize(d)?.map(|n| match n {
+        Num::Int(i) => i,
+        Num::Float(f) => f as i64,
+    }))
+}
+
 fn apply_options(req: &mut ChatRequest, o: Options) {
     req.temperature = o.temperature;
     req.top_p = o.top_p;
-    req.top_k = o.top_k;
+    req.top_k = o.top_k.map(|k| k.clamp(0, u32::MAX as i64) as u32);
     // num_predict -1 (or any negative) means unbounded in Ollama.
     req.max_tokens = o
         .num_predict
