@@ -442,3 +442,41 @@ async fn head_requests_answer_like_get() {
         assert_eq!(head.status(), 200, "HEAD {p}");
     }
 }
+
+#[tokio::test]
+async fn chat_with_only_a_system_message_is_answered_not_a_load() {
+    // Ollama loads without generating only when `messages` is empty (server/routes.go).
+    let (fake, relay, _) = openai_fixture("openai/chat_basic.httprr").await;
+    let v: Value = relay
+        .post(
+            "/api/chat",
+            &json!({"model": "gpt-4o", "stream": false,
+                    "messages": [{"role": "system", "content": "Say hello."}]}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["done_reason"], "stop", "{v}");
+    assert_eq!(fake.received().await.len(), 1);
+}
+
+#[tokio::test]
+async fn keep_alive_zero_without_input_unloads() {
+    // `ollama stop` sends an empty request with keep_alive 0: Ollama answers done_reason "unload".
+    let (fake, relay, _) = openai_fixture("openai/chat_basic.httprr").await;
+    for (path, body) in [
+        (
+            "/api/generate",
+            json!({"model": "gpt-4o", "prompt": "", "keep_alive": 0, "stream": false}),
+        ),
+        (
+            "/api/chat",
+            json!({"model": "gpt-4o", "messages": [], "keep_alive": "0s", "stream": false}),
+        ),
+    ] {
+        let v: Value = relay.post(path, &body).await.json().await.unwrap();
+        assert_eq!(v["done_reason"], "unload", "{path}: {v}");
+    }
+    assert!(fake.received().await.is_empty());
+}

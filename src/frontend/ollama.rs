@@ -758,14 +758,33 @@ impl NdjsonEncoder {
     }
 }
 
-/// An empty chat (no messages) or an empty generate prompt asks Ollama to load the model.
-fn is_load_request(req: &ChatRequest) -> bool {
-    req.messages.is_empty()
-        || (req.messages.len() == 1
-            && req.messages[0]
-                .content
-                .iter()
-                .all(|p| matches!(p, ContentPart::Text(t) if t.is_empty())))
+/// An empty chat (no messages at all, system ones included) or an empty generate prompt asks
+/// Ollama to load the model (server/routes.go).
+fn is_load_request(kind: Kind, req: &ChatRequest) -> bool {
+    match kind {
+        Kind::Chat => req.messages.is_empty() && req.system.is_empty(),
+        Kind::Generate => {
+            req.messages.is_empty()
+                || (req.messages.len() == 1
+                    && req.messages[0]
+                        .content
+                        .iter()
+                        .all(|p| matches!(p, ContentPart::Text(t) if t.is_empty())))
+        }
+    }
+}
+
+/// `keep_alive` of zero (`0`, `"0"`, `"0s"`, `"0m"`...): with a load request, Ollama unloads.
+fn keep_alive_is_zero(req: &ChatRequest) -> bool {
+    match req.passthrough.as_ref().and_then(|p| p.get("keep_alive")) {
+        Some(Value::Number(n)) => n.as_f64() == Some(0.0),
+        Some(Value::String(s)) => s
+            .trim()
+            .trim_end_matches(|c: char| c.is_ascii_alphabetic())
+            .parse::<f64>()
+            .is_ok_and(|n| n == 0.0),
+        _ => false,
+    }
 }
 
 async fn run(
@@ -786,7 +805,7 @@ async fn run(
         log.set_request(&mut req);
         let model = relay::resolve_model(state, &req.model)?;
         log.set_route(&model);
-        if is_load_request(&req) {
+        if is_load_request(kind, &req) {
             return Ok((req, None));
         }
         sent_at = Instant::now();
@@ -796,15 +815,21 @@ async fn run(
     .await;
     match result {
         Ok((req, None)) => {
-            // Ollama answers an empty request with done_reason "load" (server/routes.go).
+            // Ollama answers an empty request with done_reason "load", or "unload" when it came
+            // with keep_alive 0 (server/routes.go).
             log.set_complete();
+            let reason = if keep_alive_is_zero(&req) {
+                "unload"
+            } else {
+                "load"
+            };
             let mut v = json!({"model": req.model, "created_at": now_rfc3339()});
             match kind {
                 Kind::Chat => v["message"] = json!({"role": "assistant", "content": ""}),
                 Kind::Generate => v["response"] = "".into(),
             }
             v["done"] = true.into();
-            v["done_reason"] = "load".into();
+            v["done_reason"] = reason.into();
             let body = if req.stream {
                 ndjson(&v)
             } else {
