@@ -601,7 +601,11 @@ fn tool_calls_json(calls: &[ToolCall]) -> Value {
         .iter()
         .enumerate()
         .map(|(i, c)| {
-            let args: Value = serde_json::from_str(&c.arguments).unwrap_or_else(|_| json!({}));
+            // Ollama clients decode `arguments` as a map: anything but an object becomes `{}`.
+            let args: Value = serde_json::from_str(&c.arguments)
+                .ok()
+                .filter(Value::is_object)
+                .unwrap_or_else(|| json!({}));
             json!({"id": c.id, "function": {"index": i, "name": c.name, "arguments": args}})
         })
         .collect()
@@ -910,4 +914,26 @@ async fn chat(req: &Request, state: Data<&AppState>, body: Body) -> Response {
 #[handler]
 async fn generate(req: &Request, state: Data<&AppState>, body: Body) -> Response {
     crate::usage::logged(run(&state, req, Kind::Generate, "/api/generate", body).await)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tool_call_arguments_are_always_an_object() {
+        // Ollama's clients decode `arguments` as a map (ollama-python: `Mapping[str, Any]`), so
+        // argument text that is not a JSON object (`null`, empty, cut off) becomes `{}`.
+        let call = |args: &str| ToolCall {
+            id: "call_1".into(),
+            name: "f".into(),
+            arguments: args.into(),
+        };
+        let v = tool_calls_json(&[call("null"), call(""), call("[1]"), call(r#"{"a":1}"#)]);
+        assert_eq!(v[0]["function"]["arguments"], json!({}));
+        assert_eq!(v[1]["function"]["arguments"], json!({}));
+        assert_eq!(v[2]["function"]["arguments"], json!({}));
+        assert_eq!(v[3]["function"]["arguments"], json!({"a": 1}));
+        assert_eq!(v[3]["function"]["index"], 3);
+    }
 }
