@@ -56,7 +56,7 @@ pub enum ApiError {
         message: String,
     },
     /// No byte from the upstream within the read timeout (504).
-    #[error("{provider} did not answer within {}s", .after.as_secs())]
+    #[error("{provider} did not answer within {} ms", .after.as_millis())]
     UpstreamTimeout {
         /// Provider name.
         provider: &'static str,

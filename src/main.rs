@@ -100,6 +100,16 @@ fn usage_command(
                 .ok_or_else(|| format!("--by {b:?}: expected tag, provider, model or client"))
         })
         .transpose()?;
+    // Never create an empty database here: a wrong DATA_DIR (or working directory, for the
+    // default ./data) would otherwise look like "no usage".
+    let file = usage.data_dir.join(llm_relay::store::embedded::FILE_NAME);
+    if !file.exists() {
+        return Err(format!(
+            "no usage database at {}: set DATA_DIR to the server's data directory (default \
+             ./data, relative to where the server was started)",
+            file.display()
+        ));
+    }
     let store = RedbStore::open(&usage.data_dir).map_err(|e| e.to_string())?;
     let total = store.summary(&f).map_err(|e| e.to_string())?;
     let (heading, rows) = match by {
@@ -120,21 +130,35 @@ fn usage_command(
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     // Logs go to stderr (stdout stays for command output), coloured only on a terminal.
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(
-            // poem's own start-up lines repeat ours; keep its warnings.
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,poem::server=warn".into()),
-        )
-        .init();
-    let config = match Config::from_env() {
-        Ok(c) => c,
+    // RUST_LOG (or RUST_LOG_FILE, like every variable); poem's own start-up lines repeat ours, so
+    // the default keeps only its warnings.
+    let filter = match llm_relay::config::env_var("RUST_LOG") {
+        Ok(None) => tracing_subscriber::EnvFilter::new("info,poem::server=warn"),
+        Ok(Some(v)) => match tracing_subscriber::EnvFilter::try_new(&v) {
+            Ok(f) => f,
+            Err(e) => {
+                eprintln!("llm-relay: configuration error: RUST_LOG={v:?} is not valid: {e}");
+                return std::process::ExitCode::from(2);
+            }
+        },
         Err(e) => {
             eprintln!("llm-relay: configuration error: {e}");
             return std::process::ExitCode::from(2);
         }
+    };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(filter)
+        .init();
+    // `models` and `usage` read no server configuration: a bad PORT must not block them.
+    let config = || {
+        Config::from_env()
+            .and_then(|c| UsageConfig::from_env().map(|u| (c, u)))
+            .map_err(|e| {
+                eprintln!("llm-relay: configuration error: {e}");
+                std::process::ExitCode::from(2)
+            })
     };
     match cli.command.unwrap_or(Command::Serve) {
         Command::Models => {
@@ -152,6 +176,36 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::SUCCESS
         }
         Command::Check => {
+            let (config, usage) = match config() {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            println!(
+                "listen {}; default model {}; body limit {} bytes; upstream connect timeout {} ms, \
+                 read timeout {} ms; image URL fetch {}",
+                config.listen,
+                config
+                    .default_model
+                    .as_deref()
+                    .unwrap_or("(none: unknown names get 404)"),
+                config.max_body_bytes,
+                config.connect_timeout.as_millis(),
+                config.read_timeout.as_millis(),
+                if config.image_url_fetch { "on" } else { "off" },
+            );
+            println!(
+                "usage database {}; tracking {}; default tag {}; retention {} days; DNS {}; \
+                 trusted proxies {}",
+                usage
+                    .data_dir
+                    .join(llm_relay::store::embedded::FILE_NAME)
+                    .display(),
+                if usage.settings.tracking { "on" } else { "off" },
+                usage.settings.default_tag,
+                usage.settings.retention_days,
+                if usage.settings.dns { "on" } else { "off" },
+                usage.trusted_proxies.len(),
+            );
             for p in &PROVIDERS {
                 let state = if config.is_enabled(p.id) {
                     "enabled"
@@ -191,8 +245,13 @@ fn main() -> std::process::ExitCode {
                         .next()
                         .unwrap_or(t)
                 }),
-                provider,
-                model,
+                // Stored providers and models are the resolved, lower-case ids: an alias or
+                // another spelling of a catalog model finds its records.
+                provider: provider.map(|p| p.trim().to_lowercase()),
+                model: model.map(|m| {
+                    catalog::resolve(&m)
+                        .map_or_else(|| m.trim().to_lowercase(), |id| id.info().id.to_string())
+                }),
                 ..Filter::default()
             };
             match UsageConfig::from_env().and_then(|u| usage_command(&u, since, until, by, filter))
@@ -207,12 +266,9 @@ fn main() -> std::process::ExitCode {
                 }
             }
         }
-        Command::Serve => match UsageConfig::from_env() {
-            Ok(usage) => serve(config, usage),
-            Err(e) => {
-                eprintln!("llm-relay: configuration error: {e}");
-                std::process::ExitCode::from(2)
-            }
+        Command::Serve => match config() {
+            Ok((config, usage)) => serve(config, usage),
+            Err(code) => code,
         },
     }
 }

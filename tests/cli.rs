@@ -125,3 +125,60 @@ fn alternative_key_variables_enable_their_provider() {
         }
     }
 }
+
+/// Walkthrough findings: `check` validates everything the server would (usage settings too) and
+/// shows them; `models` and `usage` do not depend on server-only variables; `usage` never creates
+/// an empty database in a wrong DATA_DIR; RUST_LOG is read like every variable (`_FILE` too) and
+/// a bad value is an error.
+#[test]
+fn commands_check_what_they_use_and_nothing_else() {
+    let o = relay(&["check"], &[("USAGE_TRACKING", "maybe")]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("USAGE_TRACKING=\"maybe\""),
+        "{}",
+        stderr(&o)
+    );
+    let o = relay(
+        &["check"],
+        &[("DEFAULT_MODEL", "gpt-4o"), ("OPENAI_API_KEY", "k")],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("default model gpt-4o"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(
+        stdout(&o).contains("usage database ./data/llm-relay.redb"),
+        "{}",
+        stdout(&o)
+    );
+
+    let o = relay(&["models"], &[("PORT", "abc")]);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    let dir = std::env::temp_dir().join(format!("llm-relay-cli-nodb-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let o = relay(
+        &["usage"],
+        &[("DATA_DIR", dir.to_str().unwrap()), ("PORT", "abc")],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("no usage database at"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!dir.exists(), "usage must not create a database");
+
+    let o = relay(
+        &["check"],
+        &[("RUST_LOG_FILE", "/nonexistent/llm-relay-log")],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("RUST_LOG_FILE"), "{}", stderr(&o));
+    let o = relay(&["check"], &[("RUST_LOG", "info,[")]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("RUST_LOG="), "{}", stderr(&o));
+}

@@ -6,9 +6,50 @@
 //! lets editors validate the files as they are typed.
 
 use std::collections::BTreeMap;
+use std::fmt;
+use std::marker::PhantomData;
 
 use schemars::JsonSchema;
 use serde::Deserialize;
+use serde::de::{Deserializer, Error as _, MapAccess, Visitor};
+
+/// Deserialize a mapping, refusing a key that appears twice. YAML parsers keep one of two equal
+/// keys silently (a copied entry whose key was not renamed would shadow the original); here it is
+/// a build error naming the key, located where the mapping starts (the YAML parser reports custom
+/// errors there).
+fn unique_keys<'de, D, K, V>(d: D) -> Result<BTreeMap<K, V>, D::Error>
+where
+    D: Deserializer<'de>,
+    K: Deserialize<'de> + Ord + fmt::Display,
+    V: Deserialize<'de>,
+{
+    struct Unique<K, V>(PhantomData<(K, V)>);
+    impl<'de, K, V> Visitor<'de> for Unique<K, V>
+    where
+        K: Deserialize<'de> + Ord + fmt::Display,
+        V: Deserialize<'de>,
+    {
+        type Value = BTreeMap<K, V>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a mapping")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut out = BTreeMap::new();
+            while let Some(key) = map.next_key::<K>()? {
+                if out.contains_key(&key) {
+                    return Err(A::Error::custom(format!(
+                        "duplicate key `{key}` in the mapping that starts here: each key may \
+                         appear once (a second entry would silently replace the first)"
+                    )));
+                }
+                let value = map.next_value()?;
+                out.insert(key, value);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_map(Unique(PhantomData))
+}
 
 /// `providers.yaml`: every provider, its models, the aliases that point at them, and the quirks.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -18,7 +59,7 @@ pub struct ProvidersFile {
     pub providers: Vec<Provider>,
     /// Short names clients may use, mapped to `provider/model` (the model's `id` under that
     /// provider). Resolution is case-insensitive; an alias must not shadow a model id.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "unique_keys")]
     pub aliases: BTreeMap<String, String>,
 }
 
@@ -73,7 +114,7 @@ pub struct Provider {
     #[serde(default)]
     pub api_key_env_alternatives: Vec<String>,
     /// Extra request headers sent on every upstream call (e.g. `anthropic-version`).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "unique_keys")]
     pub headers: BTreeMap<String, String>,
     /// Quirks applied to every model of this provider; a model's own quirks override field by field.
     #[serde(default)]
@@ -207,9 +248,10 @@ pub struct PricingFile {
     pub source: String,
     /// Cache multipliers applied to a model's input rate when the model gives no explicit
     /// cache rate, per provider name.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "unique_keys")]
     pub provider_defaults: BTreeMap<String, CacheMultipliers>,
     /// Prices keyed by `provider/model` (the model's `id` in `providers.yaml`).
+    #[serde(deserialize_with = "unique_keys")]
     pub models: BTreeMap<String, Price>,
 }
 

@@ -131,6 +131,43 @@ fn yaml_syntax_error() {
 }
 
 #[test]
+fn duplicate_keys_are_refused_not_shadowed() {
+    // A copied price entry whose key was not renamed: YAML parsers keep one of the two silently.
+    let r = edit(
+        PRICING,
+        "  beta/comet:\n",
+        "  acme/rocket: {input: 99.0, output: 99.0}\n  beta/comet:\n",
+    );
+    let e = errors(PROVIDERS, &r);
+    assert_eq!(e.len(), 1, "{}", render(&e));
+    assert!(
+        e[0].message.contains("duplicate key `acme/rocket`"),
+        "{}",
+        render(&e)
+    );
+    // Located where the `models` mapping starts (serde_yaml reports a mapping's errors there).
+    assert_at(&e[0], "pricing.yaml", &r, "acme/rocket", 0);
+    // The same for aliases.
+    let p = edit(
+        PROVIDERS,
+        "  smart: beta/comet\n",
+        "  smart: beta/comet\n  fast: beta/comet\n",
+    );
+    let e = errors(&p, PRICING);
+    assert_eq!(e.len(), 1, "{}", render(&e));
+    assert!(
+        e[0].message.contains("duplicate key `fast`"),
+        "{}",
+        render(&e)
+    );
+    assert!(
+        e[0].to_string().starts_with("providers.yaml:"),
+        "{}",
+        render(&e)
+    );
+}
+
+#[test]
 fn yaml_syntax_error_keeps_context() {
     // An unterminated quote is found at the end of the file; the message says where it started.
     let r = edit(PRICING, "source: test prices", "source: \"test prices");

@@ -135,6 +135,8 @@ impl RequestLog {
         let (model, suffix) = tags::split_model_suffix(&req.model);
         if suffix.is_some() {
             self.tags = self.tag_sources.resolve(suffix);
+        }
+        if model.len() != req.model.len() {
             req.model = model.to_string();
         }
         self.set_model(&req.model);

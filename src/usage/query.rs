@@ -159,23 +159,27 @@ pub fn render_table(heading: &str, rows: &[Row], total: &Totals) -> String {
         .max()
         .unwrap_or(5);
     let mut out = format!(
-        "{heading:<width$}  {:>9}  {:>6}  {:>12}  {:>12}  {:>10}  {:>10}  {:>12}\n",
-        "requests", "errors", "input", "output", "reasoning", "cached", "cost_usd"
+        "{heading:<width$}  {:>9}  {:>6}  {:>12}  {:>12}  {:>10}  {:>10}  {:>11}  {:>12}\n",
+        "requests", "errors", "input", "output", "reasoning", "cached", "cache_write", "cost_usd"
     );
     let line = |key: &str, t: &Totals| {
-        let cost = if t.unpriced_requests > 0 {
+        let cost = if t.requests > 0 && t.unpriced_requests == t.requests {
+            // Nothing in this row has a price: its cost is unknown, not 0.
+            "-".to_string()
+        } else if t.unpriced_requests > 0 {
             format!("{:.6}*", t.cost_usd())
         } else {
             format!("{:.6}", t.cost_usd())
         };
         format!(
-            "{key:<width$}  {:>9}  {:>6}  {:>12}  {:>12}  {:>10}  {:>10}  {:>12}\n",
+            "{key:<width$}  {:>9}  {:>6}  {:>12}  {:>12}  {:>10}  {:>10}  {:>11}  {:>12}\n",
             t.requests,
             t.errors,
             t.input_tokens,
             t.output_tokens,
             t.reasoning_tokens,
             t.cached_input_tokens + t.cache_read_tokens,
+            t.cache_write_tokens,
             cost
         )
     };
@@ -185,7 +189,7 @@ pub fn render_table(heading: &str, rows: &[Row], total: &Totals) -> String {
     out.push_str(&line("TOTAL", total));
     if total.unpriced_requests > 0 {
         out.push_str(&format!(
-            "* {} request(s) have no price; their cost is unknown and not included\n",
+            "* {} request(s) have no price; their cost is unknown and not included (- : none priced)\n",
             total.unpriced_requests
         ));
     }
@@ -215,5 +219,47 @@ mod tests {
         );
         let row = out.lines().nth(1).unwrap_or_default();
         assert!(row.starts_with("(none)"), "{out}");
+    }
+
+    #[test]
+    fn unpriced_rows_show_no_cost_and_cache_writes_have_a_column() {
+        let unpriced = Totals {
+            requests: 2,
+            unpriced_requests: 2,
+            ..Totals::default()
+        };
+        let priced = Totals {
+            requests: 1,
+            cache_write_tokens: 418,
+            cost_pico_usd: 1_500_000,
+            ..Totals::default()
+        };
+        let mut total = unpriced;
+        total.add(&priced);
+        let rows = [
+            Row {
+                key: "gpu".into(),
+                totals: unpriced,
+            },
+            Row {
+                key: "cloud".into(),
+                totals: priced,
+            },
+        ];
+        let out = render_table("provider", &rows, &total);
+        let lines: Vec<&str> = out.lines().collect();
+        assert!(lines[0].contains("cache_write"), "{out}");
+        assert!(
+            lines[1].ends_with(" -"),
+            "all unpriced: unknown, not 0: {out}"
+        );
+        assert!(
+            lines[2].contains(" 418 ") && lines[2].ends_with(" 0.000002"),
+            "{out}"
+        );
+        assert!(
+            lines[3].ends_with(" 0.000002*"),
+            "partly unpriced total: {out}"
+        );
     }
 }

@@ -32,12 +32,13 @@ const KEY_PREFIXES: [&str; 6] = ["sk-", "sk-ant-", "AIza", "gsk_", "xai-", "pplx
 /// Shortest prefix-less value that can look like a random key (Mistral's keys: 32 characters).
 const MIN_RANDOM_KEY_CHARS: usize = 24;
 
-/// Split a `model@tag` name into the model and the suffix (`None` without `@`). The split is at the
-/// last `@`; an empty model or suffix keeps the name as is.
+/// Split a `model@tag` name into the model and the suffix (`None` without `@` or with an empty
+/// suffix, `model@`, whose `@` is still stripped). The split is at the last `@`; an empty model
+/// keeps the name as is.
 pub fn split_model_suffix(name: &str) -> (&str, Option<&str>) {
     match name.rsplit_once('@') {
-        Some((model, tag)) if !model.trim().is_empty() && !tag.trim().is_empty() => {
-            (model, Some(tag))
+        Some((model, tag)) if !model.trim().is_empty() => {
+            (model, Some(tag).filter(|t| !t.trim().is_empty()))
         }
         _ => (name, None),
     }
@@ -381,7 +382,7 @@ mod tests {
     fn model_suffix_split() {
         assert_eq!(split_model_suffix("m-1@alice,x"), ("m-1", Some("alice,x")));
         assert_eq!(split_model_suffix("m-1"), ("m-1", None));
-        assert_eq!(split_model_suffix("m-1@"), ("m-1@", None));
+        assert_eq!(split_model_suffix("m-1@"), ("m-1", None));
         assert_eq!(split_model_suffix("@x"), ("@x", None));
     }
 
