@@ -460,6 +460,16 @@ fn check_instance_requests(requests: &[Request]) {
         one(&bodies, "[ol-inst]")["options"],
         json!({"temperature": 0.0})
     );
+    // Images from both SDKs reach the instance as bare base64 in the message's `images`.
+    for tag in ["[oa-inst-img]", "[ol-inst-img]"] {
+        let b = one(&bodies, tag);
+        assert_eq!(b["messages"][0]["images"], json!([PNG_B64]), "{tag}: {b}");
+        assert_eq!(
+            b["messages"][0]["content"],
+            format!("{tag} What is this?"),
+            "{tag}: {b}"
+        );
+    }
     assert!(
         requests.iter().any(|r| r.url.path() == "/api/tags"),
         "the instance was never asked for its models"

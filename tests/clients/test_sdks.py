@@ -354,3 +354,27 @@ def test_ollama_sdk_with_an_instance_model(ol):
         exp["prompt_tokens"],
         exp["completion_tokens"],
     )
+
+
+def test_images_reach_an_instance_model_from_both_sdks(oa, ol):
+    # Ollama servers take base64 `images` on the message: an OpenAI image part and an ollama
+    # SDK image (bytes) both arrive that way (the Rust side checks the bodies the instance got).
+    exp = INSTANCE["complete"]
+    r = oa.chat.completions.create(
+        model=INSTANCE["name"] + "-llama3.2",
+        messages=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "[oa-inst-img] What is this?"},
+                    {"type": "image_url", "image_url": {"url": "data:image/png;base64," + PNG_B64}},
+                ],
+            }
+        ],
+    )
+    assert r.choices[0].message.content == exp["content"]
+    r = ol.chat(
+        model=INSTANCE["name"] + "-llama3.2",
+        messages=[{"role": "user", "content": "[ol-inst-img] What is this?", "images": [PNG]}],
+    )
+    assert r.message.content == exp["content"]
