@@ -460,31 +460,17 @@ async fn run() {
         .build()
         .unwrap();
 
-    let path = "/v1/chat/completions";
-    let direct = Target {
-        url: format!("{fake}{path}"),
-        body: openai_body(false),
+    let chat = |base: &str, stream: bool| Target {
+        url: format!("{base}/v1/chat/completions"),
+        body: openai_body(stream),
     };
-    let via = Target {
-        url: format!("{relay}{path}"),
-        body: openai_body(false),
-    };
-    let via_rec = Target {
-        url: format!("{relay_rec}{path}"),
-        body: openai_body(false),
-    };
-    let via_null = Target {
-        url: format!("{relay_null}{path}"),
-        body: openai_body(false),
-    };
-    let direct_s = Target {
-        url: format!("{fake}{path}"),
-        body: openai_body(true),
-    };
-    let via_s = Target {
-        url: format!("{relay}{path}"),
-        body: openai_body(true),
-    };
+    let (direct, via, via_rec, via_null) = (
+        chat(&fake, false),
+        chat(&relay, false),
+        chat(&relay_rec, false),
+        chat(&relay_null, false),
+    );
+    let (direct_s, via_s) = (chat(&fake, true), chat(&relay, true));
     let ollama = Target {
         url: format!("{relay}/api/chat"),
         body: ollama_body(),

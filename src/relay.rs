@@ -110,21 +110,15 @@ pub fn resolve_model(state: &AppState, name: &str) -> Result<Target, ApiError> {
         .ok_or_else(|| ApiError::ModelNotFound(name.to_string()))
 }
 
-/// Route a chat request to its upstream.
+/// Route a chat request to its upstream, handing `on_usage` the running usage a stream reports
+/// while its first real event is awaited (Anthropic's `message_start`), so the caller accounts
+/// for input tokens already billed even when the stream fails or the client leaves before the
+/// first token.
 ///
 /// Errors: unknown model (404), provider without key (503), request the dialect cannot express
 /// or an image URL that cannot be fetched for an inline-only upstream (400), upstream status
 /// (kept), transport failures (502/504), and, for streams, a failure before the first event.
-pub async fn chat(state: &AppState, target: &Target, req: &ChatRequest) -> Result<Reply, ApiError> {
-    chat_with_usage(state, target, req, &mut |_| {}).await
-}
-
-/// [`chat`], handing `on_usage` the running usage a stream reports while its first real event is
-/// awaited (Anthropic's `message_start`), so the caller accounts for input tokens already billed
-/// even when the stream fails or the client leaves before the first token.
-///
-/// Errors: as [`chat`].
-pub async fn chat_with_usage(
+pub async fn chat(
     state: &AppState,
     target: &Target,
     req: &ChatRequest,
@@ -173,11 +167,11 @@ pub async fn chat_with_usage(
                     usage = Some(u);
                 }
                 Some(Ok(first)) => {
-                    let head: Vec<Result<StreamEvent, ApiError>> = usage
+                    // No allocation: the (at most two) re-emitted events are an iterator.
+                    let head = usage
                         .map(|u| Ok(StreamEvent::Usage(u)))
                         .into_iter()
-                        .chain([Ok(first)])
-                        .collect();
+                        .chain([Ok(first)]);
                     return Ok(Reply::Stream(Box::pin(
                         futures_util::stream::iter(head).chain(events),
                     )));

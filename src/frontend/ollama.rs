@@ -813,7 +813,7 @@ async fn run(
             return Ok((req, None));
         }
         sent_at = Instant::now();
-        let reply = relay::chat_with_usage(state, &model, &req, &mut |u| log.set_usage(u)).await?;
+        let reply = relay::chat(state, &model, &req, &mut |u| log.set_usage(u)).await?;
         Ok::<_, ApiError>((req, Some(reply)))
     }
     .await;

@@ -750,7 +750,7 @@ async fn chat_completions_inner(state: &AppState, http: &Request, body: Body) ->
         log.set_request(&mut req);
         let model = relay::resolve_model(state, &req.model)?;
         log.set_route(&model);
-        let reply = relay::chat_with_usage(state, &model, &req, &mut |u| log.set_usage(u)).await?;
+        let reply = relay::chat(state, &model, &req, &mut |u| log.set_usage(u)).await?;
         Ok::<_, ApiError>((req, include_usage, reply))
     }
     .await;
@@ -911,7 +911,7 @@ async fn completions_inner(state: &AppState, http: &Request, body: Body) -> Resp
             && r.stream_options
                 .and_then(|o| o.include_usage)
                 .unwrap_or(false);
-        let reply = relay::chat_with_usage(state, &model, &req, &mut |u| log.set_usage(u)).await?;
+        let reply = relay::chat(state, &model, &req, &mut |u| log.set_usage(u)).await?;
         Ok((req, include_usage, echo, reply))
     }
     .await;
