@@ -173,11 +173,6 @@ impl RequestLog {
         }
     }
 
-    /// Record the HTTP status.
-    pub fn set_status(&mut self, status: u16) {
-        self.status = status;
-    }
-
     /// Record a failure: its status and kind.
     pub fn set_error(&mut self, e: &ApiError) {
         self.status = e.status();

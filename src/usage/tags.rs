@@ -165,8 +165,10 @@ impl TagSources {
 }
 
 /// The tags of a request (see [`TagSources`]): the first source that yields at least one tag, in
-/// priority order `X-Proxy-Tag`, model suffix, bearer token, `x-api-key`.
-pub fn tags(headers: &HeaderMap, model_suffix: Option<&str>) -> Vec<String> {
+/// priority order `X-Proxy-Tag`, model suffix, bearer token, `x-api-key`. (The request log keeps
+/// the [`TagSources`] and resolves once the model suffix is known; this is the one-shot form.)
+#[cfg(test)]
+fn tags(headers: &HeaderMap, model_suffix: Option<&str>) -> Vec<String> {
     TagSources::from_headers(headers).resolve(model_suffix)
 }
 

@@ -133,24 +133,19 @@ impl State {
                         reason: "content block index missing or out of range".into(),
                     });
                 };
-                let block = v.get("content_block").cloned().unwrap_or(Value::Null);
-                let text = |k: &str| {
-                    block
-                        .get(k)
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .to_string()
-                };
+                // Borrowed, not cloned: this runs for every token.
+                let block = v.get("content_block").unwrap_or(&Value::Null);
+                let text = |k: &str| block.get(k).and_then(Value::as_str).unwrap_or_default();
                 match block.get("type").and_then(Value::as_str) {
                     Some("text") if !text("text").is_empty() => {
                         self.out
                             .queue
-                            .push_back(Ok(StreamEvent::TextDelta(text("text"))));
+                            .push_back(Ok(StreamEvent::TextDelta(text("text").to_string())));
                     }
                     Some("thinking") if !text("thinking").is_empty() => {
-                        self.out
-                            .queue
-                            .push_back(Ok(StreamEvent::ThinkingDelta(text("thinking"))));
+                        self.out.queue.push_back(Ok(StreamEvent::ThinkingDelta(
+                            text("thinking").to_string(),
+                        )));
                     }
                     Some("tool_use") => {
                         if self.tools as usize >= MAX_BLOCKS {
@@ -173,8 +168,10 @@ impl State {
                             .unwrap_or_default();
                         self.out.queue.push_back(Ok(StreamEvent::ToolCallDelta {
                             index: k,
-                            id: Some(text("id")).filter(|s| !s.is_empty()),
-                            name: Some(text("name")),
+                            id: Some(text("id"))
+                                .filter(|s| !s.is_empty())
+                                .map(str::to_string),
+                            name: Some(text("name").to_string()),
                             arguments: initial,
                         }));
                     }
@@ -182,25 +179,24 @@ impl State {
                 }
             }
             "content_block_delta" => {
-                let delta = v.get("delta").cloned().unwrap_or(Value::Null);
-                let text = |k: &str| {
-                    delta
-                        .get(k)
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .to_string()
-                };
+                // Borrowed, not cloned: this runs for every token.
+                let delta = v.get("delta").unwrap_or(&Value::Null);
+                let text = |k: &str| delta.get(k).and_then(Value::as_str).unwrap_or_default();
                 match delta.get("type").and_then(Value::as_str) {
                     Some("text_delta") => {
                         let t = text("text");
                         if !t.is_empty() {
-                            self.out.queue.push_back(Ok(StreamEvent::TextDelta(t)));
+                            self.out
+                                .queue
+                                .push_back(Ok(StreamEvent::TextDelta(t.to_string())));
                         }
                     }
                     Some("thinking_delta") => {
                         let t = text("thinking");
                         if !t.is_empty() {
-                            self.out.queue.push_back(Ok(StreamEvent::ThinkingDelta(t)));
+                            self.out
+                                .queue
+                                .push_back(Ok(StreamEvent::ThinkingDelta(t.to_string())));
                         }
                     }
                     Some("input_json_delta") => {
@@ -212,7 +208,7 @@ impl State {
                                     index: k,
                                     id: None,
                                     name: None,
-                                    arguments: part,
+                                    arguments: part.to_string(),
                                 }));
                             }
                             Some(_) => {}

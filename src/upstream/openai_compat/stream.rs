@@ -51,6 +51,9 @@ struct State {
     saw_any: bool,
     /// Ids of the tool calls seen so far, by index (for providers that omit `index`).
     tool_ids: Vec<Option<String>>,
+    /// The provider's usage quirks, looked up once per stream (some providers send usage in
+    /// every chunk).
+    usage_quirks: &'static [crate::catalog::UsageQuirk],
 }
 
 /// Largest tool-call index accepted; a larger one is a broken upstream, not a real response.
@@ -68,6 +71,7 @@ pub fn decode(provider: &'static str, body: ByteStream) -> EventStream {
             done: false,
             saw_any: false,
             tool_ids: Vec::new(),
+            usage_quirks: usage_quirks(provider),
         },
     )
 }
@@ -148,10 +152,9 @@ impl State {
         {
             // Emitted as it arrives (cumulative counts), so a stream cut short still accounts
             // for the tokens reported so far (Perplexity repeats a running usage in every chunk).
-            self.out.queue.push_back(Ok(StreamEvent::Usage(decode_usage(
-                u,
-                usage_quirks(self.provider),
-            ))));
+            self.out
+                .queue
+                .push_back(Ok(StreamEvent::Usage(decode_usage(u, self.usage_quirks))));
         }
         let Some(choice) = v.choices.first() else {
             return;
