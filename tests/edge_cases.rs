@@ -73,10 +73,10 @@ async fn a_stream_cut_before_its_end_is_an_error_not_a_stop() {
             .all(|p| !p.contains("\"finish_reason\":\"stop\"")),
         "{payloads:?}"
     );
-    assert!(
-        payloads[payloads.len() - 2].contains("\"error\""),
-        "{payloads:?}"
-    );
+    // WIRE.md §3.6: an error object with a message, then [DONE].
+    let err: Value = serde_json::from_str(&payloads[payloads.len() - 2]).unwrap();
+    assert!(err["error"]["message"].is_string(), "{payloads:?}");
+    assert_eq!(payloads.last().unwrap(), "[DONE]");
     let resp = relay.post("/api/chat", &user(true)).await;
     let lines = ndjson(&resp.text().await.unwrap());
     assert!(
@@ -113,6 +113,11 @@ async fn usage_is_never_invented() {
         payloads.iter().all(|p| !p.contains("\"choices\":[]")),
         "no usage chunk without upstream usage: {payloads:?}"
     );
+    // Nor usage attached to any other chunk.
+    for p in payloads.iter().filter(|p| *p != "[DONE]") {
+        let v: Value = serde_json::from_str(p).unwrap();
+        assert!(v["usage"].is_null(), "invented usage in {p}");
+    }
     let lines = ndjson(
         &relay
             .post("/api/chat", &user(true))
@@ -260,14 +265,20 @@ async fn upstream_error_code_and_param_reach_the_client() {
         ResponseTemplate::new(400).set_body_raw(ex.response_body.clone(), "application/json"),
     )
     .await;
-    let v: Value = relay
-        .post("/v1/chat/completions", &user(false))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let resp = relay.post("/v1/chat/completions", &user(false)).await;
+    assert_eq!(resp.status(), 400);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "unsupported_parameter");
     assert_eq!(v["error"]["code"], recorded["error"]["code"]);
     assert_eq!(v["error"]["param"], recorded["error"]["param"]);
+    assert_eq!(v["error"]["type"], "invalid_request_error");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains(recorded["error"]["message"].as_str().unwrap()),
+        "{v}"
+    );
 }
 
 #[tokio::test]

@@ -537,10 +537,14 @@ async fn anthropic_in_band_error_event_is_passed_on() {
         payloads.iter().any(|p| p.contains("\"Hel\"")),
         "{payloads:?}"
     );
+    let err: Value = serde_json::from_str(&payloads[payloads.len() - 2]).unwrap();
     assert!(
-        payloads[payloads.len() - 2].contains("Overloaded"),
+        err["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("Overloaded")),
         "{payloads:?}"
     );
+    assert_eq!(payloads.last().unwrap(), "[DONE]");
 }
 
 /// Anthropic tool calls: recorded parallel `tool_use` blocks reach the OpenAI client with their
@@ -1462,6 +1466,9 @@ async fn a_stalled_or_dropped_native_stream_ends_with_an_error_not_a_hang() {
 /// A Gemini answer that ends with an error finish reason (`MALFORMED_FUNCTION_CALL`, WIRE.md §7.1)
 /// is an error for the client, not a normal `stop`: an in-stream error event after the text
 /// streamed so far (OpenAI SSE error object, Ollama `{"error"}` line), a 502 when not streamed.
+/// Deliberately no `stop` chunk before the error event (WIRE.md §7.1's encode table allows "stop
+/// + error event where possible"): a client that stops reading at a finish reason must not take
+/// the partial answer for a complete one.
 #[tokio::test]
 async fn gemini_error_finish_reason_reaches_clients_as_an_error() {
     let model = first_model_of(provider_of(WireFamily::Gemini));
@@ -1519,4 +1526,75 @@ async fn gemini_error_finish_reason_reaches_clients_as_an_error() {
 
     let resp = relay.post("/v1/chat/completions", &ask(false)).await;
     assert_eq!(resp.status(), 502);
+}
+
+/// Cache and reasoning token classes from recorded Anthropic and Gemini answers reach OpenAI
+/// clients with OpenAI's semantics (WIRE.md §7.7): cached tokens inside `prompt_tokens` and in
+/// `prompt_tokens_details.cached_tokens`, reasoning inside `completion_tokens` and in
+/// `completion_tokens_details.reasoning_tokens`. Expectations come from the recordings.
+#[tokio::test]
+async fn recorded_cache_and_reasoning_counts_reach_openai_clients() {
+    let ask =
+        |model: &str| json!({"model": model, "messages": [{"role": "user", "content": "Hi"}]});
+
+    // Anthropic: second exchange writes 418 cache tokens and reads 1111.
+    let ex = load("anthropic/messages_cache_usage.yaml").remove(1);
+    let u = ex.response_json()["usage"].clone();
+    let (input, read, write, output) = (
+        u["input_tokens"].as_u64().unwrap(),
+        u["cache_read_input_tokens"].as_u64().unwrap(),
+        u["cache_creation_input_tokens"].as_u64().unwrap(),
+        u["output_tokens"].as_u64().unwrap(),
+    );
+    assert!(
+        read > 0 && write > 0,
+        "the recording has both cache classes"
+    );
+    let model = first_model_of(provider_of(WireFamily::Anthropic));
+    let (_fake, relay) = serve(WireFamily::Anthropic, model, &ex).await;
+    let v: Value = relay
+        .post("/v1/chat/completions", &ask(model))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["usage"]["prompt_tokens"], input + read + write, "{v}");
+    assert_eq!(
+        v["usage"]["prompt_tokens_details"]["cached_tokens"], read,
+        "{v}"
+    );
+    assert_eq!(v["usage"]["completion_tokens"], output, "{v}");
+
+    // Gemini: a generateContent answer over cached content, with thoughts.
+    let ex = load("gemini/generate_content_cached_content.yaml")
+        .into_iter()
+        .find(|e| e.path().ends_with(":generateContent"))
+        .unwrap();
+    let m = ex.response_json()["usageMetadata"].clone();
+    let n = |k: &str| m[k].as_u64().unwrap_or(0);
+    assert!(n("cachedContentTokenCount") > 0 && n("thoughtsTokenCount") > 0);
+    let model = first_model_of(provider_of(WireFamily::Gemini));
+    let (_fake, relay) = serve(WireFamily::Gemini, model, &ex).await;
+    let v: Value = relay
+        .post("/v1/chat/completions", &ask(model))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["usage"]["prompt_tokens"], n("promptTokenCount"), "{v}");
+    assert_eq!(
+        v["usage"]["prompt_tokens_details"]["cached_tokens"],
+        n("cachedContentTokenCount"),
+        "{v}"
+    );
+    assert_eq!(
+        v["usage"]["completion_tokens"],
+        n("candidatesTokenCount") + n("thoughtsTokenCount"),
+        "{v}"
+    );
+    assert_eq!(
+        v["usage"]["completion_tokens_details"]["reasoning_tokens"],
+        n("thoughtsTokenCount"),
+        "{v}"
+    );
 }

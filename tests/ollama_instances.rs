@@ -857,10 +857,10 @@ async fn an_instance_failing_mid_request_gives_502_and_a_cut_stream_ends_with_an
         .await;
     assert_eq!(r.status(), 200);
     let payloads = sse_payloads(&r.text().await.unwrap());
-    assert!(
-        payloads.iter().any(|p| p.contains("\"error\"")),
-        "{payloads:?}"
-    );
+    // WIRE.md §3.6: an error object with a message, then [DONE].
+    let err: Value = serde_json::from_str(&payloads[payloads.len() - 2]).unwrap();
+    assert!(err["error"]["message"].is_string(), "{payloads:?}");
+    assert_eq!(payloads.last().unwrap(), "[DONE]");
     assert!(
         started.elapsed() < Duration::from_secs(4),
         "took {:?}",

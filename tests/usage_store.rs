@@ -378,10 +378,18 @@ fn usage_command_normalises_the_tag_filter() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let out = String::from_utf8_lossy(&o.stdout);
     let total = out.lines().find(|l| l.starts_with("TOTAL")).unwrap();
-    assert!(
-        total.split_whitespace().nth(1).is_some_and(|n| n != "0"),
-        "{out}"
-    );
+    let requests: u64 = total.split_whitespace().nth(1).unwrap().parse().unwrap();
+    // Exactly alice's requests: neither 0 (filter not normalised) nor everyone's (ignored).
+    let all = cli(&["usage", "--by", "provider"], &dir.0);
+    let all_out = String::from_utf8_lossy(&all.stdout);
+    let everyone: u64 = all_out
+        .lines()
+        .find(|l| l.starts_with("TOTAL"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(requests > 0 && requests < everyone, "{out}\n{all_out}");
 }
 
 /// The server holds the database exclusively: the command says so instead of failing obscurely.
