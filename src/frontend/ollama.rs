@@ -879,21 +879,10 @@ async fn run(
                 .map(move |batch| {
                     let mut buf = Vec::new();
                     for ev in batch {
+                        log.observe(&ev);
                         let out = match ev {
-                            Ok(ev) => {
-                                if let StreamEvent::Usage(u) = &ev {
-                                    log.set_usage(*u);
-                                }
-                                if matches!(ev, StreamEvent::Finish(_)) {
-                                    log.set_complete();
-                                }
-                                enc.event(ev)
-                            }
-                            Err(e) => {
-                                log.set_error(&e);
-                                tracing::warn!(error = %e, "upstream failed mid-stream");
-                                vec![ndjson(&json!({"error": e.to_string()}))]
-                            }
+                            Ok(ev) => enc.event(ev),
+                            Err(e) => vec![ndjson(&json!({"error": e.to_string()}))],
                         };
                         out.iter().for_each(|b| buf.extend_from_slice(b));
                     }

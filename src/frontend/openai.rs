@@ -699,14 +699,9 @@ fn stream_body(
     let rest = events.ready_chunks(STREAM_BATCH).map(move |batch| {
         let mut buf = Vec::new();
         for ev in batch {
+            log.observe(&ev);
             let out: Vec<Bytes> = match ev {
                 Ok(ev) => {
-                    if let StreamEvent::Usage(u) = &ev {
-                        log.set_usage(*u);
-                    }
-                    if matches!(ev, StreamEvent::Finish(_)) {
-                        log.set_complete();
-                    }
                     if text_completion {
                         enc.text_event(ev)
                     } else {
@@ -714,8 +709,6 @@ fn stream_body(
                     }
                 }
                 Err(e) => {
-                    log.set_error(&e);
-                    tracing::warn!(error = %e, "upstream failed mid-stream");
                     vec![
                         sse(&error_json(&e)),
                         Bytes::from_static(b"data: [DONE]\n\n"),
@@ -949,21 +942,14 @@ async fn completions_inner(state: &AppState, http: &Request, body: Body) -> Resp
             .with_envelope();
             // The legacy stream has no role delta: its first event is encoded like any other.
             let mut events = events;
-            let first_events = match events.next().await {
-                Some(Ok(ev)) => {
-                    // Accounted for like the events `stream_body` sees.
-                    if let StreamEvent::Usage(u) = &ev {
-                        log.set_usage(*u);
-                    }
-                    if matches!(ev, StreamEvent::Finish(_)) {
-                        log.set_complete();
-                    }
-                    vec![ev]
-                }
-                Some(Err(e)) => {
-                    log.set_error(&e);
-                    return error_response(&e);
-                }
+            let first = events.next().await;
+            // Accounted for like the events `stream_body` sees.
+            if let Some(item) = &first {
+                log.observe(item);
+            }
+            let first_events = match first {
+                Some(Ok(ev)) => vec![ev],
+                Some(Err(e)) => return error_response(&e),
                 None => Vec::new(),
             };
             let mut enc = enc;

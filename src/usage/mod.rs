@@ -173,6 +173,22 @@ impl RequestLog {
         }
     }
 
+    /// Account for one item of a stream, as every frontend's stream encoder does: usage replaces
+    /// the counts so far, `Finish` completes the request, an error is recorded (and logged at
+    /// warn: the client already has a 200).
+    pub fn observe(&mut self, item: &Result<crate::canonical::StreamEvent, ApiError>) {
+        use crate::canonical::StreamEvent;
+        match item {
+            Ok(StreamEvent::Usage(u)) => self.set_usage(*u),
+            Ok(StreamEvent::Finish(_)) => self.set_complete(),
+            Ok(_) => {}
+            Err(e) => {
+                self.set_error(e);
+                tracing::warn!(error = %e, "upstream failed mid-stream");
+            }
+        }
+    }
+
     /// Record a failure: its status and kind.
     pub fn set_error(&mut self, e: &ApiError) {
         self.status = e.status();
