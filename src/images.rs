@@ -12,7 +12,6 @@
 use std::time::Duration;
 
 use base64::Engine;
-use futures_util::StreamExt;
 
 use crate::canonical::{ChatRequest, ContentPart};
 use crate::error::ApiError;
@@ -97,21 +96,9 @@ async fn fetch(client: &reqwest::Client, url: &str) -> Result<ContentPart, ApiEr
     if !resp.status().is_success() {
         return Err(bad(format!("the server answered {}", resp.status())));
     }
-    if resp
-        .content_length()
-        .is_some_and(|n| n > MAX_IMAGE_BYTES as u64)
-    {
-        return Err(bad(format!("larger than {MAX_IMAGE_BYTES} bytes")));
-    }
-    let mut bytes = Vec::new();
-    let mut body = resp.bytes_stream();
-    while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|_| bad("the download broke off".into()))?;
-        if bytes.len() + chunk.len() > MAX_IMAGE_BYTES {
-            return Err(bad(format!("larger than {MAX_IMAGE_BYTES} bytes")));
-        }
-        bytes.extend_from_slice(&chunk);
-    }
+    let bytes = crate::instances::read_limited(resp, MAX_IMAGE_BYTES, "the image")
+        .await
+        .map_err(bad)?;
     let media_type = crate::frontend::image_type(&bytes)
         .ok_or_else(|| bad("not a PNG, JPEG, GIF or WebP image".into()))?;
     Ok(ContentPart::Image {

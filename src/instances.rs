@@ -698,7 +698,7 @@ pub async fn show(client: &reqwest::Client, m: &InstanceModel) -> Option<Value> 
 /// server cannot make us buffer more than that, with or without `content-length`).
 ///
 /// Errors: too large (naming `what`), or the transport failed mid-body.
-async fn read_limited(
+pub(crate) async fn read_limited(
     mut resp: reqwest::Response,
     limit: usize,
     what: &str,
