@@ -1051,14 +1051,16 @@ async fn a_model_removed_from_its_instance_is_rediscovered_after_a_404() {
         .await;
     let relay = relay_with(&format!("myserver={}", fake.uri()), SLOW).await;
     wait_listed(&relay, "myserver-llama3.2:latest", Duration::from_secs(10)).await;
+    // Past the on-demand rate limit of the listings above, and after any discovery they started
+    // has finished (one still running when the listing changes would already see it empty, and
+    // the first chat below would not reach the instance).
+    tokio::time::sleep(Duration::from_millis(2100)).await;
     // The model is deleted on the server (its listing is now empty).
     wiremock::Mock::given(wiremock::matchers::path("/api/tags"))
         .respond_with(wiremock::ResponseTemplate::new(200).set_body_json(json!({"models": []})))
         .with_priority(1)
         .mount(&fake.server)
         .await;
-    // Past the on-demand rate limit of the listings above.
-    tokio::time::sleep(Duration::from_millis(2100)).await;
     let msg = json!([{"role": "user", "content": "hi"}]);
     let body = json!({"model": "myserver-llama3.2", "stream": false, "messages": msg});
     let r = relay.post("/api/chat", &body).await;
