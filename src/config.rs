@@ -80,7 +80,10 @@ pub fn env_var(name: &str) -> Result<Option<String>, String> {
     Ok(Some(value.to_string()))
 }
 
-fn env_parse<T: std::str::FromStr>(name: &str, expected: &str) -> Result<Option<T>, String> {
+pub(crate) fn env_parse<T: std::str::FromStr>(
+    name: &str,
+    expected: &str,
+) -> Result<Option<T>, String> {
     match env_var(name)? {
         None => Ok(None),
         Some(v) => v
@@ -105,7 +108,7 @@ pub struct UsageConfig {
     pub trusted_proxies: Vec<crate::usage::tags::TrustedProxy>,
 }
 
-fn env_bool(name: &str) -> Result<Option<bool>, String> {
+pub(crate) fn env_bool(name: &str) -> Result<Option<bool>, String> {
     match env_var(name)? {
         None => Ok(None),
         Some(v) => match v.to_ascii_lowercase().as_str() {

@@ -12,8 +12,10 @@
 //! - [`usage`]: per-request accounting: attribution, cost engine, recorder (batched writer),
 //!   queries.
 //! - [`store`]: persistence behind `UsageSink`/`UsageQuery`/`OverrideStore` (redb).
+//! - [`admin`]: the admin server (`ADMIN_PORT`): login, usage endpoints, embedded web UI.
 //! - [`config`], [`server`], [`error`].
 
+pub mod admin;
 pub mod canonical;
 pub mod catalog;
 pub mod config;

@@ -3,12 +3,13 @@
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
+use llm_relay::admin::{AdminConfig, AdminState};
 use llm_relay::catalog::{self, ModelId, PROVIDERS};
 use llm_relay::config::{Config, UsageConfig};
 use llm_relay::relay::AppState;
 use llm_relay::store::embedded::RedbStore;
 use llm_relay::store::{OverrideStore, UsageQuery};
-use llm_relay::usage::query::{Dimension, Filter, render_table};
+use llm_relay::usage::query::{Dimension, Filter, parse_time, render_table};
 use llm_relay::usage::recorder::Recorder;
 
 /// Self-hosted LLM gateway: Ollama and OpenAI APIs over many providers.
@@ -50,36 +51,6 @@ enum Command {
         #[arg(long)]
         model: Option<String>,
     },
-}
-
-/// Parse a `--since`/`--until` value to Unix ms.
-fn parse_time(s: &str, now_ms: i64) -> Result<i64, String> {
-    use time::format_description::well_known::Rfc3339;
-    let s = s.trim();
-    for (suffix, unit_ms) in [('h', 3_600_000i64), ('d', 86_400_000)] {
-        // An age: a whole number of hours or days, not negative, back no further than 1970.
-        if let Some(n) = s
-            .strip_suffix(suffix)
-            .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
-        {
-            return n
-                .parse::<i64>()
-                .ok()
-                .and_then(|n| n.checked_mul(unit_ms))
-                .map(|back| now_ms - back)
-                .filter(|t| *t >= 0)
-                .ok_or_else(|| format!("{s:?} reaches back before 1970"));
-        }
-    }
-    if let Ok(t) = time::OffsetDateTime::parse(s, &Rfc3339) {
-        return Ok((t.unix_timestamp_nanos() / 1_000_000) as i64);
-    }
-    if let Ok(t) = time::OffsetDateTime::parse(&format!("{s}T00:00:00Z"), &Rfc3339) {
-        return Ok((t.unix_timestamp_nanos() / 1_000_000) as i64);
-    }
-    Err(format!(
-        "{s:?} is not a time: use RFC 3339, YYYY-MM-DD or an age like 24h / 7d"
-    ))
 }
 
 fn usage_command(
@@ -266,15 +237,21 @@ fn main() -> std::process::ExitCode {
                 }
             }
         }
-        Command::Serve => match config() {
-            Ok((config, usage)) => serve(config, usage),
+        Command::Serve => match config().and_then(|c| {
+            AdminConfig::from_env().map(|a| (c, a)).map_err(|e| {
+                eprintln!("llm-relay: configuration error: {e}");
+                std::process::ExitCode::from(2)
+            })
+        }) {
+            Ok(((config, usage), admin)) => serve(config, usage, admin),
             Err(code) => code,
         },
     }
 }
 
 /// Open the usage database and start its writer, with stored settings over the env defaults.
-fn start_recorder(usage: UsageConfig) -> Result<Arc<Recorder>, String> {
+/// Returns the store too: the admin server reads usage and settings from the same database.
+fn start_recorder(usage: UsageConfig) -> Result<(Arc<Recorder>, Arc<RedbStore>), String> {
     let store = Arc::new(RedbStore::open(&usage.data_dir).map_err(|e| e.to_string())?);
     let settings = usage
         .settings
@@ -285,11 +262,35 @@ fn start_recorder(usage: UsageConfig) -> Result<Arc<Recorder>, String> {
         retention_days = settings.retention_days,
         "usage database open"
     );
-    Recorder::start(store, settings, usage.trusted_proxies)
-        .map_err(|e| format!("cannot start the usage writer: {e}"))
+    let recorder = Recorder::start(
+        Arc::clone(&store) as Arc<dyn llm_relay::store::UsageSink>,
+        settings,
+        usage.trusted_proxies,
+    )
+    .map_err(|e| format!("cannot start the usage writer: {e}"))?;
+    Ok((recorder, store))
 }
 
-fn serve(config: Config, usage: UsageConfig) -> std::process::ExitCode {
+/// Bind the admin listener and build its app, unless `ADMIN_ENABLED=false`.
+async fn start_admin(
+    admin: &AdminConfig,
+    store: Arc<RedbStore>,
+    trusted_proxies: Vec<llm_relay::usage::tags::TrustedProxy>,
+) -> Result<Option<(tokio::net::TcpListener, AdminState)>, String> {
+    if !admin.enabled {
+        tracing::info!("admin server disabled (ADMIN_ENABLED=false)");
+        return Ok(None);
+    }
+    let state = AdminState::new(admin, store, trusted_proxies)?;
+    let listener = tokio::net::TcpListener::bind(admin.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {} (ADMIN_PORT): {e}", admin.listen))?;
+    let bound = listener.local_addr().map_or(admin.listen, |a| a);
+    tracing::info!(listen = %bound, "admin UI listening");
+    Ok(Some((listener, state)))
+}
+
+fn serve(config: Config, usage: UsageConfig, admin: AdminConfig) -> std::process::ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -307,7 +308,8 @@ fn serve(config: Config, usage: UsageConfig) -> std::process::ExitCode {
             .filter(|p| config.is_enabled(p.id))
             .map(|p| p.name)
             .collect();
-        let recorder = match start_recorder(usage) {
+        let trusted_proxies = usage.trusted_proxies.clone();
+        let (recorder, store) = match start_recorder(usage) {
             Ok(r) => r,
             Err(e) => {
                 eprintln!("llm-relay: {e}");
@@ -332,11 +334,35 @@ fn serve(config: Config, usage: UsageConfig) -> std::process::ExitCode {
         let bound = listener.local_addr().map_or(listen, |a| a);
         let instances: Vec<&str> = state.config.ollama.instances.iter().map(|i| i.name).collect();
         tracing::info!(listen = %bound, providers = ?enabled, ollama_instances = ?instances, "llm-relay listening");
-        let shutdown = async {
+        let admin = match start_admin(&admin, store, trusted_proxies).await {
+            Ok(a) => a,
+            Err(e) => {
+                eprintln!("llm-relay: {e}");
+                return std::process::ExitCode::FAILURE;
+            }
+        };
+        // One signal stops both servers.
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        tokio::spawn(async move {
             shutdown_signal().await;
             tracing::info!("shutting down");
-        };
-        let result = llm_relay::server::run(listener, state, shutdown).await;
+            let _ = stop_tx.send(true);
+        });
+        let admin_task = admin.map(|(listener, admin_state)| {
+            let app = llm_relay::admin::app(admin_state, poem::Route::new());
+            tokio::spawn(llm_relay::admin::run(listener, app, stopped(stop_rx.clone())))
+        });
+        let result = llm_relay::server::run(listener, state, stopped(stop_rx)).await;
+        if let Some(task) = admin_task {
+            match task.await {
+                Ok(Err(e)) => tracing::warn!(error = %e, "admin server error"),
+                Err(e) => tracing::warn!(error = %e, "admin server task failed"),
+                Ok(Ok(())) => {}
+            }
+        }
         // In-flight requests are done: commit every pending usage record before exiting.
         let flushing = Arc::clone(&recorder);
         let _ = tokio::task::spawn_blocking(move || flushing.shutdown()).await;

@@ -139,6 +139,40 @@ pub struct Row {
     pub totals: Totals,
 }
 
+/// Parse a time bound to Unix ms: RFC 3339 (`2026-11-01T00:00:00Z`), a date (`2026-11-01`,
+/// UTC midnight) or an age back from `now_ms` (`24h`, `7d`). Used by `llm-relay usage --since`
+/// and the admin usage endpoints.
+///
+/// Errors: anything else, or an age reaching back before 1970 (message names the value).
+pub fn parse_time(s: &str, now_ms: i64) -> Result<i64, String> {
+    use time::format_description::well_known::Rfc3339;
+    let s = s.trim();
+    for (suffix, unit_ms) in [('h', 3_600_000i64), ('d', 86_400_000)] {
+        // An age: a whole number of hours or days, not negative, back no further than 1970.
+        if let Some(n) = s
+            .strip_suffix(suffix)
+            .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        {
+            return n
+                .parse::<i64>()
+                .ok()
+                .and_then(|n| n.checked_mul(unit_ms))
+                .map(|back| now_ms - back)
+                .filter(|t| *t >= 0)
+                .ok_or_else(|| format!("{s:?} reaches back before 1970"));
+        }
+    }
+    if let Ok(t) = time::OffsetDateTime::parse(s, &Rfc3339) {
+        return Ok((t.unix_timestamp_nanos() / 1_000_000) as i64);
+    }
+    if let Ok(t) = time::OffsetDateTime::parse(&format!("{s}T00:00:00Z"), &Rfc3339) {
+        return Ok((t.unix_timestamp_nanos() / 1_000_000) as i64);
+    }
+    Err(format!(
+        "{s:?} is not a time: use RFC 3339, YYYY-MM-DD or an age like 24h / 7d"
+    ))
+}
+
 /// How a row without a value (no provider/model: the request never reached one; no client IP)
 /// is named in the table.
 const NO_VALUE: &str = "(none)";

@@ -1,0 +1,486 @@
+//! Admin authentication: the password (argon2id, stored only as a PHC hash), sessions (an
+//! HttpOnly, SameSite=Strict cookie holding a random 256-bit token, with expiry), a CSRF token per
+//! session required on every state-changing request, and the failed-login rate limit per client
+//! IP. Routes: `POST /api/login`, `POST /api/logout`, `GET /api/session`, `POST /api/password`
+//! (admin/API.md, "Auth").
+//!
+//! Sessions live in memory: a restart logs everyone out (the password survives, in the settings
+//! table under [`PASSWORD_HASH_KEY`]).
+
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, Instant};
+
+use argon2::Argon2;
+use argon2::password_hash::rand_core::{OsRng, RngCore};
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use poem::http::{Method, StatusCode};
+use poem::web::{Data, Json};
+use poem::{Endpoint, IntoResponse, Request, Response, handler};
+use serde::{Deserialize, Serialize};
+
+use super::{AdminError, AdminState};
+use crate::store::OverrideStore;
+
+/// Settings key of the password's argon2id PHC hash (never exposed through `/api/settings`).
+pub const PASSWORD_HASH_KEY: &str = "admin.password_hash";
+/// Session cookie name.
+pub const COOKIE: &str = "llm_relay_session";
+/// Request header carrying the session's CSRF token.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+/// Shortest accepted password, characters.
+pub const MIN_PASSWORD_CHARS: usize = 8;
+/// Failed logins per client IP within [`FAILURE_WINDOW`] after which logins are refused (429)
+/// until the oldest failure leaves the window.
+pub const MAX_FAILURES: usize = 5;
+/// The failed-login window: 60 s.
+pub const FAILURE_WINDOW: Duration = Duration::from_secs(60);
+/// Length of a generated password: 24 characters of [A-Za-z0-9] (~143 bits).
+const GENERATED_CHARS: usize = 24;
+/// Most client IPs whose failures are remembered; beyond this the oldest entries are dropped.
+const MAX_TRACKED_IPS: usize = 10_000;
+
+/// A live session as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct SessionInfo {
+    /// Token to send in `X-CSRF-Token` on state-changing requests (hex, 256 bits).
+    pub csrf_token: String,
+    /// When the session ends, RFC 3339 UTC.
+    pub expires_at: String,
+}
+
+struct Session {
+    info: SessionInfo,
+    expires: Instant,
+}
+
+/// The password, sessions and login rate limit.
+pub struct Auth {
+    store: Arc<dyn OverrideStore>,
+    /// The argon2id PHC hash in effect.
+    hash: RwLock<String>,
+    /// Sessions by the SHA-256 of their cookie token (a memory dump shows no usable cookie).
+    sessions: Mutex<HashMap<[u8; 32], Session>>,
+    failures: Mutex<HashMap<IpAddr, VecDeque<Instant>>>,
+    ttl: Duration,
+}
+
+/// Random bytes from the operating system, as lower-case hex.
+fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    OsRng.fill_bytes(&mut buf);
+    buf.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A random password of [`GENERATED_CHARS`] alphanumeric characters (rejection sampling: no bias).
+fn generate_password() -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut out = String::with_capacity(GENERATED_CHARS);
+    let mut buf = [0u8; 64];
+    while out.len() < GENERATED_CHARS {
+        OsRng.fill_bytes(&mut buf);
+        for b in buf {
+            // 248 = 4 * 62: bytes above it would favour the first letters.
+            if (b as usize) < 4 * ALPHABET.len() && out.len() < GENERATED_CHARS {
+                out.push(ALPHABET[b as usize % ALPHABET.len()] as char);
+            }
+        }
+    }
+    out
+}
+
+/// The argon2id PHC hash of `password` (argon2 crate defaults: m = 19 MiB, t = 2, p = 1, the
+/// OWASP recommendation).
+///
+/// Errors: the hasher failed (it does not for these parameters).
+pub fn hash_password(password: &str) -> Result<String, String> {
+    let salt = SaltString::generate(&mut OsRng);
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| format!("cannot hash the admin password: {e}"))
+}
+
+fn verify(hash: &str, password: &str) -> bool {
+    PasswordHash::new(hash).is_ok_and(|h| {
+        Argon2::default()
+            .verify_password(password.as_bytes(), &h)
+            .is_ok()
+    })
+}
+
+fn sha256(token: &str) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(token.as_bytes()).into()
+}
+
+/// Constant-time comparison (the CSRF token must not leak through timing).
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+fn rfc3339_in(d: Duration) -> String {
+    let t = time::OffsetDateTime::now_utc() + d;
+    t.replace_nanosecond(0)
+        .unwrap_or(t)
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+impl Auth {
+    /// Set up the password: `env_password` (`ADMIN_PASSWORD`) when given (its hash is stored
+    /// unless the stored one already matches it); else the stored hash; else a random password,
+    /// printed once in the log as a banner, and its hash stored.
+    ///
+    /// Errors: the settings table cannot be read or written.
+    pub fn init(
+        store: Arc<dyn OverrideStore>,
+        env_password: Option<&str>,
+        ttl: Duration,
+    ) -> Result<Auth, String> {
+        let stored = store
+            .get_setting(PASSWORD_HASH_KEY)
+            .map_err(|e| e.to_string())?;
+        let hash = match (env_password, stored) {
+            (Some(p), Some(h)) if verify(&h, p) => h,
+            (Some(p), _) => {
+                let h = hash_password(p)?;
+                store
+                    .set_setting(PASSWORD_HASH_KEY, &h)
+                    .map_err(|e| e.to_string())?;
+                h
+            }
+            (None, Some(h)) => h,
+            (None, None) => {
+                let p = generate_password();
+                let h = hash_password(&p)?;
+                store
+                    .set_setting(PASSWORD_HASH_KEY, &h)
+                    .map_err(|e| e.to_string())?;
+                let rule = "=".repeat(60);
+                tracing::warn!(
+                    "admin password\n{rule}\nADMIN PASSWORD NOT SET - Generated random password:\n  {p}\n{rule}\n\
+                     (shown once: it is stored only as a hash; change it in the admin UI's Settings or set ADMIN_PASSWORD)"
+                );
+                h
+            }
+        };
+        Ok(Auth {
+            store,
+            hash: RwLock::new(hash),
+            sessions: Mutex::new(HashMap::new()),
+            failures: Mutex::new(HashMap::new()),
+            ttl,
+        })
+    }
+
+    /// Whether `password` is the admin password (argon2 verification: blocking, ~tens of ms).
+    pub fn check_password(&self, password: &str) -> bool {
+        let hash = self
+            .hash
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        verify(&hash, password)
+    }
+
+    /// Make `password` the admin password (hash stored, then in effect). Blocking.
+    ///
+    /// Errors: the hash cannot be stored (the old password stays in effect).
+    pub fn set_password(&self, password: &str) -> Result<(), AdminError> {
+        let h = hash_password(password).map_err(AdminError::Internal)?;
+        self.store.set_setting(PASSWORD_HASH_KEY, &h)?;
+        *self.hash.write().unwrap_or_else(PoisonError::into_inner) = h;
+        Ok(())
+    }
+
+    /// Start a session: its cookie token and what the client sees of it.
+    pub fn create_session(&self) -> (String, SessionInfo) {
+        let token = random_hex(32);
+        let info = SessionInfo {
+            csrf_token: random_hex(32),
+            expires_at: rfc3339_in(self.ttl),
+        };
+        let mut sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = Instant::now();
+        sessions.retain(|_, s| s.expires > now);
+        sessions.insert(
+            sha256(&token),
+            Session {
+                info: info.clone(),
+                expires: now + self.ttl,
+            },
+        );
+        (token, info)
+    }
+
+    /// The live session of cookie `token` (an expired one is removed and not returned).
+    pub fn session(&self, token: &str) -> Option<SessionInfo> {
+        let key = sha256(token);
+        let mut sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
+        match sessions.get(&key) {
+            Some(s) if s.expires > Instant::now() => Some(s.info.clone()),
+            Some(_) => {
+                sessions.remove(&key);
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// End the session of `token`.
+    pub fn end_session(&self, token: &str) {
+        self.sessions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&sha256(token));
+    }
+
+    /// End every session but `keep`'s.
+    pub fn end_other_sessions(&self, keep: &str) {
+        let key = sha256(keep);
+        self.sessions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|k, _| *k == key);
+    }
+
+    /// Refuse while `ip` has [`MAX_FAILURES`] failures within [`FAILURE_WINDOW`].
+    ///
+    /// Errors: `RateLimited` with the seconds until the oldest failure leaves the window.
+    pub fn check_rate(&self, ip: IpAddr) -> Result<(), AdminError> {
+        let mut failures = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = Instant::now();
+        let Some(list) = failures.get_mut(&ip) else {
+            return Ok(());
+        };
+        while list
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= FAILURE_WINDOW)
+        {
+            list.pop_front();
+        }
+        if list.len() < MAX_FAILURES {
+            if list.is_empty() {
+                failures.remove(&ip);
+            }
+            return Ok(());
+        }
+        let oldest = list.front().copied().unwrap_or(now);
+        let wait = FAILURE_WINDOW.saturating_sub(now.duration_since(oldest));
+        Err(AdminError::RateLimited {
+            retry_after_s: wait.as_secs() + u64::from(wait.subsec_nanos() > 0),
+        })
+    }
+
+    /// Count a failed password check from `ip`.
+    pub fn record_failure(&self, ip: IpAddr) {
+        let mut failures = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
+        if failures.len() >= MAX_TRACKED_IPS && !failures.contains_key(&ip) {
+            let now = Instant::now();
+            failures.retain(|_, l| {
+                l.back()
+                    .is_some_and(|t| now.duration_since(*t) < FAILURE_WINDOW)
+            });
+            if failures.len() >= MAX_TRACKED_IPS {
+                failures.clear();
+            }
+        }
+        let list = failures.entry(ip).or_default();
+        list.push_back(Instant::now());
+        while list.len() > MAX_FAILURES {
+            list.pop_front();
+        }
+    }
+}
+
+/// The session cookie's token in `req`, if any.
+pub fn session_token(req: &Request) -> Option<String> {
+    req.headers()
+        .get_all(poem::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == COOKIE)
+        .map(|(_, value)| value.trim().to_string())
+        .filter(|v| !v.is_empty())
+}
+
+/// The client IP the rate limit counts (the TCP peer, or the forwarded client behind a trusted
+/// proxy; unspecified when unknown).
+fn client_ip(state: &AdminState, req: &Request) -> IpAddr {
+    let peer = req.remote_addr().as_socket_addr().map(|a| a.ip());
+    crate::usage::tags::client_ip(peer, req.headers(), &state.trusted_proxies)
+        .unwrap_or(IpAddr::from([0, 0, 0, 0]))
+}
+
+/// The session the guard found, handed to the handlers behind it.
+#[derive(Clone)]
+struct SessionToken(String);
+
+/// The auth layer over `/api/*`: every route but `POST /api/login` needs a live session (401),
+/// and every state-changing method also the session's CSRF token in `X-CSRF-Token` (403).
+///
+/// Errors: the handler's own errors, passed through.
+pub async fn guard<E: Endpoint>(ep: Arc<E>, mut req: Request) -> poem::Result<Response> {
+    let path = req.original_uri().path();
+    if path == "/api/login" {
+        return ep.call(req).await.map(IntoResponse::into_response);
+    }
+    let Some(state) = req.data::<AdminState>().cloned() else {
+        return Ok(AdminError::Internal("admin state missing".into()).into_response());
+    };
+    let token = session_token(&req);
+    let Some(info) = token.as_deref().and_then(|t| state.auth.session(t)) else {
+        return Ok(
+            AdminError::Unauthorized("log in first (no live session)".into()).into_response(),
+        );
+    };
+    let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    if !safe {
+        let sent = req
+            .headers()
+            .get(CSRF_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        if sent.is_empty() {
+            return Ok(AdminError::Forbidden("missing X-CSRF-Token header".into()).into_response());
+        }
+        if !same(sent, &info.csrf_token) {
+            return Ok(AdminError::Forbidden("wrong X-CSRF-Token".into()).into_response());
+        }
+    }
+    if let Some(t) = token {
+        req.extensions_mut().insert(SessionToken(t));
+    }
+    ep.call(req).await.map(IntoResponse::into_response)
+}
+
+fn set_cookie(resp: &mut Response, value: &str, max_age_s: u64) {
+    let cookie =
+        format!("{COOKIE}={value}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age_s}");
+    if let Ok(v) = cookie.parse() {
+        resp.headers_mut().append(poem::http::header::SET_COOKIE, v);
+    }
+}
+
+fn json_response(status: StatusCode, body: &impl Serialize) -> Response {
+    Response::builder()
+        .status(status)
+        .content_type("application/json")
+        .body(serde_json::to_string(body).unwrap_or_default())
+}
+
+/// `POST /api/login` body.
+#[derive(Deserialize)]
+pub struct LoginBody {
+    /// The admin password.
+    password: String,
+}
+
+fn json_body<T>(b: poem::Result<Json<T>>) -> Result<T, AdminError> {
+    b.map(|Json(v)| v)
+        .map_err(|e| AdminError::BadRequest(format!("invalid JSON body: {e}")))
+}
+
+/// Run the (blocking, CPU-bound) password check off the async workers.
+async fn password_matches(state: &AdminState, password: String) -> Result<bool, AdminError> {
+    let auth = Arc::clone(&state.auth);
+    tokio::task::spawn_blocking(move || auth.check_password(&password))
+        .await
+        .map_err(|e| AdminError::Internal(format!("password check failed: {e}")))
+}
+
+/// `POST /api/login` `{"password"}` → 200 `{"csrf_token", "expires_at"}` + session cookie;
+/// 401 wrong password; 429 while rate-limited (checked first, also for the right password).
+#[handler]
+pub async fn login(
+    state: Data<&AdminState>,
+    req: &Request,
+    b: poem::Result<Json<LoginBody>>,
+) -> Result<Response, AdminError> {
+    let ip = client_ip(&state, req);
+    state.auth.check_rate(ip)?;
+    let b = json_body(b)?;
+    if !password_matches(&state, b.password).await? {
+        state.auth.record_failure(ip);
+        tracing::warn!(client = %ip, "admin login failed: wrong password");
+        return Err(AdminError::Unauthorized("wrong password".into()));
+    }
+    let (token, info) = state.auth.create_session();
+    let mut resp = json_response(StatusCode::OK, &info);
+    set_cookie(&mut resp, &token, state.auth.ttl.as_secs());
+    tracing::info!(client = %ip, "admin login");
+    Ok(resp)
+}
+
+/// `POST /api/logout` → 204, session ended, cookie cleared.
+#[handler]
+pub async fn logout(state: Data<&AdminState>, req: &Request) -> Response {
+    if let Some(SessionToken(t)) = req.extensions().get::<SessionToken>() {
+        state.auth.end_session(t);
+    }
+    let mut resp = StatusCode::NO_CONTENT.into_response();
+    set_cookie(&mut resp, "", 0);
+    resp
+}
+
+/// `GET /api/session` → 200 `{"csrf_token", "expires_at"}` (the guard answered 401 already
+/// when there is no live session).
+#[handler]
+pub async fn session(state: Data<&AdminState>, req: &Request) -> Result<Response, AdminError> {
+    req.extensions()
+        .get::<SessionToken>()
+        .and_then(|SessionToken(t)| state.auth.session(t))
+        .map(|info| json_response(StatusCode::OK, &info))
+        .ok_or_else(|| AdminError::Unauthorized("log in first (no live session)".into()))
+}
+
+/// `POST /api/password` body.
+#[derive(Deserialize)]
+pub struct PasswordBody {
+    /// The password in effect.
+    current: String,
+    /// The new one, at least [`MIN_PASSWORD_CHARS`] characters.
+    new: String,
+}
+
+/// `POST /api/password` `{"current", "new"}` → 204; every other session ends. 400 new too
+/// short, 403 wrong current (counted as a failed login), 429 while rate-limited.
+#[handler]
+pub async fn change_password(
+    state: Data<&AdminState>,
+    req: &Request,
+    b: poem::Result<Json<PasswordBody>>,
+) -> Result<Response, AdminError> {
+    let ip = client_ip(&state, req);
+    state.auth.check_rate(ip)?;
+    let b = json_body(b)?;
+    if b.new.chars().count() < MIN_PASSWORD_CHARS {
+        return Err(AdminError::BadRequest(format!(
+            "the new password needs at least {MIN_PASSWORD_CHARS} characters"
+        )));
+    }
+    if !password_matches(&state, b.current).await? {
+        state.auth.record_failure(ip);
+        return Err(AdminError::Forbidden(
+            "the current password is wrong".into(),
+        ));
+    }
+    let auth = Arc::clone(&state.auth);
+    let new = b.new;
+    tokio::task::spawn_blocking(move || auth.set_password(&new))
+        .await
+        .map_err(|e| AdminError::Internal(format!("password change failed: {e}")))??;
+    if let Some(SessionToken(t)) = req.extensions().get::<SessionToken>() {
+        state.auth.end_other_sessions(t);
+    }
+    tracing::info!(client = %ip, "admin password changed; other sessions ended");
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
