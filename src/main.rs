@@ -274,7 +274,9 @@ fn main() -> std::process::ExitCode {
 }
 
 /// Open the usage database and start its writer, with stored settings over the env defaults.
-fn start_recorder(usage: UsageConfig) -> Result<Arc<Recorder>, String> {
+/// Returns the store too: the runtime overrides live in the same file (opened once: redb holds
+/// it exclusively).
+fn start_recorder(usage: UsageConfig) -> Result<(Arc<Recorder>, Arc<RedbStore>), String> {
     let store = Arc::new(RedbStore::open(&usage.data_dir).map_err(|e| e.to_string())?);
     let settings = usage
         .settings
@@ -285,7 +287,9 @@ fn start_recorder(usage: UsageConfig) -> Result<Arc<Recorder>, String> {
         retention_days = settings.retention_days,
         "usage database open"
     );
-    Recorder::start(store, settings, usage.trusted_proxies)
+    let sink: Arc<dyn llm_relay::store::UsageSink> = store.clone();
+    Recorder::start(sink, settings, usage.trusted_proxies)
+        .map(|r| (r, store))
         .map_err(|e| format!("cannot start the usage writer: {e}"))
 }
 
@@ -307,7 +311,8 @@ fn serve(config: Config, usage: UsageConfig) -> std::process::ExitCode {
             .filter(|p| config.is_enabled(p.id))
             .map(|p| p.name)
             .collect();
-        let recorder = match start_recorder(usage) {
+        let usage_defaults = usage.settings.clone();
+        let (recorder, store) = match start_recorder(usage) {
             Ok(r) => r,
             Err(e) => {
                 eprintln!("llm-relay: {e}");
@@ -318,6 +323,15 @@ fn serve(config: Config, usage: UsageConfig) -> std::process::ExitCode {
             Ok(s) => s.with_recorder(Arc::clone(&recorder)),
             Err(e) => {
                 eprintln!("llm-relay: cannot build the HTTP client: {e}");
+                return std::process::ExitCode::FAILURE;
+            }
+        };
+        // Runtime overrides (custom providers, models, aliases, prices, settings) from the same
+        // database file.
+        let state = match state.with_override_store(store, usage_defaults) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("llm-relay: cannot load the runtime overrides: {e}");
                 return std::process::ExitCode::FAILURE;
             }
         };

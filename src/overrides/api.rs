@@ -1,0 +1,1 @@
+//! Admin API handlers for the catalog, settings and pricing (admin/API.md).

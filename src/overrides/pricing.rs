@@ -1,0 +1,1 @@
+//! LiteLLM price JSON import (seed 002).
