@@ -130,6 +130,13 @@ pub fn resolve_model(state: &AppState, name: &str) -> Result<Target, ApiError> {
     resolve_in(state, &snap, name, true).ok_or_else(|| ApiError::ModelNotFound(name.to_string()))
 }
 
+/// The model `name` means by itself: overrides and catalog, no custom alias, no default model
+/// (targets of aliases and settings are checked with it).
+pub fn resolve_exact(state: &AppState, name: &str) -> Option<Target> {
+    let snap = state.overrides.load();
+    resolve_in(state, &snap, name, false)
+}
+
 /// [`resolve_model`] against `snap`; `top` = a client name (aliases and the default model
 /// apply), not an alias target or the default model itself.
 fn resolve_in(

@@ -593,6 +593,11 @@ impl Overrides {
         self.snapshot.load()
     }
 
+    /// The current snapshot as an owned `Arc` (for holding across an `.await`).
+    pub fn load_full(&self) -> Arc<Snapshot> {
+        self.snapshot.load_full()
+    }
+
     /// The startup configuration.
     pub fn config(&self) -> &Config {
         &self.config
