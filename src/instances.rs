@@ -304,6 +304,10 @@ pub struct InstanceStatus {
     pub reachable: bool,
     /// Discoveries that failed in a row (0 after a success).
     pub failures: u32,
+    /// When the last discovery answered or failed, Unix ms (`None`: not yet).
+    pub last_refresh_ms: Option<i64>,
+    /// Why the last discovery failed (`None` after a success), without the URL.
+    pub error: Option<String>,
 }
 
 /// An immutable view of every instance's models and the names that reach them.
@@ -420,7 +424,13 @@ fn spellings(model: &str) -> Vec<String> {
 
 /// The configured instances and the current snapshot of their models.
 pub struct Instances {
-    config: InstancesConfig,
+    /// Instances in effect: the `OLLAMA_INSTANCES` entries, then custom ones added at runtime
+    /// ([`Instances::set_custom`]).
+    config: ArcSwap<InstancesConfig>,
+    /// The `OLLAMA_INSTANCES` entries.
+    env: Vec<InstanceConfig>,
+    /// Whether no instance is configured (read on the request path without a load).
+    empty: AtomicBool,
     /// Catalog providers with a key (or needing none): only their names shadow instance models.
     enabled: Vec<crate::catalog::ProviderId>,
     snapshot: ArcSwap<Snapshot>,
@@ -434,7 +444,7 @@ pub struct Instances {
 impl std::fmt::Debug for Instances {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Instances")
-            .field("instances", &self.config.instances.len())
+            .field("instances", &self.config.load().instances.len())
             .finish()
     }
 }
@@ -469,11 +479,15 @@ impl Instances {
                 models: Vec::new(),
                 reachable: false,
                 failures: 0,
+                last_refresh_ms: None,
+                error: None,
             })
             .collect();
         let snapshot = Snapshot::build(statuses, &|n| catalog_claims(&enabled, n));
         Instances {
-            config,
+            empty: AtomicBool::new(config.instances.is_empty()),
+            env: config.instances.clone(),
+            config: ArcSwap::from_pointee(config),
             enabled,
             snapshot: ArcSwap::from_pointee(snapshot),
             refreshing: AtomicBool::new(false),
@@ -484,7 +498,71 @@ impl Instances {
 
     /// Whether any instance is configured.
     pub fn is_empty(&self) -> bool {
-        self.config.instances.is_empty()
+        self.empty.load(Ordering::Acquire)
+    }
+
+    /// The instances in effect, `OLLAMA_INSTANCES` entries first.
+    pub fn configured(&self) -> Vec<InstanceConfig> {
+        self.config.load().instances.clone()
+    }
+
+    /// Whether `name` is an `OLLAMA_INSTANCES` entry (not one added at runtime).
+    pub fn is_env(&self, name: &str) -> bool {
+        self.env.iter().any(|i| i.name == name)
+    }
+
+    /// Replace the instances added at runtime (custom Ollama providers, `crate::overrides`) by
+    /// `custom`; `OLLAMA_INSTANCES` entries stay (a custom one with an env entry's name is
+    /// ignored). Kept instances keep their models; new ones have none until their discovery
+    /// (the next [`Instances::refresh_soon`] runs at once).
+    pub fn set_custom(&self, custom: Vec<InstanceConfig>) {
+        let mut list = self.env.clone();
+        for c in custom {
+            if !list.iter().any(|i| i.name == c.name) {
+                list.push(c);
+            }
+        }
+        let old = self.config.load_full();
+        let unchanged = old.instances.len() == list.len()
+            && old
+                .instances
+                .iter()
+                .zip(&list)
+                .all(|(a, b)| a.name == b.name && a.base_url == b.base_url);
+        if unchanged {
+            return;
+        }
+        let current = self.snapshot.load_full();
+        let statuses = list
+            .iter()
+            .map(|i| {
+                let same_url = old
+                    .instances
+                    .iter()
+                    .any(|o| o.name == i.name && o.base_url == i.base_url);
+                current
+                    .instances
+                    .iter()
+                    .find(|s| s.name == i.name && same_url)
+                    .cloned()
+                    .unwrap_or(InstanceStatus {
+                        name: i.name,
+                        models: Vec::new(),
+                        reachable: false,
+                        failures: 0,
+                        last_refresh_ms: None,
+                        error: None,
+                    })
+            })
+            .collect();
+        self.empty.store(list.is_empty(), Ordering::Release);
+        self.config.store(Arc::new(InstancesConfig {
+            instances: list,
+            refresh: old.refresh,
+        }));
+        let snapshot = Snapshot::build(statuses, &|n| catalog_claims(&self.enabled, n));
+        self.snapshot.store(Arc::new(snapshot));
+        self.last_on_demand_ms.store(0, Ordering::Release);
     }
 
     /// The current snapshot (an atomic load; never waits).
@@ -506,7 +584,7 @@ impl Instances {
     /// (that would send a prompt meant for a local server to another provider).
     pub fn claims(&self, name: &str) -> bool {
         let lower = name.trim().to_ascii_lowercase();
-        self.config.instances.iter().any(|i| {
+        self.config.load().instances.iter().any(|i| {
             lower
                 .strip_prefix(i.name)
                 .is_some_and(|rest| rest.starts_with('-'))
@@ -526,8 +604,8 @@ impl Instances {
             return false;
         }
         let _guard = RefreshGuard(&self.refreshing);
-        let mut pending: futures_util::stream::FuturesUnordered<_> = self
-            .config
+        let config = self.config.load_full();
+        let mut pending: futures_util::stream::FuturesUnordered<_> = config
             .instances
             .iter()
             .map(|i| async move { (i, discover(client, i).await) })
@@ -535,6 +613,16 @@ impl Instances {
         while let Some((i, result)) = futures_util::StreamExt::next(&mut pending).await {
             // Only one discovery runs at a time: nothing else writes the snapshot meanwhile.
             let current = self.snapshot.load_full();
+            // Removed (custom instance deleted) while it was being discovered.
+            if !self
+                .config
+                .load()
+                .instances
+                .iter()
+                .any(|c| c.name == i.name)
+            {
+                continue;
+            }
             let before = current.instances.iter().find(|s| s.name == i.name);
             let status = self.status_after(i, before, result);
             let mut statuses = current.instances.clone();
@@ -573,6 +661,8 @@ impl Instances {
                     models,
                     reachable: true,
                     failures: 0,
+                    last_refresh_ms: Some(crate::usage::recorder::now_ms()),
+                    error: None,
                 }
             }
             Err(reason) => {
@@ -593,6 +683,8 @@ impl Instances {
                     models: before.map(|s| s.models.clone()).unwrap_or_default(),
                     reachable: false,
                     failures: failures.saturating_add(1),
+                    last_refresh_ms: Some(crate::usage::recorder::now_ms()),
+                    error: Some(reason),
                 }
             }
         }
@@ -634,10 +726,8 @@ impl Instances {
     ) -> tokio::task::JoinHandle<()> {
         let this = Arc::clone(self);
         tokio::spawn(async move {
-            if this.is_empty() {
-                return;
-            }
-            let mut tick = tokio::time::interval(this.config.refresh);
+            // Runs also with no instance configured: custom ones can be added at runtime.
+            let mut tick = tokio::time::interval(this.config.load().refresh);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
@@ -825,6 +915,8 @@ mod tests {
                     models: models.iter().map(|m| model(inst, m)).collect(),
                     reachable: true,
                     failures: 0,
+                    last_refresh_ms: None,
+                    error: None,
                 })
                 .collect(),
             catalog_claims,

@@ -9,6 +9,8 @@
 //! - [`relay`]: resolve, encode, send, peek the stream; [`route`]: the routing target a model
 //!   name resolves to (catalog row or Ollama-instance model).
 //! - [`instances`]: Ollama servers as upstreams: discovery, snapshot, instance model names.
+//! - [`overrides`]: runtime overrides over the catalog (custom providers, models, aliases,
+//!   prices, settings) in an `ArcSwap` snapshot, and their admin API handlers.
 //! - [`usage`]: per-request accounting: attribution, cost engine, recorder (batched writer),
 //!   queries.
 //! - [`store`]: persistence behind `UsageSink`/`UsageQuery`/`OverrideStore` (redb).
@@ -23,6 +25,7 @@ pub mod error;
 pub mod frontend;
 pub mod images;
 pub mod instances;
+pub mod overrides;
 pub mod relay;
 pub mod route;
 pub mod server;

@@ -250,7 +250,8 @@ fn main() -> std::process::ExitCode {
 }
 
 /// Open the usage database and start its writer, with stored settings over the env defaults.
-/// Returns the store too: the admin server reads usage and settings from the same database.
+/// Returns the store too: the runtime overrides and the admin server (usage queries, admin
+/// password) use the same file (opened once: redb holds it exclusively).
 fn start_recorder(usage: UsageConfig) -> Result<(Arc<Recorder>, Arc<RedbStore>), String> {
     let store = Arc::new(RedbStore::open(&usage.data_dir).map_err(|e| e.to_string())?);
     let settings = usage
@@ -262,13 +263,10 @@ fn start_recorder(usage: UsageConfig) -> Result<(Arc<Recorder>, Arc<RedbStore>),
         retention_days = settings.retention_days,
         "usage database open"
     );
-    let recorder = Recorder::start(
-        Arc::clone(&store) as Arc<dyn llm_relay::store::UsageSink>,
-        settings,
-        usage.trusted_proxies,
-    )
-    .map_err(|e| format!("cannot start the usage writer: {e}"))?;
-    Ok((recorder, store))
+    let sink: Arc<dyn llm_relay::store::UsageSink> = store.clone();
+    Recorder::start(sink, settings, usage.trusted_proxies)
+        .map(|r| (r, store))
+        .map_err(|e| format!("cannot start the usage writer: {e}"))
 }
 
 /// Bind the admin listener and build its app, unless `ADMIN_ENABLED=false`.
@@ -309,6 +307,7 @@ fn serve(config: Config, usage: UsageConfig, admin: AdminConfig) -> std::process
             .map(|p| p.name)
             .collect();
         let trusted_proxies = usage.trusted_proxies.clone();
+        let usage_defaults = usage.settings.clone();
         let (recorder, store) = match start_recorder(usage) {
             Ok(r) => r,
             Err(e) => {
@@ -320,6 +319,15 @@ fn serve(config: Config, usage: UsageConfig, admin: AdminConfig) -> std::process
             Ok(s) => s.with_recorder(Arc::clone(&recorder)),
             Err(e) => {
                 eprintln!("llm-relay: cannot build the HTTP client: {e}");
+                return std::process::ExitCode::FAILURE;
+            }
+        };
+        // Runtime overrides (custom providers, models, aliases, prices, settings) from the same
+        // database file.
+        let state = match state.with_override_store(store.clone(), usage_defaults) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("llm-relay: cannot load the runtime overrides: {e}");
                 return std::process::ExitCode::FAILURE;
             }
         };
@@ -352,7 +360,11 @@ fn serve(config: Config, usage: UsageConfig, admin: AdminConfig) -> std::process
             let _ = stop_tx.send(true);
         });
         let admin_task = admin.map(|(listener, admin_state)| {
-            let app = llm_relay::admin::app(admin_state, poem::Route::new());
+            // The catalog/settings/pricing handlers read the API server's state (overrides).
+            let app = poem::EndpointExt::data(
+                llm_relay::admin::app(admin_state, llm_relay::overrides::api::routes()),
+                state.clone(),
+            );
             tokio::spawn(llm_relay::admin::run(listener, app, stopped(stop_rx.clone())))
         });
         let result = llm_relay::server::run(listener, state, stopped(stop_rx)).await;

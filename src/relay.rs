@@ -33,6 +33,9 @@ pub struct AppState {
     /// Client for fetching image URLs for upstreams that take only inline images
     /// (`crate::images`); separate because it follows redirects.
     pub image_client: reqwest::Client,
+    /// Runtime overrides of the catalog and settings (in memory unless
+    /// [`AppState::with_override_store`] attached a store).
+    pub overrides: Arc<crate::overrides::Overrides>,
 }
 
 impl AppState {
@@ -45,14 +48,44 @@ impl AppState {
         let instances = Arc::new(Instances::new(config.ollama.clone(), |p| {
             config.is_enabled(p)
         }));
+        let defaults = crate::overrides::Defaults::from_env(
+            &config,
+            crate::usage::record::UsageSettings::default(),
+        );
+        let config = Arc::new(config);
+        let overrides = Arc::new(crate::overrides::Overrides::in_memory(
+            Arc::clone(&config),
+            Arc::clone(&instances),
+            defaults,
+        ));
         Ok(AppState {
-            config: Arc::new(config),
+            config,
             client,
             started_at: crate::frontend::now_rfc3339(),
             instances,
             usage: crate::usage::Recorder::disabled(),
             image_client,
+            overrides,
         })
+    }
+
+    /// Load the runtime overrides and settings from `store` (settings over the environment
+    /// defaults `usage`, `DEFAULT_MODEL`, `BIG_MODEL`, `SMALL_MODEL`); admin writes go there.
+    ///
+    /// Errors: the store failed or holds a value this build cannot read.
+    pub fn with_override_store(
+        mut self,
+        store: Arc<dyn crate::store::OverrideStore>,
+        usage: crate::usage::record::UsageSettings,
+    ) -> Result<Self, crate::store::StoreError> {
+        let defaults = crate::overrides::Defaults::from_env(&self.config, usage);
+        self.overrides = Arc::new(crate::overrides::Overrides::open(
+            Arc::clone(&self.config),
+            Arc::clone(&self.instances),
+            defaults,
+            store,
+        )?);
+        Ok(self)
     }
 
     /// Record usage through `recorder`.
@@ -74,40 +107,86 @@ pub enum Reply {
 }
 
 /// Resolve a client model name, in this order:
+/// 0. runtime overrides (`crate::overrides`): a custom alias resolves its target; a custom model
+///    its route; a disabled model, provider or custom model answers 404; a disabled compiled
+///    alias is not a catalog name;
 /// 1. a catalog name of an enabled provider (one with its key);
 /// 2. a model discovered on an Ollama instance (see `crate::instances` for the names);
 /// 3. a catalog name of a provider without key (answered later with 503 "not configured");
 /// 4. a name the instances claim without resolving it (`<instance>-...` not discovered (yet), or
-///    a bare name several instances list): 404, never `DEFAULT_MODEL`, so a prompt meant for a
-///    local server never reaches another provider;
-/// 5. `DEFAULT_MODEL`, when set.
+///    a bare name several instances list): 404, never the default model, so a prompt meant for
+///    a local server never reaches another provider;
+/// 5. the default model (the `default_model` setting, whose default is `DEFAULT_MODEL`).
+///
+/// Catalog models with an override price resolve to [`Target::Priced`]. One snapshot load per
+/// call; with no override, no allocation beyond the compiled path's.
 ///
 /// A name not found in 1-3 also asks for a background re-discovery of the instances
 /// (rate-limited; this request is not delayed), so a model just pulled there resolves soon after.
 ///
 /// Errors: `ModelNotFound` naming the client's model.
 pub fn resolve_model(state: &AppState, name: &str) -> Result<Target, ApiError> {
-    let catalog = catalog::resolve(name);
+    let snap = state.overrides.load();
+    resolve_in(state, &snap, name, true).ok_or_else(|| ApiError::ModelNotFound(name.to_string()))
+}
+
+/// The model `name` means by itself: overrides and catalog, no custom alias, no default model
+/// (targets of aliases and settings are checked with it).
+pub fn resolve_exact(state: &AppState, name: &str) -> Option<Target> {
+    let snap = state.overrides.load();
+    resolve_in(state, &snap, name, false)
+}
+
+/// [`resolve_model`] against `snap`; `top` = a client name (aliases and the default model
+/// apply), not an alias target or the default model itself.
+fn resolve_in(
+    state: &AppState,
+    snap: &crate::overrides::Snapshot,
+    name: &str,
+    top: bool,
+) -> Option<Target> {
+    use crate::overrides::Lookup;
+    let mut alias_disabled = false;
+    match snap.lookup(name) {
+        Lookup::None => {}
+        Lookup::Alias(target) if top => return resolve_in(state, snap, target, false),
+        Lookup::Alias(_) => {}
+        Lookup::Custom(route) => return Some(Target::Custom(route)),
+        Lookup::Disabled => return None,
+        Lookup::AliasDisabled => alias_disabled = true,
+    }
+    let catalog = if alias_disabled {
+        None
+    } else {
+        catalog::resolve(name)
+    };
+    if let Some(m) = catalog
+        && snap.is_disabled(m)
+    {
+        return None;
+    }
+    let target = |m: ModelId| match snap.pricing(m) {
+        Some(p) => Target::Priced(m, Arc::clone(p)),
+        None => Target::Catalog(m),
+    };
     if let Some(m) = catalog.filter(|m| state.config.is_enabled(m.info().provider)) {
-        return Ok(Target::Catalog(m));
+        return Some(target(m));
     }
     if let Some(m) = state.instances.resolve(name) {
-        return Ok(Target::Instance(m));
+        if snap.instance_disabled(m.instance, &m.model) {
+            return None;
+        }
+        return Some(Target::Instance(m));
     }
     if let Some(m) = catalog {
-        return Ok(Target::Catalog(m));
+        return Some(target(m));
     }
     state.instances.refresh_soon(&state.client);
-    if state.instances.claims(name) {
-        return Err(ApiError::ModelNotFound(name.to_string()));
+    if !top || state.instances.claims(name) {
+        return None;
     }
-    state
-        .config
-        .default_model
-        .as_deref()
-        .and_then(catalog::resolve)
-        .map(Target::Catalog)
-        .ok_or_else(|| ApiError::ModelNotFound(name.to_string()))
+    snap.default_model()
+        .and_then(|d| resolve_in(state, snap, d, false))
 }
 
 /// Route a chat request to its upstream, handing `on_usage` the running usage a stream reports
@@ -126,8 +205,11 @@ pub async fn chat(
 ) -> Result<Reply, ApiError> {
     // Image URLs the upstream cannot take are fetched and inlined first (rare: no copy otherwise).
     let dialect: &'static dyn Dialect = match target {
-        Target::Catalog(model) => catalog::dialect(model.info().provider),
+        Target::Catalog(model) | Target::Priced(model, _) => {
+            catalog::dialect(model.info().provider)
+        }
         Target::Instance(_) => &crate::upstream::ollama::Ollama,
+        Target::Custom(c) => custom_dialect(c),
     };
     let inlined;
     let req = if crate::images::needs_fetch(req, |u| dialect.takes_image_url(u)) {
@@ -143,8 +225,11 @@ pub async fn chat(
         req
     };
     let (dialect, upstream) = match target {
-        Target::Catalog(model) => send_to_catalog(state, *model, req).await?,
+        Target::Catalog(model) | Target::Priced(model, _) => {
+            send_to_catalog(state, *model, req).await?
+        }
         Target::Instance(m) => crate::upstream::ollama::send_to_instance(state, m, req).await?,
+        Target::Custom(c) => send_to_custom(state, c, req).await?,
     };
     let name = upstream.provider;
     if req.stream {
@@ -234,5 +319,73 @@ async fn send_to_catalog(
         encoded.body,
     )
     .await?;
+    Ok((dialect, upstream))
+}
+
+/// The dialect of a custom model's wire family (OpenAI-compatible or Anthropic).
+fn custom_dialect(c: &crate::overrides::CustomRoute) -> &'static dyn Dialect {
+    match c.family {
+        catalog::WireFamily::Anthropic => &crate::upstream::anthropic::Anthropic,
+        _ => &crate::upstream::openai_compat::OpenAiCompat,
+    }
+}
+
+/// Encode `req` for a custom model (no quirks) and send it to its provider's base URL with the
+/// key read from the variable the override names.
+///
+/// Errors: a key variable named but unset (503), request the dialect cannot express (400),
+/// upstream status (kept), transport failures (502/504).
+async fn send_to_custom(
+    state: &AppState,
+    c: &crate::overrides::CustomRoute,
+    req: &ChatRequest,
+) -> Result<(&'static dyn Dialect, client::Upstream), ApiError> {
+    use crate::catalog::AuthStyle;
+    let dialect = custom_dialect(c);
+    let (path, body) = match c.family {
+        catalog::WireFamily::Anthropic => {
+            let facts = crate::upstream::anthropic::ModelFacts {
+                id: &c.model,
+                quirks: &crate::overrides::CUSTOM_QUIRKS,
+                max_output_tokens: None,
+                reasoning: c.capabilities.reasoning,
+            };
+            (
+                "/messages",
+                crate::upstream::anthropic::encode_body_for(&facts, req)?,
+            )
+        }
+        _ => (
+            "/chat/completions",
+            crate::upstream::openai_compat::encode_body(
+                &c.model,
+                &crate::overrides::CUSTOM_QUIRKS,
+                req,
+            ),
+        ),
+    };
+    let body = serde_json::to_vec(&body)
+        .map_err(|e| ApiError::BadRequest(format!("cannot encode request: {e}")))?;
+    let mut rb = state
+        .client
+        .post(format!("{}{path}", c.base_url))
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(body);
+    match (c.auth, c.key()) {
+        (AuthStyle::None, _) => {}
+        (_, None) => {
+            return Err(ApiError::ProviderNotConfigured {
+                provider: c.provider,
+                env: c.key_env.unwrap_or("API_KEY"),
+            });
+        }
+        (AuthStyle::Bearer, Some(k)) => rb = rb.bearer_auth(k),
+        (AuthStyle::XApiKey, Some(k)) => rb = rb.header("x-api-key", k),
+        (AuthStyle::XGoogApiKey, Some(k)) => rb = rb.header("x-goog-api-key", k),
+    }
+    for (k, v) in c.headers {
+        rb = rb.header(*k, *v);
+    }
+    let upstream = client::send_request(rb, c.provider, dialect, &state.config).await?;
     Ok((dialect, upstream))
 }

@@ -400,7 +400,10 @@ fn records_and_settings_survive_a_restart() {
         recorder.shutdown();
     }
     let store = RedbStore::open(&dir.0).unwrap();
-    assert_eq!(store.schema_version().unwrap(), 1);
+    assert_eq!(
+        store.schema_version().unwrap(),
+        llm_relay::store::embedded::SCHEMA_VERSION
+    );
     let all = store.recent(&Filter::default(), 10).unwrap();
     assert_eq!(all.len(), 2);
     // Untagged requests got the default tag in effect (env default here: "default").

@@ -134,7 +134,11 @@ fn write_v1_fixture() {
 fn checked_in_v1_database_stays_readable() {
     let dir = TempDir::with_fixture("v1");
     let store = RedbStore::open(&dir.0).unwrap();
-    assert_eq!(store.schema_version().unwrap(), 1);
+    // Opening migrates the version-1 file to the current schema (the overrides table added).
+    assert_eq!(
+        store.schema_version().unwrap(),
+        llm_relay::store::embedded::SCHEMA_VERSION
+    );
     let mut records = store.recent(&Filter::default(), 10).unwrap();
     records.reverse();
     assert_eq!(records, fixture_records());

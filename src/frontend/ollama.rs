@@ -125,8 +125,10 @@ fn capabilities(m: ModelId) -> Vec<&'static str> {
 
 #[handler]
 async fn tags(state: Data<&AppState>) -> Response {
+    // Runtime overrides: disabled models left out, custom models added.
+    let snap = state.overrides.load();
     let models: Vec<Value> = ModelId::all()
-        .filter(|m| state.config.is_enabled(m.info().provider))
+        .filter(|m| state.config.is_enabled(m.info().provider) && !snap.is_disabled(*m))
         .map(|m| {
             let name = ollama_name(m);
             json!({"name": name, "model": name, "modified_at": modified_at(&state), "size": 0,
@@ -142,8 +144,15 @@ async fn tags(state: Data<&AppState>) -> Response {
             .snapshot()
             .listed()
             .iter()
+            .filter(|l| !snap.instance_disabled(l.model.instance, &l.model.model))
             .map(|l| l.ollama_entry()),
     );
+    models.extend(snap.custom_routes().into_iter().map(|(c, r)| {
+        let name = format!("{}/{}:latest", r.provider, c.id);
+        json!({"name": name, "model": name, "modified_at": modified_at(&state), "size": 0,
+               "digest": "", "details": {"parent_model": "", "format": "api", "family": "",
+               "families": [], "parameter_size": "", "quantization_level": ""}})
+    }));
     state.instances.refresh_soon(&state.client);
     json_response(&json!({"models": models}))
 }
@@ -169,7 +178,21 @@ async fn show(state: Data<&AppState>, body: Body) -> Response {
         let name = r.model.or(r.name).ok_or_else(|| ApiError::BadRequest("model is required".into()))?;
         // Same resolution as chat (DEFAULT_MODEL included): `ollama run` shows, then chats.
         let m = match relay::resolve_model(&state, &name)? {
-            Target::Catalog(m) => m,
+            Target::Catalog(m) | Target::Priced(m, _) => m,
+            Target::Custom(c) => {
+                let caps = if c.capabilities.vision { json!(["completion", "vision"]) } else { json!(["completion"]) };
+                return Ok(json!({
+                    "license": "",
+                    "modelfile": format!("# Served by llm-relay from provider {}\nFROM {}\n", c.provider, c.model),
+                    "parameters": "",
+                    "template": "{{ .Prompt }}",
+                    "system": "",
+                    "details": {"parent_model": "", "format": "", "family": "", "families": [], "parameter_size": "", "quantization_level": ""},
+                    "model_info": {"general.basename": c.model},
+                    "capabilities": caps,
+                    "modified_at": modified_at(&state),
+                }));
+            }
             Target::Instance(im) => {
                 // The instance no longer has it: 404 as Ollama says it, and re-discover.
                 return crate::instances::show(&state.client, &im).await.ok_or_else(|| {

@@ -66,8 +66,10 @@ fn model_object(m: ModelId) -> Value {
 
 #[handler]
 async fn list_models(state: Data<&AppState>) -> Response {
+    // Runtime overrides: disabled models left out, custom models added.
+    let snap = state.overrides.load();
     let data: Vec<Value> = ModelId::all()
-        .filter(|m| state.config.is_enabled(m.info().provider))
+        .filter(|m| state.config.is_enabled(m.info().provider) && !snap.is_disabled(*m))
         .map(model_object)
         .collect();
     // Ollama-instance models (see crate::instances), then a background re-discovery.
@@ -78,8 +80,13 @@ async fn list_models(state: Data<&AppState>) -> Response {
             .snapshot()
             .listed()
             .iter()
+            .filter(|l| !snap.instance_disabled(l.model.instance, &l.model.model))
             .map(|l| l.openai_object()),
     );
+    data.extend(snap.custom_routes().into_iter().map(|(c, r)| {
+        json!({"id": format!("{}/{}", r.provider, c.id), "object": "model", "created": 0,
+               "owned_by": r.provider})
+    }));
     state.instances.refresh_soon(&state.client);
     json_response(&json!({"object": "list", "data": data}))
 }
@@ -88,9 +95,14 @@ async fn list_models(state: Data<&AppState>) -> Response {
 async fn get_model(state: Data<&AppState>, Path(id): Path<String>) -> Response {
     // Same resolution as chat (DEFAULT_MODEL included), so a name that chats also retrieves.
     match relay::resolve_model(&state, &id) {
-        Ok(relay::Target::Catalog(m)) => json_response(&model_object(m)),
+        Ok(relay::Target::Catalog(m) | relay::Target::Priced(m, _)) => {
+            json_response(&model_object(m))
+        }
         Ok(relay::Target::Instance(m)) => json_response(&json!({
             "id": id, "object": "model", "created": m.modified_unix(), "owned_by": m.instance,
+        })),
+        Ok(relay::Target::Custom(c)) => json_response(&json!({
+            "id": id, "object": "model", "created": 0, "owned_by": c.provider,
         })),
         Err(e) => error_response(&e),
     }

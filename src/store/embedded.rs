@@ -3,6 +3,7 @@
 //! Tables:
 //! - `meta` (`&str` -> `u64`): `schema_version`, `next_seq`.
 //! - `settings` (`&str` -> `&str`).
+//! - `overrides` (`&str` -> versioned JSON): runtime catalog overrides (`crate::overrides`).
 //! - `requests` (`(time_ms, seq)` -> stored record JSON): raw records, deleted by retention.
 //! - `agg_hour`, `agg_day` (`(bucket_start_ms, dims)` -> stored sums JSON), where `dims` is
 //!   `tag US provider US model US client` (US = U+001F). Every request adds to one row per tag and
@@ -27,9 +28,12 @@ const SETTINGS: TableDefinition<&str, &str> = TableDefinition::new("settings");
 const REQUESTS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("requests");
 const AGG_HOUR: TableDefinition<(u64, &str), &[u8]> = TableDefinition::new("agg_hour");
 const AGG_DAY: TableDefinition<(u64, &str), &[u8]> = TableDefinition::new("agg_day");
+/// Runtime catalog overrides (`crate::overrides`): one row per entity, keyed
+/// `<kind> US <id>`, valued with a versioned JSON (`crate::overrides::model`).
+const OVERRIDES: TableDefinition<&str, &[u8]> = TableDefinition::new("overrides");
 
 /// Schema version this build writes. Bump it with a step in [`migrate`].
-pub const SCHEMA_VERSION: u64 = 1;
+pub const SCHEMA_VERSION: u64 = 2;
 
 /// The database file name inside `DATA_DIR`.
 pub const FILE_NAME: &str = "llm-relay.redb";
@@ -158,6 +162,10 @@ pub fn migrate(txn: &WriteTransaction) -> Result<(), StoreError> {
             txn.open_table(REQUESTS).map_err(backend)?;
             txn.open_table(AGG_HOUR).map_err(backend)?;
             txn.open_table(AGG_DAY).map_err(backend)?;
+        }
+        if step == 2 {
+            // Version 2: the runtime catalog overrides (admin issue).
+            txn.open_table(OVERRIDES).map_err(backend)?;
         }
         meta.insert("schema_version", step).map_err(backend)?;
     }
@@ -402,6 +410,44 @@ impl OverrideStore for RedbStore {
         {
             let mut t = txn.open_table(SETTINGS).map_err(backend)?;
             t.insert(key, value).map_err(backend)?;
+        }
+        txn.commit().map_err(backend)
+    }
+
+    fn delete_setting(&self, key: &str) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(backend)?;
+        {
+            let mut t = txn.open_table(SETTINGS).map_err(backend)?;
+            t.remove(key).map_err(backend)?;
+        }
+        txn.commit().map_err(backend)
+    }
+
+    fn load_overrides(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let txn = self.db.begin_read().map_err(backend)?;
+        let t = txn.open_table(OVERRIDES).map_err(backend)?;
+        let mut out = Vec::new();
+        for item in t.iter().map_err(backend)? {
+            let (k, v) = item.map_err(backend)?;
+            out.push((k.value().to_string(), v.value().to_vec()));
+        }
+        Ok(out)
+    }
+
+    fn write_overrides(&self, changes: &[(String, Option<Vec<u8>>)]) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(backend)?;
+        {
+            let mut t = txn.open_table(OVERRIDES).map_err(backend)?;
+            for (k, v) in changes {
+                match v {
+                    Some(v) => {
+                        t.insert(k.as_str(), v.as_slice()).map_err(backend)?;
+                    }
+                    None => {
+                        t.remove(k.as_str()).map_err(backend)?;
+                    }
+                }
+            }
         }
         txn.commit().map_err(backend)
     }

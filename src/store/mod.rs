@@ -3,7 +3,7 @@
 //!
 //! - [`UsageSink`]: the writer's side (batches of records, retention).
 //! - [`UsageQuery`]: the read side (summary, series, breakdowns, recent).
-//! - [`OverrideStore`]: settings now; the admin issue adds catalog overrides.
+//! - [`OverrideStore`]: runtime settings and catalog overrides (`crate::overrides`).
 //!
 //! Persisted data is forever: values are written as versioned `Stored*` types ([`stored`]) with
 //! explicit conversions, and the database carries a schema version with a migration hook
@@ -74,7 +74,8 @@ pub trait UsageQuery: Send + Sync {
     fn recent(&self, f: &Filter, limit: usize) -> Result<Vec<UsageRecord>, StoreError>;
 }
 
-/// Runtime settings (and, from the admin issue on, catalog overrides).
+/// Runtime settings and catalog overrides (custom providers, models, aliases, model overrides;
+/// see `crate::overrides`). Only admin writes and startup call it, never the request path.
 pub trait OverrideStore: Send + Sync {
     /// The stored value of `key`, `None` when unset.
     ///
@@ -85,4 +86,20 @@ pub trait OverrideStore: Send + Sync {
     ///
     /// Errors: the backend failed.
     fn set_setting(&self, key: &str, value: &str) -> Result<(), StoreError>;
+
+    /// Remove `key` (unset: the environment default applies again).
+    ///
+    /// Errors: the backend failed.
+    fn delete_setting(&self, key: &str) -> Result<(), StoreError>;
+
+    /// Every stored override row: `(key, versioned JSON value)`, in key order.
+    ///
+    /// Errors: the backend failed.
+    fn load_overrides(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
+
+    /// Apply override row changes in one transaction (all or nothing): `Some(value)` stores,
+    /// `None` deletes.
+    ///
+    /// Errors: the backend failed; nothing is changed.
+    fn write_overrides(&self, changes: &[(String, Option<Vec<u8>>)]) -> Result<(), StoreError>;
 }

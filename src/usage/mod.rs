@@ -62,6 +62,8 @@ pub struct RequestLog {
     error: Option<&'static str>,
     first_token: Option<Instant>,
     pricing: Option<&'static Pricing>,
+    /// Runtime override price (wins over `pricing`; `crate::overrides`).
+    pricing_override: Option<Arc<Pricing>>,
     /// The provider bills cache reads separately from the prompt (Anthropic wire family).
     separate_cache: bool,
     /// Web-search context size the request asked for (Perplexity's per-request fee depends on it).
@@ -91,6 +93,7 @@ impl RequestLog {
             error: None,
             first_token: None,
             pricing: None,
+            pricing_override: None,
             separate_cache: false,
             search: cost::SearchContextSize::default(),
         }
@@ -156,12 +159,26 @@ impl RequestLog {
     /// upstream model id and, for catalog models, the price.
     pub fn set_route(&mut self, target: &crate::route::Target) {
         self.provider = Cow::Borrowed(target.provider_name());
+        self.pricing_override = None;
         match target {
             crate::route::Target::Catalog(model) => {
                 let info = model.info();
                 self.routed = Cow::Borrowed(info.id);
                 self.pricing = Some(model.pricing());
                 self.separate_cache = info.provider.info().wire == WireFamily::Anthropic;
+            }
+            crate::route::Target::Priced(model, pricing) => {
+                let info = model.info();
+                self.routed = Cow::Borrowed(info.id);
+                self.pricing = Some(model.pricing());
+                self.pricing_override = Some(Arc::clone(pricing));
+                self.separate_cache = info.provider.info().wire == WireFamily::Anthropic;
+            }
+            crate::route::Target::Custom(c) => {
+                self.routed = Cow::Owned(c.model.clone());
+                self.pricing = None;
+                self.pricing_override = c.pricing.clone();
+                self.separate_cache = c.family == WireFamily::Anthropic;
             }
             // Ollama-instance models have no catalog price: their cost is recorded as null
             // ("unpriced"), never 0.
@@ -226,7 +243,8 @@ impl RequestLog {
         let routed = self.provider != "-";
         // The search context size the request asked for prices Perplexity's per-request fee.
         let c = if routed {
-            cost::cost(self.pricing, &self.usage, self.search)
+            let pricing = self.pricing_override.as_deref().or(self.pricing);
+            cost::cost(pricing, &self.usage, self.search)
         } else {
             // Never routed (bad request, unknown model): nothing was billed.
             cost::Cost {

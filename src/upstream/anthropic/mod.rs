@@ -247,9 +247,44 @@ fn encode_tool_choice(tc: Option<&ToolChoice>, parallel: Option<bool>) -> Option
 /// Errors: none today (the signature leaves room for requests the API cannot express).
 pub fn encode_body(model: ModelId, req: &ChatRequest) -> Result<Value, ApiError> {
     let info = model.info();
-    let q = model.quirks();
+    encode_body_for(
+        &ModelFacts {
+            id: info.id,
+            quirks: model.quirks(),
+            max_output_tokens: info.max_output_tokens,
+            reasoning: info.has(Capability::Reasoning),
+        },
+        req,
+    )
+}
+
+/// What the Messages encoder needs to know about a model: a catalog row's facts, or a custom
+/// model's (runtime overrides, `crate::overrides`).
+#[derive(Debug, Clone, Copy)]
+pub struct ModelFacts<'a> {
+    /// Upstream model id.
+    pub id: &'a str,
+    /// Request quirks.
+    pub quirks: &'a crate::catalog::Quirks,
+    /// Largest completion, tokens, when known.
+    pub max_output_tokens: Option<u32>,
+    /// Whether extended thinking may be switched on.
+    pub reasoning: bool,
+}
+
+/// [`encode_body`] for a model described by `facts`.
+///
+/// Errors: none today (the signature leaves room for requests the API cannot express).
+pub fn encode_body_for(facts: &ModelFacts<'_>, req: &ChatRequest) -> Result<Value, ApiError> {
+    struct Info {
+        max_output_tokens: Option<u32>,
+    }
+    let info = Info {
+        max_output_tokens: facts.max_output_tokens,
+    };
+    let q = facts.quirks;
     let mut m = Map::new();
-    m.insert("model".into(), info.id.into());
+    m.insert("model".into(), facts.id.into());
     // Above the model's output limit the API answers 400; the catalog knows the limit.
     let mut max_tokens = req
         .max_tokens
@@ -279,7 +314,7 @@ pub fn encode_body(model: ModelId, req: &ChatRequest) -> Result<Value, ApiError>
             Some(ToolChoice::Required | ToolChoice::Function(_))
         );
     let mut thinking = None;
-    if info.has(Capability::Reasoning)
+    if facts.reasoning
         && !in_tool_loop
         && !forces_tool
         && let Some(mut budget) = req
