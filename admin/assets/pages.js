@@ -130,7 +130,7 @@ function modelDialog(m, reload) {
 
 function providerDialog(reload) {
   const form = h('div', { class: 'form-grid' },
-    h('label', {}, 'Id', h('input', { name: 'id', placeholder: 'my-vllm', pattern: '[a-z0-9][a-z0-9_-]{0,62}', required: true })),
+    h('label', {}, 'Id', h('input', { name: 'id', placeholder: 'my-vllm', pattern: '[a-z0-9][a-z0-9_\\-]{0,62}', required: true })),
     h('label', {}, 'API family', h('select', { name: 'family' }, h('option', { value: 'openai' }, 'OpenAI-compatible'), h('option', { value: 'anthropic' }, 'Anthropic-compatible'), h('option', { value: 'ollama' }, 'Ollama instance'))),
     h('label', {}, 'Base URL', h('input', { name: 'base_url', placeholder: 'http://10.0.0.5:8000/v1', required: true })),
     h('label', {}, 'API key variable (name, not the key)', h('input', { name: 'api_key_env', placeholder: 'MY_VLLM_API_KEY' })),
@@ -252,7 +252,7 @@ const aliases = {
     el.append(head('Aliases', 'Short names clients can use for a provider/model'));
     const list = h('datalist', { id: 'targets' }, models.models.filter((m) => m.enabled).map((m) => h('option', { value: `${m.provider}/${m.id}` })));
     const form = h('form', { class: 'form-row', id: 'alias-form' },
-      h('label', {}, 'Alias', h('input', { name: 'alias', id: 'alias-name', placeholder: 'fast', required: true, pattern: '[A-Za-z0-9._:-]{1,128}' })),
+      h('label', {}, 'Alias', h('input', { name: 'alias', id: 'alias-name', placeholder: 'fast', required: true, pattern: '[A-Za-z0-9._:\\-]{1,128}' })),
       h('label', { style: 'flex:1' }, 'Target (provider/model)', h('input', { name: 'target', id: 'alias-target', list: 'targets', placeholder: 'provider/model', required: true })),
       h('button', { type: 'submit', class: 'primary', id: 'alias-add' }, 'Add alias'), list);
     form.addEventListener('submit', async (ev) => {

@@ -33,18 +33,23 @@ function check(cond, message) {
 
 const profile = mkdtempSync(join(tmpdir(), 'llm-relay-chromium-'));
 // The network is closed: these flags keep Chromium from stalling on background services.
-const browser = await chromium.launch({
+// A fresh profile directory (the user-data-dir) per run.
+const browser = await chromium.launchPersistentContext(profile, {
   executablePath: env('CHROMIUM', '/usr/bin/chromium'),
   headless: true,
   args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync',
-    `--user-data-dir=${profile}`],
+    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  viewport: { width: 1440, height: 900 },
   timeout: 60_000,
 });
 let failed = false;
-const page = await browser.newPage({ viewport: { width: 1440, height: 900 } });
+const page = await browser.newPage();
 const consoleErrors = [];
-page.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(m.text()); });
+// 401s are expected (the session check before login, the wrong-password attempt): the
+// browser logs every failed fetch as a console error.
+page.on('console', (m) => {
+  if (m.type() === 'error' && !/status of 401/.test(m.text())) consoleErrors.push(m.text());
+});
 page.on('pageerror', (e) => consoleErrors.push(String(e)));
 page.setDefaultTimeout(20_000);
 
