@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The project's test command: `bash tests/run.sh` (extra arguments go to `cargo test`).
-# Needs cargo and python3 (>= 3.10, with venv). Installs the pinned Python SDK clients into
-# target/sdk-venv, then runs every Rust test, including tests/sdk_clients.rs, which drives the
-# official openai and ollama Python SDKs against the built binary.
+# Needs cargo, python3 (>= 3.10, with venv), Node.js/npm and /usr/bin/chromium (.ci/run installs
+# the last two). Installs the pinned Python SDK clients into target/sdk-venv and playwright-core
+# into tests/ui/node_modules, then runs every Rust test, including tests/sdk_clients.rs (the
+# official openai and ollama Python SDKs against the built binary) and tests/admin_ui.rs (the
+# admin web UI in headless Chromium).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,6 +15,15 @@ if ! "$venv/bin/python" -m pip --version >/dev/null 2>&1; then
 fi
 # No network needed once the pinned versions are installed.
 "$venv/bin/python" -m pip install -q --disable-pip-version-check -r tests/clients/requirements.txt
+
+# The admin UI browser test (tests/admin_ui.rs) needs playwright-core, pinned in
+# tests/ui/package-lock.json (it drives the system's /usr/bin/chromium; no browser download).
+# Installed once: skipped when the pinned version is already there.
+pw_want=$(node -p "require('./tests/ui/package.json').dependencies['playwright-core']")
+pw_have=$(node -p "try { require('./tests/ui/node_modules/playwright-core/package.json').version } catch { '' }")
+if [ "$pw_want" != "$pw_have" ]; then
+  (cd tests/ui && npm ci --no-audit --no-fund --loglevel=error)
+fi
 
 export LLM_RELAY_PYTHON="$PWD/$venv/bin/python"
 cargo test --workspace --all-targets "$@"

@@ -28,6 +28,7 @@ export function compact(n) {
   const a = Math.abs(n);
   if (a >= 1e9) return (n / 1e9).toFixed(2) + 'B';
   if (a >= 1e6) return (n / 1e6).toFixed(2) + 'M';
+  if (a >= 1e5) return Math.round(n / 1e3) + 'k';
   if (a >= 1e4) return (n / 1e3).toFixed(1) + 'k';
   return intFmt.format(n);
 }

@@ -201,7 +201,7 @@ const providers = {
         (!q || m.id.toLowerCase().includes(q) || m.provider.includes(q) || (m.description || '').toLowerCase().includes(q) || m.aliases.some((a) => a.toLowerCase().includes(q))));
       countEl.textContent = `${int(rows.length)} match${rows.length === 1 ? '' : 'es'}`;
       const shown = rows.slice(0, s.limit);
-      listEl.replaceChildren(h('div', { class: 'table-wrap' }, table([
+      listEl.replaceChildren(...[h('div', { class: 'table-wrap' }, table([
         { label: 'Provider', cell: (m) => m.provider },
         { label: 'Model', cell: (m) => h('span', {}, h('code', {}, m.id), m.aliases.length ? h('div', { class: 'muted small' }, 'aliases: ' + m.aliases.join(', ')) : null) },
         { label: 'Source', cell: (m) => [badge(m.source, m.source === 'builtin' ? '' : 'info'), m.overridden ? badge('overridden', 'warn') : null] },
@@ -212,7 +212,7 @@ const providers = {
         { label: 'Enabled', cell: (m) => toggle(m.enabled, async (on) => { await api('PUT', '/api/models/override?' + modelQuery(m), { enabled: on }); m.enabled = on; toast(`${m.id} ${on ? 'enabled' : 'disabled'}`); }) },
         { label: '', cell: (m) => h('button', { class: 'small', onclick: () => modelDialog(m, reload) }, 'Edit') },
       ], shown, { rowClass: (m) => (m.enabled ? '' : 'disabled'), empty: 'No model matches.' })),
-      rows.length > shown.length ? h('div', { class: 'toolbar', style: 'margin-top:8px' }, h('button', { onclick: () => { s.limit += 300; draw(); } }, `Show more (${int(rows.length - shown.length)} left)`)) : null);
+      rows.length > shown.length ? h('div', { class: 'toolbar', style: 'margin-top:8px' }, h('button', { onclick: () => { s.limit += 300; draw(); } }, `Show more (${int(rows.length - shown.length)} left)`)) : null].filter(Boolean));
     };
     const search = h('input', { type: 'search', id: 'model-search', placeholder: 'Search models, providers, aliases…', value: s.search, oninput: (e) => { s.search = e.target.value; s.limit = 200; draw(); } });
     const provSel = h('select', { onchange: (e) => { s.provider = e.target.value; draw(); } }, h('option', { value: '' }, 'All providers'),
@@ -287,11 +287,33 @@ function setUsageParams(p) {
   location.hash = '#/usage' + qs(p);
 }
 
+const SINCE_MS = { '24h': 864e5, '7d': 7 * 864e5, '30d': 30 * 864e5, '90d': 90 * 864e5, '365d': 365 * 864e5 };
+
+/** The series with empty buckets as zeros, so the time axis is continuous (the API leaves them out). */
+function fillBuckets(points, granularity, since) {
+  const step = granularity === 'hour' ? 36e5 : 864e5;
+  const back = SINCE_MS[since];
+  if (!back || back / step > 800) return points;
+  const byTime = new Map(points.map((p) => [Date.parse(p.t), p]));
+  const now = Date.now();
+  const out = [];
+  for (let t = Math.floor((now - back) / step) * step + step; t <= now; t += step) {
+    out.push(byTime.get(t) || { t: new Date(t).toISOString(), requests: 0, input_tokens: 0, output_tokens: 0, cost_usd: 0 });
+    byTime.delete(t);
+  }
+  // Points outside the generated range (clock skew) are kept, in order.
+  return byTime.size ? points : out;
+}
+
 function drawChart(canvas, points, granularity) {
   if (chart) { chart.destroy(); chart = null; }
-  const labels = points.map((p) => {
+  const day = (d) => d.toLocaleDateString(undefined, { month: 'short', day: 'numeric' });
+  const hour = (d) => String(d.getHours()).padStart(2, '0') + ':00';
+  // Hourly: the time, with the date on the first bucket and at each midnight.
+  const labels = points.map((p, i) => {
     const d = new Date(p.t);
-    return granularity === 'hour' ? d.toLocaleString(undefined, { month: 'short', day: 'numeric', hour: '2-digit' }) : d.toLocaleDateString(undefined, { month: 'short', day: 'numeric' });
+    if (granularity !== 'hour') return day(d);
+    return i === 0 || d.getHours() === 0 ? `${day(d)} ${hour(d)}` : hour(d);
   });
   // Chart.js is loaded as a classic script (window.Chart), vendored under assets/vendor/.
   chart = new window.Chart(canvas, {
@@ -300,8 +322,8 @@ function drawChart(canvas, points, granularity) {
       datasets: [
         { type: 'bar', label: 'Input tokens', data: points.map((p) => p.input_tokens), backgroundColor: '#93c5fd', stack: 'tokens', yAxisID: 'tokens' },
         { type: 'bar', label: 'Output tokens', data: points.map((p) => p.output_tokens), backgroundColor: '#2563eb', stack: 'tokens', yAxisID: 'tokens' },
-        { type: 'line', label: 'Requests', data: points.map((p) => p.requests), borderColor: '#16a34a', backgroundColor: '#16a34a', yAxisID: 'requests', tension: 0.25, pointRadius: 3 },
-        { type: 'line', label: 'Cost (USD)', data: points.map((p) => p.cost_usd), borderColor: '#f59e0b', backgroundColor: '#f59e0b', yAxisID: 'cost', tension: 0.25, pointRadius: 3, borderDash: [4, 3] },
+        { type: 'line', label: 'Requests', data: points.map((p) => p.requests), borderColor: '#16a34a', backgroundColor: '#16a34a', yAxisID: 'requests', cubicInterpolationMode: 'monotone', pointRadius: 3 },
+        { type: 'line', label: 'Cost (USD)', data: points.map((p) => p.cost_usd), borderColor: '#f59e0b', backgroundColor: '#f59e0b', yAxisID: 'cost', cubicInterpolationMode: 'monotone', pointRadius: 3, borderDash: [4, 3] },
       ],
     },
     options: {
@@ -349,7 +371,7 @@ const usage = {
     const canvas = h('canvas', { id: 'usage-chart', 'aria-label': 'usage over time' });
     el.append(h('div', { class: 'card' }, h('h2', {}, `Over time (per ${p.granularity})`),
       series.points.length ? h('div', { class: 'chart-box' }, canvas) : h('div', { class: 'empty' }, 'No requests in this period.')));
-    if (series.points.length) drawChart(canvas, series.points, p.granularity);
+    if (series.points.length) drawChart(canvas, fillBuckets(series.points, p.granularity, p.since), p.granularity);
 
     const tabs = h('div', { class: 'tabs' }, ['provider', 'model', 'tag', 'client'].map((by) => h('button', { class: by === this.tab ? 'active' : '', onclick: () => { this.tab = by; this.render(el.replaceChildren() || el); } }, 'By ' + by)));
     const total = Math.max(1e-12, ...breakdown.rows.map((r) => r.requests));
