@@ -197,6 +197,22 @@ fn main() -> std::process::ExitCode {
                     config.ollama.refresh.as_secs()
                 );
             }
+            match AdminConfig::from_env() {
+                Ok(a) if a.enabled => println!(
+                    "admin UI {}; password {}",
+                    a.listen,
+                    if a.password.is_some() {
+                        "from ADMIN_PASSWORD"
+                    } else {
+                        "stored (generated and logged on first start)"
+                    }
+                ),
+                Ok(_) => println!("admin UI disabled (ADMIN_ENABLED=false)"),
+                Err(e) => {
+                    eprintln!("llm-relay: configuration error: {e}");
+                    return std::process::ExitCode::from(2);
+                }
+            }
             println!("prices: {}", catalog::PRICING_SOURCE);
             std::process::ExitCode::SUCCESS
         }
