@@ -178,6 +178,8 @@ fn spawn_relay(port: u16, upstream: &str, instance: &str, log: &Path) -> ChildGu
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("HOST", "127.0.0.1")
         .env("PORT", port.to_string())
+        // No admin server: it would take port 8080 (tests/admin_*.rs cover it).
+        .env("ADMIN_ENABLED", "false")
         .env("OPENAI_API_KEY", API_KEY)
         .env("OPENAI_BASE_URL", format!("{upstream}/v1"))
         .env("OLLAMA_INSTANCES", format!("{INSTANCE}={instance}"))
@@ -616,6 +618,7 @@ fn spawn_relay_env(port: u16, env: &[(&str, String)], log: &Path) -> ChildGuard 
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("HOST", "127.0.0.1")
         .env("PORT", port.to_string())
+        .env("ADMIN_ENABLED", "false")
         .env("RUST_LOG", "info");
     for (k, v) in env {
         cmd.env(k, v);

@@ -221,6 +221,8 @@ fn server_flushes_usage_on_graceful_shutdown() {
         .env("DATA_DIR", &dir)
         .env("HOST", "127.0.0.1")
         .env("PORT", "0")
+        // The admin server runs too (any free port): the shutdown must stop both.
+        .env("ADMIN_PORT", "0")
         .env("RUST_LOG", "info")
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -333,6 +335,8 @@ fn server_flushes_usage_on_sigterm() {
         .env("DATA_DIR", &dir)
         .env("HOST", "127.0.0.1")
         .env("PORT", "0")
+        // The admin server runs too (any free port): the shutdown must stop both.
+        .env("ADMIN_PORT", "0")
         .env("RUST_LOG", "info")
         .stderr(std::process::Stdio::piped())
         .spawn()
