@@ -252,6 +252,33 @@ async fn admin_ui_in_headless_chromium() {
         );
     }
 
+    // What the browser changed is in the admin API.
+    let get = |path: &str| {
+        http.get(format!("{admin}{path}"))
+            .header("cookie", &cookie)
+            .send()
+    };
+    let settings: Value = get("/api/settings").await.unwrap().json().await.unwrap();
+    assert_eq!(settings["default_tag"], "ui-default", "{settings}");
+    let providers: Value = get("/api/providers").await.unwrap().json().await.unwrap();
+    let added = providers["providers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["id"] == "ui-test-provider")
+        .unwrap_or_else(|| panic!("provider added in the UI: {providers}"));
+    assert_eq!(added["api_key_env"], "UI_TEST_PROVIDER_KEY");
+    assert_eq!(added["source"], "custom");
+    let models: Value = get("/api/models").await.unwrap().json().await.unwrap();
+    assert!(
+        models["models"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["overridden"] == false),
+        "the override set in the UI was cleared in the UI"
+    );
+
     // The alias added in the browser routes at once through the API server.
     let before = upstream.received().await.len();
     let resp = chat(ALIAS).await.unwrap();

@@ -101,19 +101,24 @@ function modelDialog(m, reload) {
   );
   const buttons = [{
     label: 'Save', primary: true, action: async () => {
+      // Only what changed is sent: an untouched field stays the compiled (or synced) value, so a
+      // later pricing sync still updates it.
       const f = formData(form);
       const body = {};
       if (m.source !== 'discovered') {
-        body.pricing = {};
+        const prices = {};
         for (const k of ['input', 'output', 'cache_read', 'cache_write']) {
           const v = numberOrNull(f[k]);
-          if (v !== undefined) body.pricing[k] = v;
+          if (v !== undefined && v !== (p[k] ?? undefined)) prices[k] = v;
         }
+        if (Object.keys(prices).length) body.pricing = prices;
         const ctx = numberOrNull(f.context_length);
-        if (ctx !== undefined) body.context_length = Math.round(ctx);
-        if (f.description !== undefined) body.description = f.description;
-        body.capabilities = Object.fromEntries(CAPS.map((k) => [k, !!f['cap_' + k]]));
+        if (ctx !== undefined && Math.round(ctx) !== m.context_length) body.context_length = Math.round(ctx);
+        if (f.description !== undefined && f.description !== (m.description ?? '')) body.description = f.description;
+        const newCaps = Object.fromEntries(CAPS.map((k) => [k, !!f['cap_' + k]]));
+        if (CAPS.some((k) => newCaps[k] !== !!c[k])) body.capabilities = newCaps;
       }
+      if (!Object.keys(body).length) return true;
       await api('PUT', '/api/models/override?' + modelQuery(m), body);
       toast(`Saved ${m.provider}/${m.id}`);
       reload();

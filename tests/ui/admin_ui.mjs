@@ -90,6 +90,33 @@ try {
   check(rowsAfter >= 1 && rowsAfter < rowsBefore, `search narrows the list (${rowsBefore} -> ${rowsAfter})`);
   await shot('03-providers-search');
 
+  // Override a model's prices through the edit dialog, then clear the override.
+  const row = page.locator('.table-wrap').nth(1).locator('tbody tr').first();
+  await row.locator('button:text-is("Edit")').click();
+  await page.waitForSelector('#dialog[open]');
+  await page.fill('#dialog input[name="input"]', '123.5');
+  await shot('03b-model-override-dialog');
+  await page.click('#dialog-actions button:text-is("Save")');
+  await page.waitForSelector('#page[data-page="providers"][data-ready="true"] .badge:text-is("overridden")');
+  check((await page.locator('.table-wrap').nth(1).locator('tbody tr').first().textContent()).includes('$123.5'), 'the override price is shown');
+  // Only the edited field was sent: the others keep their compiled values.
+  const saved = await page.evaluate(async (target) => {
+    const all = await (await fetch('/api/models')).json();
+    return all.models.find((m) => `${m.provider}/${m.id}` === target);
+  }, aliasTarget);
+  check(saved.pricing.input === 123.5 && saved.pricing.output === saved.compiled.pricing.output, 'override of the input price only: ' + JSON.stringify(saved));
+  await page.locator('.table-wrap').nth(1).locator('tbody tr').first().locator('button:text-is("Edit")').click();
+  await page.click('#dialog-actions button:text-is("Clear override")');
+  await page.waitForSelector('#page .badge:text-is("overridden")', { state: 'detached' });
+
+  // Add an OpenAI-compatible provider through the dialog.
+  await page.click('button:text-is("+ Add provider")');
+  await page.fill('#dialog input[name="id"]', 'ui-test-provider');
+  await page.fill('#dialog input[name="base_url"]', 'http://127.0.0.1:9/v1');
+  await page.fill('#dialog input[name="api_key_env"]', 'UI_TEST_PROVIDER_KEY');
+  await page.click('#dialog-actions button:text-is("Add")');
+  await page.waitForSelector('#page[data-page="providers"][data-ready="true"] code:text-is("ui-test-provider")');
+
   await open('#/instances');
   await shot('04-instances');
 
@@ -131,6 +158,9 @@ try {
   await shot('07-usage-filtered');
 
   await open('#/settings');
+  await page.fill('input[name="default_tag"]', 'ui-default');
+  await page.click('button:text-is("Save settings")');
+  await page.waitForSelector('#toast:text-is("Settings saved")');
   await shot('08-settings');
 
   check(consoleErrors.length === 0, 'no console errors: ' + consoleErrors.join(' | '));
