@@ -421,7 +421,7 @@ const settings = {
         h('div', { class: 'form-grid' },
           text('default_model', 'Default model for unknown names (empty: 404)', 'provider/model'),
           text('default_tag', 'Default tag for untagged requests'),
-          h('label', {}, 'Keep raw request records (days)', h('input', { name: 'retention_days', type: 'number', min: '1', value: s.retention_days ?? '' })),
+          h('label', {}, 'Keep raw request records (days, 0: forever)', h('input', { name: 'retention_days', type: 'number', min: '0', value: s.retention_days ?? '' })),
           h('div'),
           text('big_model', 'Anthropic frontend: model for big Claude names', 'provider/model'),
           text('small_model', 'Anthropic frontend: model for small Claude names', 'provider/model'),

@@ -153,7 +153,13 @@ pub fn app(state: AdminState, extra: Route) -> impl Endpoint {
                 }
                 Err(e) => error::from_poem(e).into_response(),
             };
-            tracing::debug!(method = %method, path = %path, status = resp.status().as_u16(), "admin request");
+            // Changes are logged (an audit trail of the admin's writes); reads only at debug.
+            let status = resp.status().as_u16();
+            if matches!(method, poem::http::Method::GET | poem::http::Method::HEAD) {
+                tracing::debug!(method = %method, path = %path, status, "admin request");
+            } else {
+                tracing::info!(method = %method, path = %path, status, "admin request");
+            }
             Ok::<_, poem::Error>(resp)
         })
 }
