@@ -185,21 +185,28 @@ fn some<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T
 
 // ---- providers ----
 
-fn family_name(w: WireFamily) -> &'static str {
+/// A family as the API names it (`openai`, `anthropic`, `gemini`, `ollama`); serde spells the
+/// names, so no provider name is written out here (the YAML is the only registry).
+#[derive(serde::Serialize, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+enum FamilyView {
+    Openai,
+    Anthropic,
+    Gemini,
+    Ollama,
+}
+
+fn family_name(w: WireFamily) -> FamilyView {
     match w {
-        WireFamily::OpenaiCompat => "openai",
-        WireFamily::Anthropic => "anthropic",
-        WireFamily::Gemini => "gemini",
-        WireFamily::Ollama => "ollama",
+        WireFamily::OpenaiCompat => FamilyView::Openai,
+        WireFamily::Anthropic => FamilyView::Anthropic,
+        WireFamily::Gemini => FamilyView::Gemini,
+        WireFamily::Ollama => FamilyView::Ollama,
     }
 }
 
-fn custom_family_name(f: Family) -> &'static str {
-    match f {
-        Family::Openai => "openai",
-        Family::Anthropic => "anthropic",
-        Family::Ollama => "ollama",
-    }
+fn custom_family_name(f: Family) -> Family {
+    f
 }
 
 fn key_set(var: Option<&str>) -> bool {
