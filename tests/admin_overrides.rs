@@ -977,6 +977,34 @@ async fn custom_ollama_provider_is_discovered_and_listed() {
     );
     let r = relay.post("/api/chat", &json!({"model": "lab-house-llm", "messages": [{"role": "user", "content": "hi"}], "stream": false})).await;
     assert_eq!(r.status(), 404);
+    assert_eq!(
+        admin
+            .put(
+                "/models/override?provider=lab&model=house-llm:latest",
+                json!({"enabled": true})
+            )
+            .await
+            .0,
+        200
+    );
+    let (_, models) = admin.get("/models").await;
+    let m = find_model(&models, "lab", "house-llm:latest");
+    assert_eq!(
+        (&m["enabled"], &m["overridden"]),
+        (&json!(true), &json!(false))
+    );
+    // An alias to a discovered model (target in the API's `instance/model` form).
+    let (s, a) = admin
+        .post(
+            "/aliases",
+            json!({"alias": "lab-default", "target": "lab/house-llm:latest"}),
+        )
+        .await;
+    assert_eq!(
+        (s, &a["target"]),
+        (201, &json!("lab/house-llm:latest")),
+        "{a}"
+    );
     // Removing the provider removes the instance.
     assert_eq!(admin.delete("/providers/lab").await.0, 204);
     let (_, v) = admin.get("/instances").await;
@@ -1054,5 +1082,62 @@ async fn pricing_import_previews_changes_and_keeps_hand_set_prices() {
         )
         .await;
     assert_eq!((s, e["error"]["type"].as_str()), (502, Some("upstream")));
+    admin.stop().await;
+}
+
+#[tokio::test]
+async fn custom_anthropic_compatible_provider_speaks_the_messages_api() {
+    let dir = TempDir::new("anthropic");
+    let fake = fake_openai().await;
+    let upstream = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/messages"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "id": "msg_1", "type": "message", "role": "assistant", "model": "house-claude",
+            "content": [{"type": "text", "text": "hello"}], "stop_reason": "end_turn",
+            "usage": {"input_tokens": 10, "output_tokens": 3}
+        })))
+        .mount(&upstream)
+        .await;
+    let (relay, admin, _r, _s) = start(&dir, &fake).await;
+    let (s, p) = admin
+        .post(
+            "/providers",
+            json!({"id": "corp-gw", "family": "anthropic", "base_url": format!("{}/v1", upstream.uri()),
+                   "api_key_env": "CARGO_PKG_NAME"}),
+        )
+        .await;
+    assert_eq!(s, 201, "{p}");
+    assert_eq!(
+        admin
+            .post(
+                "/models",
+                json!({"provider": "corp-gw", "id": "house-claude"})
+            )
+            .await
+            .0,
+        201
+    );
+    let r = relay
+        .post("/v1/chat/completions", &chat("corp-gw/house-claude"))
+        .await;
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["choices"][0]["message"]["content"], "hello");
+    let got = upstream.received_requests().await.unwrap();
+    assert_eq!(got.len(), 1);
+    let key = std::env::var("CARGO_PKG_NAME").unwrap();
+    assert_eq!(
+        got[0].headers.get("x-api-key").unwrap().to_str().unwrap(),
+        key
+    );
+    // The compiled Anthropic-family provider's headers (the API version) go along.
+    assert!(got[0].headers.get("anthropic-version").is_some());
+    let sent: Value = serde_json::from_slice(&got[0].body).unwrap();
+    assert_eq!(sent["model"], "house-claude");
+    assert!(
+        sent["max_tokens"].as_u64().is_some(),
+        "Messages requires max_tokens: {sent}"
+    );
     admin.stop().await;
 }
