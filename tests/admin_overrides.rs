@@ -1141,3 +1141,20 @@ async fn custom_anthropic_compatible_provider_speaks_the_messages_api() {
     );
     admin.stop().await;
 }
+
+/// The LiteLLM file pricing.yaml was derived from (matched entries, tests/pricing/README.md):
+/// importing it changes nothing, and entries of other LiteLLM providers that carry a catalog
+/// model's name (Azure, Vertex AI) are not taken for it.
+#[test]
+fn importing_the_source_price_file_changes_nothing() {
+    let text = include_str!("pricing/litellm_model_prices_subset.json");
+    let data: Value = serde_json::from_str(text).unwrap();
+    let data = data.as_object().unwrap();
+    let mut set = llm_relay::overrides::OverrideSet::default();
+    let report = llm_relay::overrides::pricing::sync(&mut set, data);
+    assert_eq!(report.changes, [], "pricing.yaml and LiteLLM disagree");
+    assert_eq!(set, llm_relay::overrides::OverrideSet::default());
+    // Every entry but the 4 decoys (sample_spec, azure/, vertex_ai/, azure_ai/) matches a model.
+    let matched = llm_relay::catalog::MODELS.len() - report.unmatched;
+    assert_eq!(matched, data.len() - 4);
+}
