@@ -706,6 +706,13 @@ async fn crud_paths_and_validation_errors() {
             .0,
         404
     );
+    let (s, e) = admin
+        .put(
+            "/models/override?provider=openai",
+            json!({"enabled": false}),
+        )
+        .await;
+    assert_eq!((s, e["error"]["type"].as_str()), (400, Some("bad_request")));
     assert_eq!(
         admin
             .put(
