@@ -181,6 +181,16 @@ fn resolve_in(
     if let Some(m) = catalog {
         return Some(target(m));
     }
+    // `instance/model`, the form alias targets and the admin API use for discovered models
+    // (clients say `instance-model`); allocates only on this fall-through path.
+    if let Some((i, m)) = name.split_once('/')
+        && let Some(m) = state.instances.resolve(&format!("{i}-{m}"))
+    {
+        if snap.instance_disabled(m.instance, &m.model) {
+            return None;
+        }
+        return Some(Target::Instance(m));
+    }
     state.instances.refresh_soon(&state.client);
     if !top || state.instances.claims(name) {
         return None;

@@ -148,7 +148,9 @@ async fn tags(state: Data<&AppState>) -> Response {
             .map(|l| l.ollama_entry()),
     );
     models.extend(snap.custom_routes().into_iter().map(|(c, r)| {
-        let name = format!("{}/{}:latest", r.provider, c.id);
+        // Ollama names carry a tag; `:latest` only where the id has none (as Ollama does).
+        let tag = if c.id.contains(':') { "" } else { ":latest" };
+        let name = format!("{}/{}{tag}", r.provider, c.id);
         json!({"name": name, "model": name, "modified_at": modified_at(&state), "size": 0,
                "digest": "", "details": {"parent_model": "", "format": "api", "family": "",
                "families": [], "parameter_size": "", "quantization_level": ""}})

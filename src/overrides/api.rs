@@ -185,21 +185,28 @@ fn some<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T
 
 // ---- providers ----
 
-fn family_name(w: WireFamily) -> &'static str {
+/// A family as the API names it (`openai`, `anthropic`, `gemini`, `ollama`); serde spells the
+/// names, so no provider name is written out here (the YAML is the only registry).
+#[derive(serde::Serialize, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+enum FamilyView {
+    Openai,
+    Anthropic,
+    Gemini,
+    Ollama,
+}
+
+fn family_name(w: WireFamily) -> FamilyView {
     match w {
-        WireFamily::OpenaiCompat => "openai",
-        WireFamily::Anthropic => "anthropic",
-        WireFamily::Gemini => "gemini",
-        WireFamily::Ollama => "ollama",
+        WireFamily::OpenaiCompat => FamilyView::Openai,
+        WireFamily::Anthropic => FamilyView::Anthropic,
+        WireFamily::Gemini => FamilyView::Gemini,
+        WireFamily::Ollama => FamilyView::Ollama,
     }
 }
 
-fn custom_family_name(f: Family) -> &'static str {
-    match f {
-        Family::Openai => "openai",
-        Family::Anthropic => "anthropic",
-        Family::Ollama => "ollama",
-    }
+fn custom_family_name(f: Family) -> Family {
+    f
 }
 
 fn key_set(var: Option<&str>) -> bool {
@@ -940,6 +947,15 @@ struct ModelRef {
     model: String,
 }
 
+/// The `?provider=P&model=M` query, or the contract's 400.
+type ModelQuery = poem::Result<Query<ModelRef>>;
+
+fn model_ref(q: ModelQuery) -> Result<ModelRef, AdminError> {
+    q.map(|Query(r)| r).map_err(|_| {
+        AdminError::bad("query parameters `provider` and `model` are required (URL-encoded)")
+    })
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ModelPatch {
@@ -956,9 +972,10 @@ struct ModelPatch {
 }
 
 #[handler]
-async fn override_model(state: Data<&AppState>, Query(r): Query<ModelRef>, body: Body) -> Response {
+async fn override_model(state: Data<&AppState>, q: ModelQuery, body: Body) -> Response {
     respond(
         async {
+            let r = model_ref(q)?;
             let patch: ModelPatch = read_body(body).await?;
             if let Some(p) = &patch.pricing {
                 check_prices(p)?;
@@ -1049,8 +1066,9 @@ async fn override_model(state: Data<&AppState>, Query(r): Query<ModelRef>, body:
 }
 
 #[handler]
-fn clear_override(state: Data<&AppState>, Query(r): Query<ModelRef>) -> Response {
+fn clear_override(state: Data<&AppState>, q: ModelQuery) -> Response {
     respond((|| {
+        let r = model_ref(q)?;
         let key = match compiled_model(&r.provider, &r.model) {
             Some(m) => model_key(m.info().provider.name(), m.info().id),
             None => model_key(&r.provider, &r.model),
@@ -1068,8 +1086,9 @@ fn clear_override(state: Data<&AppState>, Query(r): Query<ModelRef>) -> Response
 }
 
 #[handler]
-fn delete_custom_model(state: Data<&AppState>, Query(r): Query<ModelRef>) -> Response {
+fn delete_custom_model(state: Data<&AppState>, q: ModelQuery) -> Response {
     respond((|| {
+        let r = model_ref(q)?;
         let key = model_key(&r.provider, &r.model);
         let builtin = compiled_model(&r.provider, &r.model).is_some();
         state

@@ -356,6 +356,17 @@ impl Snapshot {
         self.settings.default_model.as_deref()
     }
 
+    /// The model big Claude names map to in the Anthropic frontend (setting over `BIG_MODEL`).
+    pub fn big_model(&self) -> Option<&str> {
+        self.settings.big_model.as_deref()
+    }
+
+    /// The model small Claude names map to in the Anthropic frontend (setting over
+    /// `SMALL_MODEL`).
+    pub fn small_model(&self) -> Option<&str> {
+        self.settings.small_model.as_deref()
+    }
+
     /// Custom models that resolve (enabled, provider enabled), for listings.
     pub fn custom_routes(&self) -> Vec<(&CustomModel, Arc<CustomRoute>)> {
         self.set
@@ -576,6 +587,16 @@ impl Overrides {
         let set = OverrideSet::from_rows(store.load_overrides()?)?;
         let settings = load_settings(store.as_ref(), &defaults)?;
         let snapshot = Snapshot::build(set, settings, &config);
+        let set = &snapshot.set;
+        tracing::info!(
+            custom_providers = set.providers.len(),
+            custom_models = set.custom_models.len(),
+            model_overrides = set.models.len(),
+            custom_aliases = set.aliases.len(),
+            disabled_providers = set.disabled_providers.len(),
+            disabled_aliases = set.disabled_aliases.len(),
+            "runtime overrides loaded"
+        );
         let o = Overrides {
             config,
             store: Some(store),

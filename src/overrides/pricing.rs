@@ -11,6 +11,8 @@
 //! `litellm_provider` is that provider. Models without an entry are counted as `unmatched` and
 //! keep their prices. Custom and discovered models are not touched (they have no LiteLLM name).
 //!
+//! A cache rate of 0 in the file is treated as absent (see `rate`).
+//!
 //! Imported prices go to [`ModelOverride::imported`]; hand-set ones ([`ModelOverride::pricing`])
 //! win and are never replaced (counted in `kept_user_overrides` when the file differs).
 
@@ -72,11 +74,14 @@ fn same(a: f64, b: f64) -> bool {
     (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1e-12)
 }
 
-/// A per-token cost as USD per 1M tokens, rounded to 1e-9.
+/// A per-token cost as USD per 1M tokens, rounded to 1e-9. A cache rate of 0 counts as absent:
+/// LiteLLM writes 0 where a provider has no such charge (DeepSeek's
+/// `cache_creation_input_token_cost`), while pricing.yaml bills those tokens at the input rate.
 fn rate(e: &Map<String, Value>, field: &str) -> Option<f64> {
     let v = e.get(field)?.as_f64()?;
     let r = (v * TOKENS_PER_RATE_UNIT * 1e9).round() / 1e9;
-    (r.is_finite() && r >= 0.0).then_some(r)
+    let cache = field.starts_with("cache_");
+    (r.is_finite() && r >= 0.0 && !(cache && r == 0.0)).then_some(r)
 }
 
 /// Apply the file `data` to `set` (imported prices), returning what changed.
