@@ -1,6 +1,7 @@
 //! The admin web UI in a real browser: starts the built binary (API + admin listeners on
 //! 127.0.0.1, a fake OpenAI upstream replaying tests/fixtures/openai/chat_basic.httprr), produces
-//! usage records through the API server, then runs tests/ui/admin_ui.mjs, which drives Debian's
+//! usage records through the API server (a fake Ollama server is configured as an instance too),
+//! then runs tests/ui/admin_ui.mjs, which drives Debian's
 //! headless Chromium with playwright-core: log in, add an alias, view the usage page with data and
 //! check the chart rendered. Screenshots of every page go to target/ui-artifacts/.
 //! Afterwards the alias added in the browser must route a request through the API server.
@@ -26,6 +27,8 @@ const CHAT_PATH: &str = "/v1/chat/completions";
 /// Requests produced before the browser looks at the usage page.
 const REQUESTS: u64 = 3;
 const ALIAS: &str = "ui-test-alias";
+/// Name of the Ollama instance the relay is started with.
+const INSTANCE: &str = "homelab";
 
 /// Kills the child process when dropped.
 struct ChildGuard(Child);
@@ -103,6 +106,18 @@ async fn admin_ui_in_headless_chromium() {
     let target = format!("{}/{}", id.info().provider.name(), id.info().id);
     let upstream = FakeUpstream::start().await;
     upstream.replay(&basic, CHAT_PATH).await;
+    // An Ollama server configured as an instance, for the Ollama instances page.
+    let tags = fixtures::load("ollama/tags.yaml").remove(0);
+    let instance_model = tags.response_json()["models"][0].clone();
+    let instance = FakeUpstream::start().await;
+    instance.replay(&tags, "/api/tags").await;
+    wiremock::Mock::given(wiremock::matchers::path("/api/show"))
+        .respond_with(wiremock::ResponseTemplate::new(200).set_body_json(json!({
+            "details": instance_model["details"], "model_info": {},
+            "capabilities": ["completion"], "modified_at": instance_model["modified_at"],
+        })))
+        .mount(&instance.server)
+        .await;
 
     let (artifacts, work) = dirs();
     let log = work.join("llm-relay.log");
@@ -122,6 +137,7 @@ async fn admin_ui_in_headless_chromium() {
             .env("ADMIN_PASSWORD", PASSWORD)
             .env("OPENAI_API_KEY", API_KEY)
             .env("OPENAI_BASE_URL", format!("{}/v1", upstream.uri()))
+            .env("OLLAMA_INSTANCES", format!("{INSTANCE}={}", instance.uri()))
             .env("RUST_LOG", "info")
             .env("DATA_DIR", work.join("data"))
             .stdin(Stdio::null())
@@ -198,6 +214,20 @@ async fn admin_ui_in_headless_chromium() {
     )
     .await;
 
+    let instance_name = instance_model["name"].as_str().unwrap().to_string();
+    wait_for("instance models discovered", &log, &mut relay, async || {
+        let Ok(r) = http
+            .get(format!("{admin}/api/instances"))
+            .header("cookie", &cookie)
+            .send()
+            .await
+        else {
+            return false;
+        };
+        r.text().await.is_ok_and(|t| t.contains(&instance_name))
+    })
+    .await;
+
     let node_log = work.join("node.log");
     let out = File::create(&node_log).unwrap();
     let mut node = Command::new("node")
@@ -208,6 +238,7 @@ async fn admin_ui_in_headless_chromium() {
         .env("ALIAS_NAME", ALIAS)
         .env("ALIAS_TARGET", &target)
         .env("EXPECTED_REQUESTS", REQUESTS.to_string())
+        .env("INSTANCE_MODEL", &instance_name)
         .env("ARTIFACTS", &artifacts)
         .env("CHROMIUM", &chromium)
         .env("NO_PROXY", "127.0.0.1,localhost")

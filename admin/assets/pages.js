@@ -133,11 +133,12 @@ function modelDialog(m, reload) {
   dialog(`${m.provider}/${m.id}`, form, buttons);
 }
 
-function providerDialog(reload) {
+function providerDialog(reload, family = 'openai') {
+  const families = [['openai', 'OpenAI-compatible'], ['anthropic', 'Anthropic-compatible'], ['ollama', 'Ollama instance']];
   const form = h('div', { class: 'form-grid' },
-    h('label', {}, 'Id', h('input', { name: 'id', placeholder: 'my-vllm', pattern: '[a-z0-9][a-z0-9_\\-]{0,62}', required: true })),
-    h('label', {}, 'API family', h('select', { name: 'family' }, h('option', { value: 'openai' }, 'OpenAI-compatible'), h('option', { value: 'anthropic' }, 'Anthropic-compatible'), h('option', { value: 'ollama' }, 'Ollama instance'))),
-    h('label', {}, 'Base URL', h('input', { name: 'base_url', placeholder: 'http://10.0.0.5:8000/v1', required: true })),
+    h('label', {}, 'Id', h('input', { name: 'id', placeholder: family === 'ollama' ? 'gpu-box' : 'my-vllm', pattern: '[a-z0-9][a-z0-9_\\-]{0,62}', required: true })),
+    h('label', {}, 'API family', h('select', { name: 'family' }, families.map(([v, l]) => h('option', { value: v, selected: v === family }, l)))),
+    h('label', {}, 'Base URL', h('input', { name: 'base_url', placeholder: family === 'ollama' ? 'http://192.168.1.100:11434' : 'http://10.0.0.5:8000/v1', required: true })),
     h('label', {}, 'API key variable (name, not the key)', h('input', { name: 'api_key_env', placeholder: 'MY_VLLM_API_KEY' })),
   );
   dialog('Add provider', [form, h('p', { class: 'muted small' }, 'The key is read from that environment variable of the server; it is never stored in the database.')], [{
@@ -232,8 +233,9 @@ const providers = {
 const instances = {
   async render(el) {
     const data = await api('GET', '/api/instances');
+    const reload = () => this.render(el.replaceChildren() || el);
     el.append(head('Ollama instances', 'Ollama servers used as upstreams (OLLAMA_INSTANCES or added as providers) and the models discovered on each',
-      h('a', { href: '#/providers', class: 'button' }, '+ Add instance')));
+      h('button', { onclick: () => providerDialog(reload, 'ollama') }, '+ Add instance')));
     if (!data.instances.length) { el.append(note('No Ollama instance configured. Set OLLAMA_INSTANCES or add a provider of family “Ollama instance”.')); return; }
     for (const i of data.instances) {
       el.append(h('div', { class: 'card' },

@@ -5,7 +5,7 @@
 // Chart.js chart rendered (its data points add up to the records, and the canvas has
 // non-blank pixels).
 //
-// Environment: ADMIN_URL, ADMIN_PASSWORD, ALIAS_NAME, ALIAS_TARGET, EXPECTED_REQUESTS,
+// Environment: ADMIN_URL, ADMIN_PASSWORD, ALIAS_NAME, ALIAS_TARGET, EXPECTED_REQUESTS, INSTANCE_MODEL,
 // ARTIFACTS (screenshot directory), CHROMIUM (default /usr/bin/chromium).
 // Exit code 0 on success; failures print a message and exit 1.
 
@@ -118,6 +118,9 @@ try {
   await page.waitForSelector('#page[data-page="providers"][data-ready="true"] code:text-is("ui-test-provider")');
 
   await open('#/instances');
+  const instanceModel = env('INSTANCE_MODEL');
+  await page.waitForSelector(`#page code:text-is("${instanceModel}")`);
+  check((await page.textContent('#page')).includes('reachable'), 'the instance is shown reachable');
   await shot('04-instances');
 
   await open('#/aliases');
