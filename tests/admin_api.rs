@@ -53,13 +53,22 @@ impl Admin {
     }
 
     async fn start_with(store: Arc<RedbStore>, password: Option<&str>, ttl: Duration) -> Admin {
+        Self::start_full(store, password, ttl, Vec::new()).await
+    }
+
+    async fn start_full(
+        store: Arc<RedbStore>,
+        password: Option<&str>,
+        ttl: Duration,
+        trusted_proxies: Vec<llm_relay::usage::tags::TrustedProxy>,
+    ) -> Admin {
         let config = AdminConfig {
             enabled: true,
             listen: "127.0.0.1:0".parse().unwrap(),
             password: password.map(str::to_string),
             session_ttl: ttl,
         };
-        let state = AdminState::new(&config, Arc::clone(&store), Vec::new()).unwrap();
+        let state = AdminState::new(&config, Arc::clone(&store), trusted_proxies).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -315,6 +324,35 @@ async fn failed_logins_are_rate_limited_per_client() {
     assert!((1..=60).contains(&retry), "Retry-After {retry}");
     let (_, body) = status_json(resp).await;
     assert_eq!(error_type(&body), "rate_limited");
+    a.stop().await;
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_the_forwarded_client_is_limited_and_https_cookies_are_secure() {
+    let dir = TempDir::new("proxy");
+    let store = Arc::new(RedbStore::open(&dir.0).unwrap());
+    let proxy = llm_relay::usage::tags::TrustedProxy::parse("127.0.0.1").unwrap();
+    let a = Admin::start_full(store, Some(PASSWORD), admin::SESSION_TTL, vec![proxy]).await;
+    let login = |client: &'static str, password: &'static str| {
+        a.http
+            .post(a.url("/api/login"))
+            .header("x-forwarded-for", client)
+            .header("x-forwarded-proto", "https")
+            .json(&json!({ "password": password }))
+            .send()
+    };
+    for _ in 0..auth::MAX_FAILURES {
+        assert_eq!(login("198.51.100.1", "wrong").await.unwrap().status(), 401);
+    }
+    assert_eq!(login("198.51.100.1", PASSWORD).await.unwrap().status(), 429);
+    // Another client behind the same proxy is not blocked, and over HTTPS its cookie is Secure.
+    let resp = login("198.51.100.2", PASSWORD).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let cookie = set_cookie(&resp);
+    assert!(cookie.split(';').any(|a| a.trim() == "Secure"), "{cookie}");
+    // Plain HTTP (no forwarded proto): no Secure flag, or the browser would never send it back.
+    let resp = a.login(PASSWORD).await;
+    assert!(!set_cookie(&resp).contains("Secure"));
     a.stop().await;
 }
 

@@ -362,9 +362,23 @@ pub async fn guard<E: Endpoint>(ep: Arc<E>, mut req: Request) -> poem::Result<Re
     ep.call(req).await.map(IntoResponse::into_response)
 }
 
-fn set_cookie(resp: &mut Response, value: &str, max_age_s: u64) {
+/// Whether the client reached us over HTTPS through a trusted proxy (`X-Forwarded-Proto: https`
+/// from a peer in `TRUSTED_PROXIES`): then the cookie is also `Secure`. Without a TLS proxy the
+/// admin server speaks plain HTTP, where a `Secure` cookie would never be sent back.
+fn behind_https_proxy(state: &AdminState, req: &Request) -> bool {
+    let peer = req.remote_addr().as_socket_addr().map(|a| a.ip());
+    peer.is_some_and(|ip| state.trusted_proxies.iter().any(|t| t.contains(ip)))
+        && req
+            .headers()
+            .get("x-forwarded-proto")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("https"))
+}
+
+fn set_cookie(resp: &mut Response, value: &str, max_age_s: u64, secure: bool) {
+    let secure = if secure { "; Secure" } else { "" };
     let cookie =
-        format!("{COOKIE}={value}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age_s}");
+        format!("{COOKIE}={value}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age_s}{secure}");
     if let Ok(v) = cookie.parse() {
         resp.headers_mut().append(poem::http::header::SET_COOKIE, v);
     }
@@ -415,7 +429,12 @@ pub async fn login(
     }
     let (token, info) = state.auth.create_session();
     let mut resp = json_response(StatusCode::OK, &info);
-    set_cookie(&mut resp, &token, state.auth.ttl.as_secs());
+    set_cookie(
+        &mut resp,
+        &token,
+        state.auth.ttl.as_secs(),
+        behind_https_proxy(&state, req),
+    );
     tracing::info!(client = %ip, "admin login");
     Ok(resp)
 }
@@ -427,7 +446,7 @@ pub async fn logout(state: Data<&AdminState>, req: &Request) -> Response {
         state.auth.end_session(t);
     }
     let mut resp = StatusCode::NO_CONTENT.into_response();
-    set_cookie(&mut resp, "", 0);
+    set_cookie(&mut resp, "", 0, behind_https_proxy(&state, req));
     resp
 }
 
