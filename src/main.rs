@@ -367,13 +367,15 @@ fn serve(config: Config, usage: UsageConfig, admin: AdminConfig) -> std::process
         };
         // One signal stops both servers.
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let stop_tx = Arc::new(stop_tx);
+        let signal_tx = Arc::clone(&stop_tx);
         let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|s| *s).await;
         };
         tokio::spawn(async move {
             shutdown_signal().await;
             tracing::info!("shutting down");
-            let _ = stop_tx.send(true);
+            let _ = signal_tx.send(true);
         });
         let admin_task = admin.map(|(listener, admin_state)| {
             // The catalog/settings/pricing handlers read the API server's state (overrides).
@@ -384,6 +386,8 @@ fn serve(config: Config, usage: UsageConfig, admin: AdminConfig) -> std::process
             tokio::spawn(llm_relay::admin::run(listener, app, stopped(stop_rx.clone())))
         });
         let result = llm_relay::server::run(listener, state, stopped(stop_rx)).await;
+        // The admin server stops with the API server, whatever ended it.
+        let _ = stop_tx.send(true);
         if let Some(task) = admin_task {
             match task.await {
                 Ok(Err(e)) => tracing::warn!(error = %e, "admin server error"),
