@@ -39,7 +39,7 @@ const browser = await chromium.launchPersistentContext(profile, {
   headless: true,
   args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
     '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  viewport: { width: 1440, height: 900 },
+  viewport: { width: 1366, height: 768 }, // a common laptop screen
   timeout: 60_000,
 });
 let failed = false;
