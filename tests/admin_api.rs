@@ -578,6 +578,53 @@ async fn usage_endpoints_answer_from_the_live_store() {
     assert_eq!(recs[1]["tags"], json!(["bob"]));
     assert!((recs[1]["cost_usd"].as_f64().unwrap() - 0.002).abs() < 1e-12);
 
+    // Provider and model filters match the stored ids as given (drill-down from a breakdown row:
+    // case kept), and also as a person types them (another case, a catalog alias).
+    let aliased = llm_relay::catalog::ModelId::all()
+        .find(|m| !m.info().aliases.is_empty())
+        .unwrap();
+    let base = records(now).remove(0);
+    a.store
+        .write_batch(&[
+            UsageRecord {
+                provider: "GPU-Box".into(),
+                model: "Org/Mixed-Case:7B".into(),
+                ..base.clone()
+            },
+            UsageRecord {
+                provider: aliased.info().provider.name().into(),
+                model: aliased.info().id.into(),
+                ..base.clone()
+            },
+        ])
+        .unwrap();
+    let (_, t) = a
+        .get(
+            &s,
+            "/api/usage/summary?provider=GPU-Box&model=Org/Mixed-Case:7B",
+        )
+        .await;
+    assert_eq!(t["requests"], 1, "exact stored ids: {t}");
+    let (_, r) = a.get(&s, "/api/usage/recent?model=Org/Mixed-Case:7B").await;
+    assert_eq!(r["records"].as_array().unwrap().len(), 1);
+    let (_, t) = a.get(&s, "/api/usage/summary?provider=gpu-box").await;
+    assert_eq!(t["requests"], 0, "another case is another provider");
+    let (_, t) = a
+        .get(
+            &s,
+            &format!(
+                "/api/usage/summary?model={}",
+                aliased.info().aliases[0].to_uppercase()
+            ),
+        )
+        .await;
+    assert_eq!(
+        t["requests"], 1,
+        "an alias, in any case, finds its model: {t}"
+    );
+    let (_, t) = a.get(&s, "/api/usage/summary?provider=PROV-A").await;
+    assert_eq!(t["requests"], 2, "a provider typed in upper case: {t}");
+
     // Bad parameters: 400 in the admin error format.
     for path in [
         "/api/usage/breakdown?by=colour",

@@ -39,17 +39,25 @@ fn params(p: Params) -> Result<HashMap<String, String>, AdminError> {
 }
 
 /// The filter of a usage request: `since` (default 7d), `until`, `tag`, `provider`, `model`,
-/// `client`. Values are normalised the way records are stored (tags lower-cased and key-looking
-/// values hashed; providers lower-cased; a model alias resolved to the catalog model id). Empty
-/// values count as absent.
+/// `client`. Tags are normalised the way records are stored (lower-cased, key-looking values
+/// hashed). Empty values count as absent. `provider` and `model` are matched as given (a value
+/// from a breakdown row); [`Candidates`] adds the other spellings a person may type.
 ///
 /// Errors: a time bound that does not parse.
-pub fn filter(q: &HashMap<String, String>, now_ms: i64) -> Result<Filter, AdminError> {
+pub fn filter(
+    q: &HashMap<String, String>,
+    now_ms: i64,
+) -> Result<(Filter, Candidates), AdminError> {
     let get = |k: &str| q.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
     let time = |k: &str, v: &str| {
         parse_time(v, now_ms).map_err(|e| AdminError::BadRequest(format!("{k}: {e}")))
     };
-    Ok(Filter {
+    let provider = get("provider").map(|p| candidates(p, [p.to_lowercase()]));
+    let model = get("model").map(|m| {
+        let resolved = crate::catalog::resolve(m).map(|id| id.info().id.to_string());
+        candidates(m, resolved.into_iter().chain([m.to_lowercase()]))
+    });
+    let f = Filter {
         since_ms: Some(time("since", get("since").unwrap_or(DEFAULT_SINCE))?),
         until_ms: get("until").map(|v| time("until", v)).transpose()?,
         tag: get("tag").map(|t| {
@@ -58,13 +66,73 @@ pub fn filter(q: &HashMap<String, String>, now_ms: i64) -> Result<Filter, AdminE
                 .next()
                 .unwrap_or_else(|| t.to_string())
         }),
-        provider: get("provider").map(str::to_lowercase),
-        model: get("model").map(|m| {
-            crate::catalog::resolve(m)
-                .map_or_else(|| m.to_lowercase(), |id| id.info().id.to_string())
-        }),
+        provider: provider.as_ref().and_then(|c| c.first().cloned()),
+        model: model.as_ref().and_then(|c| c.first().cloned()),
         client: get("client").map(str::to_string),
-    })
+    };
+    Ok((
+        f,
+        Candidates {
+            provider: provider.unwrap_or_default(),
+            model: model.unwrap_or_default(),
+        },
+    ))
+}
+
+fn candidates(given: &str, others: impl IntoIterator<Item = String>) -> Vec<String> {
+    let mut out = vec![given.to_string()];
+    for o in others {
+        if !out.contains(&o) {
+            out.push(o);
+        }
+    }
+    out
+}
+
+/// Spellings of the `provider` and `model` filters, the value as given first: records keep the
+/// upstream's exact ids (`Org/Model-Name`, an instance called `GPU`), while a person may type an
+/// alias or another case. The first spelling that has records in the window is used.
+#[derive(Debug, Default, Clone)]
+pub struct Candidates {
+    /// Provider spellings: as given, lower-cased.
+    pub provider: Vec<String>,
+    /// Model spellings: as given, the catalog id it resolves to, lower-cased.
+    pub model: Vec<String>,
+}
+
+impl Candidates {
+    /// Set `f.provider`/`f.model` to the first spelling with records (else the value as given).
+    ///
+    /// Errors: the backend failed.
+    pub fn apply(
+        &self,
+        store: &dyn crate::store::UsageQuery,
+        f: &mut Filter,
+    ) -> Result<(), crate::store::StoreError> {
+        if self.provider.len() > 1 {
+            f.provider = first_with_records(store, f, &self.provider, |f, v| f.provider = v)?;
+        }
+        if self.model.len() > 1 {
+            f.model = first_with_records(store, f, &self.model, |f, v| f.model = v)?;
+        }
+        Ok(())
+    }
+}
+
+fn first_with_records(
+    store: &dyn crate::store::UsageQuery,
+    f: &Filter,
+    spellings: &[String],
+    set: impl Fn(&mut Filter, Option<String>),
+) -> Result<Option<String>, crate::store::StoreError> {
+    for s in spellings {
+        let mut probe = f.clone();
+        set(&mut probe, Some(s.clone()));
+        if store.summary(&probe)?.requests > 0 {
+            return Ok(Some(s.clone()));
+        }
+    }
+    Ok(spellings.first().cloned())
 }
 
 /// `Totals` as JSON (admin/API.md): token counts, `cost_usd` (USD, priced requests only),
@@ -151,8 +219,12 @@ fn now_ms() -> i64 {
 /// `GET /api/usage/summary` → Totals.
 #[handler]
 pub async fn summary(state: Data<&AdminState>, q: Params) -> Result<Json<Value>, AdminError> {
-    let f = filter(&params(q)?, now_ms())?;
-    let t = blocking(&state, move |s| s.summary(&f)).await?;
+    let (mut f, c) = filter(&params(q)?, now_ms())?;
+    let t = blocking(&state, move |s| {
+        c.apply(s, &mut f)?;
+        s.summary(&f)
+    })
+    .await?;
     Ok(Json(Value::Object(totals_json(&t))))
 }
 
@@ -170,8 +242,12 @@ pub async fn series(state: Data<&AdminState>, q: Params) -> Result<Json<Value>, 
             )));
         }
     };
-    let f = filter(&q, now_ms())?;
-    let rows = blocking(&state, move |s| s.series(&f, g)).await?;
+    let (mut f, c) = filter(&q, now_ms())?;
+    let rows = blocking(&state, move |s| {
+        c.apply(s, &mut f)?;
+        s.series(&f, g)
+    })
+    .await?;
     let points: Vec<Value> = rows
         .iter()
         .map(|r| {
@@ -197,8 +273,12 @@ pub async fn breakdown(state: Data<&AdminState>, q: Params) -> Result<Json<Value
             "by {by_name:?}: expected tag, provider, model or client"
         ))
     })?;
-    let f = filter(&q, now_ms())?;
-    let rows = blocking(&state, move |s| s.breakdown(&f, by)).await?;
+    let (mut f, c) = filter(&q, now_ms())?;
+    let rows = blocking(&state, move |s| {
+        c.apply(s, &mut f)?;
+        s.breakdown(&f, by)
+    })
+    .await?;
     let rows: Vec<Value> = rows
         .iter()
         .map(|r| {
@@ -225,8 +305,12 @@ pub async fn recent(state: Data<&AdminState>, q: Params) -> Result<Json<Value>, 
                 AdminError::BadRequest(format!("limit {s:?}: expected 1 to {MAX_RECENT}"))
             })?,
     };
-    let f = filter(&q, now_ms())?;
-    let records = blocking(&state, move |s| s.recent(&f, limit)).await?;
+    let (mut f, c) = filter(&q, now_ms())?;
+    let records = blocking(&state, move |s| {
+        c.apply(s, &mut f)?;
+        s.recent(&f, limit)
+    })
+    .await?;
     let records: Vec<Value> = records.iter().map(record_json).collect();
     Ok(Json(json!({"records": records})))
 }
