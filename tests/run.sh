@@ -19,6 +19,10 @@ fi
 # The admin UI browser test (tests/admin_ui.rs) needs playwright-core, pinned in
 # tests/ui/package-lock.json (it drives the system's /usr/bin/chromium; no browser download).
 # Installed once: skipped when the pinned version is already there.
+if ! command -v npm >/dev/null 2>&1; then
+  echo "tests/run.sh: Node.js and npm are needed for the admin UI test (apt-get install nodejs npm; .ci/run does it)" >&2
+  exit 1
+fi
 pw_want=$(node -p "require('./tests/ui/package.json').dependencies['playwright-core']")
 pw_have=$(node -p "try { require('./tests/ui/node_modules/playwright-core/package.json').version } catch { '' }")
 if [ "$pw_want" != "$pw_have" ]; then
