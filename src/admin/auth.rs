@@ -503,3 +503,50 @@ pub async fn change_password(
     tracing::info!(client = %ip, "admin password changed; other sessions ended");
     Ok(StatusCode::NO_CONTENT.into_response())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_passwords_are_long_alphanumeric_and_differ() {
+        let a = generate_password();
+        let b = generate_password();
+        assert_eq!(a.len(), GENERATED_CHARS);
+        assert!(a.chars().all(|c| c.is_ascii_alphanumeric()), "{a}");
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn the_session_cookie_is_found_among_others() {
+        let req = Request::builder()
+            .header("cookie", "theme=dark; llm_relay_session=abc123 ; other=1")
+            .finish();
+        assert_eq!(session_token(&req).as_deref(), Some("abc123"));
+        let req = Request::builder()
+            .header("cookie", "xllm_relay_session=nope; llm_relay_session=")
+            .finish();
+        assert_eq!(
+            session_token(&req),
+            None,
+            "a prefix is another cookie; empty is none"
+        );
+    }
+
+    #[test]
+    fn tokens_compare_whole() {
+        assert!(same("abcd", "abcd"));
+        assert!(!same("abcd", "abce"));
+        assert!(!same("abcd", "abc"));
+        assert!(!same("", "a"));
+    }
+
+    #[test]
+    fn the_hash_verifies_only_its_password() {
+        let h = hash_password("right password").unwrap();
+        assert!(h.starts_with("$argon2id$"));
+        assert!(verify(&h, "right password"));
+        assert!(!verify(&h, "wrong password"));
+        assert!(!verify("not a hash", "right password"));
+    }
+}
