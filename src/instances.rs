@@ -626,6 +626,9 @@ impl Instances {
             let before = current.instances.iter().find(|s| s.name == i.name);
             let status = self.status_after(i, before, result);
             let mut statuses = current.instances.clone();
+            // Instances removed at runtime meanwhile (`set_custom`) leave with their models.
+            let configured = self.config.load();
+            statuses.retain(|s| configured.instances.iter().any(|c| c.name == s.name));
             match statuses.iter_mut().find(|s| s.name == i.name) {
                 Some(s) => *s = status,
                 None => statuses.push(status),

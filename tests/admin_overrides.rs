@@ -1165,3 +1165,127 @@ fn importing_the_source_price_file_changes_nothing() {
     let matched = llm_relay::catalog::MODELS.len() - report.unmatched;
     assert_eq!(matched, data.len() - 4);
 }
+
+/// A database file written by the first build with runtime overrides (schema version 2).
+const OVERRIDES_FIXTURE: &str = "tests/fixtures/usage/v2-overrides.redb";
+
+/// One override of every kind, as written into [`OVERRIDES_FIXTURE`].
+fn fixture_set() -> llm_relay::overrides::OverrideSet {
+    use llm_relay::overrides::*;
+    let mut set = OverrideSet::default();
+    set.providers.insert(
+        "local-ai".into(),
+        CustomProvider {
+            id: "local-ai".into(),
+            family: Family::Openai,
+            base_url: "http://127.0.0.1:8000/v1".into(),
+            api_key_env: Some("LOCAL_AI_KEY".into()),
+            enabled: true,
+        },
+    );
+    set.providers.insert(
+        "lab".into(),
+        CustomProvider {
+            id: "lab".into(),
+            family: Family::Ollama,
+            base_url: "http://127.0.0.1:11435".into(),
+            api_key_env: None,
+            enabled: false,
+        },
+    );
+    set.disabled_providers.insert("some-provider".into());
+    set.models.insert(
+        model_key("some-provider", "some/model:1"),
+        ModelOverride {
+            enabled: Some(false),
+            context_length: Some(1234),
+            capabilities: Some(Caps {
+                vision: true,
+                ..Caps::default()
+            }),
+            description: Some("house notes".into()),
+            pricing: PriceFields {
+                input: Some(1.5),
+                ..PriceFields::default()
+            },
+            imported: PriceFields {
+                output: Some(6.0),
+                cache_read: Some(0.15),
+                ..PriceFields::default()
+            },
+        },
+    );
+    set.custom_models.insert(
+        model_key("local-ai", "house-model"),
+        CustomModel {
+            provider: "local-ai".into(),
+            id: "house-model".into(),
+            context_length: Some(8192),
+            capabilities: Caps {
+                tools: true,
+                ..Caps::default()
+            },
+            description: None,
+            pricing: Some(Prices {
+                input: 4.0,
+                output: 8.0,
+                cache_read: None,
+                cache_write: Some(5.0),
+            }),
+            enabled: true,
+        },
+    );
+    set.aliases.insert(
+        "team-fast".into(),
+        CustomAlias {
+            alias: "Team-Fast".into(),
+            target: "local-ai/house-model".into(),
+            enabled: true,
+        },
+    );
+    set.disabled_aliases.insert("some-alias".into());
+    set
+}
+
+#[test]
+#[ignore = "writes tests/fixtures/usage/v2-overrides.redb; run deliberately"]
+fn write_v2_overrides_fixture() {
+    use llm_relay::store::OverrideStore;
+    let dir = TempDir::new("write-v2");
+    {
+        let store = RedbStore::open(&dir.0).unwrap();
+        let rows = fixture_set().diff(&llm_relay::overrides::OverrideSet::default());
+        store.write_overrides(&rows).unwrap();
+        store
+            .set_setting(llm_relay::overrides::keys::DEFAULT_MODEL, "house-model")
+            .unwrap();
+    }
+    std::fs::copy(
+        dir.0.join(llm_relay::store::embedded::FILE_NAME),
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(OVERRIDES_FIXTURE),
+    )
+    .unwrap();
+}
+
+/// Stored overrides are forever: the file the first build wrote still reads as the same set.
+#[test]
+fn checked_in_v2_overrides_database_stays_readable() {
+    use llm_relay::store::OverrideStore;
+    let dir = TempDir::new("read-v2");
+    std::fs::copy(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(OVERRIDES_FIXTURE),
+        dir.0.join(llm_relay::store::embedded::FILE_NAME),
+    )
+    .unwrap();
+    let store = RedbStore::open(&dir.0).unwrap();
+    let set =
+        llm_relay::overrides::OverrideSet::from_rows(store.load_overrides().unwrap()).unwrap();
+    assert_eq!(set, fixture_set());
+    assert_eq!(
+        store
+            .get_setting(llm_relay::overrides::keys::DEFAULT_MODEL)
+            .unwrap()
+            .as_deref(),
+        Some("house-model")
+    );
+}
