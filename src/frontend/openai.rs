@@ -65,7 +65,11 @@ fn model_object(m: ModelId) -> Value {
 }
 
 #[handler]
-async fn list_models(state: Data<&AppState>) -> Response {
+async fn list_models(req: &Request, state: Data<&AppState>) -> Response {
+    // Anthropic SDKs list models at the same path, in their own shape.
+    if super::anthropic::is_anthropic_client(req) {
+        return super::anthropic::models_response(&state);
+    }
     let data: Vec<Value> = ModelId::all()
         .filter(|m| state.config.is_enabled(m.info().provider))
         .map(model_object)
@@ -85,7 +89,10 @@ async fn list_models(state: Data<&AppState>) -> Response {
 }
 
 #[handler]
-async fn get_model(state: Data<&AppState>, Path(id): Path<String>) -> Response {
+async fn get_model(req: &Request, state: Data<&AppState>, Path(id): Path<String>) -> Response {
+    if super::anthropic::is_anthropic_client(req) {
+        return super::anthropic::model_response(&state, &id);
+    }
     // Same resolution as chat (DEFAULT_MODEL included), so a name that chats also retrieves.
     match relay::resolve_model(&state, &id) {
         Ok(relay::Target::Catalog(m)) => json_response(&model_object(m)),
