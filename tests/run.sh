@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The project's test command: `bash tests/run.sh` (extra arguments go to `cargo test`).
-# Needs cargo and python3 (>= 3.10, with venv). Installs the pinned Python SDK clients into
+# Needs cargo, python3 (>= 3.10, with venv) and npm. Installs the pinned Python SDK clients into
 # target/sdk-venv, then runs every Rust test, including tests/sdk_clients.rs, which drives the
 # official openai and ollama Python SDKs against the built binary.
 set -euo pipefail
@@ -15,4 +15,18 @@ fi
 "$venv/bin/python" -m pip install -q --disable-pip-version-check -r tests/clients/requirements.txt
 
 export LLM_RELAY_PYTHON="$PWD/$venv/bin/python"
+
+# Claude Code (pinned in tests/claude-code/package-lock.json) for tests/anthropic_clients.rs; needs
+# npm. Installed once into the git-ignored tests/claude-code/node_modules; its native binary runs
+# offline. The platform package's binary is used directly (no install script needed).
+cc=tests/claude-code
+if ! ls "$cc"/node_modules/@anthropic-ai/claude-code-*/claude >/dev/null 2>&1; then
+  (cd "$cc" && npm ci --no-audit --no-fund --loglevel=error)
+fi
+for bin in "$cc"/node_modules/@anthropic-ai/claude-code-*/claude "$cc"/node_modules/.bin/claude; do
+  if [ -x "$bin" ] && "$bin" --version >/dev/null 2>&1; then
+    export LLM_RELAY_CLAUDE="$PWD/$bin"
+    break
+  fi
+done
 cargo test --workspace --all-targets "$@"
