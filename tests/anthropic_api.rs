@@ -493,3 +493,96 @@ async fn gemini_stream_reaches_an_anthropic_client() {
     assert_eq!(delta.1["usage"]["output_tokens"], want.usage.1);
     assert_eq!(evs.last().unwrap().0, "message_stop");
 }
+
+#[tokio::test]
+async fn signed_thinking_round_trips_through_an_anthropic_upstream() {
+    // The recorded stream's thinking block ends with a signature_delta: the client gets it.
+    let ex = load("anthropic/messages_stream_thinking.yaml").remove(0);
+    let want_sig: String = ex
+        .sse_data()
+        .iter()
+        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+        .filter_map(|v| {
+            v.pointer("/delta/signature")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
+        .collect();
+    assert!(!want_sig.is_empty());
+    let anthropic = provider_of(WireFamily::Anthropic);
+    let model = first_model_of(anthropic);
+    let fake = FakeUpstream::start().await;
+    fake.replay(&ex, "/base/messages").await;
+    let relay = Relay::start(&[(anthropic, format!("{}/base", fake.uri()))]).await;
+    let resp = post(
+        &relay,
+        "/v1/messages",
+        &json!({"model": model, "max_tokens": 4096, "stream": true,
+                "thinking": {"type": "enabled", "budget_tokens": 2048},
+                "messages": [{"role": "user", "content": "think"}]}),
+    )
+    .await;
+    let evs = events(&resp.text().await.unwrap());
+    let start = evs
+        .iter()
+        .find(|(n, d)| n == "content_block_start" && d["content_block"]["type"] == "thinking")
+        .expect("a thinking block");
+    let index = &start.1["index"];
+    let sig: String = evs
+        .iter()
+        .filter(|(_, d)| &d["index"] == index && d["delta"]["type"] == "signature_delta")
+        .map(|(_, d)| d["delta"]["signature"].as_str().unwrap())
+        .collect();
+    assert_eq!(sig, want_sig);
+    // The client's budget went upstream as given.
+    assert_eq!(
+        fake.last_json().await["thinking"],
+        json!({"type": "enabled", "budget_tokens": 2048})
+    );
+
+    // The client echoes the signed block in a tool loop: it goes back first in the assistant
+    // turn, unchanged, and thinking stays on.
+    let resp = post(
+        &relay,
+        "/v1/messages",
+        &json!({"model": model, "max_tokens": 4096, "stream": true,
+                "thinking": {"type": "enabled", "budget_tokens": 2048},
+                "tools": [{"name": "f", "input_schema": {"type": "object"}}],
+                "messages": [
+                    {"role": "user", "content": "think"},
+                    {"role": "assistant", "content": [
+                        {"type": "thinking", "thinking": "plan", "signature": want_sig},
+                        {"type": "redacted_thinking", "data": "opaque"},
+                        {"type": "tool_use", "id": "toolu_1", "name": "f", "input": {}}]},
+                    {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "ok"}]}]}),
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    let sent = fake.last_json().await;
+    assert_eq!(sent["thinking"]["budget_tokens"], 2048, "{sent}");
+    assert_eq!(
+        sent["messages"][1]["content"][0],
+        json!({"type": "thinking", "thinking": "plan", "signature": want_sig})
+    );
+    assert_eq!(
+        sent["messages"][1]["content"][1],
+        json!({"type": "redacted_thinking", "data": "opaque"})
+    );
+    assert_eq!(sent["messages"][1]["content"][2]["type"], "tool_use");
+
+    // To a non-Anthropic upstream, echoed thinking is dropped silently.
+    let (ofake, orelay, _) = openai_fixture("openai/chat_basic.httprr").await;
+    let resp = post(
+        &orelay,
+        "/v1/messages",
+        &json!({"model": "gpt-4o", "max_tokens": 100, "messages": [
+            {"role": "user", "content": "hi"},
+            {"role": "assistant", "content": [{"type": "thinking", "thinking": "secret plan", "signature": want_sig}, {"type": "text", "text": "hello"}]},
+            {"role": "user", "content": "again"}]}),
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    let sent = ofake.last_json().await;
+    assert!(!sent.to_string().contains("secret plan"), "{sent}");
+    assert_eq!(sent["messages"][1]["content"], "hello");
+}

@@ -27,7 +27,7 @@ use serde_json::{Value, json};
 use super::{image_from_url, read_json};
 use crate::canonical::{
     ChatRequest, ChatResponse, ContentPart, FinishReason, Message, ResponseFormat, Role,
-    StreamEvent, Tool, ToolCall, ToolChoice, Usage,
+    SignedThinking, StreamEvent, Tool, ToolCall, ToolChoice, Usage,
 };
 use crate::catalog::{self, Capability, ModelId, WireFamily};
 use crate::error::ApiError;
@@ -261,6 +261,8 @@ struct Thinking {
     effort: Option<String>,
     /// Thinking explicitly switched on without a level (`adaptive`) or off (`disabled`).
     on: Option<bool>,
+    /// `budget_tokens` of `{"type":"enabled"}`.
+    budget: Option<u32>,
 }
 
 /// Reasoning effort for a thinking budget (tokens); the inverse of the Anthropic upstream's
@@ -279,9 +281,9 @@ fn decode_thinking(thinking: Option<&Value>, output_config: Option<&Value>) -> T
         Some("enabled") => {
             let budget = thinking
                 .and_then(|v| v.get("budget_tokens"))
-                .and_then(Value::as_u64)
-                .unwrap_or(4096);
-            t.effort = Some(effort_of_budget(budget).into());
+                .and_then(Value::as_u64);
+            t.effort = Some(effort_of_budget(budget.unwrap_or(4096)).into());
+            t.budget = budget.map(|b| u32::try_from(b).unwrap_or(u32::MAX));
         }
         Some("adaptive") => t.on = Some(true),
         Some("disabled") => t.on = Some(false),
@@ -368,6 +370,7 @@ fn decode_tool_result(block: &Value) -> Result<Message, ApiError> {
         ),
         name: None,
         thinking: None,
+        signed_thinking: Vec::new(),
     })
 }
 
@@ -401,13 +404,21 @@ fn decode_message(role: Role, content: Option<WireContent>) -> Result<Vec<Messag
                         });
                     }
                     Some("tool_result") => out.push(decode_tool_result(b)?),
-                    // Echoed reasoning: kept as the turn's thinking; upstreams that cannot
-                    // take it back drop it. Signatures and redacted thinking are not carried.
-                    Some("thinking") if role == Role::Assistant => {
-                        let t = text("thinking");
-                        if !t.is_empty() {
-                            msg.thinking.get_or_insert_with(String::new).push_str(t);
-                        }
+                    // Echoed reasoning: carried whole (text and signature) for an Anthropic
+                    // upstream, which verifies it; every other upstream ignores it. Unsigned
+                    // reasoning cannot be replayed anywhere: dropped.
+                    Some("thinking")
+                        if role == Role::Assistant && !text("signature").is_empty() =>
+                    {
+                        msg.signed_thinking.push(SignedThinking::Thinking {
+                            thinking: text("thinking").to_string(),
+                            signature: text("signature").to_string(),
+                        });
+                    }
+                    Some("redacted_thinking") if role == Role::Assistant => {
+                        msg.signed_thinking.push(SignedThinking::Redacted {
+                            data: text("data").to_string(),
+                        });
                     }
                     // redacted_thinking, document, search_result, server tool blocks, ...
                     _ => {}
@@ -415,7 +426,9 @@ fn decode_message(role: Role, content: Option<WireContent>) -> Result<Vec<Messag
             }
         }
     }
-    if !msg.content.is_empty() || !msg.tool_calls.is_empty() || out.is_empty() {
+    let has_any =
+        !msg.content.is_empty() || !msg.tool_calls.is_empty() || !msg.signed_thinking.is_empty();
+    if has_any || out.is_empty() {
         out.push(msg);
     }
     Ok(out)
@@ -563,6 +576,7 @@ fn fit_to_target(req: &mut ChatRequest, thinking: &Thinking, target: &Target) {
     if info.has(Capability::Reasoning) {
         req.reasoning_effort = thinking.effort.clone();
         req.think = thinking.on;
+        req.thinking_budget = thinking.budget;
     }
 }
 
@@ -655,7 +669,21 @@ fn tool_input(arguments: &str) -> Value {
 /// A complete `Message` (non-streamed answer). `model` is the name the client asked for.
 fn message_json(id: &str, model: &str, r: &ChatResponse, estimate: u64) -> Value {
     let mut content = Vec::new();
-    if let Some(t) = r.thinking.as_ref().filter(|t| !t.is_empty()) {
+    if !r.signed_thinking.is_empty() {
+        for t in &r.signed_thinking {
+            content.push(match t {
+                SignedThinking::Thinking {
+                    thinking,
+                    signature,
+                } => json!({"type": "thinking", "thinking": thinking, "signature": signature}),
+                SignedThinking::Redacted { data } => {
+                    json!({"type": "redacted_thinking", "data": data})
+                }
+            });
+        }
+    } else if let Some(t) = r.thinking.as_ref().filter(|t| !t.is_empty()) {
+        // Unsigned reasoning (OpenAI-compatible, Gemini, Ollama upstreams): shown, never
+        // replayable, so the signature is empty.
         content.push(json!({"type": "thinking", "thinking": t, "signature": ""}));
     }
     if !r.content.is_empty() {
@@ -808,6 +836,27 @@ impl StreamEncoder {
                     );
                 }
                 self.delta(out, json!({"type": "thinking_delta", "thinking": t}));
+            }
+            StreamEvent::ThinkingSignature(s) => {
+                // The signature ends its block (as Anthropic streams it); a signature without
+                // text (thinking `display: "omitted"`) still gets its block.
+                if self.open != Open::Thinking {
+                    self.open(
+                        out,
+                        Open::Thinking,
+                        json!({"type": "thinking", "thinking": "", "signature": ""}),
+                    );
+                }
+                self.delta(out, json!({"type": "signature_delta", "signature": s}));
+                self.close(out);
+            }
+            StreamEvent::RedactedThinking(data) => {
+                self.open(
+                    out,
+                    Open::Thinking,
+                    json!({"type": "redacted_thinking", "data": data}),
+                );
+                self.close(out);
             }
             StreamEvent::ToolCallDelta {
                 index,
@@ -1063,10 +1112,19 @@ mod tests {
         assert_eq!(req.system, ["a", "b", "c"]);
         assert_eq!(req.max_tokens, Some(128000));
         assert_eq!(thinking.effort.as_deref(), Some("high"));
+        assert_eq!(thinking.budget, Some(31999));
         assert_eq!(req.messages.len(), 5, "{:?}", req.messages);
         let a = &req.messages[1];
         assert_eq!(a.role, Role::Assistant);
-        assert_eq!(a.thinking.as_deref(), Some("hmm"));
+        // Signed reasoning is carried whole (only an Anthropic upstream replays it).
+        assert_eq!(a.thinking, None);
+        assert_eq!(
+            a.signed_thinking,
+            [SignedThinking::Thinking {
+                thinking: "hmm".into(),
+                signature: "sig".into()
+            }]
+        );
         assert_eq!(a.tool_calls.len(), 2);
         assert_eq!(a.tool_calls[0].arguments, r#"{"command":"ls"}"#);
         assert_eq!(req.messages[2].tool_call_id.as_deref(), Some("toolu_2"));

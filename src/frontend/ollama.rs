@@ -520,6 +520,7 @@ fn decode_chat(w: ChatWire) -> Result<ChatRequest, ApiError> {
             tool_call_id,
             name: m.tool_name,
             thinking: m.thinking,
+            signed_thinking: Vec::new(),
         });
     }
     Ok(req)
@@ -696,6 +697,8 @@ impl NdjsonEncoder {
         match ev {
             StreamEvent::TextDelta(t) => vec![self.delta(&t, None)],
             StreamEvent::ThinkingDelta(t) => vec![self.delta("", Some(&t))],
+            // Signatures have no Ollama field.
+            StreamEvent::ThinkingSignature(_) | StreamEvent::RedactedThinking(_) => Vec::new(),
             StreamEvent::ToolCallDelta {
                 index,
                 id,

@@ -480,6 +480,7 @@ fn decode_chat(mut r: ChatCompletionRequest) -> Result<(ChatRequest, bool), ApiE
             tool_call_id: m.tool_call_id,
             name: m.name,
             thinking: m.reasoning_content,
+            signed_thinking: Vec::new(),
         });
     }
     let include_usage = req.stream
@@ -645,6 +646,8 @@ impl ChatStreamEncoder {
             StreamEvent::ThinkingDelta(t) => {
                 vec![self.chunk_raw(&Self::text_delta("reasoning_content", &t), None)]
             }
+            // Signatures have no OpenAI field.
+            StreamEvent::ThinkingSignature(_) | StreamEvent::RedactedThinking(_) => Vec::new(),
             StreamEvent::ToolCallDelta {
                 index,
                 id,
@@ -860,7 +863,10 @@ impl ChatStreamEncoder {
                 out.push(Bytes::from_static(b"data: [DONE]\n\n"));
                 out
             }
-            StreamEvent::ThinkingDelta(_) | StreamEvent::ToolCallDelta { .. } => Vec::new(),
+            StreamEvent::ThinkingDelta(_)
+            | StreamEvent::ThinkingSignature(_)
+            | StreamEvent::RedactedThinking(_)
+            | StreamEvent::ToolCallDelta { .. } => Vec::new(),
         }
     }
 }

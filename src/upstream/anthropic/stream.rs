@@ -147,6 +147,11 @@ impl State {
                             text("thinking").to_string(),
                         )));
                     }
+                    Some("redacted_thinking") => {
+                        self.out
+                            .queue
+                            .push_back(Ok(StreamEvent::RedactedThinking(text("data").to_string())));
+                    }
                     Some("tool_use") => {
                         if self.tools as usize >= MAX_BLOCKS {
                             return self.fail(ApiError::UpstreamInvalid {
@@ -218,7 +223,16 @@ impl State {
                             }),
                         }
                     }
-                    // signature_delta, citations_delta: nothing a client API carries.
+                    // The signature closing a thinking block, for clients that echo it.
+                    Some("signature_delta") => {
+                        let s = text("signature");
+                        if !s.is_empty() {
+                            self.out
+                                .queue
+                                .push_back(Ok(StreamEvent::ThinkingSignature(s.to_string())));
+                        }
+                    }
+                    // citations_delta: nothing a client API carries.
                     _ => {}
                 }
             }

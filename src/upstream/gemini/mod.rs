@@ -89,6 +89,7 @@ impl Dialect for Gemini {
                 .to_string(),
             content,
             thinking,
+            signed_thinking: Vec::new(),
             tool_calls,
             finish_reason: finish,
             usage: v

@@ -297,6 +297,7 @@ fn decode_response(provider: &'static str, v: &Value) -> Result<ChatResponse, Ap
             .to_string(),
         content,
         thinking,
+        signed_thinking: Vec::new(),
         tool_calls,
         finish_reason: finish,
         usage: v
