@@ -586,3 +586,111 @@ async fn signed_thinking_round_trips_through_an_anthropic_upstream() {
     assert!(!sent.to_string().contains("secret plan"), "{sent}");
     assert_eq!(sent["messages"][1]["content"], "hello");
 }
+
+#[tokio::test]
+async fn upstream_failure_mid_stream_becomes_an_error_event() {
+    let fake = FakeUpstream::start().await;
+    let chunk = |delta: Value| {
+        format!(
+            "data: {}\n\n",
+            json!({"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
+                   "choices": [{"index": 0, "delta": delta, "finish_reason": null}]})
+        )
+    };
+    let body = chunk(json!({"role": "assistant", "content": ""}))
+        + &chunk(json!({"content": "partial"}))
+        + "data: {\"error\":{\"message\":\"boom\",\"type\":\"server_error\"}}\n\n";
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(body, "text/event-stream"))
+        .mount(&fake.server)
+        .await;
+    let relay = Relay::start(&[("openai", format!("{}/v1", fake.uri()))]).await;
+    let resp = post(
+        &relay,
+        "/v1/messages",
+        &json!({"model": "gpt-4o", "max_tokens": 10, "stream": true,
+                "messages": [{"role": "user", "content": "x"}]}),
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    let evs = events(&resp.text().await.unwrap());
+    let names: Vec<&str> = evs.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "message_start",
+            "ping",
+            "content_block_start",
+            "content_block_delta",
+            "error"
+        ]
+    );
+    let err = &evs[4].1;
+    assert_eq!(err["error"]["type"], "api_error");
+    assert!(err["error"]["message"].as_str().unwrap().contains("boom"));
+}
+
+#[tokio::test]
+async fn each_request_leaves_one_usage_record_of_the_anthropic_api() {
+    use llm_relay::relay::AppState;
+    use llm_relay::store::UsageQuery;
+    use llm_relay::store::embedded::RedbStore;
+    use llm_relay::usage::query::Filter;
+    use llm_relay::usage::record::UsageSettings;
+    use llm_relay::usage::recorder::Recorder;
+    use std::sync::Arc;
+
+    let dir =
+        std::env::temp_dir().join(format!("llm-relay-anthropic-usage-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let ex = load("openai/chat_stream_include_usage.httprr").remove(0);
+    let (_, want_usage) = openai_stream_text(&ex);
+    let fake = FakeUpstream::start().await;
+    fake.replay(&ex, "/v1/chat/completions").await;
+    let store = Arc::new(RedbStore::open(&dir).unwrap());
+    let recorder = Recorder::start(store.clone(), UsageSettings::default(), Vec::new()).unwrap();
+    let state = AppState::new(config(&[("openai", format!("{}/v1", fake.uri()))]))
+        .unwrap()
+        .with_recorder(recorder.clone());
+    let relay = Relay::start_with_state(state).await;
+    let resp = post(
+        &relay,
+        "/v1/messages?beta=true",
+        &json!({"model": "gpt-4o", "max_tokens": 10, "stream": true,
+                "messages": [{"role": "user", "content": "x"}]}),
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    resp.text().await.unwrap();
+    // The stream's record is sent when its body is dropped, just after the last byte.
+    let mut records = Vec::new();
+    for _ in 0..200 {
+        let r = recorder.clone();
+        tokio::task::spawn_blocking(move || r.flush())
+            .await
+            .unwrap();
+        records = store.recent(&Filter::default(), 10).unwrap();
+        if !records.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(records.len(), 1, "{records:#?}");
+    let r = &records[0];
+    assert_eq!(r.frontend, "anthropic-api");
+    assert_eq!(r.endpoint, "/v1/messages");
+    assert_eq!(r.tags, ["client-tag"], "x-api-key is the tag");
+    assert!(r.stream && r.complete && r.status == 200);
+    assert_eq!(
+        r.input_tokens,
+        want_usage["prompt_tokens"].as_u64().unwrap()
+    );
+    assert_eq!(
+        r.output_tokens,
+        want_usage["completion_tokens"].as_u64().unwrap()
+    );
+    recorder.shutdown();
+    let _ = std::fs::remove_dir_all(&dir);
+}
