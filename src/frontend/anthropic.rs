@@ -179,9 +179,10 @@ fn resolve(state: &AppState, name: &str) -> Result<Target, ApiError> {
         state.config.small_model.as_deref(),
     );
     relay::resolve_model(state, mapped).map_err(|e| match e {
-        ApiError::ModelNotFound(_) if mapped != name => ApiError::ModelNotFound(format!(
-            "{name}' (mapped to '{mapped}' by BIG_MODEL/SMALL_MODEL)"
-        )),
+        // "model 'claude-sonnet-4-5 -> gpt-x' not found": the mapping is part of the answer.
+        ApiError::ModelNotFound(_) if mapped != name => {
+            ApiError::ModelNotFound(format!("{name} -> {mapped}"))
+        }
         other => other,
     })
 }
