@@ -216,6 +216,11 @@ pub struct ChatRequest {
     /// OpenAI-compatible dialect writes them (never over a field it set itself), every other
     /// dialect ignores them. `None` = nothing extra.
     pub openai_extra: Option<serde_json::Map<String, Value>>,
+    /// The client asked for prompt caching (Anthropic `cache_control` on any block or at the
+    /// top level). The Anthropic dialect then asks for automatic caching (a top-level
+    /// `cache_control`, which caches up to the last cacheable block), since per-block breakpoints
+    /// are not modelled; other dialects cache on their own or not at all.
+    pub cache_prompt: bool,
 }
 
 /// Why generation stopped.

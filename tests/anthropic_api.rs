@@ -353,7 +353,26 @@ async fn claude_names_go_to_anthropic_when_it_is_keyed() {
         body["usage"]["input_tokens"],
         recorded["usage"]["input_tokens"]
     );
-    assert_eq!(fake.last_json().await["model"], model);
+    let sent = fake.last_json().await;
+    assert_eq!(sent["model"], model);
+    assert!(sent.get("cache_control").is_none(), "{sent}");
+
+    // Claude Code marks its system prompt for caching: Anthropic is asked to cache automatically.
+    let resp = post(
+        &relay,
+        "/v1/messages",
+        &json!({"model": model, "max_tokens": 10,
+                "system": [{"type": "text", "text": "long prompt", "cache_control": {"type": "ephemeral"}}],
+                "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    let sent = fake.last_json().await;
+    assert_eq!(
+        sent["cache_control"],
+        json!({"type": "ephemeral"}),
+        "{sent}"
+    );
 }
 
 #[tokio::test]

@@ -208,6 +208,8 @@ struct WireTool {
     #[serde(rename = "type", default)]
     kind: Option<String>,
     #[serde(default)]
+    cache_control: Option<Value>,
+    #[serde(default)]
     name: Option<String>,
     #[serde(default)]
     description: Option<String>,
@@ -253,6 +255,19 @@ struct MessagesRequest {
     /// `{"effort":"low|medium|high|max", "format":{"type":"json_schema","schema":{..}}}`.
     #[serde(default)]
     output_config: Option<Value>,
+    /// Top-level (automatic) prompt caching.
+    #[serde(default)]
+    cache_control: Option<Value>,
+}
+
+/// Whether any block of `content` carries a `cache_control` breakpoint.
+fn marks_cache(content: Option<&WireContent>) -> bool {
+    match content {
+        Some(WireContent::Blocks(blocks)) => blocks
+            .iter()
+            .any(|b| b.get("cache_control").is_some_and(|c| !c.is_null())),
+        _ => false,
+    }
 }
 
 /// What the decoded request asked for that depends on the routed model (set after routing).
@@ -469,7 +484,15 @@ fn decode_request(r: MessagesRequest) -> Result<(ChatRequest, Thinking), ApiErro
         None => None,
     };
     let thinking = decode_thinking(r.thinking.as_ref(), r.output_config.as_ref());
+    let cache_prompt = r.cache_control.as_ref().is_some_and(|c| !c.is_null())
+        || marks_cache(r.system.as_ref())
+        || r.messages.iter().any(|m| marks_cache(m.content.as_ref()))
+        || r.tools
+            .iter()
+            .flatten()
+            .any(|t| t.cache_control.as_ref().is_some_and(|c| !c.is_null()));
     let mut req = ChatRequest {
+        cache_prompt,
         model: r.model,
         stream: r.stream.unwrap_or(false),
         max_tokens,
@@ -1111,6 +1134,7 @@ mod tests {
             ]
         }));
         assert_eq!(req.system, ["a", "b", "c"]);
+        assert!(req.cache_prompt, "cache_control on a system block");
         assert_eq!(req.max_tokens, Some(128000));
         assert_eq!(thinking.effort.as_deref(), Some("high"));
         assert_eq!(thinking.budget, Some(31999));

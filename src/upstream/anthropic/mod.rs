@@ -389,6 +389,9 @@ pub fn encode_body(model: ModelId, req: &ChatRequest) -> Result<Value, ApiError>
             json!({"type": "enabled", "budget_tokens": budget}),
         );
     }
+    if req.cache_prompt {
+        m.insert("cache_control".into(), json!({"type": "ephemeral"}));
+    }
     if let Some(ResponseFormat::JsonSchema { schema, .. }) = &req.response_format
         && !q.drops(Param::ResponseFormat)
     {
