@@ -828,6 +828,23 @@ impl StreamEncoder {
         self.open = kind;
     }
 
+    /// A `content_block_delta` carrying text (`text_delta`/`text`, `thinking_delta`/`thinking`,
+    /// `input_json_delta`/`partial_json`), written without a JSON tree: this runs per token.
+    fn text_delta(&self, out: &mut Vec<u8>, kind: &str, field: &str, text: &str) {
+        out.extend_from_slice(
+            b"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":",
+        );
+        out.extend_from_slice((self.next_block - 1).to_string().as_bytes());
+        out.extend_from_slice(b",\"delta\":{\"type\":\"");
+        out.extend_from_slice(kind.as_bytes());
+        out.extend_from_slice(b"\",\"");
+        out.extend_from_slice(field.as_bytes());
+        out.extend_from_slice(b"\":");
+        // Writing a string into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, text);
+        out.extend_from_slice(b"}}\n\n");
+    }
+
     fn delta(&self, out: &mut Vec<u8>, delta: Value) {
         frame(
             out,
@@ -848,7 +865,7 @@ impl StreamEncoder {
                 if self.open != Open::Text {
                     self.open(out, Open::Text, json!({"type": "text", "text": ""}));
                 }
-                self.delta(out, json!({"type": "text_delta", "text": t}));
+                self.text_delta(out, "text_delta", "text", &t);
             }
             StreamEvent::ThinkingDelta(t) if t.is_empty() => {}
             StreamEvent::ThinkingDelta(t) => {
@@ -859,7 +876,7 @@ impl StreamEncoder {
                         json!({"type": "thinking", "thinking": "", "signature": ""}),
                     );
                 }
-                self.delta(out, json!({"type": "thinking_delta", "thinking": t}));
+                self.text_delta(out, "thinking_delta", "thinking", &t);
             }
             StreamEvent::ThinkingSignature(s) => {
                 // The signature ends its block (as Anthropic streams it); a signature without
@@ -905,10 +922,7 @@ impl StreamEncoder {
                     );
                 }
                 if !arguments.is_empty() {
-                    self.delta(
-                        out,
-                        json!({"type": "input_json_delta", "partial_json": arguments}),
-                    );
+                    self.text_delta(out, "input_json_delta", "partial_json", &arguments);
                 }
             }
             StreamEvent::Finish(reason) => {
