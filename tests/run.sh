@@ -21,6 +21,9 @@ export LLM_RELAY_PYTHON="$PWD/$venv/bin/python"
 # offline. The platform package's binary is used directly (no install script needed).
 cc=tests/claude-code
 if ! ls "$cc"/node_modules/@anthropic-ai/claude-code-*/claude >/dev/null 2>&1; then
+  if ! command -v npm >/dev/null && command -v apt-get >/dev/null; then
+    apt-get update -qq && apt-get install -y -qq npm >/dev/null
+  fi
   (cd "$cc" && npm ci --no-audit --no-fund --loglevel=error)
 fi
 for bin in "$cc"/node_modules/@anthropic-ai/claude-code-*/claude "$cc"/node_modules/.bin/claude; do
