@@ -713,3 +713,117 @@ async fn each_request_leaves_one_usage_record_of_the_anthropic_api() {
     recorder.shutdown();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// What an Anthropic client received, in the terms of `common::native::Recorded`.
+fn received(body: &str, stream: bool) -> common::native::Recorded {
+    let mut r = common::native::Recorded::default();
+    let mut usage = serde_json::Map::new();
+    let mut take = |u: &Value| {
+        for (k, v) in u.as_object().into_iter().flatten() {
+            usage.insert(k.clone(), v.clone());
+        }
+    };
+    if stream {
+        let mut tools: Vec<(Value, String, String)> = Vec::new();
+        for (name, d) in events(body) {
+            match name.as_str() {
+                "message_start" => take(&d["message"]["usage"]),
+                "message_delta" => take(&d["usage"]),
+                "content_block_start" if d["content_block"]["type"] == "tool_use" => tools.push((
+                    d["index"].clone(),
+                    d["content_block"]["name"].as_str().unwrap().into(),
+                    String::new(),
+                )),
+                "content_block_delta" => {
+                    let x = &d["delta"];
+                    r.text.push_str(x["text"].as_str().unwrap_or_default());
+                    r.thinking
+                        .push_str(x["thinking"].as_str().unwrap_or_default());
+                    if let Some(p) = x["partial_json"].as_str() {
+                        let t = tools.iter_mut().find(|t| t.0 == d["index"]).unwrap();
+                        t.2.push_str(p);
+                    }
+                }
+                "error" => panic!("error event: {d}"),
+                _ => {}
+            }
+        }
+        r.tools = tools
+            .into_iter()
+            .map(|(_, n, a)| {
+                let a = if a.is_empty() {
+                    json!({})
+                } else {
+                    serde_json::from_str(&a).unwrap()
+                };
+                (n, a)
+            })
+            .collect();
+    } else {
+        let v: Value = serde_json::from_str(body).unwrap();
+        for b in v["content"].as_array().unwrap() {
+            match b["type"].as_str().unwrap() {
+                "text" => r.text.push_str(b["text"].as_str().unwrap()),
+                "thinking" => r.thinking.push_str(b["thinking"].as_str().unwrap()),
+                "tool_use" => r
+                    .tools
+                    .push((b["name"].as_str().unwrap().into(), b["input"].clone())),
+                _ => {}
+            }
+        }
+        take(&v["usage"]);
+    }
+    let n = |k: &str| usage.get(k).and_then(Value::as_u64).unwrap_or(0);
+    r.usage = (
+        n("input_tokens") + n("cache_read_input_tokens") + n("cache_creation_input_tokens"),
+        n("output_tokens"),
+    );
+    r
+}
+
+#[tokio::test]
+async fn every_recorded_anthropic_and_gemini_answer_reaches_anthropic_clients() {
+    let mut checked = 0;
+    for file in common::fixtures::all_fixture_files() {
+        let family = match file.split('/').next().unwrap() {
+            "anthropic" => WireFamily::Anthropic,
+            "gemini" => WireFamily::Gemini,
+            _ => continue,
+        };
+        for ex in load(&file).into_iter().filter(|ex| {
+            let p = ex.path();
+            ex.status == 200
+                && (p.ends_with("/messages")
+                    || p.ends_with(":generateContent")
+                    || p.ends_with(":streamGenerateContent"))
+        }) {
+            let want = match family {
+                WireFamily::Anthropic => common::native::anthropic(&ex),
+                _ => common::native::gemini(&ex),
+            };
+            let provider = provider_of(family);
+            let model = first_model_of(provider);
+            let stream = ex.is_sse();
+            let at = match family {
+                WireFamily::Anthropic => "/base/messages".to_string(),
+                _ if stream => format!("/base/models/{model}:streamGenerateContent"),
+                _ => format!("/base/models/{model}:generateContent"),
+            };
+            let fake = FakeUpstream::start().await;
+            fake.replay(&ex, &at).await;
+            let relay = Relay::start(&[(provider, format!("{}/base", fake.uri()))]).await;
+            let resp = post(
+                &relay,
+                "/v1/messages",
+                &json!({"model": model, "max_tokens": 1000, "stream": stream,
+                        "messages": [{"role": "user", "content": "hi"}]}),
+            )
+            .await;
+            assert_eq!(resp.status(), 200, "{file}");
+            let got = received(&resp.text().await.unwrap(), stream);
+            assert_eq!(got, want, "{file}");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 14, "only {checked} recorded exchanges replayed");
+}
