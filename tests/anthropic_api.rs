@@ -827,3 +827,29 @@ async fn every_recorded_anthropic_and_gemini_answer_reaches_anthropic_clients() 
     }
     assert!(checked >= 14, "only {checked} recorded exchanges replayed");
 }
+
+#[tokio::test]
+async fn images_in_tool_results_reach_an_openai_upstream_after_the_tool_messages() {
+    let (fake, relay, _) = openai_fixture("openai/chat_basic.httprr").await;
+    let resp = post(
+        &relay,
+        "/v1/messages",
+        &json!({"model": "gpt-4o", "max_tokens": 10, "messages": [
+            {"role": "user", "content": "read the screenshot"},
+            {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_r", "name": "Read", "input": {"file_path": "/s.png"}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_r", "content": [
+                {"type": "text", "text": "the file"},
+                {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG_1X1}}]}]}]}),
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    let sent = fake.last_json().await;
+    let msgs = sent["messages"].as_array().unwrap();
+    assert_eq!(msgs[2]["role"], "tool");
+    assert_eq!(msgs[2]["content"], "the file");
+    assert_eq!(msgs[3]["role"], "user");
+    assert_eq!(
+        msgs[3]["content"][1]["image_url"]["url"],
+        format!("data:image/png;base64,{PNG_1X1}")
+    );
+}
