@@ -317,6 +317,9 @@ pub struct ChatResponse {
     pub tool_calls: Vec<ToolCall>,
     /// Why it stopped.
     pub finish_reason: FinishReason,
+    /// The stop sequence that ended it, when the upstream says which (Anthropic
+    /// `stop_sequence`); `None` otherwise.
+    pub stop_sequence: Option<String>,
     /// Token counts, when the upstream reported them.
     pub usage: Option<Usage>,
 }
@@ -346,6 +349,9 @@ pub enum StreamEvent {
     },
     /// Token counts (may come once, at the end).
     Usage(Usage),
+    /// The stop sequence that ended the generation (before `Finish`; only upstreams that say
+    /// which one send it: Anthropic).
+    StopSequence(String),
     /// Generation ended.
     Finish(FinishReason),
 }

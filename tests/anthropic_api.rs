@@ -853,3 +853,62 @@ async fn images_in_tool_results_reach_an_openai_upstream_after_the_tool_messages
         format!("data:image/png;base64,{PNG_1X1}")
     );
 }
+
+#[tokio::test]
+async fn the_matched_stop_sequence_reaches_the_client() {
+    let anthropic = provider_of(WireFamily::Anthropic);
+    let model = first_model_of(anthropic);
+    let fake = FakeUpstream::start().await;
+    let message = json!({"id": "msg_1", "type": "message", "role": "assistant", "model": model,
+        "content": [{"type": "text", "text": "one two"}], "stop_reason": "stop_sequence",
+        "stop_sequence": "END", "usage": {"input_tokens": 5, "output_tokens": 2}});
+    let sse = [
+        ("message_start", json!({"type": "message_start", "message": {"id": "msg_1", "type": "message", "role": "assistant",
+            "model": model, "content": [], "stop_reason": null, "stop_sequence": null, "usage": {"input_tokens": 5, "output_tokens": 1}}})),
+        ("content_block_start", json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})),
+        ("content_block_delta", json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "one two"}})),
+        ("content_block_stop", json!({"type": "content_block_stop", "index": 0})),
+        ("message_delta", json!({"type": "message_delta", "delta": {"stop_reason": "stop_sequence", "stop_sequence": "END"}, "usage": {"output_tokens": 2}})),
+        ("message_stop", json!({"type": "message_stop"})),
+    ]
+    .iter()
+    .map(|(e, d)| format!("event: {e}\ndata: {d}\n\n"))
+    .collect::<String>();
+    Mock::given(method("POST"))
+        .and(path("/base/messages"))
+        .and(wiremock::matchers::body_partial_json(
+            json!({"stream": true}),
+        ))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(sse, "text/event-stream"))
+        .with_priority(1)
+        .mount(&fake.server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/base/messages"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(message))
+        .mount(&fake.server)
+        .await;
+    let relay = Relay::start(&[(anthropic, format!("{}/base", fake.uri()))]).await;
+    let req = |stream: bool| {
+        json!({"model": model, "max_tokens": 10, "stream": stream, "stop_sequences": ["END"],
+               "messages": [{"role": "user", "content": "count"}]})
+    };
+    let body: Value = post(&relay, "/v1/messages", &req(false))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["stop_reason"], "stop_sequence");
+    assert_eq!(body["stop_sequence"], "END");
+    assert_eq!(fake.last_json().await["stop_sequences"], json!(["END"]));
+    let evs = events(
+        &post(&relay, "/v1/messages", &req(true))
+            .await
+            .text()
+            .await
+            .unwrap(),
+    );
+    let delta = &evs.iter().find(|(n, _)| n == "message_delta").unwrap().1;
+    assert_eq!(delta["delta"]["stop_reason"], "stop_sequence");
+    assert_eq!(delta["delta"]["stop_sequence"], "END");
+}

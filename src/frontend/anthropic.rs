@@ -645,6 +645,14 @@ pub fn estimate_tokens(req: &ChatRequest) -> u64 {
 
 // ---- response encoding ----
 
+/// `stop_reason` and `stop_sequence` of an answer.
+fn stop_fields(r: FinishReason, stop_sequence: Option<&str>) -> (&'static str, Value) {
+    match (r, stop_sequence) {
+        (FinishReason::Stop, Some(s)) => ("stop_sequence", s.into()),
+        (r, _) => (stop_reason(r), Value::Null),
+    }
+}
+
 fn stop_reason(r: FinishReason) -> &'static str {
     match r {
         FinishReason::Stop | FinishReason::Error => "end_turn",
@@ -723,14 +731,15 @@ fn message_json(id: &str, model: &str, r: &ChatResponse, estimate: u64) -> Value
         prompt_tokens: estimate,
         ..Usage::default()
     });
+    let (stop_reason, stop_sequence) = stop_fields(r.finish_reason, r.stop_sequence.as_deref());
     json!({
         "id": id,
         "type": "message",
         "role": "assistant",
         "model": model,
         "content": content,
-        "stop_reason": stop_reason(r.finish_reason),
-        "stop_sequence": Value::Null,
+        "stop_reason": stop_reason,
+        "stop_sequence": stop_sequence,
         "usage": usage_json(&usage),
     })
 }
@@ -767,6 +776,8 @@ struct StreamEncoder {
     /// Canonical tool-call indexes that already had a block.
     tools_seen: Vec<u32>,
     usage: Option<Usage>,
+    /// The stop sequence the upstream said ended the answer.
+    stop_sequence: Option<String>,
 }
 
 impl StreamEncoder {
@@ -780,6 +791,7 @@ impl StreamEncoder {
             open: Open::None,
             tools_seen: Vec::new(),
             usage: None,
+            stop_sequence: None,
         }
     }
 
@@ -854,9 +866,16 @@ impl StreamEncoder {
     }
 
     fn event(&mut self, out: &mut Vec<u8>, ev: StreamEvent) {
-        if let StreamEvent::Usage(u) = ev {
-            self.usage = Some(u);
-            return;
+        match ev {
+            StreamEvent::Usage(u) => {
+                self.usage = Some(u);
+                return;
+            }
+            StreamEvent::StopSequence(s) => {
+                self.stop_sequence = Some(s);
+                return;
+            }
+            _ => {}
         }
         self.start(out);
         match ev {
@@ -931,16 +950,18 @@ impl StreamEncoder {
                     prompt_tokens: self.estimate,
                     ..Usage::default()
                 });
+                let (stop_reason, stop_sequence) =
+                    stop_fields(reason, self.stop_sequence.as_deref());
                 frame(
                     out,
                     "message_delta",
                     &json!({"type": "message_delta",
-                            "delta": {"stop_reason": stop_reason(reason), "stop_sequence": Value::Null},
+                            "delta": {"stop_reason": stop_reason, "stop_sequence": stop_sequence},
                             "usage": usage_json(&usage)}),
                 );
                 frame(out, "message_stop", &json!({"type": "message_stop"}));
             }
-            StreamEvent::Usage(_) => {}
+            StreamEvent::Usage(_) | StreamEvent::StopSequence(_) => {}
         }
     }
 

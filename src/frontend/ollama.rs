@@ -697,8 +697,10 @@ impl NdjsonEncoder {
         match ev {
             StreamEvent::TextDelta(t) => vec![self.delta(&t, None)],
             StreamEvent::ThinkingDelta(t) => vec![self.delta("", Some(&t))],
-            // Signatures have no Ollama field.
-            StreamEvent::ThinkingSignature(_) | StreamEvent::RedactedThinking(_) => Vec::new(),
+            // Signatures and the matched stop sequence have no Ollama field.
+            StreamEvent::ThinkingSignature(_)
+            | StreamEvent::RedactedThinking(_)
+            | StreamEvent::StopSequence(_) => Vec::new(),
             StreamEvent::ToolCallDelta {
                 index,
                 id,

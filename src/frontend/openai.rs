@@ -646,8 +646,10 @@ impl ChatStreamEncoder {
             StreamEvent::ThinkingDelta(t) => {
                 vec![self.chunk_raw(&Self::text_delta("reasoning_content", &t), None)]
             }
-            // Signatures have no OpenAI field.
-            StreamEvent::ThinkingSignature(_) | StreamEvent::RedactedThinking(_) => Vec::new(),
+            // Signatures and the matched stop sequence have no OpenAI field.
+            StreamEvent::ThinkingSignature(_)
+            | StreamEvent::RedactedThinking(_)
+            | StreamEvent::StopSequence(_) => Vec::new(),
             StreamEvent::ToolCallDelta {
                 index,
                 id,
@@ -866,6 +868,7 @@ impl ChatStreamEncoder {
             StreamEvent::ThinkingDelta(_)
             | StreamEvent::ThinkingSignature(_)
             | StreamEvent::RedactedThinking(_)
+            | StreamEvent::StopSequence(_)
             | StreamEvent::ToolCallDelta { .. } => Vec::new(),
         }
     }

@@ -548,6 +548,10 @@ fn decode_response(provider: &'static str, v: &Value) -> Result<ChatResponse, Ap
         signed_thinking,
         tool_calls,
         finish_reason: finish,
+        stop_sequence: v
+            .get("stop_sequence")
+            .and_then(Value::as_str)
+            .map(str::to_string),
         usage,
     })
 }

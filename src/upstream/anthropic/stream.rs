@@ -240,6 +240,11 @@ impl State {
                 if let Some(r) = v.pointer("/delta/stop_reason").and_then(Value::as_str) {
                     self.finish = Some(finish_reason(r));
                 }
+                if let Some(s) = v.pointer("/delta/stop_sequence").and_then(Value::as_str) {
+                    self.out
+                        .queue
+                        .push_back(Ok(StreamEvent::StopSequence(s.to_string())));
+                }
                 if let Some(u) = v.get("usage").filter(|u| u.is_object()) {
                     self.on_usage(u);
                 }

@@ -92,6 +92,7 @@ impl Dialect for Gemini {
             signed_thinking: Vec::new(),
             tool_calls,
             finish_reason: finish,
+            stop_sequence: None,
             usage: v
                 .get("usageMetadata")
                 .filter(|u| u.is_object())

@@ -367,6 +367,7 @@ pub fn decode_response(provider: &'static str, v: &Value) -> Result<ChatResponse
             v.get("done_reason").and_then(Value::as_str),
             !tool_calls.is_empty(),
         ),
+        stop_sequence: None,
         tool_calls,
         usage: decode_usage(v),
     })

@@ -330,6 +330,7 @@ fn decode_response(provider: &'static str, v: &Value) -> Result<ChatResponse, Ap
         signed_thinking: Vec::new(),
         tool_calls,
         finish_reason: finish,
+        stop_sequence: None,
         usage: v
             .get("usage")
             .filter(|u| u.is_object())
