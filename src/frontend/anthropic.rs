@@ -24,6 +24,7 @@ use poem::{Body, Request, Response, Route, handler, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::openai::{new_id, sse_response};
 use super::{image_from_url, read_json};
 use crate::canonical::{
     ChatRequest, ChatResponse, ContentPart, FinishReason, Message, ResponseFormat, Role,
@@ -32,6 +33,7 @@ use crate::canonical::{
 use crate::catalog::{self, Capability, ModelId, WireFamily};
 use crate::error::ApiError;
 use crate::relay::{self, AppState, Reply, Target};
+use crate::upstream::anthropic::{thinking_block, tool_input};
 use crate::usage::RequestLog;
 
 /// Add the Messages routes to the `/v1` route table (query strings such as Claude Code's
@@ -675,44 +677,17 @@ fn usage_json(u: &Usage) -> Value {
     })
 }
 
-fn new_id(prefix: &str) -> String {
-    let mut s = String::from(prefix);
-    for _ in 0..24 {
-        s.push(fastrand::alphanumeric());
-    }
-    s
-}
-
 /// A `tool_use` id for a call the upstream gave none.
 fn tool_use_id(id: Option<String>) -> String {
     id.filter(|i| !i.is_empty())
         .unwrap_or_else(|| new_id("toolu_"))
 }
 
-/// Tool arguments (JSON text) as the `input` object: empty or unparseable text is `{}`.
-fn tool_input(arguments: &str) -> Value {
-    match serde_json::from_str::<Value>(arguments) {
-        Ok(v @ Value::Object(_)) => v,
-        Ok(Value::Null) | Err(_) => json!({}),
-        Ok(other) => json!({ "value": other }),
-    }
-}
-
 /// A complete `Message` (non-streamed answer). `model` is the name the client asked for.
 fn message_json(id: &str, model: &str, r: &ChatResponse, estimate: u64) -> Value {
     let mut content = Vec::new();
     if !r.signed_thinking.is_empty() {
-        for t in &r.signed_thinking {
-            content.push(match t {
-                SignedThinking::Thinking {
-                    thinking,
-                    signature,
-                } => json!({"type": "thinking", "thinking": thinking, "signature": signature}),
-                SignedThinking::Redacted { data } => {
-                    json!({"type": "redacted_thinking", "data": data})
-                }
-            });
-        }
+        content.extend(r.signed_thinking.iter().map(thinking_block));
     } else if let Some(t) = r.thinking.as_ref().filter(|t| !t.is_empty()) {
         // Unsigned reasoning (OpenAI-compatible, Gemini, Ollama upstreams): shown, never
         // replayable, so the signature is empty.
@@ -992,14 +967,6 @@ fn stream_body(
             Ok::<Bytes, std::io::Error>(Bytes::from(buf))
         });
     Body::from_bytes_stream(body)
-}
-
-fn sse_response(body: Body) -> Response {
-    Response::builder()
-        .content_type("text/event-stream")
-        .header("cache-control", "no-cache")
-        .header("x-accel-buffering", "no")
-        .body(body)
 }
 
 // ---- handlers ----

@@ -504,7 +504,8 @@ fn usage_json(u: &Usage) -> Value {
     v
 }
 
-fn new_id(prefix: &str) -> String {
+/// A random id: `prefix` and 24 alphanumerics (`chatcmpl-...`, `msg_...`).
+pub(crate) fn new_id(prefix: &str) -> String {
     let mut s = String::from(prefix);
     for _ in 0..24 {
         s.push(fastrand::alphanumeric());
@@ -734,7 +735,8 @@ fn stream_body(
     Body::from_bytes_stream(head.chain(rest))
 }
 
-fn sse_response(body: Body) -> Response {
+/// A `text/event-stream` response around `body`, unbuffered by proxies.
+pub(crate) fn sse_response(body: Body) -> Response {
     Response::builder()
         .content_type("text/event-stream")
         .header("cache-control", "no-cache")

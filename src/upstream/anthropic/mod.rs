@@ -112,7 +112,7 @@ pub fn tool_id(id: &str) -> String {
 
 /// Tool arguments (JSON text) as the `input` object Anthropic requires: an object stays as is,
 /// empty or unparseable text becomes `{}`, another JSON value is wrapped as `{"value": ..}`.
-fn tool_input(arguments: &str) -> Value {
+pub fn tool_input(arguments: &str) -> Value {
     match serde_json::from_str::<Value>(arguments) {
         Ok(v @ Value::Object(_)) => v,
         Ok(Value::Null) | Err(_) => json!({}),
@@ -146,6 +146,18 @@ fn image_block(part: &ContentPart) -> Option<Value> {
     }
 }
 
+/// A signed reasoning block as the Messages API writes it (`thinking` with `signature`, or
+/// `redacted_thinking` with `data`), for requests and for Anthropic clients alike.
+pub fn thinking_block(t: &SignedThinking) -> Value {
+    match t {
+        SignedThinking::Thinking {
+            thinking,
+            signature,
+        } => json!({"type": "thinking", "thinking": thinking, "signature": signature}),
+        SignedThinking::Redacted { data } => json!({"type": "redacted_thinking", "data": data}),
+    }
+}
+
 /// Whether the API rejects `t` as a text block ("text content blocks must contain
 /// non-whitespace text"): empty or whitespace only.
 fn blank(t: &str) -> bool {
@@ -158,17 +170,7 @@ fn blank(t: &str) -> bool {
 fn blocks(msg: &Message, thinking: bool) -> Vec<Value> {
     let mut out = Vec::new();
     if thinking && msg.role == Role::Assistant {
-        for t in &msg.signed_thinking {
-            out.push(match t {
-                SignedThinking::Thinking {
-                    thinking,
-                    signature,
-                } => json!({"type": "thinking", "thinking": thinking, "signature": signature}),
-                SignedThinking::Redacted { data } => {
-                    json!({"type": "redacted_thinking", "data": data})
-                }
-            });
-        }
+        out.extend(msg.signed_thinking.iter().map(thinking_block));
     }
     match msg.role {
         Role::User | Role::Assistant => {
