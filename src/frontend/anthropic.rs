@@ -940,11 +940,48 @@ impl StreamEncoder {
         }
     }
 
+    /// A keep-alive `ping` (after `message_start`, which always comes first).
+    fn ping(&mut self, out: &mut Vec<u8>) {
+        if self.started {
+            frame(out, "ping", &json!({"type": "ping"}));
+        } else {
+            self.start(out);
+        }
+    }
+
     /// An upstream failure mid-stream: `event: error` (WIRE.md §4.6).
     fn error(&mut self, out: &mut Vec<u8>, e: &ApiError) {
         self.start(out);
         frame(out, "error", &error_json(e));
     }
+}
+
+/// Silence after which a stream sends a `ping` (WIRE.md §7.9: "emit ping if idle"), so proxies
+/// with idle timeouts and clients watching for stalls keep the stream while a reasoning model
+/// thinks without output. Anthropic itself pings at roughly this rate.
+const PING_AFTER: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// An upstream item, or a stretch of [`PING_AFTER`] without one.
+enum Tick {
+    Item(Result<StreamEvent, ApiError>),
+    Idle,
+}
+
+/// `events` with [`Tick::Idle`] inserted after every [`PING_AFTER`] of silence; ends with them.
+fn with_idle_ticks(
+    events: crate::upstream::EventStream,
+) -> impl futures_util::Stream<Item = Tick> + Send {
+    let start = tokio::time::Instant::now() + PING_AFTER;
+    let timer = tokio::time::interval_at(start, PING_AFTER);
+    futures_util::stream::unfold((events, timer), |(mut events, mut timer)| async move {
+        tokio::select! {
+            item = events.next() => {
+                timer.reset();
+                item.map(|i| (Tick::Item(i), (events, timer)))
+            }
+            _ = timer.tick() => Some((Tick::Idle, (events, timer))),
+        }
+    })
 }
 
 /// Turn a canonical event stream into the SSE body, feeding usage into the request log.
@@ -953,15 +990,20 @@ fn stream_body(
     mut enc: StreamEncoder,
     mut log: RequestLog,
 ) -> Body {
-    let body = events
+    let body = with_idle_ticks(events)
         .ready_chunks(super::openai::STREAM_BATCH)
         .map(move |batch| {
             let mut buf = Vec::new();
-            for ev in batch {
-                log.observe(&ev);
-                match ev {
-                    Ok(ev) => enc.event(&mut buf, ev),
-                    Err(e) => enc.error(&mut buf, &e),
+            for tick in batch {
+                match tick {
+                    Tick::Item(ev) => {
+                        log.observe(&ev);
+                        match ev {
+                            Ok(ev) => enc.event(&mut buf, ev),
+                            Err(e) => enc.error(&mut buf, &e),
+                        }
+                    }
+                    Tick::Idle => enc.ping(&mut buf),
                 }
             }
             Ok::<Bytes, std::io::Error>(Bytes::from(buf))
@@ -1214,6 +1256,23 @@ mod tests {
         assert!(text.contains(r#""partial_json":"{\"x\":1}""#));
         assert!(text.contains(r#""stop_reason":"tool_use""#));
         assert!(text.contains(r#""output_tokens":3"#));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_upstream_gets_pings_and_the_stream_still_ends() {
+        let one = || Ok(StreamEvent::TextDelta("a".into()));
+        // An upstream that sends one event and then nothing: pings every PING_AFTER.
+        let silent: crate::upstream::EventStream =
+            Box::pin(futures_util::stream::iter([one()]).chain(futures_util::stream::pending()));
+        let ticks: Vec<Tick> = with_idle_ticks(silent).take(3).collect().await;
+        assert!(matches!(
+            ticks.as_slice(),
+            [Tick::Item(Ok(_)), Tick::Idle, Tick::Idle]
+        ));
+        // An upstream that ends: so does the stream, without pings.
+        let done: crate::upstream::EventStream = Box::pin(futures_util::stream::iter([one()]));
+        let ticks: Vec<Tick> = with_idle_ticks(done).collect().await;
+        assert!(matches!(ticks.as_slice(), [Tick::Item(Ok(_))]));
     }
 
     #[test]
