@@ -212,6 +212,8 @@ async fn start_relay(fake: &str, recorder: Option<Arc<Recorder>>) -> String {
     let config = Config {
         listen: "127.0.0.1:0".parse().unwrap(),
         default_model: None,
+        big_model: None,
+        small_model: None,
         max_body_bytes: DEFAULT_MAX_BODY_BYTES,
         connect_timeout: Duration::from_secs(2),
         read_timeout: Duration::from_secs(30),

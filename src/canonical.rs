@@ -61,6 +61,30 @@ pub struct Message {
     pub name: Option<String>,
     /// Reasoning text the model produced earlier (assistant turns).
     pub thinking: Option<String>,
+    /// Reasoning blocks an Anthropic upstream signed, as an Anthropic client echoes them
+    /// (assistant turns; in order). Only the Anthropic dialect sends them back (the API checks
+    /// each signature against its exact text, and with thinking on requires them in tool loops);
+    /// every other dialect ignores them.
+    pub signed_thinking: Vec<SignedThinking>,
+}
+
+/// A reasoning block kept whole so it can be replayed to the upstream that signed it
+/// (Anthropic `thinking` with `signature`, or `redacted_thinking` with encrypted `data`;
+/// anthropic-sdk-python `types/thinking_block_param.py`, `redacted_thinking_block_param.py`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum SignedThinking {
+    /// Visible reasoning text and its signature.
+    Thinking {
+        /// The reasoning text, exactly as produced.
+        thinking: String,
+        /// Opaque signature over it.
+        signature: String,
+    },
+    /// Reasoning the provider encrypted (`data` is opaque).
+    Redacted {
+        /// Encrypted reasoning.
+        data: String,
+    },
 }
 
 impl Message {
@@ -73,6 +97,7 @@ impl Message {
             tool_call_id: None,
             name: None,
             thinking: None,
+            signed_thinking: Vec::new(),
         }
     }
 
@@ -164,6 +189,9 @@ pub struct ChatRequest {
     /// Thinking switched on or off without a level (Ollama `think: true|false`); a level goes to
     /// `reasoning_effort`. `None` = the model's default.
     pub think: Option<bool>,
+    /// Thinking budget the client asked for, tokens (Anthropic `thinking.budget_tokens`); used by
+    /// dialects that take a budget, before `reasoning_effort`. `None` = none given.
+    pub thinking_budget: Option<u32>,
     /// Structured output.
     pub response_format: Option<ResponseFormat>,
     /// Callable tools.
@@ -188,6 +216,11 @@ pub struct ChatRequest {
     /// OpenAI-compatible dialect writes them (never over a field it set itself), every other
     /// dialect ignores them. `None` = nothing extra.
     pub openai_extra: Option<serde_json::Map<String, Value>>,
+    /// The client asked for prompt caching (Anthropic `cache_control` on any block or at the
+    /// top level). The Anthropic dialect then asks for automatic caching (a top-level
+    /// `cache_control`, which caches up to the last cacheable block), since per-block breakpoints
+    /// are not modelled; other dialects cache on their own or not at all.
+    pub cache_prompt: bool,
 }
 
 /// Why generation stopped.
@@ -277,10 +310,16 @@ pub struct ChatResponse {
     pub content: String,
     /// Reasoning text, when the upstream returns it.
     pub thinking: Option<String>,
+    /// The reasoning as signed blocks, when the upstream signs it (Anthropic), for clients that
+    /// can echo them (see [`Message::signed_thinking`]).
+    pub signed_thinking: Vec<SignedThinking>,
     /// Tool calls.
     pub tool_calls: Vec<ToolCall>,
     /// Why it stopped.
     pub finish_reason: FinishReason,
+    /// The stop sequence that ended it, when the upstream says which (Anthropic
+    /// `stop_sequence`); `None` otherwise.
+    pub stop_sequence: Option<String>,
     /// Token counts, when the upstream reported them.
     pub usage: Option<Usage>,
 }
@@ -292,6 +331,11 @@ pub enum StreamEvent {
     TextDelta(String),
     /// Reasoning text.
     ThinkingDelta(String),
+    /// The signature that ends the current reasoning block (Anthropic `signature_delta`); a
+    /// reasoning delta after it starts a new block.
+    ThinkingSignature(String),
+    /// A whole encrypted reasoning block (Anthropic `redacted_thinking`).
+    RedactedThinking(String),
     /// A tool-call fragment: `id`/`name` on the first fragment of call `index`, argument text after.
     ToolCallDelta {
         /// Position of the call in this response (0-based).
@@ -305,6 +349,9 @@ pub enum StreamEvent {
     },
     /// Token counts (may come once, at the end).
     Usage(Usage),
+    /// The stop sequence that ended the generation (before `Finish`; only upstreams that say
+    /// which one send it: Anthropic).
+    StopSequence(String),
     /// Generation ended.
     Finish(FinishReason),
 }

@@ -40,6 +40,13 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Model used when a client names an unknown one (`DEFAULT_MODEL`).
     pub default_model: Option<String>,
+    /// Model that Anthropic-API requests for `sonnet`/`opus` Claude models go to when those are
+    /// not routable as named (`BIG_MODEL`; any name a chat request accepts, checked per request
+    /// since Ollama-instance models are discovered at runtime). See
+    /// `frontend::anthropic::map_claude_model`.
+    pub big_model: Option<String>,
+    /// Same for `haiku` Claude models (`SMALL_MODEL`).
+    pub small_model: Option<String>,
     /// Request body limit in bytes (`MAX_BODY_BYTES`, default 32 MiB).
     pub max_body_bytes: usize,
     /// Upstream TCP connect timeout (`UPSTREAM_CONNECT_TIMEOUT_MS`, default 10 000 ms).
@@ -209,6 +216,8 @@ impl Config {
         Ok(Config {
             listen: SocketAddr::new(host, port),
             default_model,
+            big_model: env_var("BIG_MODEL")?,
+            small_model: env_var("SMALL_MODEL")?,
             max_body_bytes: env_parse("MAX_BODY_BYTES", "a size in bytes")?
                 .unwrap_or(DEFAULT_MAX_BODY_BYTES),
             connect_timeout: Duration::from_millis(

@@ -1,6 +1,6 @@
 //! The API error: one enum for everything a request can fail with, one exhaustive `status()`, and
 //! a message safe to show clients. Each frontend renders it in its own wire format (OpenAI
-//! `{"error":{...}}`, Ollama `{"error":"..."}`). Upstream bodies are summarised to their message
+//! `{"error":{...}}`, Ollama `{"error":"..."}`, Anthropic `{"type":"error","error":{...}}`). Upstream bodies are summarised to their message
 //! field; keys and prompts are never part of an error.
 
 use std::time::Duration;

@@ -1,10 +1,12 @@
-//! llm-relay: one process that presents many LLM providers behind the Ollama and OpenAI APIs.
+//! llm-relay: one process that presents many LLM providers behind the Ollama, OpenAI and
+//! Anthropic Messages APIs.
 //!
 //! # Layout
 //! - [`catalog`]: the static tables compiled from providers.yaml + pricing.yaml (build.rs via
 //!   `codegen/`), and model name resolution.
 //! - [`canonical`]: the request/response model every frontend and upstream meets at.
-//! - [`frontend`]: client APIs (Ollama `/api/*`, OpenAI `/v1/*`): decode, encode, error format.
+//! - [`frontend`]: client APIs (Ollama `/api/*`, OpenAI `/v1/*`, Anthropic `/v1/messages*`):
+//!   decode, encode, error format.
 //! - [`upstream`]: wire dialects behind the `Dialect` trait and the shared HTTP client.
 //! - [`relay`]: resolve, encode, send, peek the stream; [`route`]: the routing target a model
 //!   name resolves to (catalog row or Ollama-instance model).

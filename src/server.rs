@@ -13,7 +13,7 @@ use poem::{Endpoint, EndpointExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::error::ApiError;
-use crate::frontend::{ollama, openai};
+use crate::frontend::{anthropic, ollama, openai};
 use crate::relay::AppState;
 
 /// Accepts TCP connections with TCP_NODELAY set, so small stream chunks leave at once instead of
@@ -55,12 +55,13 @@ impl Acceptor for NoDelayAcceptor {
     }
 }
 
-/// The API route table: Ollama at `/` and `/api/*`, OpenAI at `/v1/*`, with one access-log line
+/// The API route table: Ollama at `/` and `/api/*`, OpenAI at `/v1/*`, Anthropic at
+/// `/v1/messages*`, with one access-log line
 /// for every request whose handler does not write its own (model requests log model, provider
 /// and tokens through `usage::RequestLog`).
 pub fn app(state: AppState) -> impl poem::Endpoint {
     ollama::routes()
-        .nest("/v1", openai::routes())
+        .nest("/v1", anthropic::add_routes(openai::routes()))
         .data(state)
         .around(|ep, req| async move {
             let method = req.method().clone();
@@ -75,7 +76,9 @@ pub fn app(state: AppState) -> impl poem::Endpoint {
                         method: method.to_string(),
                         path: path.clone(),
                     };
-                    if path == "/v1" || path.starts_with("/v1/") {
+                    if path.starts_with("/v1/messages") {
+                        anthropic::error_response(&err)
+                    } else if path == "/v1" || path.starts_with("/v1/") {
                         openai::error_response(&err)
                     } else {
                         ollama::error_response(&err)

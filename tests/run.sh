@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The project's test command: `bash tests/run.sh` (extra arguments go to `cargo test`).
 # Needs cargo, python3 (>= 3.10, with venv), Node.js/npm and /usr/bin/chromium (.ci/run installs
-# the last two). Installs the pinned Python SDK clients into target/sdk-venv and playwright-core
-# into tests/ui/node_modules, then runs every Rust test, including tests/sdk_clients.rs (the
-# official openai and ollama Python SDKs against the built binary) and tests/admin_ui.rs (the
+# the last two). Installs the pinned Python SDK clients into target/sdk-venv, playwright-core into
+# tests/ui/node_modules and Claude Code into tests/claude-code/node_modules, then runs every Rust
+# test, including tests/sdk_clients.rs and tests/anthropic_clients.rs (the official openai, ollama
+# and anthropic Python SDKs and Claude Code against the built binary) and tests/admin_ui.rs (the
 # admin web UI in headless Chromium).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,4 +31,21 @@ if [ "$pw_want" != "$pw_have" ]; then
 fi
 
 export LLM_RELAY_PYTHON="$PWD/$venv/bin/python"
+
+# Claude Code (pinned in tests/claude-code/package-lock.json) for tests/anthropic_clients.rs; needs
+# npm. Installed once into the git-ignored tests/claude-code/node_modules; its native binary runs
+# offline. The platform package's binary is used directly (no install script needed).
+cc=tests/claude-code
+if ! ls "$cc"/node_modules/@anthropic-ai/claude-code-*/claude >/dev/null 2>&1; then
+  if ! command -v npm >/dev/null && command -v apt-get >/dev/null; then
+    apt-get update -qq && apt-get install -y -qq npm >/dev/null
+  fi
+  (cd "$cc" && npm ci --no-audit --no-fund --loglevel=error)
+fi
+for bin in "$cc"/node_modules/@anthropic-ai/claude-code-*/claude "$cc"/node_modules/.bin/claude; do
+  if [ -x "$bin" ] && "$bin" --version >/dev/null 2>&1; then
+    export LLM_RELAY_CLAUDE="$PWD/$bin"
+    break
+  fi
+done
 cargo test --workspace --all-targets "$@"

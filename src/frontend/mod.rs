@@ -4,6 +4,7 @@
 //! Shared here: bounded body reading, JSON decoding with client-readable errors, image
 //! handling (media type sniffed from the bytes, not assumed), timestamps.
 
+pub mod anthropic;
 pub mod ollama;
 pub mod openai;
 

@@ -545,6 +545,7 @@ fn decode_chat(w: ChatWire) -> Result<ChatRequest, ApiError> {
             tool_call_id,
             name: m.tool_name,
             thinking: m.thinking,
+            signed_thinking: Vec::new(),
         });
     }
     Ok(req)
@@ -721,6 +722,10 @@ impl NdjsonEncoder {
         match ev {
             StreamEvent::TextDelta(t) => vec![self.delta(&t, None)],
             StreamEvent::ThinkingDelta(t) => vec![self.delta("", Some(&t))],
+            // Signatures and the matched stop sequence have no Ollama field.
+            StreamEvent::ThinkingSignature(_)
+            | StreamEvent::RedactedThinking(_)
+            | StreamEvent::StopSequence(_) => Vec::new(),
             StreamEvent::ToolCallDelta {
                 index,
                 id,

@@ -65,7 +65,11 @@ fn model_object(m: ModelId) -> Value {
 }
 
 #[handler]
-async fn list_models(state: Data<&AppState>) -> Response {
+async fn list_models(req: &Request, state: Data<&AppState>) -> Response {
+    // Anthropic SDKs list models at the same path, in their own shape.
+    if super::anthropic::is_anthropic_client(req) {
+        return super::anthropic::models_response(&state);
+    }
     // Runtime overrides: disabled models left out, custom models added.
     let snap = state.overrides.load();
     let data: Vec<Value> = ModelId::all()
@@ -92,7 +96,10 @@ async fn list_models(state: Data<&AppState>) -> Response {
 }
 
 #[handler]
-async fn get_model(state: Data<&AppState>, Path(id): Path<String>) -> Response {
+async fn get_model(req: &Request, state: Data<&AppState>, Path(id): Path<String>) -> Response {
+    if super::anthropic::is_anthropic_client(req) {
+        return super::anthropic::model_response(&state, &id);
+    }
     // Same resolution as chat (DEFAULT_MODEL included), so a name that chats also retrieves.
     match relay::resolve_model(&state, &id) {
         Ok(relay::Target::Catalog(m) | relay::Target::Priced(m, _)) => {
@@ -485,6 +492,7 @@ fn decode_chat(mut r: ChatCompletionRequest) -> Result<(ChatRequest, bool), ApiE
             tool_call_id: m.tool_call_id,
             name: m.name,
             thinking: m.reasoning_content,
+            signed_thinking: Vec::new(),
         });
     }
     let include_usage = req.stream
@@ -508,7 +516,8 @@ fn usage_json(u: &Usage) -> Value {
     v
 }
 
-fn new_id(prefix: &str) -> String {
+/// A random id: `prefix` and 24 alphanumerics (`chatcmpl-...`, `msg_...`).
+pub(crate) fn new_id(prefix: &str) -> String {
     let mut s = String::from(prefix);
     for _ in 0..24 {
         s.push(fastrand::alphanumeric());
@@ -650,6 +659,10 @@ impl ChatStreamEncoder {
             StreamEvent::ThinkingDelta(t) => {
                 vec![self.chunk_raw(&Self::text_delta("reasoning_content", &t), None)]
             }
+            // Signatures and the matched stop sequence have no OpenAI field.
+            StreamEvent::ThinkingSignature(_)
+            | StreamEvent::RedactedThinking(_)
+            | StreamEvent::StopSequence(_) => Vec::new(),
             StreamEvent::ToolCallDelta {
                 index,
                 id,
@@ -734,7 +747,8 @@ fn stream_body(
     Body::from_bytes_stream(head.chain(rest))
 }
 
-fn sse_response(body: Body) -> Response {
+/// A `text/event-stream` response around `body`, unbuffered by proxies.
+pub(crate) fn sse_response(body: Body) -> Response {
     Response::builder()
         .content_type("text/event-stream")
         .header("cache-control", "no-cache")
@@ -865,7 +879,11 @@ impl ChatStreamEncoder {
                 out.push(Bytes::from_static(b"data: [DONE]\n\n"));
                 out
             }
-            StreamEvent::ThinkingDelta(_) | StreamEvent::ToolCallDelta { .. } => Vec::new(),
+            StreamEvent::ThinkingDelta(_)
+            | StreamEvent::ThinkingSignature(_)
+            | StreamEvent::RedactedThinking(_)
+            | StreamEvent::StopSequence(_)
+            | StreamEvent::ToolCallDelta { .. } => Vec::new(),
         }
     }
 }

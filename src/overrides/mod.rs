@@ -94,13 +94,13 @@ pub struct Defaults {
 }
 
 impl Defaults {
-    /// From the startup configuration, `BIG_MODEL`/`SMALL_MODEL` (read with `config::env_var`;
-    /// an unreadable `_FILE` counts as unset) and the usage defaults.
+    /// From the startup configuration (`DEFAULT_MODEL`, `BIG_MODEL`, `SMALL_MODEL`) and the usage
+    /// defaults.
     pub fn from_env(config: &Config, usage: UsageSettings) -> Self {
         Defaults {
             default_model: config.default_model.clone(),
-            big_model: crate::config::env_var("BIG_MODEL").ok().flatten(),
-            small_model: crate::config::env_var("SMALL_MODEL").ok().flatten(),
+            big_model: config.big_model.clone(),
+            small_model: config.small_model.clone(),
             usage,
         }
     }

@@ -25,6 +25,8 @@ pub fn config(enabled: &[(&str, String)]) -> Config {
     Config {
         listen: "127.0.0.1:0".parse().unwrap(),
         default_model: None,
+        big_model: None,
+        small_model: None,
         max_body_bytes: DEFAULT_MAX_BODY_BYTES,
         connect_timeout: Duration::from_secs(2),
         read_timeout: Duration::from_secs(5),

@@ -17,8 +17,8 @@ use serde_json::{Map, Value, json};
 
 use super::{ByteStream, Dialect, EventStream, UpstreamRequest, split_call_id};
 use crate::canonical::{
-    ChatRequest, ChatResponse, ContentPart, FinishReason, Message, ResponseFormat, Role, ToolCall,
-    ToolChoice, Usage,
+    ChatRequest, ChatResponse, ContentPart, FinishReason, Message, ResponseFormat, Role,
+    SignedThinking, ToolCall, ToolChoice, Usage,
 };
 use crate::catalog::{Capability, ModelId, Param};
 use crate::error::ApiError;
@@ -112,7 +112,7 @@ pub fn tool_id(id: &str) -> String {
 
 /// Tool arguments (JSON text) as the `input` object Anthropic requires: an object stays as is,
 /// empty or unparseable text becomes `{}`, another JSON value is wrapped as `{"value": ..}`.
-fn tool_input(arguments: &str) -> Value {
+pub fn tool_input(arguments: &str) -> Value {
     match serde_json::from_str::<Value>(arguments) {
         Ok(v @ Value::Object(_)) => v,
         Ok(Value::Null) | Err(_) => json!({}),
@@ -146,6 +146,18 @@ fn image_block(part: &ContentPart) -> Option<Value> {
     }
 }
 
+/// A signed reasoning block as the Messages API writes it (`thinking` with `signature`, or
+/// `redacted_thinking` with `data`), for requests and for Anthropic clients alike.
+pub fn thinking_block(t: &SignedThinking) -> Value {
+    match t {
+        SignedThinking::Thinking {
+            thinking,
+            signature,
+        } => json!({"type": "thinking", "thinking": thinking, "signature": signature}),
+        SignedThinking::Redacted { data } => json!({"type": "redacted_thinking", "data": data}),
+    }
+}
+
 /// Whether the API rejects `t` as a text block ("text content blocks must contain
 /// non-whitespace text"): empty or whitespace only.
 fn blank(t: &str) -> bool {
@@ -153,9 +165,13 @@ fn blank(t: &str) -> bool {
 }
 
 /// Content blocks of one canonical message (empty or whitespace-only text blocks are rejected
-/// by the API, so they are skipped).
-fn blocks(msg: &Message) -> Vec<Value> {
+/// by the API, so they are skipped). With `thinking` on, an assistant turn's signed reasoning
+/// blocks go first, unchanged (the API verifies each signature and requires them in tool loops).
+fn blocks(msg: &Message, thinking: bool) -> Vec<Value> {
     let mut out = Vec::new();
+    if thinking && msg.role == Role::Assistant {
+        out.extend(msg.signed_thinking.iter().map(thinking_block));
+    }
     match msg.role {
         Role::User | Role::Assistant => {
             for p in &msg.content {
@@ -204,15 +220,15 @@ fn blocks(msg: &Message) -> Vec<Value> {
 }
 
 /// `messages`: alternating user/assistant turns, tool results in user turns, adjacent same-role
-/// turns merged (WIRE.md §7.2).
-fn encode_messages(req: &ChatRequest) -> Vec<Value> {
+/// turns merged (WIRE.md §7.2); signed reasoning replayed when `thinking` is on.
+fn encode_messages(req: &ChatRequest, thinking: bool) -> Vec<Value> {
     let mut turns: Vec<(&'static str, Vec<Value>)> = Vec::new();
     for msg in &req.messages {
         let role = match msg.role {
             Role::Assistant => "assistant",
             Role::User | Role::Tool => "user",
         };
-        let b = blocks(msg);
+        let b = blocks(msg, thinking);
         if b.is_empty() {
             continue;
         }
@@ -295,15 +311,16 @@ pub fn encode_body_for(facts: &ModelFacts<'_>, req: &ChatRequest) -> Result<Valu
 
     // Extended thinking when the client asks for reasoning and the model has it. The budget
     // must be >= 1024 and < max_tokens; the client's limit is kept for the visible answer.
-    // Not inside a tool loop: with thinking on, the API requires the last assistant turn to start
-    // with its signed thinking block, which clients do not send back (Anthropic extended-thinking
-    // docs, "thinking with tool use").
+    // Not inside a tool loop whose last assistant turn lacks its signed thinking: with thinking
+    // on, the API requires that turn to start with it (Anthropic extended-thinking docs,
+    // "thinking with tool use"). Anthropic clients echo it (`Message::signed_thinking`); OpenAI
+    // and Ollama clients cannot.
     let in_tool_loop = req
         .messages
         .iter()
         .rev()
         .find(|m| m.role == Role::Assistant)
-        .is_some_and(|m| !m.tool_calls.is_empty());
+        .is_some_and(|m| !m.tool_calls.is_empty() && m.signed_thinking.is_empty());
     // Nor with a `tool_choice` that forces tool use (`any` / `tool`): the API rejects thinking
     // with it ("Thinking may not be enabled when tool_choice forces tool use"); the client's
     // choice is kept.
@@ -317,12 +334,13 @@ pub fn encode_body_for(facts: &ModelFacts<'_>, req: &ChatRequest) -> Result<Valu
     if facts.reasoning
         && !in_tool_loop
         && !forces_tool
-        && let Some(mut budget) = req
-            .reasoning_effort
-            .as_deref()
-            // Thinking switched on without a level (Ollama `think: true`): the medium budget.
-            .or(req.think.filter(|on| *on).map(|_| "medium"))
-            .and_then(thinking_budget)
+        && let Some(mut budget) = req.thinking_budget.or_else(|| {
+            req.reasoning_effort
+                .as_deref()
+                // Thinking switched on without a level (Ollama `think: true`): the medium budget.
+                .or(req.think.filter(|on| *on).map(|_| "medium"))
+                .and_then(thinking_budget)
+        })
     {
         if budget >= max_tokens {
             max_tokens = max_tokens.saturating_add(budget);
@@ -357,7 +375,10 @@ pub fn encode_body_for(facts: &ModelFacts<'_>, req: &ChatRequest) -> Result<Valu
     if !system.is_empty() {
         m.insert("system".into(), system.into());
     }
-    m.insert("messages".into(), Value::Array(encode_messages(req)));
+    m.insert(
+        "messages".into(),
+        Value::Array(encode_messages(req, thinking.is_some())),
+    );
     if req.stream {
         m.insert("stream".into(), true.into());
     }
@@ -404,6 +425,9 @@ pub fn encode_body_for(facts: &ModelFacts<'_>, req: &ChatRequest) -> Result<Valu
             "thinking".into(),
             json!({"type": "enabled", "budget_tokens": budget}),
         );
+    }
+    if req.cache_prompt {
+        m.insert("cache_control".into(), json!({"type": "ephemeral"}));
     }
     if let Some(ResponseFormat::JsonSchema { schema, .. }) = &req.response_format
         && !q.drops(Param::ResponseFormat)
@@ -505,11 +529,23 @@ fn decode_response(provider: &'static str, v: &Value) -> Result<ChatResponse, Ap
             })?;
     let (mut content, mut thinking) = (String::new(), String::new());
     let mut tool_calls = Vec::new();
+    let mut signed_thinking = Vec::new();
     for b in blocks {
         let text = |k: &str| b.get(k).and_then(Value::as_str).unwrap_or_default();
         match b.get("type").and_then(Value::as_str) {
             Some("text") => content.push_str(text("text")),
-            Some("thinking") => thinking.push_str(text("thinking")),
+            Some("thinking") => {
+                thinking.push_str(text("thinking"));
+                if !text("signature").is_empty() {
+                    signed_thinking.push(SignedThinking::Thinking {
+                        thinking: text("thinking").to_string(),
+                        signature: text("signature").to_string(),
+                    });
+                }
+            }
+            Some("redacted_thinking") => signed_thinking.push(SignedThinking::Redacted {
+                data: text("data").to_string(),
+            }),
             Some("tool_use") => tool_calls.push(ToolCall {
                 id: match text("id") {
                     "" => super::openai_compat::new_call_id(),
@@ -521,7 +557,7 @@ fn decode_response(provider: &'static str, v: &Value) -> Result<ChatResponse, Ap
                     .filter(|i| !i.is_null())
                     .map_or_else(|| "{}".to_string(), Value::to_string),
             }),
-            // redacted_thinking, server-tool blocks: nothing a client API can show.
+            // Server-tool blocks: nothing a client API can show.
             _ => {}
         }
     }
@@ -546,8 +582,13 @@ fn decode_response(provider: &'static str, v: &Value) -> Result<ChatResponse, Ap
             .to_string(),
         content,
         thinking: (!thinking.is_empty()).then_some(thinking),
+        signed_thinking,
         tool_calls,
         finish_reason: finish,
+        stop_sequence: v
+            .get("stop_sequence")
+            .and_then(Value::as_str)
+            .map(str::to_string),
         usage,
     })
 }

@@ -147,6 +147,11 @@ impl State {
                             text("thinking").to_string(),
                         )));
                     }
+                    Some("redacted_thinking") => {
+                        self.out
+                            .queue
+                            .push_back(Ok(StreamEvent::RedactedThinking(text("data").to_string())));
+                    }
                     Some("tool_use") => {
                         if self.tools as usize >= MAX_BLOCKS {
                             return self.fail(ApiError::UpstreamInvalid {
@@ -218,13 +223,27 @@ impl State {
                             }),
                         }
                     }
-                    // signature_delta, citations_delta: nothing a client API carries.
+                    // The signature closing a thinking block, for clients that echo it.
+                    Some("signature_delta") => {
+                        let s = text("signature");
+                        if !s.is_empty() {
+                            self.out
+                                .queue
+                                .push_back(Ok(StreamEvent::ThinkingSignature(s.to_string())));
+                        }
+                    }
+                    // citations_delta: nothing a client API carries.
                     _ => {}
                 }
             }
             "message_delta" => {
                 if let Some(r) = v.pointer("/delta/stop_reason").and_then(Value::as_str) {
                     self.finish = Some(finish_reason(r));
+                }
+                if let Some(s) = v.pointer("/delta/stop_sequence").and_then(Value::as_str) {
+                    self.out
+                        .queue
+                        .push_back(Ok(StreamEvent::StopSequence(s.to_string())));
                 }
                 if let Some(u) = v.get("usage").filter(|u| u.is_object()) {
                     self.on_usage(u);

@@ -89,8 +89,10 @@ impl Dialect for Gemini {
                 .to_string(),
             content,
             thinking,
+            signed_thinking: Vec::new(),
             tool_calls,
             finish_reason: finish,
+            stop_sequence: None,
             usage: v
                 .get("usageMetadata")
                 .filter(|u| u.is_object())

@@ -362,10 +362,12 @@ pub fn decode_response(provider: &'static str, v: &Value) -> Result<ChatResponse
             .to_string(),
         content: text("content").to_string(),
         thinking: thinking.map(str::to_string),
+        signed_thinking: Vec::new(),
         finish_reason: finish_reason(
             v.get("done_reason").and_then(Value::as_str),
             !tool_calls.is_empty(),
         ),
+        stop_sequence: None,
         tool_calls,
         usage: decode_usage(v),
     })

@@ -170,7 +170,17 @@ fn encode_messages(q: &Quirks, req: &ChatRequest) -> Vec<Value> {
             SystemPrompt::MergeIntoUser => merge_pending = Some(system),
         }
     }
+    // Tool messages carry text only: images a tool returned (an Anthropic `tool_result` with
+    // image blocks, e.g. Claude Code reading a screenshot) follow the tool messages as a user
+    // message, so the model still sees them.
+    let mut tool_images: Vec<Value> = Vec::new();
     for msg in &req.messages {
+        if msg.role != Role::Tool && !tool_images.is_empty() {
+            out.push(tool_images_message(std::mem::take(&mut tool_images)));
+        }
+        if msg.role == Role::Tool {
+            tool_images.extend(msg.content.iter().filter_map(image_part));
+        }
         let mut v = encode_message(msg);
         if msg.role == Role::User
             && let Some(sys) = merge_pending.take()
@@ -179,10 +189,33 @@ fn encode_messages(q: &Quirks, req: &ChatRequest) -> Vec<Value> {
         }
         out.push(v);
     }
+    if !tool_images.is_empty() {
+        out.push(tool_images_message(tool_images));
+    }
     if let Some(sys) = merge_pending {
         out.insert(0, json!({"role": "user", "content": sys}));
     }
     out
+}
+
+/// Text of the user message carrying the images of the tool results before it.
+const TOOL_IMAGES_TEXT: &str = "Images returned by the tool calls above:";
+
+fn tool_images_message(images: Vec<Value>) -> Value {
+    let mut content = vec![json!({"type": "text", "text": TOOL_IMAGES_TEXT})];
+    content.extend(images);
+    json!({"role": "user", "content": content})
+}
+
+/// An image content part as OpenAI's `image_url` part (`None` for text).
+fn image_part(p: &ContentPart) -> Option<Value> {
+    match p {
+        ContentPart::Text(_) => None,
+        ContentPart::Image { media_type, data } => Some(
+            json!({"type": "image_url", "image_url": {"url": format!("data:{media_type};base64,{data}")}}),
+        ),
+        ContentPart::ImageUrl(url) => Some(json!({"type": "image_url", "image_url": {"url": url}})),
+    }
 }
 
 fn prepend_text(v: &mut Value, prefix: &str) {
@@ -202,10 +235,7 @@ fn encode_content(parts: &[ContentPart]) -> Value {
                 .iter()
                 .map(|p| match p {
                     ContentPart::Text(t) => json!({"type": "text", "text": t}),
-                    ContentPart::Image { media_type, data } => {
-                        json!({"type": "image_url", "image_url": {"url": format!("data:{media_type};base64,{data}")}})
-                    }
-                    ContentPart::ImageUrl(url) => json!({"type": "image_url", "image_url": {"url": url}}),
+                    image => image_part(image).unwrap_or(Value::Null),
                 })
                 .collect(),
         ),
@@ -297,8 +327,10 @@ fn decode_response(provider: &'static str, v: &Value) -> Result<ChatResponse, Ap
             .to_string(),
         content,
         thinking,
+        signed_thinking: Vec::new(),
         tool_calls,
         finish_reason: finish,
+        stop_sequence: None,
         usage: v
             .get("usage")
             .filter(|u| u.is_object())
