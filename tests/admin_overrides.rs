@@ -1289,3 +1289,31 @@ fn checked_in_v2_overrides_database_stays_readable() {
         Some("house-model")
     );
 }
+
+#[tokio::test]
+async fn big_and_small_model_settings_route_anthropic_clients_claude_names_at_once() {
+    let dir = TempDir::new("bigsmall");
+    let fake = fake_openai().await;
+    let (m1, m2) = (first_model_of("openai"), second_model_of("openai"));
+    let (relay, admin, _recorder, _store) = start(&dir, &fake).await;
+    let messages = |model: &str| {
+        json!({"model": model, "max_tokens": 64,
+               "messages": [{"role": "user", "content": "hi"}]})
+    };
+    // No Anthropic key in this relay, so Claude names are mapped (seed 004); with no big model
+    // set the name stays as it is: not served here (503 no key, or 404).
+    let r = relay.post("/v1/messages", &messages("claude-sonnet-4-5")).await;
+    assert!(matches!(r.status().as_u16(), 404 | 503), "{}", r.status());
+    assert!(asked(&fake).await.is_empty());
+
+    let (s, v) = admin
+        .put("/settings", json!({"big_model": m1, "small_model": m2}))
+        .await;
+    assert_eq!(s, 200, "{v}");
+    for (name, want) in [("claude-sonnet-4-5", m1), ("claude-haiku-4-5", m2)] {
+        let r = relay.post("/v1/messages", &messages(name)).await;
+        assert_eq!(r.status(), 200, "{name}");
+        assert_eq!(asked(&fake).await.last().unwrap(), want, "{name}");
+    }
+    admin.stop().await;
+}
