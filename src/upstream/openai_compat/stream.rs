@@ -210,7 +210,7 @@ impl State {
                         self.tool_ids[index] = Some(id.to_string());
                     }
                     let index = index as u32;
-                    let arguments = match c.pointer("/function/arguments") {
+                    let arguments = match super::at(c, "/function/arguments") {
                         Some(Value::String(s)) => s.clone(),
                         Some(Value::Null) | None => String::new(),
                         Some(other) => other.to_string(),
@@ -218,8 +218,7 @@ impl State {
                     self.out.queue.push_back(Ok(StreamEvent::ToolCallDelta {
                         index,
                         id: c.get("id").and_then(Value::as_str).map(str::to_string),
-                        name: c
-                            .pointer("/function/name")
+                        name: super::at(c, "/function/name")
                             .and_then(Value::as_str)
                             .map(str::to_string),
                         arguments,
