@@ -126,6 +126,25 @@ for mode in plain stream; do
 done
 load_hwm=$(status_kib "$relay_pid" VmHWM)
 
+# Latency at a fixed request rate (open loop): wrk's closed loop runs every cell at saturation,
+# where latency is connections / throughput and says nothing about what the relay adds.
+paced_rows=()
+for mode in plain stream; do
+  for cr in "1 500" "32 2000"; do
+    read -r c rate <<<"$cr"
+    echo "$mode c=$c at $rate req/s ..." >&2
+    d=$("$bin/stream-probe" paced "$direct" "$work/$mode.json" "$c" "$rate" "$secs")
+    r=$("$bin/stream-probe" paced "$relay" "$work/$mode.json" "$c" "$rate" "$secs")
+    relay_requests=$((relay_requests + $(echo "$r" | sed 's/.*n=//') + c))
+    label=$([ "$mode" = plain ] && echo "non-streaming" || echo "streaming (to the end)")
+    paced_rows+=("$(echo "$d $r" | awk -v l="$label" -v c="$c" -v rate="$rate" '{
+      for (i = 1; i <= NF; i++) { split($i, kv, "="); v[(i > 3 ? "r" : "d") kv[1]] = kv[2] }
+      printf "| %s | %d | %d | %d / %d | %d / %d | %+d / %+d |", l, c, rate, v["dp50_us"], v["dp99_us"],
+        v["rp50_us"], v["rp99_us"], v["rp50_us"] - v["dp50_us"], v["rp99_us"] - v["dp99_us"]
+    }')")
+  done
+done
+
 echo "first byte ..." >&2
 d_ttfb=$("$bin/stream-probe" ttfb "$direct" "$work/stream.json" 2000)
 r_ttfb=$("$bin/stream-probe" ttfb "$relay" "$work/stream.json" 2000)
@@ -159,6 +178,10 @@ echo
 echo "| Load | Conns | Direct req/s | Relay req/s | Relay/direct | Direct p50 / p99 µs | Relay p50 / p99 µs | Added p50 / p99 µs | Relay CPU µs/req | Fake CPU µs/req |"
 echo "|---|---|---|---|---|---|---|---|---|---|"
 printf '%s\n' "${rows[@]}"
+echo
+echo "| Load at a fixed rate | Conns | Req/s | Direct p50 / p99 µs | Relay p50 / p99 µs | Added p50 / p99 µs |"
+echo "|---|---|---|---|---|---|"
+printf '%s\n' "${paced_rows[@]}"
 echo
 echo "| Streaming, c=1, 2,000 sequential | Direct | Relay | Added |"
 echo "|---|---|---|---|"

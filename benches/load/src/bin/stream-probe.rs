@@ -8,6 +8,12 @@
 //!   waits for each stream's first body byte; prints `open N` once all are open, holds them SECS
 //!   seconds, then closes them all and exits.
 //!
+//! - `stream-probe paced URL BODY_FILE CONNS RATE SECS`: CONNS keep-alive connections send RATE
+//!   requests per second in total, each connection on a fixed schedule, for SECS seconds; prints
+//!   `p50_us= p99_us= n=` of the time to the end of each response. Unlike wrk's closed loop,
+//!   latency here is not a function of throughput (no queue builds while the rate is below
+//!   capacity), so "added latency at 32 connections" means what it says.
+//!
 //! URL is `http://HOST:PORT/PATH`; BODY_FILE the JSON request body.
 
 use std::io::{self, Write};
@@ -147,9 +153,65 @@ async fn hold(url: &str, body: &[u8], n: usize, secs: u64) -> io::Result<()> {
     Ok(())
 }
 
+/// One connection of `paced`: a request every `interval`, starting at `offset`, until `end`.
+async fn paced_conn(
+    host: String,
+    req: std::sync::Arc<Vec<u8>>,
+    offset: Duration,
+    interval: Duration,
+    end: tokio::time::Instant,
+) -> io::Result<Vec<u64>> {
+    let mut sock = TcpStream::connect(&host).await?;
+    sock.set_nodelay(true)?;
+    let mut buf = Vec::with_capacity(32 * 1024);
+    // Warm-up request: the connection and the relay's upstream pool.
+    one(&mut sock, &req, &mut buf).await?;
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + offset, interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut out = Vec::new();
+    loop {
+        let t = ticks.tick().await;
+        if t >= end {
+            return Ok(out);
+        }
+        let (_, total, status) = one(&mut sock, &req, &mut buf).await?;
+        if status != 200 {
+            return Err(bad(&format!("status {status}")));
+        }
+        out.push(total.as_micros() as u64);
+    }
+}
+
+async fn paced(url: &str, body: &[u8], conns: usize, rate: f64, secs: u64) -> io::Result<()> {
+    let (host, path) = split_url(url)?;
+    let req = std::sync::Arc::new(request(&host, &path, body));
+    let interval = Duration::from_secs_f64(conns as f64 / rate.max(1.0));
+    let end = tokio::time::Instant::now() + Duration::from_secs(secs) + interval;
+    let tasks: Vec<_> = (0..conns)
+        .map(|i| {
+            // Connections spread evenly over one interval.
+            let offset = interval.mul_f64(i as f64 / conns as f64);
+            tokio::spawn(paced_conn(host.clone(), req.clone(), offset, interval, end))
+        })
+        .collect();
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.map_err(|e| bad(&e.to_string()))??);
+    }
+    all.sort_unstable();
+    println!(
+        "p50_us={} p99_us={} n={}",
+        percentile(&all, 50.0),
+        percentile(&all, 99.0),
+        all.len()
+    );
+    Ok(())
+}
+
 fn main() -> io::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let usage = "usage: stream-probe ttfb URL BODY_FILE N | hold URL BODY_FILE N SECS";
+    let usage = "usage: stream-probe ttfb URL BODY_FILE N | hold URL BODY_FILE N SECS | \
+                 paced URL BODY_FILE CONNS RATE SECS";
     let (Some(mode), Some(url), Some(file), Some(n)) =
         (args.first(), args.get(1), args.get(2), args.get(3))
     else {
@@ -165,6 +227,14 @@ fn main() -> io::Result<()> {
         "hold" => {
             let secs = args.get(4).and_then(|s| s.parse().ok()).unwrap_or(3);
             rt.block_on(hold(url, &body, n, secs))
+        }
+        "paced" => {
+            let rate = args
+                .get(4)
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(|| bad(usage))?;
+            let secs = args.get(5).and_then(|s| s.parse().ok()).unwrap_or(5);
+            rt.block_on(paced(url, &body, n, rate, secs))
         }
         _ => Err(bad(usage)),
     }
