@@ -49,7 +49,7 @@ count() { # MODE N
     curl -sf "http://127.0.0.1:$port/api/version" >/dev/null 2>&1 && break
     sleep 0.1
   done
-  "$bin/stream-probe" ttfb "http://127.0.0.1:$port/v1/chat/completions" "$work/$1.json" "$2" >/dev/null
+  timeout 600 "$bin/stream-probe" ttfb "http://127.0.0.1:$port/v1/chat/completions" "$work/$1.json" "$2" >/dev/null
   kill -TERM "$pid"
   wait "$pid" || true
   awk '/^summary:/ {print $2}' "$f"

@@ -88,7 +88,7 @@ idle_rss=$(status_kib "$relay_pid" VmRSS)
 run_wrk() { # URL BODY CONNECTIONS SECONDS
   local threads=$(( $3 < 2 ? 1 : 2 )) r0 f0 r1 f1 out
   r0=$(cpu_ticks "$relay_pid"); f0=$(cpu_ticks "$fake_pid")
-  out=$(BENCH_BODY="$2" wrk -t"$threads" -c"$3" -d"$4"s --timeout 10s -s benches/wrk.lua "$1" \
+  out=$(BENCH_BODY="$2" timeout $(($4 + 60)) wrk -t"$threads" -c"$3" -d"$4"s --timeout 10s -s benches/wrk.lua "$1" \
         | grep '^RESULT')
   sleep 0.3 # the usage writer's last batch belongs to this run
   r1=$(cpu_ticks "$relay_pid"); f1=$(cpu_ticks "$fake_pid")
@@ -133,8 +133,8 @@ for mode in plain stream; do
   for cr in "1 500" "32 2000"; do
     read -r c rate <<<"$cr"
     echo "$mode c=$c at $rate req/s ..." >&2
-    d=$("$bin/stream-probe" paced "$direct" "$work/$mode.json" "$c" "$rate" "$secs")
-    r=$("$bin/stream-probe" paced "$relay" "$work/$mode.json" "$c" "$rate" "$secs")
+    d=$(timeout 120 "$bin/stream-probe" paced "$direct" "$work/$mode.json" "$c" "$rate" "$secs")
+    r=$(timeout 120 "$bin/stream-probe" paced "$relay" "$work/$mode.json" "$c" "$rate" "$secs")
     relay_requests=$((relay_requests + $(echo "$r" | sed 's/.*n=//') + c))
     label=$([ "$mode" = plain ] && echo "non-streaming" || echo "streaming (to the end)")
     paced_rows+=("$(echo "$d $r" | awk -v l="$label" -v c="$c" -v rate="$rate" '{
@@ -146,8 +146,8 @@ for mode in plain stream; do
 done
 
 echo "first byte ..." >&2
-d_ttfb=$("$bin/stream-probe" ttfb "$direct" "$work/stream.json" 2000)
-r_ttfb=$("$bin/stream-probe" ttfb "$relay" "$work/stream.json" 2000)
+d_ttfb=$(timeout 120 "$bin/stream-probe" ttfb "$direct" "$work/stream.json" 2000)
+r_ttfb=$(timeout 120 "$bin/stream-probe" ttfb "$relay" "$work/stream.json" 2000)
 relay_requests=$((relay_requests + 2200))
 after_rss=$(status_kib "$relay_pid" VmRSS)
 
