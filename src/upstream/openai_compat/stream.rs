@@ -1,6 +1,6 @@
 //! OpenAI-compatible SSE stream -> canonical [`StreamEvent`]s.
 //!
-//! SSE framing is parsed by `eventsource-stream` (handles `\r\n`, comments such as OpenRouter's
+//! SSE framing is parsed by `upstream::sse` (handles `\r\n`, comments such as OpenRouter's
 //! `: OPENROUTER PROCESSING`, multi-line data). Normalisation: every usage object becomes a
 //! `Usage` event when it arrives (counts are cumulative: the last one wins, and a stream cut short
 //! keeps the latest), and `Finish` is always the last event — whatever order the provider used
@@ -210,7 +210,7 @@ impl State {
                         self.tool_ids[index] = Some(id.to_string());
                     }
                     let index = index as u32;
-                    let arguments = match c.pointer("/function/arguments") {
+                    let arguments = match super::at(c, "/function/arguments") {
                         Some(Value::String(s)) => s.clone(),
                         Some(Value::Null) | None => String::new(),
                         Some(other) => other.to_string(),
@@ -218,8 +218,7 @@ impl State {
                     self.out.queue.push_back(Ok(StreamEvent::ToolCallDelta {
                         index,
                         id: c.get("id").and_then(Value::as_str).map(str::to_string),
-                        name: c
-                            .pointer("/function/name")
+                        name: super::at(c, "/function/name")
                             .and_then(Value::as_str)
                             .map(str::to_string),
                         arguments,

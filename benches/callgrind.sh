@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Instructions llm-relay executes per relayed request, counted by callgrind (deterministic, unlike
+# wall-clock figures on a shared machine). Runs the release llm-relay under valgrind with usage
+# recording on, sends N1 and then N2 sequential requests (each plus a 10% warm-up) through it to
+# benches/load's fake upstream with stream-probe, and prints the difference per request, so
+# start-up and shutdown cancel out. Profiles stay in target/callgrind/ for callgrind_annotate.
+#
+#   bash benches/callgrind.sh             # non-streaming and 20-chunk streams
+#   bash benches/callgrind.sh stream      # one mode only (plain | stream)
+#
+# Needs valgrind, curl and the release binaries (bash benches/run.sh builds them; or
+# cargo build --release -p llm-relay -p llm-relay-load --bins). ~3 min on 2 cores.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+modes=${1:-plain stream}
+bin=target/release
+out=target/callgrind
+mkdir -p "$out"
+work=$(mktemp -d "${TMPDIR:-/tmp}/llm-relay-cg.XXXXXX")
+pids=()
+cleanup() {
+  local p
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+msgs='"messages":[{"role":"system","content":"You are a concise assistant."},{"role":"user","content":"In two sentences, why do people pick Rust for network services?"}]'
+printf '{"model":"gpt-4o-mini",%s,"temperature":0.7,"max_tokens":256}' "$msgs" >"$work/plain.json"
+printf '{"model":"gpt-4o-mini",%s,"temperature":0.7,"max_tokens":256,"stream":true,"stream_options":{"include_usage":true}}' "$msgs" >"$work/stream.json"
+
+"$bin/fake-upstream" 0 1 >"$work/fake.out" &
+pids+=("$!")
+for _ in $(seq 100); do grep -q listening "$work/fake.out" 2>/dev/null && break; sleep 0.05; done
+fake_addr=$(awk '/listening/ {print $2}' "$work/fake.out")
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
+
+# Instructions of one valgrind run serving N requests (plus stream-probe's warm-up).
+count() { # MODE N
+  local f="$out/$1-$2.out" pid
+  rm -rf "$work/data"; mkdir -p "$work/data"
+  env HOST=127.0.0.1 PORT="$port" DATA_DIR="$work/data" OPENAI_API_KEY=sk-bench \
+    OPENAI_BASE_URL="http://$fake_addr/v1" \
+    valgrind --tool=callgrind --callgrind-out-file="$f" "$bin/llm-relay" serve 2>"$work/relay.log" &
+  pid=$!
+  for _ in $(seq 300); do
+    curl -sf "http://127.0.0.1:$port/api/version" >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+  timeout 600 "$bin/stream-probe" ttfb "http://127.0.0.1:$port/v1/chat/completions" "$work/$1.json" "$2" >/dev/null
+  kill -TERM "$pid"
+  wait "$pid" || true
+  awk '/^summary:/ {print $2}' "$f"
+}
+
+for mode in $modes; do
+  # stream-probe adds a warm-up of max(N/10, 10) requests.
+  a=$(count "$mode" 200)
+  b=$(count "$mode" 1200)
+  echo "$mode: $(( (b - a) / 1100 )) instructions per request (callgrind, usage recording on; profiles in $out/$mode-{200,1200}.out)"
+done
