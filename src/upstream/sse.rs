@@ -9,7 +9,7 @@
 //! The framing is our own, not `eventsource-stream`'s: that crate copies the rest of its buffer
 //! after every line (`String::split_off`), quadratic in the events one read carries. A 20-chunk
 //! stream read in one go cost ~8,400 instructions per event there, ~21% of the relay's CPU for the
-//! whole stream (callgrind, `benches/run.sh`); here line ends are found with `memchr` (SIMD). Events are still
+//! whole stream (callgrind, `benches/run.sh`); here each byte is looked at once. Events are still
 //! handed over one at a time, yielding what each queued before the next is framed. When the body ends, the decoder decides whether the answer
 //! was complete ([`SseDecoder::on_end`]); the stream always ends after that, so a body cut short is
 //! an error item, never a silent end or a hang.
@@ -120,7 +120,7 @@ impl Framer {
         }
         loop {
             let rest = &self.buf[self.pos..];
-            let Some(i) = memchr::memchr2(b'\n', b'\r', rest) else {
+            let Some(i) = rest.iter().position(|&b| b == b'\n' || b == b'\r') else {
                 return Ok(false);
             };
             let end = match (rest[i], rest.get(i + 1)) {
