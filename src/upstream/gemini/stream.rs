@@ -1,7 +1,7 @@
 //! Gemini `streamGenerateContent?alt=sse` -> canonical [`StreamEvent`]s.
 //!
 //! Each SSE `data:` is a whole `GenerateContentResponse` holding only the new parts (WIRE.md
-//! §5.4; CRLF framing is handled by `upstream::sse`). Text parts become text deltas, `thought`
+//! §5.4; CRLF framing is handled by `eventsource-stream`). Text parts become text deltas, `thought`
 //! parts reasoning deltas, a `functionCall` part (always whole) one complete tool-call delta.
 //! `usageMetadata` is cumulative and repeated: each new total is emitted as a `Usage` event when
 //! it arrives (the last one before `Finish` is final), so a stream cut short still carries the

@@ -1,6 +1,6 @@
 //! OpenAI-compatible SSE stream -> canonical [`StreamEvent`]s.
 //!
-//! SSE framing is parsed by `upstream::sse` (handles `\r\n`, comments such as OpenRouter's
+//! SSE framing is parsed by `eventsource-stream` (handles `\r\n`, comments such as OpenRouter's
 //! `: OPENROUTER PROCESSING`, multi-line data). Normalisation: every usage object becomes a
 //! `Usage` event when it arrives (counts are cumulative: the last one wins, and a stream cut short
 //! keeps the latest), and `Finish` is always the last event — whatever order the provider used
