@@ -1289,3 +1289,49 @@ fn checked_in_v2_overrides_database_stays_readable() {
         Some("house-model")
     );
 }
+
+/// Usage settings reach the recorder at once: the default tag of the next record, tracking off.
+#[tokio::test]
+async fn usage_settings_apply_to_the_next_request() {
+    let dir = TempDir::new("settings");
+    let fake = fake_openai().await;
+    let (relay, admin, recorder, store) = start(&dir, &fake).await;
+    let m1 = first_model_of("openai");
+    let (s, _) = admin
+        .put("/settings", json!({"default_tag": "team-b"}))
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        relay.post("/v1/chat/completions", &chat(m1)).await.status(),
+        200
+    );
+    last_cost(&recorder, &store).await;
+    let rec = store.recent(&Filter::default(), 10).unwrap();
+    assert_eq!(rec.len(), 1);
+    assert_eq!(rec[0].tags, ["team-b"]);
+    let (s, _) = admin
+        .put("/settings", json!({"usage_tracking": false}))
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        relay.post("/v1/chat/completions", &chat(m1)).await.status(),
+        200
+    );
+    last_cost(&recorder, &store).await;
+    assert_eq!(
+        store.recent(&Filter::default(), 10).unwrap().len(),
+        1,
+        "not recorded"
+    );
+    let (s, _) = admin
+        .put("/settings", json!({"usage_tracking": true}))
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        relay.post("/v1/chat/completions", &chat(m1)).await.status(),
+        200
+    );
+    last_cost(&recorder, &store).await;
+    assert_eq!(store.recent(&Filter::default(), 10).unwrap().len(), 2);
+    admin.stop().await;
+}
