@@ -734,6 +734,21 @@ async fn crud_paths_and_validation_errors() {
         (200, &json!(1234), &json!(true))
     );
     assert_eq!(m["compiled"]["context_length"], compiled["context_length"]);
+    // Ollama clients see the overridden context length.
+    let show: Value = relay
+        .post("/api/show", &json!({"model": m1}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let ctx: Vec<&Value> = show["model_info"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(k, _)| k.ends_with(".context_length"))
+        .map(|(_, v)| v)
+        .collect();
+    assert_eq!(ctx, [&json!(1234)]);
     let (_, m) = admin
         .delete(&format!("/models/override?provider=openai&model={m1}"))
         .await;
