@@ -734,6 +734,21 @@ async fn crud_paths_and_validation_errors() {
         (200, &json!(1234), &json!(true))
     );
     assert_eq!(m["compiled"]["context_length"], compiled["context_length"]);
+    // Ollama clients see the overridden context length.
+    let show: Value = relay
+        .post("/api/show", &json!({"model": m1}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let ctx: Vec<&Value> = show["model_info"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(k, _)| k.ends_with(".context_length"))
+        .map(|(_, v)| v)
+        .collect();
+    assert_eq!(ctx, [&json!(1234)]);
     let (_, m) = admin
         .delete(&format!("/models/override?provider=openai&model={m1}"))
         .await;
@@ -1302,7 +1317,9 @@ async fn big_and_small_model_settings_route_anthropic_clients_claude_names_at_on
     };
     // No Anthropic key in this relay, so Claude names are mapped (seed 004); with no big model
     // set the name stays as it is: not served here (503 no key, or 404).
-    let r = relay.post("/v1/messages", &messages("claude-sonnet-4-5")).await;
+    let r = relay
+        .post("/v1/messages", &messages("claude-sonnet-4-5"))
+        .await;
     assert!(matches!(r.status().as_u16(), 404 | 503), "{}", r.status());
     assert!(asked(&fake).await.is_empty());
 
@@ -1315,5 +1332,51 @@ async fn big_and_small_model_settings_route_anthropic_clients_claude_names_at_on
         assert_eq!(r.status(), 200, "{name}");
         assert_eq!(asked(&fake).await.last().unwrap(), want, "{name}");
     }
+    admin.stop().await;
+}
+
+/// Usage settings reach the recorder at once: the default tag of the next record, tracking off.
+#[tokio::test]
+async fn usage_settings_apply_to_the_next_request() {
+    let dir = TempDir::new("settings");
+    let fake = fake_openai().await;
+    let (relay, admin, recorder, store) = start(&dir, &fake).await;
+    let m1 = first_model_of("openai");
+    let (s, _) = admin
+        .put("/settings", json!({"default_tag": "team-b"}))
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        relay.post("/v1/chat/completions", &chat(m1)).await.status(),
+        200
+    );
+    last_cost(&recorder, &store).await;
+    let rec = store.recent(&Filter::default(), 10).unwrap();
+    assert_eq!(rec.len(), 1);
+    assert_eq!(rec[0].tags, ["team-b"]);
+    let (s, _) = admin
+        .put("/settings", json!({"usage_tracking": false}))
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        relay.post("/v1/chat/completions", &chat(m1)).await.status(),
+        200
+    );
+    last_cost(&recorder, &store).await;
+    assert_eq!(
+        store.recent(&Filter::default(), 10).unwrap().len(),
+        1,
+        "not recorded"
+    );
+    let (s, _) = admin
+        .put("/settings", json!({"usage_tracking": true}))
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        relay.post("/v1/chat/completions", &chat(m1)).await.status(),
+        200
+    );
+    last_cost(&recorder, &store).await;
+    assert_eq!(store.recent(&Filter::default(), 10).unwrap().len(), 2);
     admin.stop().await;
 }

@@ -208,7 +208,16 @@ async fn show(state: Data<&AppState>, body: Body) -> Response {
         let mut model_info = Map::new();
         model_info.insert("general.architecture".into(), arch.into());
         model_info.insert("general.basename".into(), info.id.into());
-        model_info.insert(format!("{arch}.context_length"), info.context_length.into());
+        // A runtime override of the context length (admin API) is what clients see.
+        let context_length = state
+            .overrides
+            .load()
+            .set
+            .models
+            .get(&crate::overrides::model_key(info.provider.name(), info.id))
+            .and_then(|o| o.context_length)
+            .unwrap_or(info.context_length);
+        model_info.insert(format!("{arch}.context_length"), context_length.into());
         Ok::<_, ApiError>(json!({
             "license": "",
             "modelfile": format!("# Served by llm-relay from provider {}\nFROM {}\n", info.provider.name(), info.id),
