@@ -8,6 +8,7 @@
 //! `llm-relay::catalog::types`.
 
 pub mod generate;
+pub mod litellm;
 pub mod schema;
 pub mod validate;
 
