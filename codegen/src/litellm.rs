@@ -19,7 +19,8 @@
 //! containing `search`); OpenAI reasoning models get the `max_completion_tokens` / `developer` /
 //! no-sampling quirks. Prices: LiteLLM USD per token x 1e6 = USD per 1M tokens for input, output,
 //! `cache_read_input_token_cost`, `cache_creation_input_token_cost`; `*_above_<N>k_tokens` become
-//! tiers above N x 1000 prompt tokens; `input_cost_per_request` becomes `request_fee`;
+//! tiers above N x 1000 prompt tokens (a zero cache rate is LiteLLM's "not given" and falls back
+//! to the provider default, as an absent one does); `input_cost_per_request` becomes `request_fee`;
 //! `search_context_cost_per_query` becomes `search_fees` for always-searching models only (for the
 //! others it is billed per web-search tool call, which is not modelled).
 
@@ -334,10 +335,10 @@ pub fn price_yaml(e: &Entry) -> String {
     let _ = writeln!(s, "  {}:", scalar(&format!("{}/{}", e.provider, e.id)));
     let _ = writeln!(s, "    input: {input:?}");
     let _ = writeln!(s, "    output: {output:?}");
-    if let Some(v) = num(r, "cache_read_input_token_cost") {
+    if let Some(v) = num(r, "cache_read_input_token_cost").filter(|v| *v > 0.0) {
         let _ = writeln!(s, "    cache_read: {:?}", per_million(v));
     }
-    if let Some(v) = num(r, "cache_creation_input_token_cost") {
+    if let Some(v) = num(r, "cache_creation_input_token_cost").filter(|v| *v > 0.0) {
         let _ = writeln!(s, "    cache_write: {:?}", per_million(v));
     }
     if let Some(v) = num(r, "input_cost_per_request").filter(|v| *v > 0.0) {
