@@ -238,11 +238,19 @@ fn scalar(s: &str) -> String {
 }
 
 /// Model family for `/api/show`: `gpt-4o`, `gpt-5` (for `gpt-5.x`), `o3`, else the leading
-/// word of the id's last path segment (`claude`, `gemini`, `grok`, `mistral`, `qwen`).
+/// word of the id's last path segment (`claude`, `gemini`, `grok`, `mistral`, `qwen`), skipping
+/// an `open-`/`labs-`/`zai-` prefix.
 pub fn family(id: &str) -> String {
     let last = id.rsplit('/').next().unwrap_or(id);
     let mut segs = last.split('-');
-    let first = segs.next().unwrap_or(last);
+    let mut first = segs.next().unwrap_or(last);
+    // Prefixes that are not the model's name (Mistral's `open-mistral-nemo`, `labs-leanstral`,
+    // `zai-glm-5`).
+    if matches!(first, "open" | "labs" | "zai")
+        && let Some(next) = segs.next()
+    {
+        first = next;
+    }
     if first == "gpt" {
         let v = segs.next().unwrap_or("");
         let major = match v.split_once('.') {
@@ -687,5 +695,7 @@ models:
         assert_eq!(family("claude-opus-4-6"), "claude");
         assert_eq!(family("openai/gpt-oss-20b"), "gpt-oss");
         assert_eq!(family("qwen3.8-27b"), "qwen");
+        assert_eq!(family("open-mistral-nemo"), "mistral");
+        assert_eq!(family("zai-glm-5"), "glm");
     }
 }
