@@ -6,8 +6,12 @@
 //! prints compiler-style messages (`providers.yaml:42:7: ...`) and fails the build. This crate knows
 //! nothing about HTTP or the runtime; the types the generated code names live in
 //! `llm-relay::catalog::types`.
+//!
+//! Not used by the build: [`litellm`] and the `litellm-sync` binary refresh the generated blocks
+//! of both YAML files from LiteLLM's price database (README "Catalog").
 
 pub mod generate;
+pub mod litellm;
 pub mod schema;
 pub mod validate;
 
