@@ -754,3 +754,53 @@ async fn the_ui_is_embedded_and_the_openapi_document_lists_the_contract() {
     assert_eq!((status, error_type(&body)), (404, "not_found"));
     a.stop().await;
 }
+
+#[tokio::test]
+async fn concurrent_wrong_logins_cannot_outrun_the_rate_limit() {
+    // A burst of parallel guesses must not all pass the check before any failure is counted.
+    let dir = TempDir::new("ratelimit-burst");
+    let a = Admin::start(&dir, Some(PASSWORD), admin::SESSION_TTL).await;
+    let guesses = (0..4 * auth::MAX_FAILURES).map(|i| {
+        a.http
+            .post(a.url("/api/login"))
+            .json(&json!({ "password": format!("wrong guess {i}") }))
+            .send()
+    });
+    let statuses: Vec<u16> = futures_util::future::join_all(guesses)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap().status().as_u16())
+        .collect();
+    let checked = statuses.iter().filter(|s| **s == 401).count();
+    assert!(
+        checked <= auth::MAX_FAILURES,
+        "{checked} passwords were checked in one window: {statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| *s == 401 || *s == 429),
+        "{statuses:?}"
+    );
+    assert_eq!(a.login(PASSWORD).await.status(), 429);
+    a.stop().await;
+}
+
+#[tokio::test]
+async fn x_forwarded_for_from_an_untrusted_peer_does_not_escape_the_rate_limit() {
+    let dir = TempDir::new("ratelimit-xff");
+    let a = Admin::start(&dir, Some(PASSWORD), admin::SESSION_TTL).await;
+    for i in 0..3 * auth::MAX_FAILURES {
+        let status = a
+            .http
+            .post(a.url("/api/login"))
+            .header("x-forwarded-for", format!("203.0.113.{i}"))
+            .json(&json!({ "password": "wrong" }))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        if i >= auth::MAX_FAILURES {
+            assert_eq!(status, 429, "guess {i} with a spoofed X-Forwarded-For");
+        }
+    }
+    a.stop().await;
+}

@@ -1302,7 +1302,9 @@ async fn big_and_small_model_settings_route_anthropic_clients_claude_names_at_on
     };
     // No Anthropic key in this relay, so Claude names are mapped (seed 004); with no big model
     // set the name stays as it is: not served here (503 no key, or 404).
-    let r = relay.post("/v1/messages", &messages("claude-sonnet-4-5")).await;
+    let r = relay
+        .post("/v1/messages", &messages("claude-sonnet-4-5"))
+        .await;
     assert!(matches!(r.status().as_u16(), 404 | 503), "{}", r.status());
     assert!(asked(&fake).await.is_empty());
 

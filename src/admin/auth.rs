@@ -255,6 +255,13 @@ impl Auth {
     /// Errors: `RateLimited` with the seconds until the oldest failure leaves the window.
     pub fn check_rate(&self, ip: IpAddr) -> Result<(), AdminError> {
         let mut failures = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
+        Self::check_locked(&mut failures, ip)
+    }
+
+    fn check_locked(
+        failures: &mut HashMap<IpAddr, VecDeque<Instant>>,
+        ip: IpAddr,
+    ) -> Result<(), AdminError> {
         let now = Instant::now();
         let Some(list) = failures.get_mut(&ip) else {
             return Ok(());
@@ -278,9 +285,37 @@ impl Auth {
         })
     }
 
+    /// Start a password check from `ip`: refused like [`Auth::check_rate`], else counted as a
+    /// failure at once (under the same lock), so parallel guesses cannot all pass the check
+    /// before any of them is counted. Call [`Auth::attempt_succeeded`] when the password was
+    /// right.
+    ///
+    /// Errors: `RateLimited`, as [`Auth::check_rate`].
+    pub fn begin_attempt(&self, ip: IpAddr) -> Result<(), AdminError> {
+        let mut failures = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
+        Self::check_locked(&mut failures, ip)?;
+        Self::push_failure(&mut failures, ip);
+        Ok(())
+    }
+
+    /// Take back the failure [`Auth::begin_attempt`] counted for `ip` (the password was right).
+    pub fn attempt_succeeded(&self, ip: IpAddr) {
+        let mut failures = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(list) = failures.get_mut(&ip) {
+            list.pop_back();
+            if list.is_empty() {
+                failures.remove(&ip);
+            }
+        }
+    }
+
     /// Count a failed password check from `ip`.
     pub fn record_failure(&self, ip: IpAddr) {
         let mut failures = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
+        Self::push_failure(&mut failures, ip);
+    }
+
+    fn push_failure(failures: &mut HashMap<IpAddr, VecDeque<Instant>>, ip: IpAddr) {
         if failures.len() >= MAX_TRACKED_IPS && !failures.contains_key(&ip) {
             let now = Instant::now();
             failures.retain(|_, l| {
@@ -422,11 +457,13 @@ pub async fn login(
     let ip = client_ip(&state, req);
     state.auth.check_rate(ip)?;
     let b = json_body(b)?;
+    // Counted as a failure before the (slow) check, taken back when the password is right.
+    state.auth.begin_attempt(ip)?;
     if !password_matches(&state, b.password).await? {
-        state.auth.record_failure(ip);
         tracing::warn!(client = %ip, "admin login failed: wrong password");
         return Err(AdminError::Unauthorized("wrong password".into()));
     }
+    state.auth.attempt_succeeded(ip);
     let (token, info) = state.auth.create_session();
     let mut resp = json_response(StatusCode::OK, &info);
     set_cookie(
@@ -486,12 +523,13 @@ pub async fn change_password(
             "the new password needs at least {MIN_PASSWORD_CHARS} characters"
         )));
     }
+    state.auth.begin_attempt(ip)?;
     if !password_matches(&state, b.current).await? {
-        state.auth.record_failure(ip);
         return Err(AdminError::Forbidden(
             "the current password is wrong".into(),
         ));
     }
+    state.auth.attempt_succeeded(ip);
     let auth = Arc::clone(&state.auth);
     let new = b.new;
     tokio::task::spawn_blocking(move || auth.set_password(&new))
