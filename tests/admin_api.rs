@@ -804,3 +804,34 @@ async fn x_forwarded_for_from_an_untrusted_peer_does_not_escape_the_rate_limit()
     }
     a.stop().await;
 }
+
+#[tokio::test]
+async fn a_huge_login_body_is_refused_before_it_is_read_whole() {
+    // Login is the one route open without a session: its body must be bounded.
+    let dir = TempDir::new("login-size");
+    let a = Admin::start(&dir, Some(PASSWORD), admin::SESSION_TTL).await;
+    let big = "x".repeat(2 * 1024 * 1024);
+    let resp = a
+        .http
+        .post(a.url("/api/login"))
+        .json(&json!({ "password": big }))
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = status_json(resp).await;
+    assert_eq!(status, 413, "{body}");
+    assert_eq!(error_type(&body), "payload_too_large");
+    // A chunked body (no Content-Length) is bounded too.
+    let chunks =
+        futures_util::stream::iter((0..64).map(|_| Ok::<_, std::io::Error>(vec![b' '; 64 * 1024])));
+    let resp = a
+        .http
+        .post(a.url("/api/login"))
+        .header("content-type", "application/json")
+        .body(reqwest::Body::wrap_stream(chunks))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 413);
+    a.stop().await;
+}

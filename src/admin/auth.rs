@@ -16,8 +16,8 @@ use argon2::Argon2;
 use argon2::password_hash::rand_core::{OsRng, RngCore};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use poem::http::{Method, StatusCode};
-use poem::web::{Data, Json};
-use poem::{Endpoint, IntoResponse, Request, Response, handler};
+use poem::web::Data;
+use poem::{Body, Endpoint, IntoResponse, Request, Response, handler};
 use serde::{Deserialize, Serialize};
 
 use super::{AdminError, AdminState};
@@ -433,8 +433,24 @@ pub struct LoginBody {
     password: String,
 }
 
-fn json_body<T>(b: poem::Result<Json<T>>) -> Result<T, AdminError> {
-    b.map(|Json(v)| v)
+/// Largest body of the auth routes, bytes. `POST /api/login` is open without a session, so its
+/// body is read only up to this bound (also when chunked, without `Content-Length`).
+pub const MAX_AUTH_BODY_BYTES: usize = 64 * 1024;
+
+/// Read a JSON body of at most [`MAX_AUTH_BODY_BYTES`].
+///
+/// Errors: 413 beyond the bound, 400 when it is not the expected JSON.
+async fn json_body<T: serde::de::DeserializeOwned>(body: Body) -> Result<T, AdminError> {
+    let bytes = body
+        .into_bytes_limit(MAX_AUTH_BODY_BYTES)
+        .await
+        .map_err(|e| match e {
+            poem::error::ReadBodyError::PayloadTooLarge => AdminError::PayloadTooLarge(format!(
+                "request body larger than {MAX_AUTH_BODY_BYTES} bytes"
+            )),
+            e => AdminError::BadRequest(format!("cannot read the request body: {e}")),
+        })?;
+    serde_json::from_slice(&bytes)
         .map_err(|e| AdminError::BadRequest(format!("invalid JSON body: {e}")))
 }
 
@@ -452,11 +468,11 @@ async fn password_matches(state: &AdminState, password: String) -> Result<bool, 
 pub async fn login(
     state: Data<&AdminState>,
     req: &Request,
-    b: poem::Result<Json<LoginBody>>,
+    body: Body,
 ) -> Result<Response, AdminError> {
     let ip = client_ip(&state, req);
     state.auth.check_rate(ip)?;
-    let b = json_body(b)?;
+    let b: LoginBody = json_body(body).await?;
     // Counted as a failure before the (slow) check, taken back when the password is right.
     state.auth.begin_attempt(ip)?;
     if !password_matches(&state, b.password).await? {
@@ -513,11 +529,11 @@ pub struct PasswordBody {
 pub async fn change_password(
     state: Data<&AdminState>,
     req: &Request,
-    b: poem::Result<Json<PasswordBody>>,
+    body: Body,
 ) -> Result<Response, AdminError> {
     let ip = client_ip(&state, req);
     state.auth.check_rate(ip)?;
-    let b = json_body(b)?;
+    let b: PasswordBody = json_body(body).await?;
     if b.new.chars().count() < MIN_PASSWORD_CHARS {
         return Err(AdminError::BadRequest(format!(
             "the new password needs at least {MIN_PASSWORD_CHARS} characters"
