@@ -1319,3 +1319,37 @@ async fn big_and_small_model_settings_route_anthropic_clients_claude_names_at_on
     }
     admin.stop().await;
 }
+
+#[tokio::test]
+async fn a_custom_provider_cannot_borrow_the_admin_password_as_its_key() {
+    // "Test connection" sends the named variable's value to the provider's base URL: naming
+    // ADMIN_PASSWORD would hand the admin password to any host the session chooses.
+    let dir = TempDir::new("keyenv");
+    let fake = fake_openai().await;
+    let (_relay, admin, _recorder, _store) = start(&dir, &fake).await;
+    for name in ["ADMIN_PASSWORD", "ADMIN_PASSWORD_FILE", "admin_password"] {
+        let (s, v) = admin
+            .post(
+                "/providers",
+                json!({"id": "exfil", "family": "openai", "base_url": "http://127.0.0.1:9",
+                       "api_key_env": name}),
+            )
+            .await;
+        assert_eq!(s, 400, "{name}: {v}");
+        assert!(
+            v["error"]["message"].as_str().unwrap().contains("ADMIN_"),
+            "{v}"
+        );
+    }
+    let (s, _) = admin
+        .post(
+            "/providers",
+            json!({"id": "exfil", "family": "openai", "base_url": "http://127.0.0.1:9"}),
+        )
+        .await;
+    assert_eq!(s, 201);
+    let (s, v) = admin
+        .put("/providers/exfil", json!({"api_key_env": "ADMIN_PASSWORD"}))
+        .await;
+    assert_eq!(s, 400, "{v}");
+}

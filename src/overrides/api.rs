@@ -348,13 +348,21 @@ fn valid_base_url(url: &str) -> Result<String, AdminError> {
     }
 }
 
-/// An environment variable NAME (`[A-Za-z_][A-Za-z0-9_]{0,127}`), never a key.
+/// An environment variable NAME (`[A-Za-z_][A-Za-z0-9_]{0,127}`), never a key, and none of the
+/// relay's own `ADMIN_*` variables.
 fn valid_env_name(v: &str) -> Result<String, AdminError> {
     let b = v.as_bytes();
     let ok = !b.is_empty()
         && b.len() <= 128
         && (b[0].is_ascii_alphabetic() || b[0] == b'_')
         && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_');
+    if ok && v.to_ascii_uppercase().starts_with("ADMIN_") {
+        // The relay's own secrets: "test connection" and requests would send the value to the
+        // provider's base URL, which the admin session chooses.
+        return Err(AdminError::bad(
+            "api_key_env cannot name an ADMIN_* variable (the admin password is no provider key)",
+        ));
+    }
     if ok {
         Ok(v.to_string())
     } else {
