@@ -1353,3 +1353,47 @@ async fn a_custom_provider_cannot_borrow_the_admin_password_as_its_key() {
         .await;
     assert_eq!(s, 400, "{v}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn parallel_settings_writes_to_different_fields_are_all_kept() {
+    // Each PUT is a partial update: two admins (or two browser tabs) saving different fields at
+    // the same moment must not undo each other's change.
+    let dir = TempDir::new("settings-race");
+    let fake = fake_openai().await;
+    let (_relay, admin, _recorder, store) = start(&dir, &fake).await;
+    for round in 0..8u64 {
+        let days = 30 + round;
+        let tag = format!("team-{round}");
+        let tracking = round % 2 == 0;
+        let dns = round % 2 == 1;
+        let (a, b, c, d) = tokio::join!(
+            admin.put("/settings", json!({"retention_days": days})),
+            admin.put("/settings", json!({"default_tag": tag})),
+            admin.put("/settings", json!({"usage_tracking": tracking})),
+            admin.put("/settings", json!({"dns_resolution": dns})),
+        );
+        assert!([a.0, b.0, c.0, d.0].iter().all(|s| *s == 200));
+        let (_, s) = admin.get("/settings").await;
+        let got = (
+            &s["retention_days"],
+            &s["default_tag"],
+            &s["usage_tracking"],
+            &s["dns_resolution"],
+        );
+        assert_eq!(
+            got,
+            (&json!(days), &json!(tag), &json!(tracking), &json!(dns)),
+            "round {round}: a parallel write was lost"
+        );
+    }
+    // The store holds the same as the snapshot.
+    use llm_relay::store::OverrideStore;
+    assert_eq!(
+        store
+            .get_setting(llm_relay::usage::record::keys::RETENTION_DAYS)
+            .unwrap()
+            .as_deref(),
+        Some("37")
+    );
+    admin.stop().await;
+}

@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 
 use super::{
     Caps, CustomAlias, CustomModel, CustomProvider, Family, OverrideError, PriceFields, Prices,
-    Settings, Snapshot, compiled_model, compiled_provider, model_key,
+    Snapshot, compiled_model, compiled_provider, model_key,
 };
 use crate::catalog::{Capability, ModelId, PROVIDERS, ProviderId, WireFamily};
 use crate::relay::AppState;
@@ -1398,44 +1398,63 @@ async fn put_settings(state: Data<&AppState>, body: Body) -> Response {
     respond(
         async {
             let patch: SettingsPatch = read_body(body).await?;
-            let mut s: Settings = state.overrides.load().settings.clone();
-            for (field, value, slot) in [
-                ("default_model", patch.default_model, &mut s.default_model),
-                ("big_model", patch.big_model, &mut s.big_model),
-                ("small_model", patch.small_model, &mut s.small_model),
+            // Validate the patch first, then apply it to the settings in effect under the
+            // write lock (a copy read here could be stale by the time it is stored).
+            let mut names: Vec<Option<Option<String>>> = Vec::new();
+            for (field, value) in [
+                ("default_model", patch.default_model),
+                ("big_model", patch.big_model),
+                ("small_model", patch.small_model),
             ] {
-                match value {
-                    None => {}
-                    Some(None) => *slot = None,
-                    Some(Some(name)) if name.trim().is_empty() => *slot = None,
+                names.push(match value {
+                    None => None,
+                    Some(None) => Some(None),
+                    Some(Some(name)) if name.trim().is_empty() => Some(None),
                     Some(Some(name)) => {
                         if crate::relay::resolve_exact(&state, &name).is_none() {
                             return Err(AdminError::bad(format!(
                                 "{field} {name:?} does not resolve to an enabled model"
                             )));
                         }
-                        *slot = Some(name.trim().to_string());
+                        Some(Some(name.trim().to_string()))
                     }
-                }
+                });
             }
-            if let Some(t) = patch.default_tag {
-                s.default_tag = crate::usage::tags::normalise(&t)
-                    .into_iter()
-                    .next()
-                    .ok_or_else(|| AdminError::bad(format!("default_tag {t:?} is not a tag")))?;
-            }
-            if let Some(b) = patch.usage_tracking {
-                s.usage_tracking = b;
-            }
-            if let Some(d) = patch.retention_days {
-                s.retention_days = d;
-            }
-            if let Some(b) = patch.dns_resolution {
-                s.dns_resolution = b;
-            }
-            state.overrides.set_settings(s.clone())?;
-            // The recorder (default tag, tracking, retention, DNS) takes them at once.
-            state.usage.apply_settings(s.usage());
+            let default_tag = match patch.default_tag {
+                Some(t) => Some(
+                    crate::usage::tags::normalise(&t)
+                        .into_iter()
+                        .next()
+                        .ok_or_else(|| {
+                            AdminError::bad(format!("default_tag {t:?} is not a tag"))
+                        })?,
+                ),
+                None => None,
+            };
+            let s = state.overrides.update_settings(
+                |s| {
+                    let slots = [&mut s.default_model, &mut s.big_model, &mut s.small_model];
+                    for (slot, name) in slots.into_iter().zip(names) {
+                        if let Some(name) = name {
+                            *slot = name;
+                        }
+                    }
+                    if let Some(t) = default_tag {
+                        s.default_tag = t;
+                    }
+                    if let Some(b) = patch.usage_tracking {
+                        s.usage_tracking = b;
+                    }
+                    if let Some(d) = patch.retention_days {
+                        s.retention_days = d;
+                    }
+                    if let Some(b) = patch.dns_resolution {
+                        s.dns_resolution = b;
+                    }
+                },
+                // The recorder (default tag, tracking, retention, DNS) takes them at once.
+                |s| state.usage.apply_settings(s.usage()),
+            )?;
             ok(&json!(s))
         }
         .await,
