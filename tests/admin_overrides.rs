@@ -1397,3 +1397,70 @@ async fn parallel_settings_writes_to_different_fields_are_all_kept() {
     );
     admin.stop().await;
 }
+
+#[tokio::test]
+async fn deleting_a_custom_provider_or_model_takes_the_aliases_pointing_at_it() {
+    // A dangling alias is listed with a target that no longer exists, and comes back to life
+    // pointing at whatever is created later under the same name.
+    let dir = TempDir::new("dangling");
+    let fake = fake_openai().await;
+    let (relay, admin, _recorder, _store) = start(&dir, &fake).await;
+    let aliases = |v: &Value| -> Vec<String> {
+        v["aliases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["source"] == "custom")
+            .map(|a| a["alias"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let base = format!("{}/v1", fake.uri());
+    let (s, _) = admin
+        .post(
+            "/providers",
+            json!({"id": "gone", "family": "openai", "base_url": base}),
+        )
+        .await;
+    assert_eq!(s, 201);
+    for m in ["m-one", "m-two"] {
+        let (s, v) = admin
+            .post("/models", json!({"provider": "gone", "id": m}))
+            .await;
+        assert_eq!(s, 201, "{v}");
+    }
+    for (alias, target) in [("to-one", "gone/m-one"), ("to-two", "gone/m-two")] {
+        let (s, v) = admin
+            .post("/aliases", json!({"alias": alias, "target": target}))
+            .await;
+        assert_eq!(s, 201, "{v}");
+    }
+    // Deleting a custom model takes its alias.
+    let (s, _) = admin
+        .delete("/models/custom?provider=gone&model=m-one")
+        .await;
+    assert_eq!(s, 204);
+    let (_, list) = admin.get("/aliases").await;
+    assert_eq!(aliases(&list), vec!["to-two".to_string()]);
+    // Deleting the provider takes the rest.
+    let (s, _) = admin.delete("/providers/gone").await;
+    assert_eq!(s, 204);
+    let (_, list) = admin.get("/aliases").await;
+    assert!(aliases(&list).is_empty(), "{list}");
+    let r = relay.post("/v1/chat/completions", &chat("to-two")).await;
+    assert_eq!(r.status(), 404);
+    // Recreated under the same names: the old aliases do not come back.
+    let (s, _) = admin
+        .post(
+            "/providers",
+            json!({"id": "gone", "family": "openai", "base_url": base}),
+        )
+        .await;
+    assert_eq!(s, 201);
+    let (s, _) = admin
+        .post("/models", json!({"provider": "gone", "id": "m-two"}))
+        .await;
+    assert_eq!(s, 201);
+    let (_, list) = admin.get("/aliases").await;
+    assert!(aliases(&list).is_empty(), "{list}");
+    admin.stop().await;
+}

@@ -523,6 +523,8 @@ fn delete_provider(state: Data<&AppState>, Path(id): Path<String>) -> Response {
             let prefix = format!("{id}/");
             set.custom_models.retain(|k, _| !k.starts_with(&prefix));
             set.models.retain(|k, _| !k.starts_with(&prefix));
+            // Aliases to its models would dangle, and revive on a provider of the same id.
+            set.aliases.retain(|_, a| !a.target.starts_with(&prefix));
             Ok(())
         })?;
         no_content()
@@ -1102,7 +1104,11 @@ fn delete_custom_model(state: Data<&AppState>, q: ModelQuery) -> Response {
         state
             .overrides
             .update(|set| match set.custom_models.remove(&key) {
-                Some(_) => Ok(()),
+                Some(_) => {
+                    // Its custom aliases would dangle, and revive on a model of the same name.
+                    set.aliases.retain(|_, a| a.target != key);
+                    Ok(())
+                }
                 None if builtin => Err(OverrideError::BadRequest(
                     "a built-in model cannot be deleted: disable it instead".into(),
                 )),
