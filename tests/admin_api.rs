@@ -835,3 +835,32 @@ async fn a_huge_login_body_is_refused_before_it_is_read_whole() {
     assert_eq!(resp.status(), 413);
     a.stop().await;
 }
+
+#[tokio::test]
+async fn ipv6_clients_are_limited_per_64_prefix() {
+    // One IPv6 client holds a whole /64: counting single addresses would give it 2^64 tries.
+    let dir = TempDir::new("ratelimit-v6");
+    let store = Arc::new(RedbStore::open(&dir.0).unwrap());
+    let proxy = llm_relay::usage::tags::TrustedProxy::parse("127.0.0.1").unwrap();
+    let a = Admin::start_full(store, Some(PASSWORD), admin::SESSION_TTL, vec![proxy]).await;
+    let login = |client: String| {
+        a.http
+            .post(a.url("/api/login"))
+            .header("x-forwarded-for", client)
+            .json(&json!({ "password": "wrong" }))
+            .send()
+    };
+    for i in 0..auth::MAX_FAILURES {
+        let status = login(format!("2001:db8:1:2::{:x}", i + 1))
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, 401);
+    }
+    let status = login("2001:db8:1:2:ffff::9".into()).await.unwrap().status();
+    assert_eq!(status, 429, "another address of the same /64");
+    // Another /64 is another client.
+    let status = login("2001:db8:1:3::1".into()).await.unwrap().status();
+    assert_eq!(status, 401);
+    a.stop().await;
+}

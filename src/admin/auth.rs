@@ -347,12 +347,18 @@ pub fn session_token(req: &Request) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
-/// The client IP the rate limit counts (the TCP peer, or the forwarded client behind a trusted
-/// proxy; unspecified when unknown).
+/// The client the rate limit counts: the TCP peer, or the forwarded client behind a trusted
+/// proxy (unspecified when unknown); an IPv6 address stands for its /64, the smallest block
+/// one client is usually given (RFC 6177), or one host could try once per address.
 fn client_ip(state: &AdminState, req: &Request) -> IpAddr {
     let peer = req.remote_addr().as_socket_addr().map(|a| a.ip());
-    crate::usage::tags::client_ip(peer, req.headers(), &state.trusted_proxies)
-        .unwrap_or(IpAddr::from([0, 0, 0, 0]))
+    match crate::usage::tags::client_ip(peer, req.headers(), &state.trusted_proxies) {
+        Some(IpAddr::V6(v6)) => IpAddr::V6(std::net::Ipv6Addr::from_bits(
+            v6.to_bits() & !((1u128 << 64) - 1),
+        )),
+        Some(ip) => ip,
+        None => IpAddr::from([0, 0, 0, 0]),
+    }
 }
 
 /// The session the guard found, handed to the handlers behind it.
