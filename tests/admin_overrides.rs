@@ -1464,3 +1464,34 @@ async fn deleting_a_custom_provider_or_model_takes_the_aliases_pointing_at_it() 
     assert!(aliases(&list).is_empty(), "{list}");
     admin.stop().await;
 }
+
+#[tokio::test]
+async fn test_connection_reads_a_bounded_answer() {
+    // The base URL is any host the session names: its answer must not be read whole into memory.
+    let dir = TempDir::new("probe-size");
+    let fake = fake_openai().await;
+    let huge = MockServer::start().await;
+    let limit = llm_relay::overrides::api::MAX_PROBE_BYTES;
+    Mock::given(method("GET"))
+        .and(path("/v1/models"))
+        .respond_with(ResponseTemplate::new(200).set_body_bytes(vec![b' '; limit + 1]))
+        .mount(&huge)
+        .await;
+    let (_relay, admin, _recorder, _store) = start(&dir, &fake).await;
+    let base = format!("{}/v1", huge.uri());
+    let (s, _) = admin
+        .post(
+            "/providers",
+            json!({"id": "huge", "family": "openai", "base_url": base}),
+        )
+        .await;
+    assert_eq!(s, 201);
+    let (s, v) = admin.post("/providers/huge/test", json!({})).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["ok"], false, "{v}");
+    assert!(
+        v["message"].as_str().unwrap().contains("larger than"),
+        "{v}"
+    );
+    admin.stop().await;
+}

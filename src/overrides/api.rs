@@ -28,6 +28,9 @@ pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 
 /// Longest a provider "test connection" waits for the upstream's model listing: 10 s.
 pub const TEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest answer "test connection" reads, bytes (a model list of the largest providers is
+/// well under 2 MiB; the base URL is any host the session names).
+pub const MAX_PROBE_BYTES: usize = 8 * 1024 * 1024;
 
 /// The catalog/settings/pricing routes, relative to `/api`.
 pub fn routes() -> Route {
@@ -625,7 +628,16 @@ async fn test_provider(state: Data<&AppState>, Path(id): Path<String>) -> Respon
         }
         Ok(resp) => {
             let status = resp.status().as_u16();
-            let body = resp.bytes().await.unwrap_or_default();
+            let body = match crate::instances::read_limited(resp, MAX_PROBE_BYTES, "answer").await {
+                Ok(b) => b,
+                Err(e) => {
+                    return json_status(
+                        200,
+                        &json!({"ok": false, "status": status, "latency_ms": latency_ms,
+                                "message": scrub(e), "models": null}),
+                    );
+                }
+            };
             if (200..300).contains(&status) {
                 let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
                 let n = v
