@@ -754,3 +754,113 @@ async fn the_ui_is_embedded_and_the_openapi_document_lists_the_contract() {
     assert_eq!((status, error_type(&body)), (404, "not_found"));
     a.stop().await;
 }
+
+#[tokio::test]
+async fn concurrent_wrong_logins_cannot_outrun_the_rate_limit() {
+    // A burst of parallel guesses must not all pass the check before any failure is counted.
+    let dir = TempDir::new("ratelimit-burst");
+    let a = Admin::start(&dir, Some(PASSWORD), admin::SESSION_TTL).await;
+    let guesses = (0..4 * auth::MAX_FAILURES).map(|i| {
+        a.http
+            .post(a.url("/api/login"))
+            .json(&json!({ "password": format!("wrong guess {i}") }))
+            .send()
+    });
+    let statuses: Vec<u16> = futures_util::future::join_all(guesses)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap().status().as_u16())
+        .collect();
+    let checked = statuses.iter().filter(|s| **s == 401).count();
+    assert!(
+        checked <= auth::MAX_FAILURES,
+        "{checked} passwords were checked in one window: {statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| *s == 401 || *s == 429),
+        "{statuses:?}"
+    );
+    assert_eq!(a.login(PASSWORD).await.status(), 429);
+    a.stop().await;
+}
+
+#[tokio::test]
+async fn x_forwarded_for_from_an_untrusted_peer_does_not_escape_the_rate_limit() {
+    let dir = TempDir::new("ratelimit-xff");
+    let a = Admin::start(&dir, Some(PASSWORD), admin::SESSION_TTL).await;
+    for i in 0..3 * auth::MAX_FAILURES {
+        let status = a
+            .http
+            .post(a.url("/api/login"))
+            .header("x-forwarded-for", format!("203.0.113.{i}"))
+            .json(&json!({ "password": "wrong" }))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        if i >= auth::MAX_FAILURES {
+            assert_eq!(status, 429, "guess {i} with a spoofed X-Forwarded-For");
+        }
+    }
+    a.stop().await;
+}
+
+#[tokio::test]
+async fn a_huge_login_body_is_refused_before_it_is_read_whole() {
+    // Login is the one route open without a session: its body must be bounded.
+    let dir = TempDir::new("login-size");
+    let a = Admin::start(&dir, Some(PASSWORD), admin::SESSION_TTL).await;
+    let big = "x".repeat(2 * 1024 * 1024);
+    let resp = a
+        .http
+        .post(a.url("/api/login"))
+        .json(&json!({ "password": big }))
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = status_json(resp).await;
+    assert_eq!(status, 413, "{body}");
+    assert_eq!(error_type(&body), "payload_too_large");
+    // A chunked body (no Content-Length) is bounded too.
+    let chunks =
+        futures_util::stream::iter((0..64).map(|_| Ok::<_, std::io::Error>(vec![b' '; 64 * 1024])));
+    let resp = a
+        .http
+        .post(a.url("/api/login"))
+        .header("content-type", "application/json")
+        .body(reqwest::Body::wrap_stream(chunks))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 413);
+    a.stop().await;
+}
+
+#[tokio::test]
+async fn ipv6_clients_are_limited_per_64_prefix() {
+    // One IPv6 client holds a whole /64: counting single addresses would give it 2^64 tries.
+    let dir = TempDir::new("ratelimit-v6");
+    let store = Arc::new(RedbStore::open(&dir.0).unwrap());
+    let proxy = llm_relay::usage::tags::TrustedProxy::parse("127.0.0.1").unwrap();
+    let a = Admin::start_full(store, Some(PASSWORD), admin::SESSION_TTL, vec![proxy]).await;
+    let login = |client: String| {
+        a.http
+            .post(a.url("/api/login"))
+            .header("x-forwarded-for", client)
+            .json(&json!({ "password": "wrong" }))
+            .send()
+    };
+    for i in 0..auth::MAX_FAILURES {
+        let status = login(format!("2001:db8:1:2::{:x}", i + 1))
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, 401);
+    }
+    let status = login("2001:db8:1:2:ffff::9".into()).await.unwrap().status();
+    assert_eq!(status, 429, "another address of the same /64");
+    // Another /64 is another client.
+    let status = login("2001:db8:1:3::1".into()).await.unwrap().status();
+    assert_eq!(status, 401);
+    a.stop().await;
+}

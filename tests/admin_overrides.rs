@@ -1380,3 +1380,179 @@ async fn usage_settings_apply_to_the_next_request() {
     assert_eq!(store.recent(&Filter::default(), 10).unwrap().len(), 2);
     admin.stop().await;
 }
+
+#[tokio::test]
+async fn a_custom_provider_cannot_borrow_the_admin_password_as_its_key() {
+    // "Test connection" sends the named variable's value to the provider's base URL: naming
+    // ADMIN_PASSWORD would hand the admin password to any host the session chooses.
+    let dir = TempDir::new("keyenv");
+    let fake = fake_openai().await;
+    let (_relay, admin, _recorder, _store) = start(&dir, &fake).await;
+    for name in ["ADMIN_PASSWORD", "ADMIN_PASSWORD_FILE", "admin_password"] {
+        let (s, v) = admin
+            .post(
+                "/providers",
+                json!({"id": "exfil", "family": "openai", "base_url": "http://127.0.0.1:9",
+                       "api_key_env": name}),
+            )
+            .await;
+        assert_eq!(s, 400, "{name}: {v}");
+        assert!(
+            v["error"]["message"].as_str().unwrap().contains("ADMIN_"),
+            "{v}"
+        );
+    }
+    let (s, _) = admin
+        .post(
+            "/providers",
+            json!({"id": "exfil", "family": "openai", "base_url": "http://127.0.0.1:9"}),
+        )
+        .await;
+    assert_eq!(s, 201);
+    let (s, v) = admin
+        .put("/providers/exfil", json!({"api_key_env": "ADMIN_PASSWORD"}))
+        .await;
+    assert_eq!(s, 400, "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn parallel_settings_writes_to_different_fields_are_all_kept() {
+    // Each PUT is a partial update: two admins (or two browser tabs) saving different fields at
+    // the same moment must not undo each other's change.
+    let dir = TempDir::new("settings-race");
+    let fake = fake_openai().await;
+    let (_relay, admin, _recorder, store) = start(&dir, &fake).await;
+    for round in 0..8u64 {
+        let days = 30 + round;
+        let tag = format!("team-{round}");
+        let tracking = round % 2 == 0;
+        let dns = round % 2 == 1;
+        let (a, b, c, d) = tokio::join!(
+            admin.put("/settings", json!({"retention_days": days})),
+            admin.put("/settings", json!({"default_tag": tag})),
+            admin.put("/settings", json!({"usage_tracking": tracking})),
+            admin.put("/settings", json!({"dns_resolution": dns})),
+        );
+        assert!([a.0, b.0, c.0, d.0].iter().all(|s| *s == 200));
+        let (_, s) = admin.get("/settings").await;
+        let got = (
+            &s["retention_days"],
+            &s["default_tag"],
+            &s["usage_tracking"],
+            &s["dns_resolution"],
+        );
+        assert_eq!(
+            got,
+            (&json!(days), &json!(tag), &json!(tracking), &json!(dns)),
+            "round {round}: a parallel write was lost"
+        );
+    }
+    // The store holds the same as the snapshot.
+    use llm_relay::store::OverrideStore;
+    assert_eq!(
+        store
+            .get_setting(llm_relay::usage::record::keys::RETENTION_DAYS)
+            .unwrap()
+            .as_deref(),
+        Some("37")
+    );
+    admin.stop().await;
+}
+
+#[tokio::test]
+async fn deleting_a_custom_provider_or_model_takes_the_aliases_pointing_at_it() {
+    // A dangling alias is listed with a target that no longer exists, and comes back to life
+    // pointing at whatever is created later under the same name.
+    let dir = TempDir::new("dangling");
+    let fake = fake_openai().await;
+    let (relay, admin, _recorder, _store) = start(&dir, &fake).await;
+    let aliases = |v: &Value| -> Vec<String> {
+        v["aliases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["source"] == "custom")
+            .map(|a| a["alias"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let base = format!("{}/v1", fake.uri());
+    let (s, _) = admin
+        .post(
+            "/providers",
+            json!({"id": "gone", "family": "openai", "base_url": base}),
+        )
+        .await;
+    assert_eq!(s, 201);
+    for m in ["m-one", "m-two"] {
+        let (s, v) = admin
+            .post("/models", json!({"provider": "gone", "id": m}))
+            .await;
+        assert_eq!(s, 201, "{v}");
+    }
+    for (alias, target) in [("to-one", "gone/m-one"), ("to-two", "gone/m-two")] {
+        let (s, v) = admin
+            .post("/aliases", json!({"alias": alias, "target": target}))
+            .await;
+        assert_eq!(s, 201, "{v}");
+    }
+    // Deleting a custom model takes its alias.
+    let (s, _) = admin
+        .delete("/models/custom?provider=gone&model=m-one")
+        .await;
+    assert_eq!(s, 204);
+    let (_, list) = admin.get("/aliases").await;
+    assert_eq!(aliases(&list), vec!["to-two".to_string()]);
+    // Deleting the provider takes the rest.
+    let (s, _) = admin.delete("/providers/gone").await;
+    assert_eq!(s, 204);
+    let (_, list) = admin.get("/aliases").await;
+    assert!(aliases(&list).is_empty(), "{list}");
+    let r = relay.post("/v1/chat/completions", &chat("to-two")).await;
+    assert_eq!(r.status(), 404);
+    // Recreated under the same names: the old aliases do not come back.
+    let (s, _) = admin
+        .post(
+            "/providers",
+            json!({"id": "gone", "family": "openai", "base_url": base}),
+        )
+        .await;
+    assert_eq!(s, 201);
+    let (s, _) = admin
+        .post("/models", json!({"provider": "gone", "id": "m-two"}))
+        .await;
+    assert_eq!(s, 201);
+    let (_, list) = admin.get("/aliases").await;
+    assert!(aliases(&list).is_empty(), "{list}");
+    admin.stop().await;
+}
+
+#[tokio::test]
+async fn test_connection_reads_a_bounded_answer() {
+    // The base URL is any host the session names: its answer must not be read whole into memory.
+    let dir = TempDir::new("probe-size");
+    let fake = fake_openai().await;
+    let huge = MockServer::start().await;
+    let limit = llm_relay::overrides::api::MAX_PROBE_BYTES;
+    Mock::given(method("GET"))
+        .and(path("/v1/models"))
+        .respond_with(ResponseTemplate::new(200).set_body_bytes(vec![b' '; limit + 1]))
+        .mount(&huge)
+        .await;
+    let (_relay, admin, _recorder, _store) = start(&dir, &fake).await;
+    let base = format!("{}/v1", huge.uri());
+    let (s, _) = admin
+        .post(
+            "/providers",
+            json!({"id": "huge", "family": "openai", "base_url": base}),
+        )
+        .await;
+    assert_eq!(s, 201);
+    let (s, v) = admin.post("/providers/huge/test", json!({})).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["ok"], false, "{v}");
+    assert!(
+        v["message"].as_str().unwrap().contains("larger than"),
+        "{v}"
+    );
+    admin.stop().await;
+}

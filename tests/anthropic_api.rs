@@ -912,3 +912,43 @@ async fn the_matched_stop_sequence_reaches_the_client() {
     assert_eq!(delta["delta"]["stop_reason"], "stop_sequence");
     assert_eq!(delta["delta"]["stop_sequence"], "END");
 }
+
+#[tokio::test]
+async fn every_answer_carries_a_request_id_header() {
+    // Anthropic answers every request with `request-id` (WIRE.md §4.1); the SDKs expose it as
+    // `_request_id` / `APIStatusError.request_id`, and Claude Code logs it.
+    let (_fake, relay, _ex) = openai_fixture("openai/chat_basic.httprr").await;
+    let msg = json!({"model": "gpt-4o", "max_tokens": 10,
+                     "messages": [{"role": "user", "content": "Hello"}]});
+    let mut seen = Vec::new();
+    for (path, body, status) in [
+        ("/v1/messages", msg.clone(), 200),
+        (
+            "/v1/messages/count_tokens",
+            json!({"model": "gpt-4o", "messages": msg["messages"]}),
+            200,
+        ),
+        (
+            "/v1/messages",
+            json!({"model": "no-such-model", "max_tokens": 5,
+                                "messages": [{"role": "user", "content": "x"}]}),
+            404,
+        ),
+        ("/v1/messages", json!({"max_tokens": 5}), 400),
+    ] {
+        let resp = post(&relay, path, &body).await;
+        assert_eq!(resp.status(), status, "{path} {body}");
+        let id = resp
+            .headers()
+            .get("request-id")
+            .unwrap_or_else(|| panic!("no request-id on {path} {status}"))
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert!(id.starts_with("req_") && id.len() > 10, "{id}");
+        seen.push(id);
+    }
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), 4, "ids repeat: {seen:?}");
+}

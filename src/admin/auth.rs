@@ -16,8 +16,8 @@ use argon2::Argon2;
 use argon2::password_hash::rand_core::{OsRng, RngCore};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use poem::http::{Method, StatusCode};
-use poem::web::{Data, Json};
-use poem::{Endpoint, IntoResponse, Request, Response, handler};
+use poem::web::Data;
+use poem::{Body, Endpoint, IntoResponse, Request, Response, handler};
 use serde::{Deserialize, Serialize};
 
 use super::{AdminError, AdminState};
@@ -255,6 +255,13 @@ impl Auth {
     /// Errors: `RateLimited` with the seconds until the oldest failure leaves the window.
     pub fn check_rate(&self, ip: IpAddr) -> Result<(), AdminError> {
         let mut failures = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
+        Self::check_locked(&mut failures, ip)
+    }
+
+    fn check_locked(
+        failures: &mut HashMap<IpAddr, VecDeque<Instant>>,
+        ip: IpAddr,
+    ) -> Result<(), AdminError> {
         let now = Instant::now();
         let Some(list) = failures.get_mut(&ip) else {
             return Ok(());
@@ -278,9 +285,37 @@ impl Auth {
         })
     }
 
+    /// Start a password check from `ip`: refused like [`Auth::check_rate`], else counted as a
+    /// failure at once (under the same lock), so parallel guesses cannot all pass the check
+    /// before any of them is counted. Call [`Auth::attempt_succeeded`] when the password was
+    /// right.
+    ///
+    /// Errors: `RateLimited`, as [`Auth::check_rate`].
+    pub fn begin_attempt(&self, ip: IpAddr) -> Result<(), AdminError> {
+        let mut failures = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
+        Self::check_locked(&mut failures, ip)?;
+        Self::push_failure(&mut failures, ip);
+        Ok(())
+    }
+
+    /// Take back the failure [`Auth::begin_attempt`] counted for `ip` (the password was right).
+    pub fn attempt_succeeded(&self, ip: IpAddr) {
+        let mut failures = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(list) = failures.get_mut(&ip) {
+            list.pop_back();
+            if list.is_empty() {
+                failures.remove(&ip);
+            }
+        }
+    }
+
     /// Count a failed password check from `ip`.
     pub fn record_failure(&self, ip: IpAddr) {
         let mut failures = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
+        Self::push_failure(&mut failures, ip);
+    }
+
+    fn push_failure(failures: &mut HashMap<IpAddr, VecDeque<Instant>>, ip: IpAddr) {
         if failures.len() >= MAX_TRACKED_IPS && !failures.contains_key(&ip) {
             let now = Instant::now();
             failures.retain(|_, l| {
@@ -312,12 +347,18 @@ pub fn session_token(req: &Request) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
-/// The client IP the rate limit counts (the TCP peer, or the forwarded client behind a trusted
-/// proxy; unspecified when unknown).
+/// The client the rate limit counts: the TCP peer, or the forwarded client behind a trusted
+/// proxy (unspecified when unknown); an IPv6 address stands for its /64, the smallest block
+/// one client is usually given (RFC 6177), or one host could try once per address.
 fn client_ip(state: &AdminState, req: &Request) -> IpAddr {
     let peer = req.remote_addr().as_socket_addr().map(|a| a.ip());
-    crate::usage::tags::client_ip(peer, req.headers(), &state.trusted_proxies)
-        .unwrap_or(IpAddr::from([0, 0, 0, 0]))
+    match crate::usage::tags::client_ip(peer, req.headers(), &state.trusted_proxies) {
+        Some(IpAddr::V6(v6)) => IpAddr::V6(std::net::Ipv6Addr::from_bits(
+            v6.to_bits() & !((1u128 << 64) - 1),
+        )),
+        Some(ip) => ip,
+        None => IpAddr::from([0, 0, 0, 0]),
+    }
 }
 
 /// The session the guard found, handed to the handlers behind it.
@@ -398,8 +439,24 @@ pub struct LoginBody {
     password: String,
 }
 
-fn json_body<T>(b: poem::Result<Json<T>>) -> Result<T, AdminError> {
-    b.map(|Json(v)| v)
+/// Largest body of the auth routes, bytes. `POST /api/login` is open without a session, so its
+/// body is read only up to this bound (also when chunked, without `Content-Length`).
+pub const MAX_AUTH_BODY_BYTES: usize = 64 * 1024;
+
+/// Read a JSON body of at most [`MAX_AUTH_BODY_BYTES`].
+///
+/// Errors: 413 beyond the bound, 400 when it is not the expected JSON.
+async fn json_body<T: serde::de::DeserializeOwned>(body: Body) -> Result<T, AdminError> {
+    let bytes = body
+        .into_bytes_limit(MAX_AUTH_BODY_BYTES)
+        .await
+        .map_err(|e| match e {
+            poem::error::ReadBodyError::PayloadTooLarge => AdminError::PayloadTooLarge(format!(
+                "request body larger than {MAX_AUTH_BODY_BYTES} bytes"
+            )),
+            e => AdminError::BadRequest(format!("cannot read the request body: {e}")),
+        })?;
+    serde_json::from_slice(&bytes)
         .map_err(|e| AdminError::BadRequest(format!("invalid JSON body: {e}")))
 }
 
@@ -417,16 +474,18 @@ async fn password_matches(state: &AdminState, password: String) -> Result<bool, 
 pub async fn login(
     state: Data<&AdminState>,
     req: &Request,
-    b: poem::Result<Json<LoginBody>>,
+    body: Body,
 ) -> Result<Response, AdminError> {
     let ip = client_ip(&state, req);
     state.auth.check_rate(ip)?;
-    let b = json_body(b)?;
+    let b: LoginBody = json_body(body).await?;
+    // Counted as a failure before the (slow) check, taken back when the password is right.
+    state.auth.begin_attempt(ip)?;
     if !password_matches(&state, b.password).await? {
-        state.auth.record_failure(ip);
         tracing::warn!(client = %ip, "admin login failed: wrong password");
         return Err(AdminError::Unauthorized("wrong password".into()));
     }
+    state.auth.attempt_succeeded(ip);
     let (token, info) = state.auth.create_session();
     let mut resp = json_response(StatusCode::OK, &info);
     set_cookie(
@@ -476,22 +535,23 @@ pub struct PasswordBody {
 pub async fn change_password(
     state: Data<&AdminState>,
     req: &Request,
-    b: poem::Result<Json<PasswordBody>>,
+    body: Body,
 ) -> Result<Response, AdminError> {
     let ip = client_ip(&state, req);
     state.auth.check_rate(ip)?;
-    let b = json_body(b)?;
+    let b: PasswordBody = json_body(body).await?;
     if b.new.chars().count() < MIN_PASSWORD_CHARS {
         return Err(AdminError::BadRequest(format!(
             "the new password needs at least {MIN_PASSWORD_CHARS} characters"
         )));
     }
+    state.auth.begin_attempt(ip)?;
     if !password_matches(&state, b.current).await? {
-        state.auth.record_failure(ip);
         return Err(AdminError::Forbidden(
             "the current password is wrong".into(),
         ));
     }
+    state.auth.attempt_succeeded(ip);
     let auth = Arc::clone(&state.auth);
     let new = b.new;
     tokio::task::spawn_blocking(move || auth.set_password(&new))

@@ -1014,9 +1014,20 @@ fn stream_body(
 
 // ---- handlers ----
 
+/// Add the `request-id` header Anthropic sends on every answer (WIRE.md §4.1: a fresh
+/// `req_<24 alphanumerics>`; the SDKs expose it as `_request_id` and on their errors).
+fn with_request_id(mut resp: Response) -> Response {
+    if let Ok(v) = new_id("req_").parse() {
+        resp.headers_mut().insert("request-id", v);
+    }
+    resp
+}
+
 #[handler]
 async fn messages(req: &Request, state: Data<&AppState>, body: Body) -> Response {
-    crate::usage::logged(messages_inner(&state, req, body).await)
+    with_request_id(crate::usage::logged(
+        messages_inner(&state, req, body).await,
+    ))
 }
 
 async fn messages_inner(state: &AppState, http: &Request, body: Body) -> Response {
@@ -1070,10 +1081,10 @@ const COUNT_TOKENS_KEYS: [&str; 6] = [
 
 #[handler]
 async fn count_tokens(state: Data<&AppState>, body: Body) -> Response {
-    match count_tokens_inner(&state, body).await {
+    with_request_id(match count_tokens_inner(&state, body).await {
         Ok(n) => json_response(&json!({"input_tokens": n})),
         Err(e) => error_response(&e),
-    }
+    })
 }
 
 /// The prompt tokens of a Messages request: Anthropic's own count when the model is served by

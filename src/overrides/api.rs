@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 
 use super::{
     Caps, CustomAlias, CustomModel, CustomProvider, Family, OverrideError, PriceFields, Prices,
-    Settings, Snapshot, compiled_model, compiled_provider, model_key,
+    Snapshot, compiled_model, compiled_provider, model_key,
 };
 use crate::catalog::{Capability, ModelId, PROVIDERS, ProviderId, WireFamily};
 use crate::relay::AppState;
@@ -28,6 +28,9 @@ pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 
 /// Longest a provider "test connection" waits for the upstream's model listing: 10 s.
 pub const TEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest answer "test connection" reads, bytes (a model list of the largest providers is
+/// well under 2 MiB; the base URL is any host the session names).
+pub const MAX_PROBE_BYTES: usize = 8 * 1024 * 1024;
 
 /// The catalog/settings/pricing routes, relative to `/api`.
 pub fn routes() -> Route {
@@ -348,13 +351,21 @@ fn valid_base_url(url: &str) -> Result<String, AdminError> {
     }
 }
 
-/// An environment variable NAME (`[A-Za-z_][A-Za-z0-9_]{0,127}`), never a key.
+/// An environment variable NAME (`[A-Za-z_][A-Za-z0-9_]{0,127}`), never a key, and none of the
+/// relay's own `ADMIN_*` variables.
 fn valid_env_name(v: &str) -> Result<String, AdminError> {
     let b = v.as_bytes();
     let ok = !b.is_empty()
         && b.len() <= 128
         && (b[0].is_ascii_alphabetic() || b[0] == b'_')
         && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_');
+    if ok && v.to_ascii_uppercase().starts_with("ADMIN_") {
+        // The relay's own secrets: "test connection" and requests would send the value to the
+        // provider's base URL, which the admin session chooses.
+        return Err(AdminError::bad(
+            "api_key_env cannot name an ADMIN_* variable (the admin password is no provider key)",
+        ));
+    }
     if ok {
         Ok(v.to_string())
     } else {
@@ -515,6 +526,8 @@ fn delete_provider(state: Data<&AppState>, Path(id): Path<String>) -> Response {
             let prefix = format!("{id}/");
             set.custom_models.retain(|k, _| !k.starts_with(&prefix));
             set.models.retain(|k, _| !k.starts_with(&prefix));
+            // Aliases to its models would dangle, and revive on a provider of the same id.
+            set.aliases.retain(|_, a| !a.target.starts_with(&prefix));
             Ok(())
         })?;
         no_content()
@@ -615,7 +628,16 @@ async fn test_provider(state: Data<&AppState>, Path(id): Path<String>) -> Respon
         }
         Ok(resp) => {
             let status = resp.status().as_u16();
-            let body = resp.bytes().await.unwrap_or_default();
+            let body = match crate::instances::read_limited(resp, MAX_PROBE_BYTES, "answer").await {
+                Ok(b) => b,
+                Err(e) => {
+                    return json_status(
+                        200,
+                        &json!({"ok": false, "status": status, "latency_ms": latency_ms,
+                                "message": scrub(e), "models": null}),
+                    );
+                }
+            };
             if (200..300).contains(&status) {
                 let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
                 let n = v
@@ -1094,7 +1116,11 @@ fn delete_custom_model(state: Data<&AppState>, q: ModelQuery) -> Response {
         state
             .overrides
             .update(|set| match set.custom_models.remove(&key) {
-                Some(_) => Ok(()),
+                Some(_) => {
+                    // Its custom aliases would dangle, and revive on a model of the same name.
+                    set.aliases.retain(|_, a| a.target != key);
+                    Ok(())
+                }
                 None if builtin => Err(OverrideError::BadRequest(
                     "a built-in model cannot be deleted: disable it instead".into(),
                 )),
@@ -1390,44 +1416,63 @@ async fn put_settings(state: Data<&AppState>, body: Body) -> Response {
     respond(
         async {
             let patch: SettingsPatch = read_body(body).await?;
-            let mut s: Settings = state.overrides.load().settings.clone();
-            for (field, value, slot) in [
-                ("default_model", patch.default_model, &mut s.default_model),
-                ("big_model", patch.big_model, &mut s.big_model),
-                ("small_model", patch.small_model, &mut s.small_model),
+            // Validate the patch first, then apply it to the settings in effect under the
+            // write lock (a copy read here could be stale by the time it is stored).
+            let mut names: Vec<Option<Option<String>>> = Vec::new();
+            for (field, value) in [
+                ("default_model", patch.default_model),
+                ("big_model", patch.big_model),
+                ("small_model", patch.small_model),
             ] {
-                match value {
-                    None => {}
-                    Some(None) => *slot = None,
-                    Some(Some(name)) if name.trim().is_empty() => *slot = None,
+                names.push(match value {
+                    None => None,
+                    Some(None) => Some(None),
+                    Some(Some(name)) if name.trim().is_empty() => Some(None),
                     Some(Some(name)) => {
                         if crate::relay::resolve_exact(&state, &name).is_none() {
                             return Err(AdminError::bad(format!(
                                 "{field} {name:?} does not resolve to an enabled model"
                             )));
                         }
-                        *slot = Some(name.trim().to_string());
+                        Some(Some(name.trim().to_string()))
                     }
-                }
+                });
             }
-            if let Some(t) = patch.default_tag {
-                s.default_tag = crate::usage::tags::normalise(&t)
-                    .into_iter()
-                    .next()
-                    .ok_or_else(|| AdminError::bad(format!("default_tag {t:?} is not a tag")))?;
-            }
-            if let Some(b) = patch.usage_tracking {
-                s.usage_tracking = b;
-            }
-            if let Some(d) = patch.retention_days {
-                s.retention_days = d;
-            }
-            if let Some(b) = patch.dns_resolution {
-                s.dns_resolution = b;
-            }
-            state.overrides.set_settings(s.clone())?;
-            // The recorder (default tag, tracking, retention, DNS) takes them at once.
-            state.usage.apply_settings(s.usage());
+            let default_tag = match patch.default_tag {
+                Some(t) => Some(
+                    crate::usage::tags::normalise(&t)
+                        .into_iter()
+                        .next()
+                        .ok_or_else(|| {
+                            AdminError::bad(format!("default_tag {t:?} is not a tag"))
+                        })?,
+                ),
+                None => None,
+            };
+            let s = state.overrides.update_settings(
+                |s| {
+                    let slots = [&mut s.default_model, &mut s.big_model, &mut s.small_model];
+                    for (slot, name) in slots.into_iter().zip(names) {
+                        if let Some(name) = name {
+                            *slot = name;
+                        }
+                    }
+                    if let Some(t) = default_tag {
+                        s.default_tag = t;
+                    }
+                    if let Some(b) = patch.usage_tracking {
+                        s.usage_tracking = b;
+                    }
+                    if let Some(d) = patch.retention_days {
+                        s.retention_days = d;
+                    }
+                    if let Some(b) = patch.dns_resolution {
+                        s.dns_resolution = b;
+                    }
+                },
+                // The recorder (default tag, tracking, retention, DNS) takes them at once.
+                |s| state.usage.apply_settings(s.usage()),
+            )?;
             ok(&json!(s))
         }
         .await,

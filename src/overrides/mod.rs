@@ -659,6 +659,30 @@ impl Overrides {
     /// Errors: the store failed (the snapshot keeps the old settings).
     pub fn set_settings(&self, settings: Settings) -> Result<(), OverrideError> {
         let _w = self.write.lock().unwrap_or_else(PoisonError::into_inner);
+        self.store_settings(settings)
+    }
+
+    /// Edit the settings in effect: `f` changes a copy of the current ones, which are then
+    /// stored and swapped in, and `applied` sees them, all under the write lock, so parallel
+    /// partial updates of different fields all stay (none works on a stale copy) and `applied`
+    /// calls come in the order the settings took effect.
+    ///
+    /// Errors: the store failed (the snapshot keeps the old settings; `applied` is not called).
+    pub fn update_settings(
+        &self,
+        f: impl FnOnce(&mut Settings),
+        applied: impl FnOnce(&Settings),
+    ) -> Result<Settings, OverrideError> {
+        let _w = self.write.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut settings = self.snapshot.load().settings.clone();
+        f(&mut settings);
+        self.store_settings(settings.clone())?;
+        applied(&settings);
+        Ok(settings)
+    }
+
+    /// [`Overrides::set_settings`] with the write lock held by the caller.
+    fn store_settings(&self, settings: Settings) -> Result<(), OverrideError> {
         if let Some(store) = &self.store {
             for (key, value, default) in settings_rows(&settings, &self.defaults.settings()) {
                 match value {
