@@ -451,3 +451,20 @@ fn usage_command_rejects_bad_ages() {
     }
     assert!(cli(&["usage", "--since", "0h"], &dir.0).status.success());
 }
+
+#[test]
+fn settings_are_written_together_and_survive_reopening() {
+    let dir = TempDir::with_fixture("settings-batch");
+    {
+        let store = RedbStore::open(&dir.0).unwrap();
+        store.set_setting("a", "old").unwrap();
+        store.set_setting("b", "gone").unwrap();
+        store
+            .write_settings(&[("a", Some("new")), ("b", None), ("c", Some("added"))])
+            .unwrap();
+    }
+    let store = RedbStore::open(&dir.0).unwrap();
+    assert_eq!(store.get_setting("a").unwrap().as_deref(), Some("new"));
+    assert_eq!(store.get_setting("b").unwrap(), None);
+    assert_eq!(store.get_setting("c").unwrap().as_deref(), Some("added"));
+}

@@ -684,12 +684,16 @@ impl Overrides {
     /// [`Overrides::set_settings`] with the write lock held by the caller.
     fn store_settings(&self, settings: Settings) -> Result<(), OverrideError> {
         if let Some(store) = &self.store {
-            for (key, value, default) in settings_rows(&settings, &self.defaults.settings()) {
-                match value {
-                    Some(v) if Some(&v) != default.as_ref() => store.set_setting(key, &v)?,
-                    _ => store.delete_setting(key)?,
-                }
-            }
+            // One transaction: a failed write leaves the stored settings as they were.
+            let rows = settings_rows(&settings, &self.defaults.settings());
+            let changes: Vec<(&str, Option<&str>)> = rows
+                .iter()
+                .map(|(key, value, default)| match value {
+                    Some(v) if Some(v) != default.as_ref() => (*key, Some(v.as_str())),
+                    _ => (*key, None),
+                })
+                .collect();
+            store.write_settings(&changes)?;
         }
         let current = self.snapshot.load_full();
         let snapshot = Snapshot::build(current.set.clone(), settings, &self.config);

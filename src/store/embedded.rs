@@ -423,6 +423,24 @@ impl OverrideStore for RedbStore {
         txn.commit().map_err(backend)
     }
 
+    fn write_settings(&self, changes: &[(&str, Option<&str>)]) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(backend)?;
+        {
+            let mut t = txn.open_table(SETTINGS).map_err(backend)?;
+            for (k, v) in changes {
+                match v {
+                    Some(v) => {
+                        t.insert(*k, *v).map_err(backend)?;
+                    }
+                    None => {
+                        t.remove(*k).map_err(backend)?;
+                    }
+                }
+            }
+        }
+        txn.commit().map_err(backend)
+    }
+
     fn load_overrides(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         let txn = self.db.begin_read().map_err(backend)?;
         let t = txn.open_table(OVERRIDES).map_err(backend)?;

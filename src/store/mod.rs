@@ -92,6 +92,11 @@ pub trait OverrideStore: Send + Sync {
     /// Errors: the backend failed.
     fn delete_setting(&self, key: &str) -> Result<(), StoreError>;
 
+    /// Set (`Some`) or remove (`None`) several settings in one transaction: all or nothing.
+    ///
+    /// Errors: the backend failed; no setting changed.
+    fn write_settings(&self, changes: &[(&str, Option<&str>)]) -> Result<(), StoreError>;
+
     /// Every stored override row: `(key, versioned JSON value)`, in key order.
     ///
     /// Errors: the backend failed.
