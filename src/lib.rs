@@ -12,6 +12,7 @@
 //! - [`usage`]: per-request accounting: attribution, cost engine, recorder (batched writer),
 //!   queries.
 //! - [`store`]: persistence behind `UsageSink`/`UsageQuery`/`OverrideStore` (redb).
+//! - [`health`]: liveness and readiness endpoints for orchestrators.
 //! - [`config`], [`server`], [`error`].
 
 pub mod canonical;
@@ -19,6 +20,7 @@ pub mod catalog;
 pub mod config;
 pub mod error;
 pub mod frontend;
+pub mod health;
 pub mod images;
 pub mod instances;
 pub mod relay;

@@ -182,7 +182,8 @@ fn main() -> std::process::ExitCode {
             };
             println!(
                 "listen {}; default model {}; body limit {} bytes; upstream connect timeout {} ms, \
-                 read timeout {} ms; image URL fetch {}",
+                 read timeout {} ms, stream idle timeout {} ms; shutdown grace {} ms; image URL \
+                 fetch {}",
                 config.listen,
                 config
                     .default_model
@@ -191,6 +192,8 @@ fn main() -> std::process::ExitCode {
                 config.max_body_bytes,
                 config.connect_timeout.as_millis(),
                 config.read_timeout.as_millis(),
+                config.stream_idle_timeout.as_millis(),
+                config.shutdown_grace.as_millis(),
                 if config.image_url_fetch { "on" } else { "off" },
             );
             println!(
