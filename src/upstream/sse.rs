@@ -57,8 +57,79 @@ pub(crate) fn cut(provider: &'static str) -> ApiError {
     }
 }
 
+/// The UTF-8 byte order mark.
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// Drops one leading UTF-8 byte order mark from a body, also when it arrives split across reads
+/// (WHATWG SSE: the decoder ignores a leading BOM). `eventsource-stream` 0.2.3 strips it itself
+/// by slicing `&s[1..]`, inside the 3-byte character, and panics on any stream that starts with
+/// one (found by tests/fuzz.rs); with the mark gone first it never reaches that code.
+struct StripBom {
+    inner: ByteStream,
+    /// The first bytes while they could still be a split mark (`None` once decided).
+    head: Option<Vec<u8>>,
+}
+
+impl futures_util::Stream for StripBom {
+    type Item = Result<bytes::Bytes, ApiError>;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use std::task::Poll;
+        let this = self.get_mut();
+        loop {
+            let Some(head) = this.head.as_mut() else {
+                return this.inner.as_mut().poll_next(cx);
+            };
+            let chunk = match this.inner.as_mut().poll_next(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Ok(chunk))) => chunk,
+                Poll::Ready(Some(Err(e))) => {
+                    this.head = None;
+                    return Poll::Ready(Some(Err(e)));
+                }
+                Poll::Ready(None) => {
+                    // Ended inside what could have been a mark: those bytes are the body.
+                    let rest = this.head.take().unwrap_or_default();
+                    return Poll::Ready((!rest.is_empty()).then(|| Ok(rest.into())));
+                }
+            };
+            // The common case: a first read of 3+ bytes decides without a copy.
+            if head.is_empty() && chunk.len() >= BOM.len() {
+                this.head = None;
+                let chunk = if chunk.starts_with(BOM) {
+                    chunk.slice(BOM.len()..)
+                } else {
+                    chunk
+                };
+                if chunk.is_empty() {
+                    continue;
+                }
+                return Poll::Ready(Some(Ok(chunk)));
+            }
+            head.extend_from_slice(&chunk);
+            if head.len() < BOM.len() && BOM.starts_with(head) {
+                continue;
+            }
+            let mut first = this.head.take().unwrap_or_default();
+            if first.starts_with(BOM) {
+                first.drain(..BOM.len());
+            }
+            if !first.is_empty() {
+                return Poll::Ready(Some(Ok(first.into())));
+            }
+        }
+    }
+}
+
 /// Decode an SSE `body` with `decoder` into canonical events.
 pub(crate) fn decode<D: SseDecoder>(body: ByteStream, decoder: D) -> EventStream {
+    let body: ByteStream = Box::pin(StripBom {
+        inner: body,
+        head: Some(Vec::new()),
+    });
     let state = (body.eventsource(), decoder);
     Box::pin(futures_util::stream::unfold(
         state,
