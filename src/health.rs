@@ -45,3 +45,32 @@ async fn ready(state: Data<&AppState>) -> Response {
         }
     }
 }
+
+/// Probe the readiness endpoint of a server at `addr` over plain HTTP/1.0 (the container
+/// HEALTHCHECK, `llm-relay health`: no curl needed in the image). Blocking; every step is bounded
+/// by `timeout`.
+///
+/// Errors: a message saying why: connection failed, timed out, or a status other than 200.
+pub fn probe(addr: std::net::SocketAddr, timeout: std::time::Duration) -> Result<(), String> {
+    use std::io::{Read, Write};
+    let mut sock = std::net::TcpStream::connect_timeout(&addr, timeout)
+        .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+    sock.set_read_timeout(Some(timeout))
+        .and_then(|()| sock.set_write_timeout(Some(timeout)))
+        .map_err(|e| e.to_string())?;
+    sock.write_all(b"GET /health/ready HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .map_err(|e| format!("cannot send to {addr}: {e}"))?;
+    // The status line and the small JSON body; 4 KiB is far more than either.
+    let mut buf = Vec::new();
+    sock.take(4096)
+        .read_to_end(&mut buf)
+        .map_err(|e| format!("no answer from {addr}: {e}"))?;
+    let text = String::from_utf8_lossy(&buf);
+    let status = text.lines().next().unwrap_or_default();
+    if status.split_whitespace().nth(1) == Some("200") {
+        Ok(())
+    } else {
+        let body = text.split("\r\n\r\n").nth(1).unwrap_or_default();
+        Err(format!("{addr} is not ready: {status} {body}"))
+    }
+}

@@ -364,6 +364,17 @@ async fn kill_9_under_load_keeps_every_record_older_than_the_flush_window() {
         .await
         .unwrap();
     assert_eq!(ready.status(), 200);
+    // The container HEALTHCHECK command agrees (and fails once the server is gone, below).
+    let port = base.rsplit(':').next().unwrap().to_string();
+    let health = || {
+        Command::new(env!("CARGO_BIN_EXE_llm-relay"))
+            .arg("health")
+            .env_clear()
+            .env("PORT", &port)
+            .output()
+            .unwrap()
+    };
+    assert!(health().status.success());
     assert!(chat(&http, &base).await);
     let pid = child.0.id().to_string();
     assert!(
@@ -374,6 +385,9 @@ async fn kill_9_under_load_keeps_every_record_older_than_the_flush_window() {
             .success()
     );
     assert!(child.0.wait().unwrap().success());
+    let gone = health();
+    assert_eq!(gone.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&gone.stderr).contains("cannot connect"));
     let store = RedbStore::open(&dir.0).unwrap();
     assert_eq!(
         store.summary(&Filter::default()).unwrap().requests,

@@ -60,14 +60,21 @@ pub(crate) fn cut(provider: &'static str) -> ApiError {
 /// The UTF-8 byte order mark.
 const BOM: &[u8] = b"\xEF\xBB\xBF";
 
-/// Drops one leading UTF-8 byte order mark from a body, also when it arrives split across reads
-/// (WHATWG SSE: the decoder ignores a leading BOM). `eventsource-stream` 0.2.3 strips it itself
-/// by slicing `&s[1..]`, inside the 3-byte character, and panics on any stream that starts with
-/// one (found by tests/fuzz.rs); with the mark gone first it never reaches that code.
+/// Drops the UTF-8 byte order marks a body starts with, also when they arrive split across
+/// reads. `eventsource-stream` 0.2.3 strips a leading mark itself by slicing `&s[1..]`, inside the
+/// 3-byte character, and panics on any stream that starts with one (found by tests/fuzz.rs), so
+/// none may reach it. WHATWG SSE drops one leading mark; a second one would only make the first
+/// line's field name unknown (that line ignored), so dropping every leading mark loses at most
+/// that deviation.
 struct StripBom {
     inner: ByteStream,
-    /// The first bytes while they could still be a split mark (`None` once decided).
+    /// The first bytes while they could still be (part of) a mark; `None` once past them.
     head: Option<Vec<u8>>,
+}
+
+/// Whether `b` could still grow into a byte order mark.
+fn bom_prefix(b: &[u8]) -> bool {
+    b.len() < BOM.len() && BOM.starts_with(b)
 }
 
 impl futures_util::Stream for StripBom {
@@ -83,7 +90,7 @@ impl futures_util::Stream for StripBom {
             let Some(head) = this.head.as_mut() else {
                 return this.inner.as_mut().poll_next(cx);
             };
-            let chunk = match this.inner.as_mut().poll_next(cx) {
+            let mut chunk = match this.inner.as_mut().poll_next(cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Some(Ok(chunk))) => chunk,
                 Poll::Ready(Some(Err(e))) => {
@@ -96,30 +103,30 @@ impl futures_util::Stream for StripBom {
                     return Poll::Ready((!rest.is_empty()).then(|| Ok(rest.into())));
                 }
             };
-            // The common case: a first read of 3+ bytes decides without a copy.
-            if head.is_empty() && chunk.len() >= BOM.len() {
-                this.head = None;
-                let chunk = if chunk.starts_with(BOM) {
-                    chunk.slice(BOM.len()..)
-                } else {
-                    chunk
-                };
+            if head.is_empty() {
+                // The common case: the first read decides, without a copy.
+                while chunk.starts_with(BOM) {
+                    chunk = chunk.slice(BOM.len()..);
+                }
                 if chunk.is_empty() {
                     continue;
                 }
+                if bom_prefix(&chunk) {
+                    head.extend_from_slice(&chunk);
+                    continue;
+                }
+                this.head = None;
                 return Poll::Ready(Some(Ok(chunk)));
             }
             head.extend_from_slice(&chunk);
-            if head.len() < BOM.len() && BOM.starts_with(head) {
+            while head.starts_with(BOM) {
+                head.drain(..BOM.len());
+            }
+            if head.is_empty() || bom_prefix(head) {
                 continue;
             }
-            let mut first = this.head.take().unwrap_or_default();
-            if first.starts_with(BOM) {
-                first.drain(..BOM.len());
-            }
-            if !first.is_empty() {
-                return Poll::Ready(Some(Ok(first.into())));
-            }
+            let first = this.head.take().unwrap_or_default();
+            return Poll::Ready(Some(Ok(first.into())));
         }
     }
 }
