@@ -162,7 +162,9 @@ async fn health_probes_report_liveness_and_store_readiness() {
 async fn graceful_shutdown_finishes_in_flight_streams_and_stops_accepting() {
     let dir = TempDir::new("graceful");
     let (release, rx) = oneshot::channel();
-    let mut s = server(&dir, paced_upstream(Some(rx)).await, WAIT).await;
+    // A grace period longer than every wait here: the server must stop when its last stream
+    // ends (idle keep-alive connections included), not at the deadline.
+    let mut s = server(&dir, paced_upstream(Some(rx)).await, WAIT * 3).await;
     let http = reqwest::Client::new();
     let mut resp = http
         .post(format!("http://{}/v1/chat/completions", s.addr))

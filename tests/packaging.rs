@@ -70,7 +70,10 @@ fn env_example_lists_every_variable_the_server_reads() {
         .filter(|w| !listed.contains(&w.as_str()))
         .collect();
     assert!(missing.is_empty(), ".env.example lacks {missing:?}");
-    assert!(example.contains("_FILE"), "the _FILE variants are documented");
+    assert!(
+        example.contains("_FILE"),
+        "the _FILE variants are documented"
+    );
 }
 
 #[test]
@@ -106,7 +109,12 @@ fn dockerfile_is_pinned_locked_reproducible_non_root_with_data_and_healthcheck()
         assert!(df.contains(needle), "Dockerfile lacks {needle:?}");
     }
     let repro = read("scripts/repro.sh");
-    for needle in ["--locked", "--remap-path-prefix", "SOURCE_DATE_EPOCH", "sha256sum"] {
+    for needle in [
+        "--locked",
+        "--remap-path-prefix",
+        "SOURCE_DATE_EPOCH",
+        "sha256sum",
+    ] {
         assert!(repro.contains(needle), "scripts/repro.sh lacks {needle:?}");
     }
 }
@@ -127,8 +135,16 @@ fn compose_files_publish_both_ports_keep_data_and_check_health() {
             .map(|p| p.as_str().unwrap())
             .collect();
         assert_eq!(ports, ["11434:11434", "8080:8080"], "{file}");
-        assert_eq!(s["volumes"][0].as_str(), Some("llm-relay-data:/data"), "{file}");
-        assert_eq!(s["healthcheck"]["test"][1].as_str(), Some("llm-relay"), "{file}");
+        assert_eq!(
+            s["volumes"][0].as_str(),
+            Some("llm-relay-data:/data"),
+            "{file}"
+        );
+        assert_eq!(
+            s["healthcheck"]["test"][1].as_str(),
+            Some("llm-relay"),
+            "{file}"
+        );
         assert!(s["stop_grace_period"].is_string(), "{file}");
     }
     // Swarm: every key comes from a secret file, none from the environment.
@@ -150,7 +166,10 @@ fn compose_files_publish_both_ports_keep_data_and_check_health() {
                 "{k} is not a provider key variable"
             );
             let secret = v.as_str().unwrap().strip_prefix("/run/secrets/").unwrap();
-            assert!(secrets.contains(&secret), "{k}: secret {secret} not granted");
+            assert!(
+                secrets.contains(&secret),
+                "{k}: secret {secret} not granted"
+            );
         }
     }
 }
