@@ -5,9 +5,8 @@
 //! the first upstream event is awaited before returning, so an upstream that fails before its
 //! first token becomes a real HTTP error status instead of a broken 200 stream.
 
-use std::sync::Arc;
-
 use std::future::Future;
+use std::sync::Arc;
 
 use futures_util::StreamExt;
 
@@ -198,14 +197,18 @@ pub async fn chat(
     }
 }
 
-/// Ends a stream with [`ApiError::UpstreamTimeout`] when no event arrives for `after`
+/// Ends a stream with [`ApiError::UpstreamTimeout`] when the upstream yields no event for `after`
 /// (`STREAM_IDLE_TIMEOUT_MS`): a stream that sends only keep-alive comments, or nothing, never
-/// ends otherwise. One timer per stream, pushed back on every event (no timer per event).
+/// ends otherwise. Only time spent waiting on the upstream counts (not time the client took to
+/// ask for the next event). One timer per stream, re-armed when the stream first waits after an
+/// event (no timer per event).
 struct IdleTimeout {
     inner: crate::upstream::EventStream,
     timer: std::pin::Pin<Box<tokio::time::Sleep>>,
     after: std::time::Duration,
     provider: &'static str,
+    /// The timer runs for the current wait (false after an event until the next wait starts).
+    armed: bool,
     done: bool,
 }
 
@@ -220,6 +223,7 @@ impl IdleTimeout {
             timer: Box::pin(tokio::time::sleep(after)),
             after,
             provider,
+            armed: true,
             done: false,
         }
     }
@@ -238,29 +242,46 @@ impl futures_util::Stream for IdleTimeout {
         }
         match self.inner.as_mut().poll_next(cx) {
             Poll::Ready(Some(item)) => {
-                let deadline = tokio::time::Instant::now() + self.after;
-                self.timer.as_mut().reset(deadline);
+                self.armed = false;
                 Poll::Ready(Some(item))
             }
             Poll::Ready(None) => {
                 self.done = true;
                 Poll::Ready(None)
             }
-            Poll::Pending => match self.timer.as_mut().poll(cx) {
-                Poll::Ready(()) => {
-                    self.done = true;
-                    tracing::warn!(
-                        provider = self.provider,
-                        idle_ms = self.after.as_millis() as u64,
-                        "upstream stream idle: cut"
-                    );
-                    Poll::Ready(Some(Err(ApiError::UpstreamTimeout {
-                        provider: self.provider,
-                        after: self.after,
-                    })))
+            Poll::Pending => {
+                if !self.armed {
+                    self.armed = true;
+                    let deadline = tokio::time::Instant::now() + self.after;
+                    self.timer.as_mut().reset(deadline);
                 }
-                Poll::Pending => Poll::Pending,
-            },
+                self.poll_timer(cx)
+            }
+        }
+    }
+}
+
+impl IdleTimeout {
+    /// The upstream is waited on: poll the timer (registers the waker).
+    fn poll_timer(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<StreamEvent, ApiError>>> {
+        use std::task::Poll;
+        match self.timer.as_mut().poll(cx) {
+            Poll::Ready(()) => {
+                self.done = true;
+                tracing::warn!(
+                    provider = self.provider,
+                    idle_ms = self.after.as_millis() as u64,
+                    "upstream stream idle: cut"
+                );
+                Poll::Ready(Some(Err(ApiError::UpstreamTimeout {
+                    provider: self.provider,
+                    after: self.after,
+                })))
+            }
+            Poll::Pending => Poll::Pending,
         }
     }
 }
