@@ -3,6 +3,10 @@
 //! record saying what happened, leaves no connection or task behind (observed at the scripted
 //! upstream and in the runtime's task count), and the server keeps answering.
 //!
+//! Anthropic frontend (issue 7, built in parallel): add an `Api::Anthropic` variant (path
+//! `/v1/messages`, error body `{"type":"error","error":{...}}`, stream `event: error`) to run every
+//! case through it too.
+//!
 //! The upstream here is a raw TCP script on 127.0.0.1 (not wiremock) so that it can misbehave
 //! at the byte level (never send headers, reset the connection, flood) and see when llm-relay
 //! closes its side. Every wait is bounded; no assertion is on elapsed time.
@@ -544,6 +548,9 @@ async fn connection_reset_mid_stream_ends_with_an_error_event_and_keeps_usage() 
     ))
     .await;
     let h = Harness::start("reset", &up.base, |_| {}).await;
+    let baseline = tokio::runtime::Handle::current()
+        .metrics()
+        .num_alive_tasks();
     for (i, api) in APIS.into_iter().enumerate() {
         let resp = h.chat(api, true).await;
         assert_eq!(
@@ -561,6 +568,7 @@ async fn connection_reset_mid_stream_ends_with_an_error_event_and_keeps_usage() 
             "{api:?}"
         );
         assert_eq!((r.input_tokens, r.output_tokens), (11, 1), "{api:?}");
+        no_leaked_tasks(baseline, &format!("{api:?} reset")).await;
     }
     h.still_serving().await;
 }
@@ -716,6 +724,9 @@ async fn a_slow_reader_holds_back_the_upstream_instead_of_buffering() {
     ))
     .await;
     let h = Harness::start("slowreader", &up.base, |_| {}).await;
+    let baseline = tokio::runtime::Handle::current()
+        .metrics()
+        .num_alive_tasks();
     let mut resp = h.chat(Api::OpenAi, true).await;
     assert_eq!(resp.status(), 200);
     // Read one chunk, then stop reading: the upstream must stall once the buffers on the way
@@ -745,6 +756,7 @@ async fn a_slow_reader_holds_back_the_upstream_instead_of_buffering() {
     up.wait_closed(1, "slow reader").await;
     let r = h.record(1).await;
     assert_eq!(r.error.as_deref(), Some("client_disconnected"));
+    no_leaked_tasks(baseline, "slow reader").await;
     h.still_serving().await;
 }
 
