@@ -745,6 +745,11 @@ async fn a_slow_reader_holds_back_the_upstream_instead_of_buffering() {
     })
     .await
     .expect("the upstream neither stalled nor finished");
+    eprintln!(
+        "slow reader: the upstream stalled after {} KiB of {} MiB",
+        stalled / 1024,
+        FLOOD_BYTES / (1024 * 1024)
+    );
     // Loopback socket buffers are a few MiB each way (two connections); everything beyond that
     // would be llm-relay buffering for a client that does not read.
     assert!(
