@@ -217,6 +217,8 @@ async fn start_relay(fake: &str, recorder: Option<Arc<Recorder>>) -> String {
         max_body_bytes: DEFAULT_MAX_BODY_BYTES,
         connect_timeout: Duration::from_secs(2),
         read_timeout: Duration::from_secs(30),
+        stream_idle_timeout: Duration::from_secs(30),
+        shutdown_grace: Duration::from_secs(10),
         providers: PROVIDERS
             .iter()
             .map(|p| {

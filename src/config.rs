@@ -54,6 +54,15 @@ pub struct Config {
     /// Longest silence between two upstream reads, streams included
     /// (`UPSTREAM_READ_TIMEOUT_MS`, default 300 000 ms). Not a total deadline.
     pub read_timeout: Duration,
+    /// Longest wait for the next event of an upstream stream, counted in decoded events, not
+    /// bytes: an upstream that only sends keep-alive comments or empty lines never trips the read
+    /// timeout but trips this one (`STREAM_IDLE_TIMEOUT_MS`, default 300 000 ms). Not a total
+    /// deadline: a stream that keeps producing tokens runs as long as it needs.
+    pub stream_idle_timeout: Duration,
+    /// How long a graceful shutdown (SIGTERM, SIGINT) waits for in-flight requests and streams
+    /// after it stops accepting connections; what is still open then is cut (and recorded)
+    /// (`SHUTDOWN_GRACE_MS`, default 10 000 ms).
+    pub shutdown_grace: Duration,
     /// Providers, indexed in `ProviderId` order.
     pub providers: Vec<ProviderConfig>,
     /// Ollama servers used as upstreams (`OLLAMA_INSTANCES`, `OLLAMA_REFRESH_SECS`).
@@ -225,6 +234,12 @@ impl Config {
             ),
             read_timeout: Duration::from_millis(
                 env_parse("UPSTREAM_READ_TIMEOUT_MS", "milliseconds")?.unwrap_or(300_000),
+            ),
+            stream_idle_timeout: Duration::from_millis(
+                env_parse("STREAM_IDLE_TIMEOUT_MS", "milliseconds")?.unwrap_or(300_000),
+            ),
+            shutdown_grace: Duration::from_millis(
+                env_parse("SHUTDOWN_GRACE_MS", "milliseconds")?.unwrap_or(10_000),
             ),
             providers,
             ollama: crate::instances::InstancesConfig::from_env()?,

@@ -17,6 +17,7 @@
 //!   queries.
 //! - [`store`]: persistence behind `UsageSink`/`UsageQuery`/`OverrideStore` (redb).
 //! - [`admin`]: the admin server (`ADMIN_PORT`): login, usage endpoints, embedded web UI.
+//! - [`health`]: liveness and readiness endpoints for orchestrators.
 //! - [`config`], [`server`], [`error`].
 
 pub mod admin;
@@ -25,6 +26,7 @@ pub mod catalog;
 pub mod config;
 pub mod error;
 pub mod frontend;
+pub mod health;
 pub mod images;
 pub mod instances;
 pub mod overrides;

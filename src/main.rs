@@ -34,6 +34,9 @@ enum Command {
     Models,
     /// Show which providers are enabled by the current environment, then exit.
     Check,
+    /// Exit 0 when the server on this machine is ready (`GET /health/ready` on `PORT`, at `HOST`
+    /// or 127.0.0.1 when it listens on all addresses): the container HEALTHCHECK.
+    Health,
     /// Print usage totals from the database in DATA_DIR as a table (the server must be stopped:
     /// the database file is opened exclusively).
     Usage {
@@ -159,7 +162,8 @@ fn main() -> std::process::ExitCode {
             };
             println!(
                 "listen {}; default model {}; body limit {} bytes; upstream connect timeout {} ms, \
-                 read timeout {} ms; image URL fetch {}",
+                 read timeout {} ms, stream idle timeout {} ms; shutdown grace {} ms; image URL \
+                 fetch {}",
                 config.listen,
                 config
                     .default_model
@@ -168,6 +172,8 @@ fn main() -> std::process::ExitCode {
                 config.max_body_bytes,
                 config.connect_timeout.as_millis(),
                 config.read_timeout.as_millis(),
+                config.stream_idle_timeout.as_millis(),
+                config.shutdown_grace.as_millis(),
                 if config.image_url_fetch { "on" } else { "off" },
             );
             println!(
@@ -259,6 +265,7 @@ fn main() -> std::process::ExitCode {
                 }
             }
         }
+        Command::Health => health_command(),
         Command::Serve => match config().and_then(|c| {
             AdminConfig::from_env().map(|a| (c, a)).map_err(|e| {
                 eprintln!("llm-relay: configuration error: {e}");
@@ -268,6 +275,37 @@ fn main() -> std::process::ExitCode {
             Ok(((config, usage), admin)) => serve(config, usage, admin),
             Err(code) => code,
         },
+    }
+}
+
+/// `llm-relay health`: probe the local server (reads only `HOST` and `PORT`).
+fn health_command() -> std::process::ExitCode {
+    let addr = (|| -> Result<std::net::SocketAddr, String> {
+        let host = match llm_relay::config::env_var("HOST")? {
+            None => std::net::IpAddr::from([127, 0, 0, 1]),
+            Some(h) => h
+                .parse::<std::net::IpAddr>()
+                .map_err(|_| format!("HOST={h:?} is not an IP address"))?,
+        };
+        let host = if host.is_unspecified() {
+            std::net::IpAddr::from([127, 0, 0, 1])
+        } else {
+            host
+        };
+        let port = match llm_relay::config::env_var("PORT")? {
+            None => 11434,
+            Some(p) => p
+                .parse::<u16>()
+                .map_err(|_| format!("PORT={p:?} is not a port number"))?,
+        };
+        Ok(std::net::SocketAddr::new(host, port))
+    })();
+    match addr.and_then(|a| llm_relay::health::probe(a, std::time::Duration::from_secs(3))) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("llm-relay health: {e}");
+            std::process::ExitCode::FAILURE
+        }
     }
 }
 

@@ -5,6 +5,7 @@
 //! the first upstream event is awaited before returning, so an upstream that fails before its
 //! first token becomes a real HTTP error status instead of a broken 200 stream.
 
+use std::future::Future;
 use std::sync::Arc;
 
 use futures_util::StreamExt;
@@ -245,12 +246,13 @@ pub async fn chat(
     if req.stream {
         // An error finish reason ends the stream with an error item (the frontends send it as their
         // in-stream error event, WIRE.md §7.1) instead of a normal-looking finish.
-        let mut events = dialect
-            .decode_stream(name, upstream.into_stream(&state.config))
-            .map(move |ev| match ev {
+        let decoded = dialect.decode_stream(name, upstream.into_stream(&state.config));
+        let mut events = IdleTimeout::new(decoded, state.config.stream_idle_timeout, name).map(
+            move |ev| match ev {
                 Ok(StreamEvent::Finish(FinishReason::Error)) => Err(generation_failed(name)),
                 other => other,
-            });
+            },
+        );
         // Usage-only events (Anthropic's `message_start`, a Gemini chunk without parts) do not
         // count as the first event: a failure after them still gets a real HTTP status. The
         // latest of them is re-emitted before the first real event.
@@ -287,6 +289,95 @@ pub async fn chat(
             return Err(generation_failed(name));
         }
         Ok(Reply::Complete(answer))
+    }
+}
+
+/// Ends a stream with [`ApiError::UpstreamTimeout`] when the upstream yields no event for `after`
+/// (`STREAM_IDLE_TIMEOUT_MS`): a stream that sends only keep-alive comments, or nothing, never
+/// ends otherwise. Only time spent waiting on the upstream counts (not time the client took to
+/// ask for the next event). One timer per stream, re-armed when the stream first waits after an
+/// event (no timer per event).
+struct IdleTimeout {
+    inner: crate::upstream::EventStream,
+    timer: std::pin::Pin<Box<tokio::time::Sleep>>,
+    after: std::time::Duration,
+    provider: &'static str,
+    /// The timer runs for the current wait (false after an event until the next wait starts).
+    armed: bool,
+    done: bool,
+}
+
+impl IdleTimeout {
+    fn new(
+        inner: crate::upstream::EventStream,
+        after: std::time::Duration,
+        provider: &'static str,
+    ) -> Self {
+        IdleTimeout {
+            inner,
+            timer: Box::pin(tokio::time::sleep(after)),
+            after,
+            provider,
+            armed: true,
+            done: false,
+        }
+    }
+}
+
+impl futures_util::Stream for IdleTimeout {
+    type Item = Result<StreamEvent, ApiError>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use std::task::Poll;
+        if self.done {
+            return Poll::Ready(None);
+        }
+        match self.inner.as_mut().poll_next(cx) {
+            Poll::Ready(Some(item)) => {
+                self.armed = false;
+                Poll::Ready(Some(item))
+            }
+            Poll::Ready(None) => {
+                self.done = true;
+                Poll::Ready(None)
+            }
+            Poll::Pending => {
+                if !self.armed {
+                    self.armed = true;
+                    let deadline = tokio::time::Instant::now() + self.after;
+                    self.timer.as_mut().reset(deadline);
+                }
+                self.poll_timer(cx)
+            }
+        }
+    }
+}
+
+impl IdleTimeout {
+    /// The upstream is waited on: poll the timer (registers the waker).
+    fn poll_timer(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<StreamEvent, ApiError>>> {
+        use std::task::Poll;
+        match self.timer.as_mut().poll(cx) {
+            Poll::Ready(()) => {
+                self.done = true;
+                tracing::warn!(
+                    provider = self.provider,
+                    idle_ms = self.after.as_millis() as u64,
+                    "upstream stream idle: cut"
+                );
+                Poll::Ready(Some(Err(ApiError::UpstreamTimeout {
+                    provider: self.provider,
+                    after: self.after,
+                })))
+            }
+            Poll::Pending => Poll::Pending,
+        }
     }
 }
 

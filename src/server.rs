@@ -56,12 +56,13 @@ impl Acceptor for NoDelayAcceptor {
 }
 
 /// The API route table: Ollama at `/` and `/api/*`, OpenAI at `/v1/*`, Anthropic at
-/// `/v1/messages*`, with one access-log line
+/// `/v1/messages*`, health probes at `/health/*` ([`crate::health`]), with one access-log line
 /// for every request whose handler does not write its own (model requests log model, provider
 /// and tokens through `usage::RequestLog`).
 pub fn app(state: AppState) -> impl poem::Endpoint {
     ollama::routes()
         .nest("/v1", anthropic::add_routes(openai::routes()))
+        .nest("/health", crate::health::routes())
         .data(state)
         .around(|ep, req| async move {
             let method = req.method().clone();
@@ -111,13 +112,12 @@ pub async fn run(
     // Ollama-instance discovery runs beside the server (never before it: startup does not wait).
     // Aborted on drop: also when this future is dropped before the shutdown completes.
     let _refresher = AbortOnDrop(state.instances.spawn_refresher(state.client.clone()));
+    // In-flight requests and streams get `SHUTDOWN_GRACE_MS` after the shutdown; then they are cut
+    // (their usage records are still sent: the request's accounting records on drop).
+    let grace = state.config.shutdown_grace;
     // `_refresher` lives to the end of this function, after the server stopped.
     poem::Server::new_with_acceptor(acceptor)
-        .run_with_graceful_shutdown(
-            app(state),
-            shutdown,
-            Some(std::time::Duration::from_secs(10)),
-        )
+        .run_with_graceful_shutdown(app(state), shutdown, Some(grace))
         .await
 }
 

@@ -469,6 +469,21 @@ fn images(list: Option<Vec<String>>) -> Result<Vec<ContentPart>, ApiError> {
         .collect()
 }
 
+/// Decode an `/api/chat` request body into the canonical request, as the handler does once the
+/// body is read (the entry point of the decoder fuzz pass, tests/fuzz.rs).
+///
+/// Errors: malformed JSON, wrong shape or an unsupported value (400).
+pub fn decode_chat_body(body: &[u8]) -> Result<ChatRequest, ApiError> {
+    decode_chat(serde_json::from_slice(body).map_err(|e| ApiError::from_json(&e))?)
+}
+
+/// Decode an `/api/generate` request body into the canonical request (see [`decode_chat_body`]).
+///
+/// Errors: malformed JSON, wrong shape or an unsupported value (400).
+pub fn decode_generate_body(body: &[u8]) -> Result<ChatRequest, ApiError> {
+    decode_generate(serde_json::from_slice(body).map_err(|e| ApiError::from_json(&e))?)
+}
+
 fn decode_chat(w: ChatWire) -> Result<ChatRequest, ApiError> {
     if w.model.trim().is_empty() {
         return Err(ApiError::BadRequest("model is required".into()));

@@ -401,6 +401,16 @@ fn decode_tool_choice(v: Value) -> Result<ToolChoice, ApiError> {
 
 /// Decode a `CreateChatCompletionRequest` into the canonical request. Returns it with the
 /// `include_usage` flag.
+/// Decode a `/v1/chat/completions` request body into the canonical request, as the handler does
+/// once the body is read (the entry point of the decoder fuzz pass, tests/fuzz.rs).
+///
+/// Errors: malformed JSON, wrong shape or an unsupported value (400).
+pub fn decode_chat_body(body: &[u8]) -> Result<ChatRequest, ApiError> {
+    let wire: ChatCompletionRequest =
+        serde_json::from_slice(body).map_err(|e| ApiError::from_json(&e))?;
+    decode_chat(wire).map(|(req, _)| req)
+}
+
 fn decode_chat(mut r: ChatCompletionRequest) -> Result<(ChatRequest, bool), ApiError> {
     if r.n.is_some_and(|n| n != 1) {
         return Err(ApiError::BadRequest("only n=1 is supported".into()));

@@ -207,6 +207,11 @@ fn dims_key(tag: &str, r: &UsageRecord) -> String {
 }
 
 impl UsageSink for RedbStore {
+    fn check(&self) -> Result<(), StoreError> {
+        // A read transaction and one table read: what every query needs.
+        self.schema_version().map(|_| ())
+    }
+
     fn write_batch(&self, records: &[UsageRecord]) -> Result<(), StoreError> {
         if records.is_empty() {
             return Ok(());

@@ -48,6 +48,14 @@ pub trait UsageSink: Send + Sync {
     ///
     /// Errors: the backend failed.
     fn delete_before(&self, before_ms: i64) -> Result<u64, StoreError>;
+
+    /// Whether the store can be read now (the readiness probe, `GET /health/ready`): a cheap
+    /// read that touches the backend. The default (a sink with nothing to check) is ready.
+    ///
+    /// Errors: the backend failed.
+    fn check(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// Read side of the usage data.

@@ -57,6 +57,8 @@ enum Msg {
 /// Handle to the usage pipeline, shared by every request (clone the `Arc`).
 pub struct Recorder {
     tx: Option<SyncSender<Msg>>,
+    /// The writer's store, kept for the readiness probe ([`Recorder::check`]).
+    sink: Option<Arc<dyn UsageSink>>,
     /// Settings in effect; the writer takes a copy when `settings_version` changes.
     settings: Arc<Mutex<UsageSettings>>,
     settings_version: Arc<AtomicU64>,
@@ -80,6 +82,7 @@ impl Recorder {
     pub fn disabled() -> Arc<Self> {
         Arc::new(Recorder {
             tx: None,
+            sink: None,
             settings: Arc::new(Mutex::new(UsageSettings::default())),
             settings_version: Arc::new(AtomicU64::new(0)),
             tracking: AtomicBool::new(false),
@@ -115,7 +118,7 @@ impl Recorder {
         let shared = Arc::new(Mutex::new(settings.clone()));
         let version = Arc::new(AtomicU64::new(0));
         let writer = Writer {
-            sink,
+            sink: Arc::clone(&sink),
             settings,
             shared: Arc::clone(&shared),
             version: Arc::clone(&version),
@@ -129,6 +132,7 @@ impl Recorder {
             .spawn(move || writer.run(rx))?;
         Ok(Arc::new(Recorder {
             tx: Some(tx),
+            sink: Some(sink),
             settings: shared,
             settings_version: version,
             tracking: AtomicBool::new(tracking),
@@ -141,6 +145,27 @@ impl Recorder {
     /// Whether requests are being recorded (a writer runs and the tracking setting is on).
     pub fn is_recording(&self) -> bool {
         self.tx.is_some() && self.tracking.load(Ordering::Relaxed)
+    }
+
+    /// Readiness of the usage pipeline (`GET /health/ready`): the writer thread runs and the store
+    /// answers a read. A disabled recorder (no database) is ready. Blocking (one read
+    /// transaction): call from `spawn_blocking`.
+    ///
+    /// Errors: a message saying what is wrong (writer stopped, store unreadable).
+    pub fn check(&self) -> Result<(), String> {
+        let Some(sink) = &self.sink else {
+            return Ok(());
+        };
+        let stopped = self
+            .writer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .is_none_or(JoinHandle::is_finished);
+        if stopped {
+            return Err("the usage writer has stopped".into());
+        }
+        sink.check().map_err(|e| e.to_string())
     }
 
     /// The trusted proxies (for `X-Forwarded-For`).

@@ -30,6 +30,8 @@ pub fn config(enabled: &[(&str, String)]) -> Config {
         max_body_bytes: DEFAULT_MAX_BODY_BYTES,
         connect_timeout: Duration::from_secs(2),
         read_timeout: Duration::from_secs(5),
+        stream_idle_timeout: Duration::from_secs(5),
+        shutdown_grace: Duration::from_secs(10),
         providers: PROVIDERS
             .iter()
             .map(|p| {
