@@ -35,6 +35,9 @@ impl Dialect for OpenAiCompat {
     }
 
     fn decode(&self, provider: &'static str, body: &[u8]) -> Result<ChatResponse, ApiError> {
+        if let Some(r) = decode_typed(provider, body) {
+            return r;
+        }
         let v: Value = serde_json::from_slice(body).map_err(|e| ApiError::UpstreamInvalid {
             provider,
             reason: format!("not JSON: {e}"),
@@ -335,6 +338,137 @@ fn decode_response(provider: &'static str, v: &Value) -> Result<ChatResponse, Ap
     })
 }
 
+/// The parts of a non-streamed `chat.completion` object the decoder reads, decoded straight into
+/// structs (unknown fields are skipped) instead of a generic JSON tree: no map per object, no
+/// `String` per key. Any shape these types do not take (a number where a string is expected, a
+/// choice that is not an object, a duplicate field, ...) fails here and falls back to the generic
+/// [`decode_response`], so the result never differs from the generic path's.
+#[derive(serde::Deserialize)]
+struct Completion {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    model: Option<String>,
+    #[serde(default)]
+    choices: Option<Vec<CompletionChoice>>,
+    #[serde(default)]
+    usage: Value,
+}
+
+#[derive(serde::Deserialize)]
+struct CompletionChoice {
+    /// Absent: `None`; `null`: `Some(None)` (the generic path reads a null message as empty).
+    #[serde(default, deserialize_with = "present")]
+    message: Option<Option<CompletionMessage>>,
+    #[serde(default)]
+    finish_reason: Option<String>,
+}
+
+#[derive(serde::Deserialize, Default)]
+struct CompletionMessage {
+    #[serde(default)]
+    content: Value,
+    #[serde(default)]
+    reasoning_content: Value,
+    #[serde(default)]
+    reasoning: Value,
+    #[serde(default)]
+    tool_calls: Option<Vec<CompletionToolCall>>,
+}
+
+#[derive(serde::Deserialize)]
+struct CompletionToolCall {
+    #[serde(default)]
+    id: Value,
+    #[serde(default)]
+    function: Option<CompletionFunction>,
+}
+
+#[derive(serde::Deserialize)]
+struct CompletionFunction {
+    #[serde(default)]
+    name: Value,
+    #[serde(default)]
+    arguments: Option<Value>,
+}
+
+/// A field that is present (also as `null`), for `#[serde(default, deserialize_with)]`.
+fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    T::deserialize(d).map(Some)
+}
+
+/// [`decode_response`] over the typed [`Completion`]; `None` when the body does not fit those
+/// types (the caller then takes the generic path).
+fn decode_typed(provider: &'static str, body: &[u8]) -> Option<Result<ChatResponse, ApiError>> {
+    let c: Completion = serde_json::from_slice(body).ok()?;
+    let invalid = |reason: &str| ApiError::UpstreamInvalid {
+        provider,
+        reason: reason.into(),
+    };
+    let Some(choice) = c.choices.and_then(|cs| cs.into_iter().next()) else {
+        return Some(Err(invalid("no choices in response")));
+    };
+    let Some(msg) = choice.message else {
+        return Some(Err(invalid("choice without message")));
+    };
+    let msg = msg.unwrap_or_default();
+    let (content, part_thinking) = match msg.content {
+        // The common case: the answer's string is moved, not copied.
+        Value::String(s) => (s, None),
+        other => content_text(Some(&other)),
+    };
+    let thinking = [&msg.reasoning_content, &msg.reasoning]
+        .into_iter()
+        .find_map(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .or(part_thinking);
+    let tool_calls: Vec<ToolCall> = msg
+        .tool_calls
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| {
+            let (name, arguments) = match c.function {
+                Some(f) => (
+                    f.name.as_str().unwrap_or_default().to_string(),
+                    arguments_text(f.arguments.as_ref()),
+                ),
+                None => (String::new(), arguments_text(None)),
+            };
+            ToolCall {
+                id: c.id.as_str().map_or_else(new_call_id, str::to_string),
+                name,
+                arguments,
+            }
+        })
+        .collect();
+    let mut finish = choice
+        .finish_reason
+        .as_deref()
+        .map_or(FinishReason::Stop, FinishReason::from_openai);
+    if !tool_calls.is_empty() && finish == FinishReason::Stop {
+        finish = FinishReason::ToolCalls;
+    }
+    Some(Ok(ChatResponse {
+        id: c.id,
+        model: c.model.unwrap_or_default(),
+        content,
+        thinking,
+        signed_thinking: Vec::new(),
+        tool_calls,
+        finish_reason: finish,
+        stop_sequence: None,
+        usage: c
+            .usage
+            .is_object()
+            .then(|| decode_usage(&c.usage, usage_quirks(provider))),
+    }))
+}
+
 /// Text of a `content` field that is a string, null, or an array of parts (Mistral sends
 /// `[{"type":"thinking","thinking":[{"type":"text","text":..}]},{"type":"text","text":..}]`).
 /// Returns (answer text, thinking text from parts).
@@ -474,6 +608,45 @@ fn reported_cost(v: &Value) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The typed decoding of a non-streamed answer gives what the generic one gives, for every
+    /// shape the typed one accepts; the shapes it does not accept go the generic way.
+    #[test]
+    fn typed_decode_agrees_with_generic() {
+        let bodies = [
+            r#"{"id":"c1","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"Hi","refusal":null,"annotations":[]},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":9,"completion_tokens":2,"total_tokens":11,"prompt_tokens_details":{"cached_tokens":3,"audio_tokens":0},"completion_tokens_details":{"reasoning_tokens":1}},"system_fingerprint":"fp"}"#,
+            r#"{"id":"c2","model":"m","choices":[{"message":{"role":"assistant","content":null,"tool_calls":[{"id":"t1","type":"function","function":{"name":"f","arguments":"{\"a\":1}"}},{"id":"t2","function":{"name":"g","arguments":{"b":2}}},{"id":"t3","function":{"name":"h"}},{"id":"t4","function":{"name":"i","arguments":null}},{"id":"t5","function":null},{"id":"t6"}]},"finish_reason":"stop"}]}"#,
+            r#"{"choices":[{"message":{"content":[{"type":"thinking","thinking":[{"type":"text","text":"hm"}]},{"type":"text","text":"A"},{"type":"text","text":"B"}]},"finish_reason":"length"}],"usage":null}"#,
+            r#"{"choices":[{"message":{"content":"x","reasoning_content":"","reasoning":"r"}}],"usage":{"prompt_tokens":1,"prompt_cache_hit_tokens":5,"cost":0.5}}"#,
+            r#"{"choices":[{"message":{"content":"x","reasoning":"r"},"finish_reason":null}],"usage":[]}"#,
+            r#"{"choices":[{"message":{"content":"x","reasoning_content":"rc","reasoning":"r"}}]}"#,
+            r#"{"choices":[{"message":null,"finish_reason":"content_filter"}]}"#,
+            r#"{"choices":[{"finish_reason":"stop"}]}"#,
+            r#"{"choices":[]}"#,
+            r#"{"choices":null}"#,
+            r#"{"choices":{"0":{"message":{"content":"x"}}}}"#,
+            r#"{"id":7,"choices":[{"message":{"content":"x"}}]}"#,
+            r#"{"id":"a","id":"b","choices":[{"message":{"content":"x"}}]}"#,
+            r#"{"choices":[{"message":{"content":7}}]}"#,
+            r#"{"choices":[{"message":"x"}]}"#,
+            r#"{"choices":[{"message":{"content":"x","tool_calls":{"id":"t"}}}]}"#,
+            r#"{"choices":[{"message":{"content":"x","tool_calls":["t"]}}]}"#,
+            r#"{}"#,
+            r#"[]"#,
+        ];
+        let mut typed = 0;
+        for body in bodies {
+            let generic = serde_json::from_str::<Value>(body)
+                .map_err(|e| e.to_string())
+                .and_then(|v| decode_response("p", &v).map_err(|e| e.to_string()));
+            if let Some(r) = decode_typed("p", body.as_bytes()) {
+                typed += 1;
+                assert_eq!(r.map_err(|e| e.to_string()), generic, "{body}");
+            }
+        }
+        // The common shapes take the typed path (the test would pass vacuously otherwise).
+        assert!(typed >= 10, "{typed}");
+    }
 
     #[test]
     fn at_agrees_with_value_pointer() {
