@@ -1142,30 +1142,31 @@ mod tests {
 
     /// The `Value` the `chat.completion` body was built as before [`completion_body`].
     fn completion_json_value(id: &str, model: &str, created: i64, r: &ChatResponse) -> Value {
-    let mut message = json!({"role": "assistant", "content": r.content, "refusal": Value::Null});
-    if !r.tool_calls.is_empty() {
-        if r.content.is_empty() {
-            message["content"] = Value::Null;
-        }
-        message["tool_calls"] = r
+        let mut message =
+            json!({"role": "assistant", "content": r.content, "refusal": Value::Null});
+        if !r.tool_calls.is_empty() {
+            if r.content.is_empty() {
+                message["content"] = Value::Null;
+            }
+            message["tool_calls"] = r
             .tool_calls
             .iter()
             .map(|c| json!({"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}))
             .collect();
+        }
+        if let Some(t) = &r.thinking {
+            message["reasoning_content"] = t.clone().into();
+        }
+        json!({
+            "id": id,
+            "object": "chat.completion",
+            "created": created,
+            "model": model,
+            "choices": [{"index": 0, "message": message, "logprobs": Value::Null, "finish_reason": r.finish_reason.as_openai()}],
+            "usage": r.usage.as_ref().map(usage_json),
+            "system_fingerprint": Value::Null,
+        })
     }
-    if let Some(t) = &r.thinking {
-        message["reasoning_content"] = t.clone().into();
-    }
-    json!({
-        "id": id,
-        "object": "chat.completion",
-        "created": created,
-        "model": model,
-        "choices": [{"index": 0, "message": message, "logprobs": Value::Null, "finish_reason": r.finish_reason.as_openai()}],
-        "usage": r.usage.as_ref().map(usage_json),
-        "system_fingerprint": Value::Null,
-    })
-}
 
     #[test]
     fn completion_body_is_the_json_tree_byte_for_byte() {

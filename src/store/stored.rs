@@ -339,7 +339,10 @@ mod tests {
         };
         let bytes = encode_record(&r);
         let owned = serde_json::to_vec(&StoredRecordV1::from(&r)).unwrap_or_default();
-        assert_eq!(String::from_utf8_lossy(&bytes), String::from_utf8_lossy(&owned));
+        assert_eq!(
+            String::from_utf8_lossy(&bytes),
+            String::from_utf8_lossy(&owned)
+        );
         assert_eq!(decode_record(&bytes).ok(), Some(r));
     }
 }
