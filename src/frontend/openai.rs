@@ -535,30 +535,135 @@ pub(crate) fn new_id(prefix: &str) -> String {
     s
 }
 
-fn completion_json(id: &str, model: &str, created: i64, r: &ChatResponse) -> Value {
-    let mut message = json!({"role": "assistant", "content": r.content, "refusal": Value::Null});
-    if !r.tool_calls.is_empty() {
-        if r.content.is_empty() {
-            message["content"] = Value::Null;
+/// OpenAI's `chat.completion` object, serialized straight from the canonical response instead of
+/// through a `serde_json::Value` tree. Fields are declared in alphabetical order of their JSON
+/// names, so the bytes are those of the `Value` (serde_json's map keeps keys sorted) that
+/// `completion_json_value` (tests) builds.
+#[derive(serde::Serialize)]
+struct CompletionOut<'a> {
+    choices: [CompletionChoiceOut<'a>; 1],
+    created: i64,
+    id: &'a str,
+    model: &'a str,
+    object: &'static str,
+    system_fingerprint: (),
+    usage: Option<UsageOut>,
+}
+
+#[derive(serde::Serialize)]
+struct CompletionChoiceOut<'a> {
+    finish_reason: &'static str,
+    index: u32,
+    logprobs: (),
+    message: CompletionMessageOut<'a>,
+}
+
+#[derive(serde::Serialize)]
+struct CompletionMessageOut<'a> {
+    /// `null` only when the answer is tool calls without text.
+    content: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reasoning_content: Option<&'a str>,
+    refusal: (),
+    role: &'static str,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    tool_calls: Vec<ToolCallOut<'a>>,
+}
+
+#[derive(serde::Serialize)]
+struct ToolCallOut<'a> {
+    function: FunctionOut<'a>,
+    id: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+}
+
+#[derive(serde::Serialize)]
+struct FunctionOut<'a> {
+    arguments: &'a str,
+    name: &'a str,
+}
+
+/// OpenAI's `CompletionUsage` (alphabetical, like [`CompletionOut`]); the same object as
+/// [`usage_json`].
+#[derive(serde::Serialize)]
+struct UsageOut {
+    completion_tokens: u64,
+    completion_tokens_details: ReasoningDetailsOut,
+    prompt_tokens: u64,
+    prompt_tokens_details: PromptDetailsOut,
+    total_tokens: u64,
+}
+
+#[derive(serde::Serialize)]
+struct ReasoningDetailsOut {
+    reasoning_tokens: u64,
+}
+
+#[derive(serde::Serialize)]
+struct PromptDetailsOut {
+    #[serde(skip_serializing_if = "is_zero")]
+    cache_write_tokens: u64,
+    cached_tokens: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+impl UsageOut {
+    fn new(u: &Usage) -> Self {
+        UsageOut {
+            completion_tokens: u.completion_tokens,
+            completion_tokens_details: ReasoningDetailsOut {
+                reasoning_tokens: u.reasoning_tokens,
+            },
+            prompt_tokens: u.prompt_tokens,
+            prompt_tokens_details: PromptDetailsOut {
+                cache_write_tokens: u.cache_write_tokens,
+                cached_tokens: u.cache_read_tokens,
+            },
+            total_tokens: u.prompt_tokens + u.completion_tokens,
         }
-        message["tool_calls"] = r
-            .tool_calls
-            .iter()
-            .map(|c| json!({"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}))
-            .collect();
     }
-    if let Some(t) = &r.thinking {
-        message["reasoning_content"] = t.clone().into();
-    }
-    json!({
-        "id": id,
-        "object": "chat.completion",
-        "created": created,
-        "model": model,
-        "choices": [{"index": 0, "message": message, "logprobs": Value::Null, "finish_reason": r.finish_reason.as_openai()}],
-        "usage": r.usage.as_ref().map(usage_json),
-        "system_fingerprint": Value::Null,
-    })
+}
+
+/// The `chat.completion` body for `r`, JSON bytes.
+fn completion_body(id: &str, model: &str, created: i64, r: &ChatResponse) -> Vec<u8> {
+    let out = CompletionOut {
+        choices: [CompletionChoiceOut {
+            finish_reason: r.finish_reason.as_openai(),
+            index: 0,
+            logprobs: (),
+            message: CompletionMessageOut {
+                content: (r.tool_calls.is_empty() || !r.content.is_empty())
+                    .then_some(r.content.as_str()),
+                reasoning_content: r.thinking.as_deref(),
+                refusal: (),
+                role: "assistant",
+                tool_calls: r
+                    .tool_calls
+                    .iter()
+                    .map(|c| ToolCallOut {
+                        function: FunctionOut {
+                            arguments: &c.arguments,
+                            name: &c.name,
+                        },
+                        id: &c.id,
+                        kind: "function",
+                    })
+                    .collect(),
+            },
+        }],
+        created,
+        id,
+        model,
+        object: "chat.completion",
+        system_fingerprint: (),
+        usage: r.usage.as_ref().map(UsageOut::new),
+    };
+    // Serializing these types cannot fail (string keys, no maps, no non-finite floats).
+    serde_json::to_vec(&out).unwrap_or_default()
 }
 
 /// Most events encoded into one response write (only events that are already available).
@@ -793,12 +898,14 @@ async fn chat_completions_inner(state: &AppState, http: &Request, body: Body) ->
                 log.set_usage(u);
             }
             log.set_complete();
-            json_response(&completion_json(
-                &new_id("chatcmpl-"),
-                &req.model,
-                now_unix(),
-                &r,
-            ))
+            Response::builder()
+                .content_type("application/json")
+                .body(completion_body(
+                    &new_id("chatcmpl-"),
+                    &req.model,
+                    now_unix(),
+                    &r,
+                ))
         }
         Ok((req, include_usage, Reply::Stream(events))) => {
             log.set_first_token();
@@ -1041,6 +1148,89 @@ mod tests {
             decode(json!({"model": "m", "n": 2, "messages": [{"role": "user", "content": "x"}]}))
                 .is_err()
         );
+    }
+
+    /// The `Value` the `chat.completion` body was built as before [`completion_body`].
+    fn completion_json_value(id: &str, model: &str, created: i64, r: &ChatResponse) -> Value {
+        let mut message =
+            json!({"role": "assistant", "content": r.content, "refusal": Value::Null});
+        if !r.tool_calls.is_empty() {
+            if r.content.is_empty() {
+                message["content"] = Value::Null;
+            }
+            message["tool_calls"] = r
+            .tool_calls
+            .iter()
+            .map(|c| json!({"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}))
+            .collect();
+        }
+        if let Some(t) = &r.thinking {
+            message["reasoning_content"] = t.clone().into();
+        }
+        json!({
+            "id": id,
+            "object": "chat.completion",
+            "created": created,
+            "model": model,
+            "choices": [{"index": 0, "message": message, "logprobs": Value::Null, "finish_reason": r.finish_reason.as_openai()}],
+            "usage": r.usage.as_ref().map(usage_json),
+            "system_fingerprint": Value::Null,
+        })
+    }
+
+    #[test]
+    fn completion_body_is_the_json_tree_byte_for_byte() {
+        let call = |id: &str| ToolCall {
+            id: id.into(),
+            name: "f".into(),
+            arguments: "{\"a\":\"\\u00e9\\n\"}".into(),
+        };
+        let usage = Usage {
+            prompt_tokens: 9,
+            completion_tokens: 4,
+            reasoning_tokens: 2,
+            cache_read_tokens: 3,
+            ..Usage::default()
+        };
+        let base = ChatResponse {
+            id: None,
+            model: "m".into(),
+            content: "Hi \"there\"\n\u{e9}".into(),
+            thinking: None,
+            signed_thinking: Vec::new(),
+            tool_calls: Vec::new(),
+            finish_reason: crate::canonical::FinishReason::Stop,
+            stop_sequence: None,
+            usage: None,
+        };
+        let cases = [
+            base.clone(),
+            ChatResponse {
+                usage: Some(usage),
+                thinking: Some("hm".into()),
+                ..base.clone()
+            },
+            ChatResponse {
+                usage: Some(Usage {
+                    cache_write_tokens: 7,
+                    ..usage
+                }),
+                content: String::new(),
+                tool_calls: vec![call("c1"), call("c2")],
+                finish_reason: crate::canonical::FinishReason::ToolCalls,
+                ..base.clone()
+            },
+            ChatResponse {
+                tool_calls: vec![call("c1")],
+                finish_reason: crate::canonical::FinishReason::Length,
+                ..base.clone()
+            },
+        ];
+        for r in &cases {
+            let want = completion_json_value("chatcmpl-x", "m@t", 17, r).to_string();
+            let got = completion_body("chatcmpl-x", "m@t", 17, r);
+            assert_eq!(String::from_utf8_lossy(&got), want);
+        }
     }
 
     fn encoder() -> ChatStreamEncoder {

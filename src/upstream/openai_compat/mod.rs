@@ -35,6 +35,9 @@ impl Dialect for OpenAiCompat {
     }
 
     fn decode(&self, provider: &'static str, body: &[u8]) -> Result<ChatResponse, ApiError> {
+        if let Some(r) = decode_typed(provider, body) {
+            return r;
+        }
         let v: Value = serde_json::from_slice(body).map_err(|e| ApiError::UpstreamInvalid {
             provider,
             reason: format!("not JSON: {e}"),
@@ -335,6 +338,223 @@ fn decode_response(provider: &'static str, v: &Value) -> Result<ChatResponse, Ap
     })
 }
 
+/// The parts of a non-streamed `chat.completion` object the decoder reads, decoded straight into
+/// structs (unknown fields are skipped) instead of a generic JSON tree: no map per object, no
+/// `String` per key. Any shape these types do not take (a number where a string is expected, a
+/// choice that is not an object, a duplicate field, ...) fails here and falls back to the generic
+/// [`decode_response`], so the result never differs from the generic path's.
+#[derive(serde::Deserialize)]
+struct Completion {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    model: Option<String>,
+    #[serde(default)]
+    choices: Option<Vec<Obj<CompletionChoice>>>,
+    /// Absent or `null`: no usage (a non-object fails the typed decoding).
+    #[serde(default)]
+    usage: Option<Obj<WireUsage>>,
+}
+
+/// An OpenAI-style `usage` object, the fields [`decode_usage`] reads.
+#[derive(serde::Deserialize)]
+struct WireUsage {
+    #[serde(default)]
+    prompt_tokens: Option<u64>,
+    #[serde(default)]
+    completion_tokens: Option<u64>,
+    #[serde(default)]
+    total_tokens: Option<u64>,
+    #[serde(default)]
+    completion_tokens_details: Option<Obj<WireCompletionDetails>>,
+    #[serde(default)]
+    prompt_tokens_details: Option<Obj<WirePromptDetails>>,
+    #[serde(default)]
+    prompt_cache_hit_tokens: Option<u64>,
+    /// A number (USD) or an object with `total_cost` (see [`reported_cost`]).
+    #[serde(default)]
+    cost: Value,
+    #[serde(default)]
+    cost_in_usd_ticks: Value,
+}
+
+#[derive(serde::Deserialize)]
+struct WireCompletionDetails {
+    #[serde(default)]
+    reasoning_tokens: Option<u64>,
+}
+
+#[derive(serde::Deserialize)]
+struct WirePromptDetails {
+    #[serde(default)]
+    cached_tokens: Option<u64>,
+    #[serde(default)]
+    cache_write_tokens: Option<u64>,
+}
+
+impl WireUsage {
+    fn usage(self, quirks: &[UsageQuirk]) -> Usage {
+        let costs = Value::Object(
+            [
+                ("cost".to_string(), self.cost),
+                ("cost_in_usd_ticks".to_string(), self.cost_in_usd_ticks),
+            ]
+            .into_iter()
+            .filter(|(_, v)| !v.is_null())
+            .collect(),
+        );
+        UsageCounts {
+            prompt: self.prompt_tokens,
+            completion: self.completion_tokens,
+            total: self.total_tokens,
+            reasoning: self
+                .completion_tokens_details
+                .and_then(|d| d.0.reasoning_tokens),
+            cached: self
+                .prompt_tokens_details
+                .as_ref()
+                .and_then(|d| d.0.cached_tokens),
+            cache_hit: self.prompt_cache_hit_tokens,
+            cache_write: self
+                .prompt_tokens_details
+                .and_then(|d| d.0.cache_write_tokens),
+            reported_cost: reported_cost(&costs),
+        }
+        .usage(quirks)
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct CompletionChoice {
+    /// Absent: `None`; `null`: `Some(None)` (the generic path reads a null message as empty).
+    #[serde(default, deserialize_with = "present")]
+    message: Option<Option<Obj<CompletionMessage>>>,
+    #[serde(default)]
+    finish_reason: Option<String>,
+}
+
+#[derive(serde::Deserialize, Default)]
+struct CompletionMessage {
+    #[serde(default)]
+    content: Value,
+    #[serde(default)]
+    reasoning_content: Value,
+    #[serde(default)]
+    reasoning: Value,
+    #[serde(default)]
+    tool_calls: Option<Vec<Obj<CompletionToolCall>>>,
+}
+
+#[derive(serde::Deserialize)]
+struct CompletionToolCall {
+    #[serde(default)]
+    id: Value,
+    #[serde(default)]
+    function: Option<Obj<CompletionFunction>>,
+}
+
+#[derive(serde::Deserialize)]
+struct CompletionFunction {
+    #[serde(default)]
+    name: Value,
+    #[serde(default)]
+    arguments: Option<Value>,
+}
+
+/// `T` read only from a JSON object. serde's derived structs also take an array (fields by
+/// position), a shape the generic decoder reads differently (PHP-style `"usage": []`, say).
+struct Obj<T>(T);
+
+impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for Obj<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor<T>(std::marker::PhantomData<T>);
+        impl<'de, T: serde::Deserialize<'de>> serde::de::Visitor<'de> for Visitor<T> {
+            type Value = Obj<T>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Obj<T>, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(Obj)
+            }
+        }
+        d.deserialize_map(Visitor(std::marker::PhantomData))
+    }
+}
+
+/// A field that is present (also as `null`), for `#[serde(default, deserialize_with)]`.
+fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    T::deserialize(d).map(Some)
+}
+
+/// [`decode_response`] over the typed [`Completion`]; `None` when the body does not fit those
+/// types (the caller then takes the generic path).
+fn decode_typed(provider: &'static str, body: &[u8]) -> Option<Result<ChatResponse, ApiError>> {
+    let Obj(c): Obj<Completion> = serde_json::from_slice(body).ok()?;
+    let invalid = |reason: &str| ApiError::UpstreamInvalid {
+        provider,
+        reason: reason.into(),
+    };
+    let Some(Obj(choice)) = c.choices.and_then(|cs| cs.into_iter().next()) else {
+        return Some(Err(invalid("no choices in response")));
+    };
+    let Some(msg) = choice.message else {
+        return Some(Err(invalid("choice without message")));
+    };
+    let msg = msg.map(|m| m.0).unwrap_or_default();
+    let (content, part_thinking) = match msg.content {
+        // The common case: the answer's string is moved, not copied.
+        Value::String(s) => (s, None),
+        other => content_text(Some(&other)),
+    };
+    let thinking = [&msg.reasoning_content, &msg.reasoning]
+        .into_iter()
+        .find_map(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .or(part_thinking);
+    let tool_calls: Vec<ToolCall> = msg
+        .tool_calls
+        .unwrap_or_default()
+        .into_iter()
+        .map(|Obj(c)| {
+            let (name, arguments) = match c.function {
+                Some(Obj(f)) => (
+                    f.name.as_str().unwrap_or_default().to_string(),
+                    arguments_text(f.arguments.as_ref()),
+                ),
+                None => (String::new(), arguments_text(None)),
+            };
+            ToolCall {
+                id: c.id.as_str().map_or_else(new_call_id, str::to_string),
+                name,
+                arguments,
+            }
+        })
+        .collect();
+    let mut finish = choice
+        .finish_reason
+        .as_deref()
+        .map_or(FinishReason::Stop, FinishReason::from_openai);
+    if !tool_calls.is_empty() && finish == FinishReason::Stop {
+        finish = FinishReason::ToolCalls;
+    }
+    Some(Ok(ChatResponse {
+        id: c.id,
+        model: c.model.unwrap_or_default(),
+        content,
+        thinking,
+        signed_thinking: Vec::new(),
+        tool_calls,
+        finish_reason: finish,
+        stop_sequence: None,
+        usage: c.usage.map(|u| u.0.usage(usage_quirks(provider))),
+    }))
+}
+
 /// Text of a `content` field that is a string, null, or an array of parts (Mistral sends
 /// `[{"type":"thinking","thinking":[{"type":"text","text":..}]},{"type":"text","text":..}]`).
 /// Returns (answer text, thinking text from parts).
@@ -429,26 +649,57 @@ pub fn usage_quirks(provider: &str) -> &'static [UsageQuirk] {
 /// reasoning, tests/fixtures/xai) reasoning is added to the completion, unless `total_tokens`
 /// shows it is already inside.
 pub fn decode_usage(v: &Value, quirks: &[UsageQuirk]) -> Usage {
-    let prompt = u(v, "/prompt_tokens").unwrap_or(0);
-    let mut completion = u(v, "/completion_tokens").unwrap_or(0);
-    let reasoning = u(v, "/completion_tokens_details/reasoning_tokens").unwrap_or(0);
-    if quirks.contains(&UsageQuirk::ReasoningOutsideCompletion)
-        && reasoning > 0
-        && u(v, "/total_tokens") != Some(prompt + completion)
-    {
-        completion += reasoning;
+    UsageCounts {
+        prompt: u(v, "/prompt_tokens"),
+        completion: u(v, "/completion_tokens"),
+        total: u(v, "/total_tokens"),
+        reasoning: u(v, "/completion_tokens_details/reasoning_tokens"),
+        cached: u(v, "/prompt_tokens_details/cached_tokens"),
+        cache_hit: u(v, "/prompt_cache_hit_tokens"),
+        cache_write: u(v, "/prompt_tokens_details/cache_write_tokens"),
+        reported_cost: reported_cost(v),
     }
-    Usage {
-        prompt_tokens: prompt,
-        completion_tokens: completion,
-        reasoning_tokens: reasoning,
-        cache_read_tokens: u(v, "/prompt_tokens_details/cached_tokens")
-            .filter(|n| *n > 0)
-            .or_else(|| u(v, "/prompt_cache_hit_tokens"))
-            .unwrap_or(0),
-        cache_write_tokens: u(v, "/prompt_tokens_details/cache_write_tokens").unwrap_or(0),
-        reported_cost_usd: reported_cost(v),
-        timings: None,
+    .usage(quirks)
+}
+
+/// The counts of an OpenAI-style `usage` object (`None`: absent or not an unsigned integer), read
+/// from a JSON tree ([`decode_usage`]) or a typed answer ([`WireUsage`]); one place turns them
+/// into [`Usage`].
+struct UsageCounts {
+    prompt: Option<u64>,
+    completion: Option<u64>,
+    total: Option<u64>,
+    reasoning: Option<u64>,
+    cached: Option<u64>,
+    cache_hit: Option<u64>,
+    cache_write: Option<u64>,
+    reported_cost: Option<f64>,
+}
+
+impl UsageCounts {
+    fn usage(self, quirks: &[UsageQuirk]) -> Usage {
+        let prompt = self.prompt.unwrap_or(0);
+        let mut completion = self.completion.unwrap_or(0);
+        let reasoning = self.reasoning.unwrap_or(0);
+        if quirks.contains(&UsageQuirk::ReasoningOutsideCompletion)
+            && reasoning > 0
+            && self.total != Some(prompt + completion)
+        {
+            completion += reasoning;
+        }
+        Usage {
+            prompt_tokens: prompt,
+            completion_tokens: completion,
+            reasoning_tokens: reasoning,
+            cache_read_tokens: self
+                .cached
+                .filter(|n| *n > 0)
+                .or(self.cache_hit)
+                .unwrap_or(0),
+            cache_write_tokens: self.cache_write.unwrap_or(0),
+            reported_cost_usd: self.reported_cost,
+            timings: None,
+        }
     }
 }
 
@@ -474,6 +725,52 @@ fn reported_cost(v: &Value) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The typed decoding of a non-streamed answer gives what the generic one gives, for every
+    /// shape the typed one accepts; the shapes it does not accept go the generic way.
+    #[test]
+    fn typed_decode_agrees_with_generic() {
+        let bodies = [
+            r#"{"id":"c1","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"Hi","refusal":null,"annotations":[]},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":9,"completion_tokens":2,"total_tokens":11,"prompt_tokens_details":{"cached_tokens":3,"audio_tokens":0},"completion_tokens_details":{"reasoning_tokens":1}},"system_fingerprint":"fp"}"#,
+            r#"{"id":"c2","model":"m","choices":[{"message":{"role":"assistant","content":null,"tool_calls":[{"id":"t1","type":"function","function":{"name":"f","arguments":"{\"a\":1}"}},{"id":"t2","function":{"name":"g","arguments":{"b":2}}},{"id":"t3","function":{"name":"h"}},{"id":"t4","function":{"name":"i","arguments":null}},{"id":"t5","function":null},{"id":"t6"}]},"finish_reason":"stop"}]}"#,
+            r#"{"choices":[{"message":{"content":[{"type":"thinking","thinking":[{"type":"text","text":"hm"}]},{"type":"text","text":"A"},{"type":"text","text":"B"}]},"finish_reason":"length"}],"usage":null}"#,
+            r#"{"choices":[{"message":{"content":"x","reasoning_content":"","reasoning":"r"}}],"usage":{"prompt_tokens":1,"prompt_cache_hit_tokens":5,"cost":0.5}}"#,
+            r#"{"choices":[{"message":{"content":"x","reasoning":"r"},"finish_reason":null}],"usage":[]}"#,
+            r#"{"choices":[{"message":{"content":"x","reasoning_content":"rc","reasoning":"r"}}]}"#,
+            r#"{"choices":[{"message":null,"finish_reason":"content_filter"}]}"#,
+            r#"{"choices":[{"finish_reason":"stop"}]}"#,
+            r#"{"choices":[]}"#,
+            r#"{"choices":null}"#,
+            r#"{"choices":{"0":{"message":{"content":"x"}}}}"#,
+            r#"{"id":7,"choices":[{"message":{"content":"x"}}]}"#,
+            r#"{"id":"a","id":"b","choices":[{"message":{"content":"x"}}]}"#,
+            r#"{"choices":[{"message":{"content":7}}]}"#,
+            r#"{"choices":[{"message":"x"}]}"#,
+            r#"{"choices":[{"message":{"content":"x","tool_calls":{"id":"t"}}}]}"#,
+            r#"{"choices":[{"message":{"content":"x","tool_calls":["t"]}}]}"#,
+            r#"{"choices":[{"message":{"content":"x"}}],"usage":{"prompt_tokens":12,"completion_tokens":1,"total_tokens":303,"prompt_tokens_details":{"cached_tokens":0,"cache_write_tokens":4},"completion_tokens_details":{"reasoning_tokens":290},"cost_in_usd_ticks":1176500}}"#,
+            r#"{"choices":[{"message":{"content":"x"}}],"usage":{"prompt_tokens":10,"completion_tokens":251,"cost":{"total_cost":0.005261},"prompt_tokens_details":null}}"#,
+            r#"{"choices":[{"message":{"content":"x"}}],"usage":{"prompt_tokens":1.5,"completion_tokens":-1,"cost":-2}}"#,
+            r#"{"choices":[{"message":{"content":"x"}}],"usage":{"prompt_tokens":3,"prompt_tokens_details":[]}}"#,
+            r#"{"choices":[["x"]]}"#,
+            r#"{"choices":[{"message":[{"content":"x"}]}]}"#,
+            r#"{}"#,
+            r#"[]"#,
+            r#"[null,null,[{"message":{"content":"x"}}]]"#,
+        ];
+        let mut typed = 0;
+        for body in bodies {
+            let generic = serde_json::from_str::<Value>(body)
+                .map_err(|e| e.to_string())
+                .and_then(|v| decode_response("p", &v).map_err(|e| e.to_string()));
+            if let Some(r) = decode_typed("p", body.as_bytes()) {
+                typed += 1;
+                assert_eq!(r.map_err(|e| e.to_string()), generic, "{body}");
+            }
+        }
+        // The common shapes take the typed path (the test would pass vacuously otherwise).
+        assert!(typed >= 10, "{typed}");
+    }
 
     #[test]
     fn at_agrees_with_value_pointer() {

@@ -17,11 +17,12 @@ use crate::upstream::sse::{self, Pending, SseDecoder};
 use crate::upstream::{ByteStream, EventStream, error_message_from_json};
 
 /// The parts of a `chat.completion.chunk` the decoder reads; everything else (id, model,
-/// citations, ...) is skipped by serde instead of being built into a JSON tree per chunk.
+/// citations, ...) is skipped by serde instead of being built into a JSON tree per chunk. `D` is
+/// a choice's `delta`: typed [`TypedDelta`] first, a generic `Value` for shapes it does not take.
 #[derive(serde::Deserialize)]
-struct Chunk {
-    #[serde(default)]
-    choices: Vec<Choice>,
+struct Chunk<D> {
+    #[serde(default = "Vec::new")]
+    choices: Vec<Choice<D>>,
     #[serde(default)]
     usage: Value,
     /// Groq puts usage under `x_groq.usage`.
@@ -33,11 +34,60 @@ struct Chunk {
 }
 
 #[derive(serde::Deserialize)]
-struct Choice {
-    #[serde(default)]
-    delta: Value,
+struct Choice<D> {
+    #[serde(default = "Option::default")]
+    delta: Option<D>,
     #[serde(default)]
     finish_reason: Value,
+}
+
+/// The fields of a `delta` object the decoder reads, without a map per chunk (a content token is
+/// one string). Any other shape (a repeated field, a non-object `delta`) fails the typed chunk,
+/// which is then decoded with a `Value` delta: same events as ever.
+type TypedDelta = super::Obj<DeltaFields>;
+
+#[derive(serde::Deserialize)]
+struct DeltaFields {
+    #[serde(default)]
+    content: Value,
+    #[serde(default)]
+    reasoning_content: Value,
+    #[serde(default)]
+    reasoning: Value,
+    #[serde(default)]
+    tool_calls: Value,
+}
+
+/// A `delta` as the decoder reads it: a field by name (`None` or `Null`: absent).
+trait DeltaView {
+    /// Whether the delta is an object (anything else is skipped).
+    fn is_object(&self) -> bool;
+    fn field(&self, key: &str) -> Option<&Value>;
+}
+
+impl DeltaView for Value {
+    fn is_object(&self) -> bool {
+        Value::is_object(self)
+    }
+    fn field(&self, key: &str) -> Option<&Value> {
+        self.get(key)
+    }
+}
+
+impl DeltaView for TypedDelta {
+    fn is_object(&self) -> bool {
+        true
+    }
+    fn field(&self, key: &str) -> Option<&Value> {
+        let d = &self.0;
+        match key {
+            "content" => Some(&d.content),
+            "reasoning_content" => Some(&d.reasoning_content),
+            "reasoning" => Some(&d.reasoning),
+            "tool_calls" => Some(&d.tool_calls),
+            _ => None,
+        }
+    }
 }
 
 struct State {
@@ -132,16 +182,22 @@ impl State {
             self.finish_stream();
             return;
         }
-        let v: Chunk = match serde_json::from_str(data) {
-            Ok(v) => v,
+        if let Ok(v) = serde_json::from_str::<Chunk<TypedDelta>>(data) {
+            self.on_chunk(event, data, v);
+            return;
+        }
+        match serde_json::from_str::<Chunk<Value>>(data) {
+            Ok(v) => self.on_chunk(event, data, v),
             Err(e) => {
                 self.out.fail(ApiError::UpstreamInvalid {
                     provider: self.provider,
                     reason: format!("bad stream chunk: {e}"),
                 });
-                return;
             }
-        };
+        }
+    }
+
+    fn on_chunk<D: DeltaView>(&mut self, event: &str, data: &str, v: Chunk<D>) {
         if event == "error" || !v.error.is_null() {
             self.fail(error_message_from_json(data.as_bytes()));
             return;
@@ -159,10 +215,10 @@ impl State {
         let Some(choice) = v.choices.first() else {
             return;
         };
-        if let Some(delta) = Some(&choice.delta).filter(|d| d.is_object()) {
+        if let Some(delta) = choice.delta.as_ref().filter(|d| d.is_object()) {
             for key in ["reasoning_content", "reasoning"] {
                 if let Some(t) = delta
-                    .get(key)
+                    .field(key)
                     .and_then(Value::as_str)
                     .filter(|t| !t.is_empty())
                 {
@@ -172,14 +228,14 @@ impl State {
                     break;
                 }
             }
-            let (text, thinking) = content_text(delta.get("content"));
+            let (text, thinking) = content_text(delta.field("content"));
             if let Some(t) = thinking {
                 self.out.queue.push_back(Ok(StreamEvent::ThinkingDelta(t)));
             }
             if !text.is_empty() {
                 self.out.queue.push_back(Ok(StreamEvent::TextDelta(text)));
             }
-            if let Some(calls) = delta.get("tool_calls").and_then(Value::as_array) {
+            if let Some(calls) = delta.field("tool_calls").and_then(Value::as_array) {
                 for c in calls {
                     self.saw_tool_call = true;
                     let id = c
@@ -233,5 +289,62 @@ impl State {
             }
             self.finish = Some(FinishReason::from_openai(r));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state() -> State {
+        State {
+            provider: "p",
+            out: Pending::default(),
+            finish: None,
+            saw_tool_call: false,
+            done: false,
+            saw_any: false,
+            tool_ids: Vec::new(),
+            usage_quirks: &[],
+        }
+    }
+
+    /// The typed `delta` gives the events the generic `Value` delta gives, and the shapes it does
+    /// not take (repeated field, non-object delta) still decode, through the generic path.
+    #[test]
+    fn typed_delta_agrees_with_generic() {
+        let chunks = [
+            r#"{"id":"c","choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}"#,
+            r#"{"choices":[{"delta":{"content":"Hi"},"finish_reason":null}],"usage":null}"#,
+            r#"{"choices":[{"delta":{"reasoning_content":"","reasoning":"think"}}]}"#,
+            r#"{"choices":[{"delta":{"reasoning_content":"rc","content":[{"type":"thinking","thinking":[{"type":"text","text":"t"}]},{"type":"text","text":"x"}]}}]}"#,
+            r#"{"choices":[{"delta":{"tool_calls":[{"index":0,"id":"t1","function":{"name":"f","arguments":"{\"a\""}}]}}]}"#,
+            r#"{"choices":[{"delta":{"tool_calls":[{"function":{"arguments":{"b":1}}}]}}]}"#,
+            r#"{"choices":[{"delta":{"content":"a","content":"b"}}]}"#,
+            r#"{"choices":[{"delta":"text"}]}"#,
+            r#"{"choices":[{"delta":null,"finish_reason":"length"}]}"#,
+            r#"{"choices":[{"delta":{},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":2}}"#,
+            r#"{"choices":[],"x_groq":{"usage":{"prompt_tokens":1}}}"#,
+        ];
+        let mut typed_ok = 0;
+        for data in chunks {
+            let (mut typed, mut generic) = (state(), state());
+            if let Ok(v) = serde_json::from_str::<Chunk<TypedDelta>>(data) {
+                typed_ok += 1;
+                typed.on_chunk("", data, v);
+                let v = serde_json::from_str::<Chunk<Value>>(data).unwrap();
+                generic.on_chunk("", data, v);
+                assert_eq!(
+                    format!("{:?} {:?}", typed.out, typed.finish),
+                    format!("{:?} {:?}", generic.out, generic.finish),
+                    "{data}"
+                );
+            }
+            // Whatever the path, on_event decodes every chunk (no "bad stream chunk").
+            let mut s = state();
+            s.on_event("", data);
+            assert!(s.out.queue.iter().all(Result::is_ok), "{data}");
+        }
+        assert!(typed_ok >= 8, "{typed_ok}");
     }
 }
