@@ -12,12 +12,6 @@ use llm_relay::store::{OverrideStore, UsageQuery};
 use llm_relay::usage::query::{Dimension, Filter, parse_time, render_table};
 use llm_relay::usage::recorder::Recorder;
 
-/// mimalloc instead of glibc malloc: a relayed request makes ~280 small allocations (request and
-/// response JSON, headers, usage record), and glibc's malloc + free cost ~200 instructions a pair
-/// there; see the README's benchmark section for the measured difference.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// Self-hosted LLM gateway: Ollama and OpenAI APIs over many providers.
 #[derive(Parser)]
 #[command(version, about)]
