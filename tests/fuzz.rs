@@ -521,3 +521,33 @@ fn catalog_dialect(family: WireFamily) -> &'static dyn Dialect {
         .unwrap_or_else(|| panic!("no provider of {family:?} in providers.yaml"));
     llm_relay::catalog::dialect(p.id)
 }
+
+/// The Anthropic seeds are requests the decoder takes (so the mutations start from valid
+/// requests, not from a 400): the recorded request bodies and the corpus's JSON files.
+#[test]
+fn anthropic_seeds_decode() {
+    let rec = recorded();
+    let mut seeds: Vec<Vec<u8>> = rec
+        .iter()
+        .filter(|(f, ex)| *f == WireFamily::Anthropic && ex.path().ends_with("/messages"))
+        .filter_map(|(_, ex)| ex.request_body.clone())
+        .collect();
+    let recorded_n = seeds.len();
+    assert!(
+        recorded_n >= 5,
+        "recorded Anthropic request bodies: {recorded_n}"
+    );
+    let mut files: Vec<_> = std::fs::read_dir(corpus_dir("anthropic_request"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 3, "{files:?}");
+    seeds.extend(files.iter().map(|p| std::fs::read(p).unwrap()));
+    for (i, seed) in seeds.iter().enumerate() {
+        let req = llm_relay::frontend::anthropic::decode_messages_body(seed)
+            .unwrap_or_else(|e| panic!("seed {i}: {e}: {}", String::from_utf8_lossy(seed)));
+        assert!(!req.messages.is_empty(), "seed {i}");
+    }
+}
