@@ -1,11 +1,11 @@
-//! Faults an upstream or a client throws at llm-relay, through both client APIs (OpenAI `/v1`,
-//! Ollama `/api`), streamed and not: each gets the right status and error format, leaves a usage
+//! Faults an upstream or a client throws at llm-relay, through every client API (OpenAI `/v1`,
+//! Ollama `/api`, Anthropic `/v1/messages`), streamed and not: each gets the right status and error format, leaves a usage
 //! record saying what happened, leaves no connection or task behind (observed at the scripted
 //! upstream and in the runtime's task count), and the server keeps answering.
 //!
-//! Anthropic frontend (issue 7, built in parallel): add an `Api::Anthropic` variant (path
-//! `/v1/messages`, error body `{"type":"error","error":{...}}`, stream `event: error`) to run every
-//! case through it too.
+//! Anthropic errors are `{"type":"error","error":{"type","message"}}` with Anthropic's type for
+//! the status (an overloaded upstream, 503, is `overloaded_error` with 529), and `event: error`
+//! once a stream has started.
 //!
 //! The upstream here is a raw TCP script on 127.0.0.1 (not wiremock) so that it can misbehave
 //! at the byte level (never send headers, reset the connection, flood) and see when llm-relay
@@ -353,6 +353,37 @@ impl Harness {
 enum Api {
     OpenAi,
     Ollama,
+    Anthropic,
+}
+
+/// The `event:` names and `data:` payloads of an SSE body, in order.
+fn sse_events(body: &str) -> Vec<(String, String)> {
+    body.split("\n\n")
+        .filter_map(|frame| {
+            let mut event = String::new();
+            let mut data = None;
+            for line in frame.lines() {
+                if let Some(e) = line.strip_prefix("event: ") {
+                    event = e.to_string();
+                } else if let Some(d) = line.strip_prefix("data: ") {
+                    data = Some(d.to_string());
+                }
+            }
+            data.map(|d| (event, d))
+        })
+        .collect()
+}
+
+/// Anthropic's error `type` for an HTTP status (platform.claude.com/docs/en/api/errors).
+fn anthropic_error_type(status: u16) -> &'static str {
+    match status {
+        400 => "invalid_request_error",
+        413 => "request_too_large",
+        429 => "rate_limit_error",
+        504 => "timeout_error",
+        529 => "overloaded_error",
+        _ => "api_error",
+    }
 }
 
 impl Api {
@@ -360,6 +391,15 @@ impl Api {
         match self {
             Api::OpenAi => "/v1/chat/completions",
             Api::Ollama => "/api/chat",
+            Api::Anthropic => "/v1/messages",
+        }
+    }
+
+    /// The status this API answers for an upstream's `code` (Anthropic: 503 overloaded is 529).
+    fn status_for(self, code: u16) -> u16 {
+        match (self, code) {
+            (Api::Anthropic, 503) => 529,
+            _ => code,
         }
     }
 
@@ -376,7 +416,27 @@ impl Api {
                 .as_str()
                 .unwrap_or_else(|| panic!("not an Ollama error: {body}"))
                 .to_string(),
+            Api::Anthropic => {
+                assert_eq!(v["type"], "error", "not an Anthropic error: {body}");
+                assert!(v["error"]["type"].is_string(), "{body}");
+                v["error"]["message"].as_str().unwrap().to_string()
+            }
         }
+    }
+
+    /// Assert `body` is this API's error for `status` and return its message (Anthropic: the
+    /// error `type` belongs to the status).
+    fn error_for(self, status: u16, body: &str) -> String {
+        let msg = self.error_message(body);
+        if self == Api::Anthropic {
+            let v: Value = serde_json::from_str(body).unwrap();
+            assert_eq!(
+                v["error"]["type"],
+                anthropic_error_type(status),
+                "status {status}: {body}"
+            );
+        }
+        msg
     }
 
     /// The text streamed before the in-stream error, and the error's message (asserting the
@@ -414,11 +474,33 @@ impl Api {
                     .unwrap_or_else(|| panic!("no final error line: {body}"));
                 (text, msg.to_string())
             }
+            Api::Anthropic => {
+                let events = sse_events(body);
+                let (name, data) = events.last().unwrap_or_else(|| panic!("no events: {body}"));
+                assert_eq!(name, "error", "the stream ends with `event: error`: {body}");
+                assert!(
+                    events.iter().all(|(e, _)| e != "message_stop"),
+                    "a failed stream is not stopped normally: {body}"
+                );
+                let err: Value = serde_json::from_str(data).unwrap();
+                assert_eq!(err["type"], "error", "{body}");
+                assert!(err["error"]["type"].is_string(), "{body}");
+                let text = events
+                    .iter()
+                    .filter(|(e, _)| e == "content_block_delta")
+                    .filter_map(|(_, d)| serde_json::from_str::<Value>(d).ok())
+                    .filter_map(|v| v["delta"]["text"].as_str().map(str::to_string))
+                    .collect();
+                let msg = err["error"]["message"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("no error message: {body}"));
+                (text, msg.to_string())
+            }
         }
     }
 }
 
-const APIS: [Api; 2] = [Api::OpenAi, Api::Ollama];
+const APIS: [Api; 3] = [Api::OpenAi, Api::Ollama, Api::Anthropic];
 
 /// Wait until the runtime's live task count is back to `baseline` (every connection, stream and
 /// upstream task of a finished request has ended).
@@ -453,7 +535,8 @@ async fn upstream_error_statuses_keep_status_format_and_retry_after() {
             for stream in [false, true] {
                 let what = format!("{code} {api:?} stream={stream}");
                 let resp = h.chat(api, stream).await;
-                assert_eq!(resp.status().as_u16(), code, "{what}");
+                let status = api.status_for(code);
+                assert_eq!(resp.status().as_u16(), status, "{what}");
                 assert_eq!(
                     resp.headers()
                         .get("retry-after")
@@ -461,7 +544,7 @@ async fn upstream_error_statuses_keep_status_format_and_retry_after() {
                     retry_after,
                     "{what}"
                 );
-                let msg = api.error_message(&resp.text().await.unwrap());
+                let msg = api.error_for(status, &resp.text().await.unwrap());
                 assert!(msg.contains("upstream says no"), "{what}: {msg}");
                 n += 1;
                 let r = h.record(n).await;
@@ -491,7 +574,7 @@ async fn slow_headers_past_the_read_timeout_are_504() {
             let what = format!("{api:?} stream={stream}");
             let resp = h.chat(api, stream).await;
             assert_eq!(resp.status(), 504, "{what}");
-            let msg = api.error_message(&resp.text().await.unwrap());
+            let msg = api.error_for(504, &resp.text().await.unwrap());
             assert!(
                 msg.contains("did not answer within 300 ms"),
                 "{what}: {msg}"
@@ -526,7 +609,7 @@ async fn connection_refused_is_502() {
             let what = format!("{api:?} stream={stream}");
             let resp = h.chat(api, stream).await;
             assert_eq!(resp.status(), 502, "{what}");
-            let msg = api.error_message(&resp.text().await.unwrap());
+            let msg = api.error_for(502, &resp.text().await.unwrap());
             assert!(msg.contains("cannot reach openai"), "{what}: {msg}");
             n += 1;
             let r = h.record(n).await;
@@ -581,7 +664,7 @@ async fn malformed_upstream_json_and_sse_are_502_or_an_error_event() {
     for (i, api) in APIS.into_iter().enumerate() {
         let resp = h.chat(api, false).await;
         assert_eq!(resp.status(), 502, "{api:?}");
-        let msg = api.error_message(&resp.text().await.unwrap());
+        let msg = api.error_for(502, &resp.text().await.unwrap());
         assert!(msg.contains("invalid response"), "{api:?}: {msg}");
         let r = h.record(i as u64 + 1).await;
         assert_eq!(r.error.as_deref(), Some("upstream_invalid"), "{api:?}");
@@ -594,7 +677,7 @@ async fn malformed_upstream_json_and_sse_are_502_or_an_error_event() {
     for (i, api) in APIS.into_iter().enumerate() {
         let resp = h.chat(api, true).await;
         assert_eq!(resp.status(), 502, "{api:?}");
-        let msg = api.error_message(&resp.text().await.unwrap());
+        let msg = api.error_for(502, &resp.text().await.unwrap());
         assert!(msg.contains("invalid response"), "{api:?}: {msg}");
         let r = h.record(i as u64 + 1).await;
         assert_eq!(r.error.as_deref(), Some("upstream_invalid"), "{api:?}");
@@ -665,7 +748,7 @@ async fn a_stream_that_never_ends_is_cut_by_the_idle_timeout() {
     for (i, api) in APIS.into_iter().enumerate() {
         let resp = h.chat(api, true).await;
         assert_eq!(resp.status(), 504, "{api:?}");
-        api.error_message(&resp.text().await.unwrap());
+        api.error_for(504, &resp.text().await.unwrap());
         assert_eq!(
             h.record(i as u64 + 1).await.error.as_deref(),
             Some("upstream_timeout")
@@ -784,16 +867,24 @@ async fn oversized_invalid_utf8_and_deeply_nested_bodies_are_client_errors() {
     let h = Harness::start("bodies", &up.base, |c| c.max_body_bytes = 256 * 1024).await;
     let mut n = 0;
     let depth = 100_000;
-    let nested_tools = {
+    // Deep tool parameters in each API's own tool shape (OpenAI and Ollama: `function.parameters`;
+    // Anthropic: `input_schema`, where an OpenAI-shaped tool is an unknown server tool, skipped).
+    let nested_tools = |api: Api| {
+        let (open, close) = match api {
+            Api::Anthropic => ("{\"name\":\"f\",\"input_schema\":", "}]}"),
+            _ => (
+                "{\"type\":\"function\",\"function\":{\"name\":\"f\",\"parameters\":",
+                "}}]}",
+            ),
+        };
         let mut s = format!(
-            "{{\"model\":\"{}\",\"messages\":[{{\"role\":\"user\",\"content\":\"x\"}}],\
-             \"tools\":[{{\"type\":\"function\",\"function\":{{\"name\":\"f\",\"parameters\":",
+            "{{\"model\":\"{}\",\"messages\":[{{\"role\":\"user\",\"content\":\"x\"}}],\"tools\":[{open}",
             first_model_of("openai")
         );
         s.push_str(&"{\"a\":".repeat(depth / 10));
         s.push('1');
         s.push_str(&"}".repeat(depth / 10));
-        s.push_str("}}]}");
+        s.push_str(close);
         s.into_bytes()
     };
     let cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
@@ -815,13 +906,18 @@ async fn oversized_invalid_utf8_and_deeply_nested_bodies_are_client_errors() {
             400,
             "bad_request",
         ),
-        ("nested tool parameters", nested_tools, 400, "bad_request"),
+        ("nested tool parameters", Vec::new(), 400, "bad_request"),
     ];
     for (what, body, status, kind) in cases {
         for api in APIS {
-            let resp = h.send(api, body.clone()).await;
+            let body = if what == "nested tool parameters" {
+                nested_tools(api)
+            } else {
+                body.clone()
+            };
+            let resp = h.send(api, body).await;
             assert_eq!(resp.status().as_u16(), status, "{what} {api:?}");
-            let msg = api.error_message(&resp.text().await.unwrap());
+            let msg = api.error_for(status, &resp.text().await.unwrap());
             assert!(!msg.is_empty());
             n += 1;
             let r = h.record(n).await;

@@ -1,8 +1,9 @@
 //! A bounded fuzz pass (proptest) over what parses untrusted bytes:
 //!
 //! - the frontends' request decoders (OpenAI `/v1/chat/completions`, Ollama `/api/chat` and
-//!   `/api/generate`): any body decodes or is a 400, never a panic; a decoded request then
-//!   encodes for every upstream dialect or is a 400;
+//!   `/api/generate`, Anthropic `/v1/messages`): any body decodes or is a 400 (for Anthropic:
+//!   rendered as an `invalid_request_error` with a 4xx status), never a panic; a decoded request
+//!   then encodes for every upstream dialect or is a 400;
 //! - the upstream stream decoders (SSE: OpenAI-compatible, Anthropic, Gemini; NDJSON: Ollama):
 //!   any body, cut into any chunks, ends (no hang, no panic) and decodes to the same events
 //!   however it is cut (framing and UTF-8 split across TCP reads).
@@ -15,9 +16,6 @@
 //! Bounded: `FUZZ_CASES` cases per target (default 512, about half a minute for all targets in a
 //! debug build on 2 cores); raise it for a longer local pass, e.g. `FUZZ_CASES=20000 cargo test
 //! --release --test fuzz`.
-//!
-//! Anthropic frontend (issue 7, built in parallel): add its decoder to [`request_targets`] with
-//! seeds in tests/fuzz/corpus/anthropic_request/.
 
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -331,6 +329,14 @@ fn request_targets() -> Vec<(&'static str, Decoder, Vec<Vec<u8>>)> {
             llm_relay::frontend::ollama::decode_generate_body,
             with_corpus("ollama_generate_request", Vec::new()),
         ),
+        (
+            "anthropic_request",
+            llm_relay::frontend::anthropic::decode_messages_body,
+            with_corpus(
+                "anthropic_request",
+                bodies(WireFamily::Anthropic, "/messages"),
+            ),
+        ),
     ]
 }
 
@@ -352,7 +358,21 @@ fn request_decoders_answer_400_or_a_request_that_every_dialect_encodes() {
     for (target, decode, seeds) in request_targets() {
         let check = |body: &[u8]| -> Result<(), TestCaseError> {
             match decode(body) {
-                Err(e) => prop_assert_eq!(e.status(), 400, "{}: {}", target, e),
+                Err(e) => {
+                    prop_assert_eq!(e.status(), 400, "{}: {}", target, e);
+                    // What the Anthropic handler sends for it (`error_response`): a 4xx
+                    // `invalid_request_error`, the type Anthropic clients do not retry.
+                    let (kind, status) = llm_relay::frontend::anthropic::error_type_status(&e);
+                    if target == "anthropic_request" {
+                        prop_assert_eq!(
+                            (kind, status),
+                            ("invalid_request_error", 400),
+                            "{}: {}",
+                            target,
+                            e
+                        );
+                    }
+                }
                 Ok(req) => {
                     for m in &models {
                         let dialect = llm_relay::catalog::dialect(m.info().provider);
@@ -500,4 +520,34 @@ fn catalog_dialect(family: WireFamily) -> &'static dyn Dialect {
         .find(|p| p.wire == family)
         .unwrap_or_else(|| panic!("no provider of {family:?} in providers.yaml"));
     llm_relay::catalog::dialect(p.id)
+}
+
+/// The Anthropic seeds are requests the decoder takes (so the mutations start from valid
+/// requests, not from a 400): the recorded request bodies and the corpus's JSON files.
+#[test]
+fn anthropic_seeds_decode() {
+    let rec = recorded();
+    let mut seeds: Vec<Vec<u8>> = rec
+        .iter()
+        .filter(|(f, ex)| *f == WireFamily::Anthropic && ex.path().ends_with("/messages"))
+        .filter_map(|(_, ex)| ex.request_body.clone())
+        .collect();
+    let recorded_n = seeds.len();
+    assert!(
+        recorded_n >= 5,
+        "recorded Anthropic request bodies: {recorded_n}"
+    );
+    let mut files: Vec<_> = std::fs::read_dir(corpus_dir("anthropic_request"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 3, "{files:?}");
+    seeds.extend(files.iter().map(|p| std::fs::read(p).unwrap()));
+    for (i, seed) in seeds.iter().enumerate() {
+        let req = llm_relay::frontend::anthropic::decode_messages_body(seed)
+            .unwrap_or_else(|e| panic!("seed {i}: {e}: {}", String::from_utf8_lossy(seed)));
+        assert!(!req.messages.is_empty(), "seed {i}");
+    }
 }

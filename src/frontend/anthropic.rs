@@ -476,6 +476,23 @@ fn decode_tool_choice(v: &Value) -> (Option<ToolChoice>, Option<bool>) {
 ///
 /// Errors: a non-positive `max_tokens`, an unknown message role, an image that is not a
 /// PNG/JPEG/GIF/WebP (400).
+/// Decode a `/v1/messages` request body into the canonical request, as the handler does once
+/// the body is read (the entry point of the decoder fuzz pass, tests/fuzz.rs). The thinking
+/// settings that depend on the routed model are applied later by the handler and not returned.
+///
+/// Errors: an empty body, malformed JSON, wrong shape or an unsupported value (400, rendered by
+/// [`error_response`] as `invalid_request_error`).
+pub fn decode_messages_body(body: &[u8]) -> Result<ChatRequest, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::BadRequest(
+            "request body is empty: expected a JSON object".into(),
+        ));
+    }
+    let wire: MessagesRequest =
+        serde_json::from_slice(body).map_err(|e| ApiError::from_json(&e))?;
+    decode_request(wire).map(|(req, _)| req)
+}
+
 fn decode_request(r: MessagesRequest) -> Result<(ChatRequest, Thinking), ApiError> {
     let max_tokens = match r.max_tokens {
         Some(0) => {
