@@ -5,7 +5,10 @@
 //! document.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::PathBuf;
+mod common;
+
+use common::tmp::TempDir;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,25 +20,6 @@ use llm_relay::usage::record::UsageRecord;
 use serde_json::{Value, json};
 
 const PASSWORD: &str = "correct horse battery";
-
-/// A temp data directory, removed on drop.
-struct TempDir(PathBuf);
-impl TempDir {
-    fn new(name: &str) -> Self {
-        let d = std::env::temp_dir().join(format!(
-            "llm-relay-admin-{name}-{}-{}",
-            std::process::id(),
-            fastrand::u64(..)
-        ));
-        let _ = std::fs::remove_dir_all(&d);
-        TempDir(d)
-    }
-}
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// A running admin server.
 struct Admin {

@@ -8,7 +8,8 @@
 
 mod common;
 
-use std::path::PathBuf;
+use common::tmp::TempDir;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,32 +19,10 @@ use llm_relay::store::UsageQuery;
 use llm_relay::store::embedded::RedbStore;
 use llm_relay::usage::query::Filter;
 use llm_relay::usage::record::UsageSettings;
-use llm_relay::usage::recorder::{Recorder, now_ms};
+use llm_relay::usage::recorder::Recorder;
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
-
-/// A fresh directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!(
-            "llm-relay-overrides-{name}-{}-{}",
-            std::process::id(),
-            now_ms()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// The admin routes of the overrides layer on a real listener.
 struct Admin {

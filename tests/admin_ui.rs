@@ -12,9 +12,11 @@
 
 mod common;
 
+use common::process::{ChildGuard, free_port};
+
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::fake_upstream::FakeUpstream;
@@ -29,20 +31,6 @@ const REQUESTS: u64 = 3;
 const ALIAS: &str = "ui-test-alias";
 /// Name of the Ollama instance the relay is started with.
 const INSTANCE: &str = "homelab";
-
-/// Kills the child process when dropped.
-struct ChildGuard(Child);
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
 
 fn read_log(path: &Path) -> String {
     std::fs::read_to_string(path)

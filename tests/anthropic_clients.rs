@@ -17,9 +17,11 @@
 
 mod common;
 
+use common::process::{ChildGuard, free_port};
+
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use common::fake_upstream::FakeUpstream;
@@ -49,16 +51,6 @@ const TOOL_MARKER: &str = "relay-tool-ok";
 const FINAL_PREFIX: &str = "FINAL ANSWER: the tool said";
 /// Upper bound for a whole client run (pytest or Claude Code); they also time out per call.
 const RUN_TIMEOUT: Duration = Duration::from_secs(300);
-
-/// Kills the child process when dropped (test failure or success alike).
-struct ChildGuard(Child);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 // ---- the scripted OpenAI-compatible upstream ----
 
@@ -193,11 +185,6 @@ async fn scripted_openai() -> FakeUpstream {
 }
 
 // ---- the relay binary ----
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
 
 /// Logs of the last run, kept for inspection: target/tmp/anthropic_clients/<name>/.
 fn log_dir(name: &str) -> PathBuf {

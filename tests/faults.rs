@@ -16,7 +16,8 @@
 
 mod common;
 
-use std::path::PathBuf;
+use common::tmp::TempDir;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -29,7 +30,7 @@ use llm_relay::store::embedded::RedbStore;
 use llm_relay::usage::UsageRecord;
 use llm_relay::usage::query::Filter;
 use llm_relay::usage::record::UsageSettings;
-use llm_relay::usage::recorder::{Recorder, now_ms};
+use llm_relay::usage::recorder::Recorder;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -249,28 +250,6 @@ async fn serve(mut sock: TcpStream, script: Script, written: Arc<AtomicU64>) -> 
                 }
             }
         }
-    }
-}
-
-/// A fresh directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!(
-            "llm-relay-faults-{name}-{}-{}",
-            std::process::id(),
-            now_ms()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 

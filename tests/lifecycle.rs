@@ -10,9 +10,12 @@
 
 mod common;
 
+use common::process::ChildGuard;
+
+use common::tmp::TempDir;
+
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -23,35 +26,13 @@ use llm_relay::store::UsageQuery;
 use llm_relay::store::embedded::RedbStore;
 use llm_relay::usage::query::Filter;
 use llm_relay::usage::record::UsageSettings;
-use llm_relay::usage::recorder::{FLUSH_INTERVAL, Recorder, now_ms};
+use llm_relay::usage::recorder::{FLUSH_INTERVAL, Recorder};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
 const WAIT: Duration = Duration::from_secs(10);
-
-/// A fresh directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!(
-            "llm-relay-lifecycle-{name}-{}-{}",
-            std::process::id(),
-            now_ms()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn chunk(data: &str) -> Vec<u8> {
     let event = format!("data: {data}\n\n");
@@ -248,16 +229,6 @@ async fn graceful_shutdown_cuts_streams_at_the_grace_deadline_and_records_them()
     let rec = s.store.recent(&Filter::default(), 1).unwrap().remove(0);
     assert!(!rec.complete, "{rec:?}");
     assert_eq!(rec.input_tokens, 4, "the partial usage is kept");
-}
-
-/// A child process killed on drop (a failed assertion must not leave a server running).
-struct ChildGuard(Child);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// Start the binary on `dir` over `upstream`; its address from the "listening" log line.

@@ -9,9 +9,11 @@
 
 mod common;
 
+use common::process::{ChildGuard, free_port};
+
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use common::fake_upstream::FakeUpstream;
@@ -31,16 +33,6 @@ const PNG_B64: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42
 const INSTANCE: &str = "homelab";
 /// Upper bound for the whole pytest run; the SDK clients also time out after 30 s per call.
 const PYTEST_TIMEOUT: Duration = Duration::from_secs(300);
-
-/// Kills the child process when dropped (test failure or success alike).
-struct ChildGuard(Child);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn load_one(rel: &str) -> Exchange {
     let mut exs = fixtures::load(rel);
@@ -151,11 +143,6 @@ fn expectations(basic: &Exchange, stream: &Exchange, image: &Exchange, o3: &Exch
         "chat_image": complete(image),
         "o3_mini": o3_mini,
     })
-}
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
 }
 
 /// Logs of the last run (relay and pytest), kept for inspection: target/tmp/sdk_clients/.

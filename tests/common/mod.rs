@@ -7,4 +7,6 @@
 pub mod fake_upstream;
 pub mod fixtures;
 pub mod native;
+pub mod process;
 pub mod relay;
+pub mod tmp;
