@@ -236,6 +236,7 @@ async fn start_relay(fake: &str, recorder: Option<Arc<Recorder>>) -> String {
             .collect(),
         ollama: Default::default(),
         image_url_fetch: true,
+        server_threads: 1,
     };
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

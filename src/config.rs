@@ -63,6 +63,10 @@ pub struct Config {
     /// after it stops accepting connections; what is still open then is cut (and recorded)
     /// (`SHUTDOWN_GRACE_MS`, default 10 000 ms).
     pub shutdown_grace: Duration,
+    /// Threads serving the API, each with its own single-threaded runtime and upstream
+    /// connections, all accepting from the one listening socket (`SERVER_THREADS`, default: the
+    /// number of CPUs the process may use). See `crate::server::run_threads`.
+    pub server_threads: usize,
     /// Providers, indexed in `ProviderId` order.
     pub providers: Vec<ProviderConfig>,
     /// Ollama servers used as upstreams (`OLLAMA_INSTANCES`, `OLLAMA_REFRESH_SECS`).
@@ -241,6 +245,11 @@ impl Config {
             shutdown_grace: Duration::from_millis(
                 env_parse("SHUTDOWN_GRACE_MS", "milliseconds")?.unwrap_or(10_000),
             ),
+            server_threads: match env_parse::<usize>("SERVER_THREADS", "a number of threads")? {
+                Some(0) => return Err("SERVER_THREADS must be at least 1".into()),
+                Some(n) => n,
+                None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            },
             providers,
             ollama: crate::instances::InstancesConfig::from_env()?,
             image_url_fetch: env_bool("IMAGE_URL_FETCH")?.unwrap_or(true),

@@ -343,7 +343,10 @@ async fn start_admin(
 }
 
 fn serve(config: Config, usage: UsageConfig, admin: AdminConfig) -> std::process::ExitCode {
+    // This runtime runs start-up, signals, the admin server and Ollama-instance discovery; the API
+    // is served by `SERVER_THREADS` threads with runtimes of their own (`server::run_threads`).
     let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
         .enable_all()
         .build()
     {
@@ -423,7 +426,8 @@ fn serve(config: Config, usage: UsageConfig, admin: AdminConfig) -> std::process
             );
             tokio::spawn(llm_relay::admin::run(listener, app, stopped(stop_rx.clone())))
         });
-        let result = llm_relay::server::run(listener, state, stopped(stop_rx)).await;
+        let threads = state.config.server_threads;
+        let result = llm_relay::server::run_threads(listener, state, threads, stop_rx).await;
         // The admin server stops with the API server, whatever ended it.
         let _ = stop_tx.send(true);
         if let Some(task) = admin_task {

@@ -89,6 +89,21 @@ impl AppState {
         Ok(self)
     }
 
+    /// The same state with upstream clients of its own, for one API server thread
+    /// ([`crate::server::run_threads`]): a pooled upstream connection is driven by a task on the
+    /// runtime that opened it, so each single-threaded runtime keeps its own pool and a request
+    /// never crosses threads. Everything else (configuration, overrides, instances, recorder) is
+    /// shared.
+    ///
+    /// Errors: the HTTP client cannot be built (TLS backend).
+    pub fn with_own_clients(&self) -> Result<Self, reqwest::Error> {
+        Ok(AppState {
+            client: client::build(&self.config)?,
+            image_client: crate::images::client(self.config.connect_timeout)?,
+            ..self.clone()
+        })
+    }
+
     /// Record usage through `recorder`.
     pub fn with_recorder(mut self, recorder: Arc<crate::usage::Recorder>) -> Self {
         self.usage = recorder;

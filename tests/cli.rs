@@ -64,7 +64,7 @@ fn keys_come_from_variables_or_files_and_are_never_printed() {
 
 #[test]
 fn configuration_mistakes_stop_the_start_with_a_clear_message() {
-    let cases: [(&str, &str, &str); 7] = [
+    let cases: [(&str, &str, &str); 9] = [
         (
             "PORT",
             "abc",
@@ -91,6 +91,12 @@ fn configuration_mistakes_stop_the_start_with_a_clear_message() {
             "MAX_BODY_BYTES",
             "lots",
             "MAX_BODY_BYTES=\"lots\" is not valid",
+        ),
+        ("SERVER_THREADS", "0", "SERVER_THREADS must be at least 1"),
+        (
+            "SERVER_THREADS",
+            "two",
+            "SERVER_THREADS=\"two\" is not valid: expected a number of threads",
         ),
     ];
     for (var, value, message) in cases {

@@ -89,7 +89,9 @@ struct Server {
     store: Arc<RedbStore>,
 }
 
-async fn server(dir: &TempDir, base: String, grace: Duration) -> Server {
+/// `threads`: `None` serves through `server::run` on the test's runtime (the library seam),
+/// `Some(n)` through `server::run_threads` on `n` threads of their own, as the binary does.
+async fn server(dir: &TempDir, base: String, grace: Duration, threads: Option<usize>) -> Server {
     let store = Arc::new(RedbStore::open(&dir.0).unwrap());
     let recorder = Recorder::start(store.clone(), UsageSettings::default(), Vec::new()).unwrap();
     let mut cfg = config(&[("openai", base)]);
@@ -98,9 +100,19 @@ async fn server(dir: &TempDir, base: String, grace: Duration) -> Server {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = oneshot::channel::<()>();
-    let done = tokio::spawn(llm_relay::server::run(listener, state, async {
-        let _ = rx.await;
-    }));
+    let done = match threads {
+        None => tokio::spawn(llm_relay::server::run(listener, state, async {
+            let _ = rx.await;
+        })),
+        Some(n) => {
+            let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+            tokio::spawn(async move {
+                let _ = rx.await;
+                let _ = stop_tx.send(true);
+            });
+            tokio::spawn(llm_relay::server::run_threads(listener, state, n, stop_rx))
+        }
+    };
     Server {
         addr,
         stop: Some(tx),
@@ -113,7 +125,7 @@ async fn server(dir: &TempDir, base: String, grace: Duration) -> Server {
 #[tokio::test]
 async fn health_probes_report_liveness_and_store_readiness() {
     let dir = TempDir::new("health");
-    let s = server(&dir, "http://127.0.0.1:9/v1".into(), WAIT).await;
+    let s = server(&dir, "http://127.0.0.1:9/v1".into(), WAIT, None).await;
     let http = reqwest::Client::new();
     let url = |p: &str| format!("http://{}{p}", s.addr);
     for path in ["/health/live", "/health/ready"] {
@@ -141,11 +153,20 @@ async fn health_probes_report_liveness_and_store_readiness() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graceful_shutdown_finishes_in_flight_streams_and_stops_accepting() {
+    graceful_shutdown_finishes_in_flight_streams(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_on_server_threads_finishes_in_flight_streams_and_stops_accepting() {
+    graceful_shutdown_finishes_in_flight_streams(Some(3)).await;
+}
+
+async fn graceful_shutdown_finishes_in_flight_streams(threads: Option<usize>) {
     let dir = TempDir::new("graceful");
     let (release, rx) = oneshot::channel();
     // A grace period longer than every wait here: the server must stop when its last stream
     // ends (idle keep-alive connections included), not at the deadline.
-    let mut s = server(&dir, paced_upstream(Some(rx)).await, WAIT * 3).await;
+    let mut s = server(&dir, paced_upstream(Some(rx)).await, WAIT * 3, threads).await;
     let http = reqwest::Client::new();
     let mut resp = http
         .post(format!("http://{}/v1/chat/completions", s.addr))
@@ -200,8 +221,23 @@ async fn graceful_shutdown_finishes_in_flight_streams_and_stops_accepting() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graceful_shutdown_cuts_streams_at_the_grace_deadline_and_records_them() {
+    graceful_shutdown_cuts_streams_at_the_deadline(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_on_server_threads_cuts_streams_at_the_grace_deadline() {
+    graceful_shutdown_cuts_streams_at_the_deadline(Some(2)).await;
+}
+
+async fn graceful_shutdown_cuts_streams_at_the_deadline(threads: Option<usize>) {
     let dir = TempDir::new("deadline");
-    let mut s = server(&dir, paced_upstream(None).await, Duration::from_millis(300)).await;
+    let mut s = server(
+        &dir,
+        paced_upstream(None).await,
+        Duration::from_millis(300),
+        threads,
+    )
+    .await;
     let http = reqwest::Client::new();
     let mut resp = http
         .post(format!("http://{}/v1/chat/completions", s.addr))

@@ -19,7 +19,8 @@ fn read(rel: &str) -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-/// Every `env_var("X")`, `env_parse("X", ..)`, `env_bool("X")` in src/ (the config readers).
+/// Every `env_var("X")`, `env_parse("X", ..)` (also `env_parse::<T>("X", ..)`), `env_bool("X")` in
+/// src/ (the config readers).
 fn variables_read_in_src() -> Vec<String> {
     fn walk(dir: &Path, out: &mut Vec<String>) {
         for entry in std::fs::read_dir(dir).unwrap() {
@@ -28,7 +29,12 @@ fn variables_read_in_src() -> Vec<String> {
                 walk(&path, out);
                 continue;
             }
-            let text = std::fs::read_to_string(&path).unwrap();
+            let mut text = std::fs::read_to_string(&path).unwrap();
+            // `env_parse::<usize>("X", ..)` reads X as well: drop the turbofish.
+            while let Some(at) = text.find("env_parse::<") {
+                let end = text[at..].find(">(").map_or(text.len(), |e| at + e + 1);
+                text.replace_range(at + "env_parse".len()..end, "");
+            }
             for reader in ["env_var(\"", "env_parse(\"", "env_bool(\""] {
                 for part in text.split(reader).skip(1) {
                     let name: String = part

@@ -45,6 +45,7 @@ pub fn config(enabled: &[(&str, String)]) -> Config {
             .collect(),
         ollama: Default::default(),
         image_url_fetch: true,
+        server_threads: 1,
     }
 }
 
