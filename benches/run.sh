@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Load benchmark: the same load sent straight to a zero-latency fake OpenAI upstream and through
 # llm-relay (release build, usage recording on into a temporary DATA_DIR), non-streaming and
-# streaming (20 chunks + usage chunk), at 1, 32 and 256 connections. Prints one Markdown table;
-# every ratio comes from this one run. Not part of the test command (slow, machine-dependent).
+# streaming (20 chunks + usage chunk), at 1, 32 and 256 connections; and through a bare hyper
+# pass-through (benches/load/src/bin/passthrough.rs: forwards bytes, parses nothing), issue 8's
+# reference point, measured in the same run. Prints Markdown tables; every ratio comes from this
+# one run. Not part of the test command (slow, machine-dependent).
 #
 #   bash benches/run.sh            # ~3 min on 2 cores after the build
 #   BENCH_SECS=10 bash benches/run.sh
 #
 # Needs: cargo, wrk (Debian: apt-get install wrk), python3 (to pick a free port), curl, Linux /proc.
-# Tools: target/release/fake-upstream and stream-probe (benches/load/), benches/wrk.lua.
+# Tools: target/release/fake-upstream, passthrough and stream-probe (benches/load/), benches/wrk.lua.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -58,6 +60,14 @@ for _ in $(seq 100); do grep -q listening "$work/fake.out" 2>/dev/null && break;
 fake_addr=$(awk '/listening/ {print $2}' "$work/fake.out")
 [ -n "$fake_addr" ] || { echo "fake upstream did not start" >&2; exit 1; }
 
+# The bare hyper pass-through in front of the same fake.
+pt_port=$(free_port)
+"$bin/passthrough" "$fake_addr" "$pt_port" >"$work/pt.out" &
+pt_pid=$!
+pids+=("$pt_pid")
+for _ in $(seq 100); do grep -q listening "$work/pt.out" 2>/dev/null && break; sleep 0.05; done
+passthrough="http://127.0.0.1:$pt_port/v1/chat/completions"
+
 # llm-relay: release build, default logging, usage recording on into a fresh DATA_DIR.
 relay_port=$(free_port)
 mkdir -p "$work/data"
@@ -84,14 +94,15 @@ curl -sfN -H 'content-type: application/json' -H 'authorization: Bearer sk-bench
 sleep 1
 idle_rss=$(status_kib "$relay_pid" VmRSS)
 
-# One wrk run: prints "requests req_s p50_us p99_us relay_cpu_us_per_req fake_cpu_us_per_req".
+# One wrk run: prints "requests req_s p50_us p99_us proxy_cpu_us_per_req fake_cpu_us_per_req",
+# the proxy being llm-relay, or the pass-through when PROXY_PID names it.
 run_wrk() { # URL BODY CONNECTIONS SECONDS
-  local threads=$(( $3 < 2 ? 1 : 2 )) r0 f0 r1 f1 out
-  r0=$(cpu_ticks "$relay_pid"); f0=$(cpu_ticks "$fake_pid")
+  local threads=$(( $3 < 2 ? 1 : 2 )) r0 f0 r1 f1 out proxy=${PROXY_PID:-$relay_pid}
+  r0=$(cpu_ticks "$proxy"); f0=$(cpu_ticks "$fake_pid")
   out=$(BENCH_BODY="$2" timeout $(($4 + 60)) wrk -t"$threads" -c"$3" -d"$4"s --timeout 10s -s benches/wrk.lua "$1" \
         | grep '^RESULT')
   sleep 0.3 # the usage writer's last batch belongs to this run
-  r1=$(cpu_ticks "$relay_pid"); f1=$(cpu_ticks "$fake_pid")
+  r1=$(cpu_ticks "$proxy"); f1=$(cpu_ticks "$fake_pid")
   echo "$out" | awk -v rc=$((r1 - r0)) -v fc=$((f1 - f0)) -v tck="$tck" '{
     for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
     if (v["errors"] + v["status_errors"] > 0) { print "wrk errors: " $0 > "/dev/stderr"; exit 1 }
@@ -103,16 +114,20 @@ run_wrk() { # URL BODY CONNECTIONS SECONDS
 
 echo "warming up..." >&2
 run_wrk "$direct" "$work/plain.json" 32 1 >/dev/null
+PROXY_PID=$pt_pid run_wrk "$passthrough" "$work/plain.json" 32 1 >/dev/null
 run_wrk "$relay" "$work/plain.json" 32 1 >/dev/null
 run_wrk "$relay" "$work/stream.json" 32 1 >/dev/null
 
 rows=()
+pt_rows=()
 relay_requests=0
 for mode in plain stream; do
   for c in 1 32 256; do
     echo "$mode c=$c ..." >&2
     res=$(run_wrk "$direct" "$work/$mode.json" "$c" "$secs")
     read -r _ drps dp50 dp99 _ dfake <<<"$res"
+    res=$(PROXY_PID=$pt_pid run_wrk "$passthrough" "$work/$mode.json" "$c" "$secs")
+    read -r _ prps pp50 pp99 pcpu _ <<<"$res"
     res=$(run_wrk "$relay" "$work/$mode.json" "$c" "$secs")
     read -r rn rrps rp50 rp99 rcpu _ <<<"$res"
     relay_requests=$((relay_requests + rn))
@@ -121,6 +136,11 @@ for mode in plain stream; do
       -v dp99="$dp99" -v rp50="$rp50" -v rp99="$rp99" -v rcpu="$rcpu" -v dfake="$dfake" 'BEGIN {
       printf "| %s | %d | %d | %d | %.0f%% | %d / %d | %d / %d | %+d / %+d | %.1f | %.1f |", l, c,
         drps, rrps, 100 * rrps / drps, dp50, dp99, rp50, rp99, rp50 - dp50, rp99 - dp99, rcpu, dfake
+    }')")
+    pt_rows+=("$(awk -v l="$label" -v c="$c" -v drps="$drps" -v prps="$prps" -v rrps="$rrps" \
+      -v dp50="$dp50" -v pp50="$pp50" -v pp99="$pp99" -v dp99="$dp99" -v pcpu="$pcpu" -v rcpu="$rcpu" 'BEGIN {
+      printf "| %s | %d | %d | %.0f%% | %d / %d | %+d / %+d | %.1f | %.0f%% | %.1fx |", l, c, prps,
+        100 * prps / drps, pp50, pp99, pp50 - dp50, pp99 - dp99, pcpu, 100 * rrps / prps, rcpu / pcpu
     }')")
   done
 done
@@ -134,19 +154,23 @@ for mode in plain stream; do
     read -r c rate <<<"$cr"
     echo "$mode c=$c at $rate req/s ..." >&2
     d=$(timeout 120 "$bin/stream-probe" paced "$direct" "$work/$mode.json" "$c" "$rate" "$secs")
+    p=$(timeout 120 "$bin/stream-probe" paced "$passthrough" "$work/$mode.json" "$c" "$rate" "$secs")
     r=$(timeout 120 "$bin/stream-probe" paced "$relay" "$work/$mode.json" "$c" "$rate" "$secs")
     relay_requests=$((relay_requests + $(echo "$r" | sed 's/.*n=//') + c))
     label=$([ "$mode" = plain ] && echo "non-streaming" || echo "streaming (to the end)")
-    paced_rows+=("$(echo "$d $r" | awk -v l="$label" -v c="$c" -v rate="$rate" '{
-      for (i = 1; i <= NF; i++) { split($i, kv, "="); v[(i > 3 ? "r" : "d") kv[1]] = kv[2] }
-      printf "| %s | %d | %d | %d / %d | %d / %d | %+d / %+d |", l, c, rate, v["dp50_us"], v["dp99_us"],
-        v["rp50_us"], v["rp99_us"], v["rp50_us"] - v["dp50_us"], v["rp99_us"] - v["dp99_us"]
+    paced_rows+=("$(echo "$d $p $r" | awk -v l="$label" -v c="$c" -v rate="$rate" '{
+      for (i = 1; i <= NF; i++) { split($i, kv, "="); v[(i > 6 ? "r" : i > 3 ? "p" : "d") kv[1]] = kv[2] }
+      printf "| %s | %d | %d | %d / %d | %d / %d | %d / %d | %+d / %+d | %+d / %+d |", l, c, rate,
+        v["dp50_us"], v["dp99_us"], v["pp50_us"], v["pp99_us"], v["rp50_us"], v["rp99_us"],
+        v["pp50_us"] - v["dp50_us"], v["pp99_us"] - v["dp99_us"],
+        v["rp50_us"] - v["dp50_us"], v["rp99_us"] - v["dp99_us"]
     }')")
   done
 done
 
 echo "first byte ..." >&2
 d_ttfb=$(timeout 120 "$bin/stream-probe" ttfb "$direct" "$work/stream.json" 2000)
+p_ttfb=$(timeout 120 "$bin/stream-probe" ttfb "$passthrough" "$work/stream.json" 2000)
 r_ttfb=$(timeout 120 "$bin/stream-probe" ttfb "$relay" "$work/stream.json" 2000)
 relay_requests=$((relay_requests + 2200))
 after_rss=$(status_kib "$relay_pid" VmRSS)
@@ -173,21 +197,27 @@ read -r recorded rec_errors < <(DATA_DIR="$work/data" "$bin/llm-relay" usage 2>/
 kv() { echo "$1" | tr ' ' '\n' | awk -F= -v k="$2" '$1 == k {print $2}'; }
 echo
 echo "llm-relay load benchmark, $(date -u +%Y-%m-%d), $(nproc) cores ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "wrk ${secs} s per cell, direct then through llm-relay; fake upstream $fake_threads thread(s); usage recording on (redb)."
+echo "wrk ${secs} s per cell, direct, then through the bare pass-through, then through llm-relay (${SERVER_THREADS:-$(nproc)} server threads); fake upstream $fake_threads thread(s); usage recording on (redb)."
 echo
 echo "| Load | Conns | Direct req/s | Relay req/s | Relay/direct | Direct p50 / p99 µs | Relay p50 / p99 µs | Added p50 / p99 µs | Relay CPU µs/req | Fake CPU µs/req |"
 echo "|---|---|---|---|---|---|---|---|---|---|"
 printf '%s\n' "${rows[@]}"
 echo
-echo "| Load at a fixed rate | Conns | Req/s | Direct p50 / p99 µs | Relay p50 / p99 µs | Added p50 / p99 µs |"
-echo "|---|---|---|---|---|---|"
+echo "Bare hyper pass-through (parses nothing) in front of the same fake, same run; the last two columns compare llm-relay with it:"
+echo
+echo "| Load | Conns | Pass-through req/s | Pass-through/direct | Pass-through p50 / p99 µs | Added p50 / p99 µs | Pass-through CPU µs/req | llm-relay/pass-through req/s | llm-relay/pass-through CPU |"
+echo "|---|---|---|---|---|---|---|---|---|"
+printf '%s\n' "${pt_rows[@]}"
+echo
+echo "| Load at a fixed rate | Conns | Req/s | Direct p50 / p99 µs | Pass-through p50 / p99 µs | Relay p50 / p99 µs | Pass-through added p50 / p99 µs | Relay added p50 / p99 µs |"
+echo "|---|---|---|---|---|---|---|---|"
 printf '%s\n' "${paced_rows[@]}"
 echo
-echo "| Streaming, c=1, 2,000 sequential | Direct | Relay | Added |"
-echo "|---|---|---|---|"
+echo "| Streaming, c=1, 2,000 sequential | Direct | Pass-through | Relay | Pass-through added | Relay added |"
+echo "|---|---|---|---|---|---|"
 for k in ttfb_p50_us ttfb_p99_us total_p50_us total_p99_us; do
-  d=$(kv "$d_ttfb" "$k"); r=$(kv "$r_ttfb" "$k")
-  echo "| ${k%_us} (µs) | $d | $r | $((r - d)) |"
+  d=$(kv "$d_ttfb" "$k"); p=$(kv "$p_ttfb" "$k"); r=$(kv "$r_ttfb" "$k")
+  echo "| ${k%_us} (µs) | $d | $p | $r | $((p - d)) | $((r - d)) |"
 done
 echo
 echo "| llm-relay RSS | MiB |"
