@@ -1008,24 +1008,26 @@ fn stream_body(
     mut enc: StreamEncoder,
     mut log: RequestLog,
 ) -> Body {
-    let body = with_idle_ticks(events)
-        .ready_chunks(super::openai::STREAM_BATCH)
-        .map(move |batch| {
-            let mut buf = Vec::new();
-            for tick in batch {
-                match tick {
-                    Tick::Item(ev) => {
-                        log.observe(&ev);
-                        match ev {
-                            Ok(ev) => enc.event(&mut buf, ev),
-                            Err(e) => enc.error(&mut buf, &e),
-                        }
+    let body = super::openai::ready_batches(
+        Box::pin(with_idle_ticks(events)),
+        super::openai::STREAM_BATCH,
+    )
+    .map(move |batch| {
+        let mut buf = Vec::new();
+        for tick in batch {
+            match tick {
+                Tick::Item(ev) => {
+                    log.observe(&ev);
+                    match ev {
+                        Ok(ev) => enc.event(&mut buf, ev),
+                        Err(e) => enc.error(&mut buf, &e),
                     }
-                    Tick::Idle => enc.ping(&mut buf),
                 }
+                Tick::Idle => enc.ping(&mut buf),
             }
-            Ok::<Bytes, std::io::Error>(Bytes::from(buf))
-        });
+        }
+        Ok::<Bytes, std::io::Error>(Bytes::from(buf))
+    });
     Body::from_bytes_stream(body)
 }
 

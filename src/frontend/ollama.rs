@@ -928,9 +928,8 @@ async fn run(
                 calls: Vec::new(),
             };
             // Already-available events go out in one write (see openai::STREAM_BATCH).
-            let stream = events
-                .ready_chunks(super::openai::STREAM_BATCH)
-                .map(move |batch| {
+            let stream = super::openai::ready_batches(events, super::openai::STREAM_BATCH).map(
+                move |batch| {
                     let mut buf = Vec::new();
                     for ev in batch {
                         log.observe(&ev);
@@ -941,7 +940,8 @@ async fn run(
                         out.iter().for_each(|b| buf.extend_from_slice(b));
                     }
                     Ok::<Bytes, std::io::Error>(Bytes::from(buf))
-                });
+                },
+            );
             Response::builder()
                 .content_type("application/x-ndjson")
                 .body(Body::from_bytes_stream(stream))
