@@ -633,6 +633,7 @@ async fn upstream_failure_mid_stream_becomes_an_error_event() {
     )
     .await;
     assert_eq!(resp.status(), 200);
+    let header_id = resp.headers()["request-id"].to_str().unwrap().to_string();
     let evs = events(&resp.text().await.unwrap());
     let names: Vec<&str> = evs.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(
@@ -648,6 +649,10 @@ async fn upstream_failure_mid_stream_becomes_an_error_event() {
     let err = &evs[4].1;
     assert_eq!(err["error"]["type"], "api_error");
     assert!(err["error"]["message"].as_str().unwrap().contains("boom"));
+    // The in-stream error event of WIRE.md §4.5 is `{"type":"error","error":{..}}` only: the
+    // request id is in the stream's `request-id` header, not repeated here.
+    assert_eq!(err.as_object().unwrap().len(), 2, "{err}");
+    assert!(header_id.starts_with("req_"), "{header_id}");
 }
 
 #[tokio::test]
@@ -951,4 +956,91 @@ async fn every_answer_carries_a_request_id_header() {
     seen.sort();
     seen.dedup();
     assert_eq!(seen.len(), 4, "ids repeat: {seen:?}");
+}
+
+/// Status and body of an Anthropic error response, checked to carry one `req_...` id in both
+/// the `request-id` header and the body's `request_id` (WIRE.md §4.6:
+/// `{"type":"error","error":{..},"request_id":"req_.."}`).
+async fn error_with_request_id(resp: reqwest::Response) -> (u16, Value) {
+    let status = resp.status().as_u16();
+    let header = resp
+        .headers()
+        .get("request-id")
+        .unwrap_or_else(|| panic!("no request-id header on a {status}"))
+        .to_str()
+        .unwrap()
+        .to_string();
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["type"], "error", "{body}");
+    assert_eq!(body["request_id"], header.as_str(), "{status}: {body}");
+    assert!(header.starts_with("req_") && header.len() > 10, "{header}");
+    (status, body)
+}
+
+#[tokio::test]
+async fn error_bodies_carry_the_request_id_of_the_header() {
+    let fake = FakeUpstream::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(ResponseTemplate::new(503).set_body_json(
+            json!({"error": {"message": "The engine is currently overloaded", "type": "server_error"}}),
+        ))
+        .mount(&fake.server)
+        .await;
+    let relay = Relay::start_with(llm_relay::config::Config {
+        max_body_bytes: 4096,
+        ..config(&[("openai", format!("{}/v1", fake.uri()))])
+    })
+    .await;
+    let msg = |model: &str| {
+        json!({"model": model, "max_tokens": 5,
+               "messages": [{"role": "user", "content": "x"}]})
+    };
+    let big = json!({"model": "gpt-4o", "max_tokens": 5,
+                     "messages": [{"role": "user", "content": "x".repeat(8192)}]});
+    let mut ids = Vec::new();
+    for (path, body, status, kind) in [
+        ("/v1/messages", msg("gpt-4o"), 529, "overloaded_error"),
+        ("/v1/messages", msg("no-such-model"), 404, "not_found_error"),
+        (
+            "/v1/messages",
+            json!({"max_tokens": 5}),
+            400,
+            "invalid_request_error",
+        ),
+        ("/v1/messages", big, 413, "request_too_large"),
+        (
+            "/v1/messages/count_tokens",
+            json!({"model": "gpt-4o"}),
+            400,
+            "invalid_request_error",
+        ),
+        (
+            "/v1/messages/no-such-route",
+            msg("gpt-4o"),
+            404,
+            "not_found_error",
+        ),
+    ] {
+        let (got, body) = error_with_request_id(post(&relay, path, &body).await).await;
+        assert_eq!(
+            (got, body["error"]["type"].as_str()),
+            (status, Some(kind)),
+            "{path}: {body}"
+        );
+        ids.push(body["request_id"].as_str().unwrap().to_string());
+    }
+    // A path under /v1/messages that is not served (answered by the router: no handler ran).
+    let resp = reqwest::Client::new()
+        .get(relay.url("/v1/messages/batches"))
+        .send()
+        .await
+        .unwrap();
+    let (got, body) = error_with_request_id(resp).await;
+    assert_eq!(got, 404, "{body}");
+    ids.push(body["request_id"].as_str().unwrap().to_string());
+    let n = ids.len();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), n, "ids repeat: {ids:?}");
 }

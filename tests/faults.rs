@@ -3,9 +3,9 @@
 //! record saying what happened, leaves no connection or task behind (observed at the scripted
 //! upstream and in the runtime's task count), and the server keeps answering.
 //!
-//! Anthropic errors are `{"type":"error","error":{"type","message"}}` with Anthropic's type for
-//! the status (an overloaded upstream, 503, is `overloaded_error` with 529), and `event: error`
-//! once a stream has started.
+//! Anthropic errors are `{"type":"error","error":{"type","message"},"request_id"}` with
+//! Anthropic's type for the status (an overloaded upstream, 503, is `overloaded_error` with 529),
+//! and `event: error` once a stream has started.
 //!
 //! The upstream here is a raw TCP script on 127.0.0.1 (not wiremock) so that it can misbehave
 //! at the byte level (never send headers, reset the connection, flood) and see when llm-relay
@@ -398,6 +398,12 @@ impl Api {
             Api::Anthropic => {
                 assert_eq!(v["type"], "error", "not an Anthropic error: {body}");
                 assert!(v["error"]["type"].is_string(), "{body}");
+                assert!(
+                    v["request_id"]
+                        .as_str()
+                        .is_some_and(|id| id.starts_with("req_")),
+                    "{body}"
+                );
                 v["error"]["message"].as_str().unwrap().to_string()
             }
         }

@@ -10,8 +10,9 @@
 //! `message_start`, `ping`, per block `content_block_start` / `content_block_delta` (text_delta,
 //! thinking_delta, input_json_delta) / `content_block_stop` (one block open at a time), then
 //! `message_delta` (stop reason, output usage) and `message_stop`; upstream failures mid-stream
-//! become `event: error`. Errors are `{"type":"error","error":{"type","message"}}` with
-//! Anthropic's statuses (overloaded upstreams: `overloaded_error`, 529).
+//! become `event: error`. Errors are `{"type":"error","error":{"type","message"},"request_id"}`
+//! with Anthropic's statuses (overloaded upstreams: `overloaded_error`, 529); the `request_id` is
+//! the one of the `request-id` header every answer carries.
 //!
 //! Not here: the Anthropic upstream (`crate::upstream::anthropic`), which this module reuses only
 //! for the exact `count_tokens` of Anthropic-served models.
@@ -78,21 +79,41 @@ pub fn error_type_status(e: &ApiError) -> (&'static str, u16) {
     (kind, status)
 }
 
+/// `{"type":"error","error":{"type","message"}}`: the in-stream `event: error` payload as is
+/// (WIRE.md §4.5 shows no `request_id` there: a stream's id is in its `request-id` header).
 fn error_json(e: &ApiError) -> Value {
     let (kind, _) = error_type_status(e);
     json!({"type": "error", "error": {"type": kind, "message": e.to_string()}})
 }
 
-/// Render an error as Anthropic's `ErrorResponse` with its status (and `Retry-After`).
+/// A fresh Anthropic request id, `req_` and 24 alphanumerics (WIRE.md §4.1).
+fn new_request_id() -> String {
+    new_id("req_")
+}
+
+/// Render an error as Anthropic's `ErrorResponse` with its status (and `Retry-After`), under a
+/// fresh request id (for answers no handler gave an id, such as unknown routes): see
+/// [`error_response_with_id`].
 pub fn error_response(e: &ApiError) -> Response {
+    error_response_with_id(e, &new_request_id())
+}
+
+/// Render an error as Anthropic's `ErrorResponse`
+/// (`{"type":"error","error":{"type","message"},"request_id"}`, WIRE.md §4.6) with its status
+/// (and `Retry-After`); `request_id` goes in the body and in the `request-id` header, the same
+/// value in both, as Anthropic sends them.
+fn error_response_with_id(e: &ApiError, request_id: &str) -> Response {
     let (_, status) = error_type_status(e);
+    let mut body = error_json(e);
+    body["request_id"] = request_id.into();
     let mut resp = Response::builder()
         .status(StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY))
-        .content_type("application/json");
+        .content_type("application/json")
+        .header("request-id", request_id);
     if let Some(ra) = e.retry_after() {
         resp = resp.header("retry-after", ra);
     }
-    resp.body(error_json(e).to_string())
+    resp.body(body.to_string())
 }
 
 fn json_response(v: &Value) -> Response {
@@ -1034,9 +1055,10 @@ fn stream_body(
 // ---- handlers ----
 
 /// Add the `request-id` header Anthropic sends on every answer (WIRE.md §4.1: a fresh
-/// `req_<24 alphanumerics>`; the SDKs expose it as `_request_id` and on their errors).
-fn with_request_id(mut resp: Response) -> Response {
-    if let Ok(v) = new_id("req_").parse() {
+/// `req_<24 alphanumerics>` per request, also the `request_id` of an error body; the SDKs
+/// expose it as `_request_id` and on their errors).
+fn with_request_id(mut resp: Response, request_id: &str) -> Response {
+    if let Ok(v) = request_id.parse() {
         resp.headers_mut().insert("request-id", v);
     }
     resp
@@ -1044,12 +1066,19 @@ fn with_request_id(mut resp: Response) -> Response {
 
 #[handler]
 async fn messages(req: &Request, state: Data<&AppState>, body: Body) -> Response {
-    with_request_id(crate::usage::logged(
-        messages_inner(&state, req, body).await,
-    ))
+    let id = new_request_id();
+    with_request_id(
+        crate::usage::logged(messages_inner(&state, req, body, &id).await),
+        &id,
+    )
 }
 
-async fn messages_inner(state: &AppState, http: &Request, body: Body) -> Response {
+async fn messages_inner(
+    state: &AppState,
+    http: &Request,
+    body: Body,
+    request_id: &str,
+) -> Response {
     let mut log = RequestLog::start(&state.usage, http, "/v1/messages");
     let result = async {
         let wire: MessagesRequest = read_json(body, state.config.max_body_bytes).await?;
@@ -1065,7 +1094,7 @@ async fn messages_inner(state: &AppState, http: &Request, body: Body) -> Respons
     match result {
         Err(e) => {
             log.set_error(&e);
-            error_response(&e)
+            error_response_with_id(&e, request_id)
         }
         Ok((req, Reply::Complete(r))) => {
             if let Some(u) = r.usage {
@@ -1100,10 +1129,12 @@ const COUNT_TOKENS_KEYS: [&str; 6] = [
 
 #[handler]
 async fn count_tokens(state: Data<&AppState>, body: Body) -> Response {
-    with_request_id(match count_tokens_inner(&state, body).await {
+    let id = new_request_id();
+    let resp = match count_tokens_inner(&state, body).await {
         Ok(n) => json_response(&json!({"input_tokens": n})),
-        Err(e) => error_response(&e),
-    })
+        Err(e) => error_response_with_id(&e, &id),
+    };
+    with_request_id(resp, &id)
 }
 
 /// The prompt tokens of a Messages request: Anthropic's own count when the model is served by
