@@ -1044,3 +1044,72 @@ async fn error_bodies_carry_the_request_id_of_the_header() {
     ids.dedup();
     assert_eq!(ids.len(), n, "ids repeat: {ids:?}");
 }
+
+#[tokio::test]
+async fn tools_without_input_schema_or_name_are_a_400_naming_the_field() {
+    let (fake, relay, _) = openai_fixture("openai/chat_basic.httprr").await;
+    let schema = json!({"type": "object", "properties": {}});
+    let with_tools = |tools: Value| {
+        json!({"model": "gpt-4o", "max_tokens": 5, "tools": tools,
+               "messages": [{"role": "user", "content": "x"}]})
+    };
+    for (tools, field) in [
+        // The OpenAI shape.
+        (
+            json!([{"type": "function", "function": {"name": "f", "parameters": schema}}]),
+            "tools.0.input_schema",
+        ),
+        (
+            json!([{"name": "ok", "input_schema": schema}, {"name": "g"}]),
+            "tools.1.input_schema",
+        ),
+        (
+            json!([{"type": "custom", "name": "g", "parameters": schema}]),
+            "tools.0.input_schema",
+        ),
+        (
+            json!([{"name": "ok", "input_schema": schema}, {"input_schema": schema}]),
+            "tools.1.name",
+        ),
+        (
+            json!([{"type": "custom", "input_schema": schema}]),
+            "tools.0.name",
+        ),
+        // A server-tool type without the name every server tool has.
+        (json!([{"type": "web_search_20250305"}]), "tools.0.name"),
+    ] {
+        for path in ["/v1/messages", "/v1/messages/count_tokens"] {
+            let resp = post(&relay, path, &with_tools(tools.clone())).await;
+            assert_eq!(resp.status(), 400, "{path} {tools}");
+            let body: Value = resp.json().await.unwrap();
+            assert_eq!(body["error"]["type"], "invalid_request_error", "{body}");
+            let message = body["error"]["message"].as_str().unwrap();
+            assert!(
+                message.starts_with(&format!("{field}: Field required")),
+                "{tools}: {message}"
+            );
+        }
+    }
+    assert!(fake.received().await.is_empty(), "nothing went upstream");
+    // Genuine server tools (a type other than custom, and a name) are still accepted and left
+    // out for a non-Anthropic upstream, as before.
+    let resp = post(
+        &relay,
+        "/v1/messages",
+        &with_tools(json!([
+            {"type": "web_search_20250305", "name": "web_search", "max_uses": 1},
+            {"type": "bash_20250124", "name": "bash"},
+            {"type": "text_editor_20250728", "name": "str_replace_based_edit_tool"},
+            {"type": "custom", "name": "mine", "input_schema": schema}])),
+    )
+    .await;
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    let sent = fake.last_json().await;
+    let names: Vec<&str> = sent["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["function"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["mine"]);
+}

@@ -853,7 +853,7 @@ async fn oversized_invalid_utf8_and_deeply_nested_bodies_are_client_errors() {
     let mut n = 0;
     let depth = 100_000;
     // Deep tool parameters in each API's own tool shape (OpenAI and Ollama: `function.parameters`;
-    // Anthropic: `input_schema`, where an OpenAI-shaped tool is an unknown server tool, skipped).
+    // Anthropic: `input_schema`; an OpenAI-shaped tool is a 400 of its own there).
     let nested_tools = |api: Api| {
         let (open, close) = match api {
             Api::Anthropic => ("{\"name\":\"f\",\"input_schema\":", "}]}"),

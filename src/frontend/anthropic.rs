@@ -5,7 +5,9 @@
 //! Shapes follow anthropic-sdk-python `types/message_create_params.py`, `types/message.py`,
 //! `types/raw_message_stream_event.py` (WIRE.md §4). Decoding is tolerant, as real clients need:
 //! unknown fields and block types are ignored (Claude Code sends `context_management`,
-//! `output_config`, `cache_control`, `role:"system"` entries inside `messages`, ...), never a 400.
+//! `output_config`, `cache_control`, `role:"system"` entries inside `messages`, ...), never a 400;
+//! but a tool without `name` or `input_schema` (OpenAI's tool shape) is Anthropic's 400, not a
+//! tool silently lost.
 //! Streams send the event sequence of WIRE.md §4.4 with `event:` lines (the SDK routes by them):
 //! `message_start`, `ping`, per block `content_block_start` / `content_block_delta` (text_delta,
 //! thinking_delta, input_json_delta) / `content_block_stop` (one block open at a time), then
@@ -474,6 +476,49 @@ fn decode_message(role: Role, content: Option<WireContent>) -> Result<Vec<Messag
     Ok(out)
 }
 
+/// Added to the 400 of a tool in OpenAI's shape (Anthropic's own message names only the field).
+const OPENAI_TOOL_HINT: &str = concat!(
+    r#" (a tool here is {"name","description","input_schema"}, "#,
+    r#"not a Chat Completions {"type":"function","function":{..}})"#
+);
+
+/// The client tools of `tools` (Anthropic's `Tool`: `name` and `input_schema` required, `type`
+/// absent or `custom`). Server tools (`web_search_20250305`, `bash_20250124`,
+/// `text_editor_...`: a `type` of their own, and a `name`) have no schema to offer another
+/// upstream and are skipped.
+///
+/// Errors: a tool without `name`, or a client tool without `input_schema` such as one in OpenAI's
+/// `{"type":"function","function":{..}}` shape: 400 naming the field as Anthropic does
+/// (`tools.0.input_schema: Field required`).
+fn decode_tools(tools: Vec<WireTool>) -> Result<Vec<Tool>, ApiError> {
+    let mut out = Vec::with_capacity(tools.len());
+    for (i, t) in tools.into_iter().enumerate() {
+        let missing = |field: &str, hint: &str| {
+            ApiError::BadRequest(format!("tools.{i}.{field}: Field required{hint}"))
+        };
+        match t.kind.as_deref() {
+            None | Some("custom") => {}
+            // Never an Anthropic tool type: the OpenAI shape (Chat Completions or Responses).
+            Some("function") => return Err(missing("input_schema", OPENAI_TOOL_HINT)),
+            Some(_) if t.name.is_some() => continue,
+            Some(_) => return Err(missing("name", "")),
+        }
+        let Some(name) = t.name else {
+            return Err(missing("name", ""));
+        };
+        let Some(parameters) = t.input_schema else {
+            return Err(missing("input_schema", ""));
+        };
+        out.push(Tool {
+            name,
+            description: t.description,
+            parameters,
+            strict: None,
+        });
+    }
+    Ok(out)
+}
+
 fn decode_tool_choice(v: &Value) -> (Option<ToolChoice>, Option<bool>) {
     let parallel = v
         .get("disable_parallel_tool_use")
@@ -493,10 +538,6 @@ fn decode_tool_choice(v: &Value) -> (Option<ToolChoice>, Option<bool>) {
     (choice, parallel)
 }
 
-/// Decode a `MessageCreateParams` body into the canonical request and the thinking it asked for.
-///
-/// Errors: a non-positive `max_tokens`, an unknown message role, an image that is not a
-/// PNG/JPEG/GIF/WebP (400).
 /// Decode a `/v1/messages` request body into the canonical request, as the handler does once
 /// the body is read (the entry point of the decoder fuzz pass, tests/fuzz.rs). The thinking
 /// settings that depend on the routed model are applied later by the handler and not returned.
@@ -514,6 +555,10 @@ pub fn decode_messages_body(body: &[u8]) -> Result<ChatRequest, ApiError> {
     decode_request(wire).map(|(req, _)| req)
 }
 
+/// Decode a `MessageCreateParams` body into the canonical request and the thinking it asked for.
+///
+/// Errors: a non-positive `max_tokens`, a tool without `name` or `input_schema`
+/// ([`decode_tools`]), an unknown message role, an image that is not a PNG/JPEG/GIF/WebP (400).
 fn decode_request(r: MessagesRequest) -> Result<(ChatRequest, Thinking), ApiError> {
     let max_tokens = match r.max_tokens {
         Some(0) => {
@@ -571,22 +616,7 @@ fn decode_request(r: MessagesRequest) -> Result<(ChatRequest, Thinking), ApiErro
         }
         _ => {}
     }
-    for t in r.tools.unwrap_or_default() {
-        // Server tools (`web_search_20250305`, `bash_20250124`, ...) have no schema to offer
-        // another upstream: skipped.
-        let custom = t.kind.as_deref().is_none_or(|k| k == "custom");
-        let (Some(name), true) = (t.name, custom) else {
-            continue;
-        };
-        req.tools.push(Tool {
-            name,
-            description: t.description,
-            parameters: t
-                .input_schema
-                .unwrap_or_else(|| json!({"type": "object", "properties": {}})),
-            strict: None,
-        });
-    }
+    req.tools = decode_tools(r.tools.unwrap_or_default())?;
     if let Some(tc) = r.tool_choice.as_ref() {
         let (choice, parallel) = decode_tool_choice(tc);
         req.tool_choice = choice;
