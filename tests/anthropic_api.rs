@@ -657,30 +657,13 @@ async fn upstream_failure_mid_stream_becomes_an_error_event() {
 
 #[tokio::test]
 async fn each_request_leaves_one_usage_record_of_the_anthropic_api() {
-    use llm_relay::relay::AppState;
-    use llm_relay::store::UsageQuery;
-    use llm_relay::store::embedded::RedbStore;
-    use llm_relay::usage::query::Filter;
-    use llm_relay::usage::record::UsageSettings;
-    use llm_relay::usage::recorder::Recorder;
-    use std::sync::Arc;
-
-    let dir =
-        std::env::temp_dir().join(format!("llm-relay-anthropic-usage-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
     let ex = load("openai/chat_stream_include_usage.httprr").remove(0);
     let (_, want_usage) = openai_stream_text(&ex);
     let fake = FakeUpstream::start().await;
     fake.replay(&ex, "/v1/chat/completions").await;
-    let store = Arc::new(RedbStore::open(&dir).unwrap());
-    let recorder = Recorder::start(store.clone(), UsageSettings::default(), Vec::new()).unwrap();
-    let state = AppState::new(config(&[("openai", format!("{}/v1", fake.uri()))]))
-        .unwrap()
-        .with_recorder(recorder.clone());
-    let relay = Relay::start_with_state(state).await;
+    let rec = Recording::start(&[("openai", format!("{}/v1", fake.uri()))]).await;
     let resp = post(
-        &relay,
+        &rec.relay,
         "/v1/messages?beta=true",
         &json!({"model": "gpt-4o", "max_tokens": 10, "stream": true,
                 "messages": [{"role": "user", "content": "x"}]}),
@@ -689,18 +672,7 @@ async fn each_request_leaves_one_usage_record_of_the_anthropic_api() {
     assert_eq!(resp.status(), 200);
     resp.text().await.unwrap();
     // The stream's record is sent when its body is dropped, just after the last byte.
-    let mut records = Vec::new();
-    for _ in 0..200 {
-        let r = recorder.clone();
-        tokio::task::spawn_blocking(move || r.flush())
-            .await
-            .unwrap();
-        records = store.recent(&Filter::default(), 10).unwrap();
-        if !records.is_empty() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+    let records = rec.records(1).await;
     assert_eq!(records.len(), 1, "{records:#?}");
     let r = &records[0];
     assert_eq!(r.frontend, "anthropic-api");
@@ -715,8 +687,7 @@ async fn each_request_leaves_one_usage_record_of_the_anthropic_api() {
         r.output_tokens,
         want_usage["completion_tokens"].as_u64().unwrap()
     );
-    recorder.shutdown();
-    let _ = std::fs::remove_dir_all(&dir);
+    rec.recorder.shutdown();
 }
 
 /// What an Anthropic client received, in the terms of `common::native::Recorded`.
@@ -1112,4 +1083,91 @@ async fn tools_without_input_schema_or_name_are_a_400_naming_the_field() {
         .map(|t| t["function"]["name"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["mine"]);
+}
+
+/// A relay whose usage records go to a fresh store, and a way to wait for `n` records.
+struct Recording {
+    relay: Relay,
+    recorder: std::sync::Arc<llm_relay::usage::recorder::Recorder>,
+    store: std::sync::Arc<llm_relay::store::embedded::RedbStore>,
+    _dir: common::tmp::TempDir,
+}
+
+impl Recording {
+    async fn start(upstreams: &[(&str, String)]) -> Recording {
+        use llm_relay::relay::AppState;
+        use llm_relay::store::embedded::RedbStore;
+        use llm_relay::usage::record::UsageSettings;
+        use llm_relay::usage::recorder::Recorder;
+        let dir = common::tmp::TempDir::new("anthropic-usage");
+        let store = std::sync::Arc::new(RedbStore::open(&dir.0).unwrap());
+        let recorder =
+            Recorder::start(store.clone(), UsageSettings::default(), Vec::new()).unwrap();
+        let state = AppState::new(config(upstreams))
+            .unwrap()
+            .with_recorder(recorder.clone());
+        let relay = Relay::start_with_state(state).await;
+        Recording {
+            relay,
+            recorder,
+            store,
+            _dir: dir,
+        }
+    }
+
+    /// The records once there are `n` (newest first); what there is after ~2 s otherwise.
+    async fn records(&self, n: usize) -> Vec<llm_relay::usage::UsageRecord> {
+        use llm_relay::store::UsageQuery;
+        use llm_relay::usage::query::Filter;
+        let mut records = Vec::new();
+        for _ in 0..200 {
+            let r = self.recorder.clone();
+            tokio::task::spawn_blocking(move || r.flush())
+                .await
+                .unwrap();
+            records = self.store.recent(&Filter::default(), 10).unwrap();
+            if records.len() >= n {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        records
+    }
+}
+
+#[tokio::test]
+async fn an_overloaded_upstream_is_recorded_with_the_529_the_client_got() {
+    let fake = FakeUpstream::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(ResponseTemplate::new(503).set_body_json(
+            json!({"error": {"message": "The engine is currently overloaded", "type": "server_error"}}),
+        ))
+        .mount(&fake.server)
+        .await;
+    let rec = Recording::start(&[("openai", format!("{}/v1", fake.uri()))]).await;
+    let msg = json!({"model": "gpt-4o", "max_tokens": 5,
+                     "messages": [{"role": "user", "content": "x"}]});
+    let resp = post(&rec.relay, "/v1/messages", &msg).await;
+    assert_eq!(resp.status(), 529);
+    let records = rec.records(1).await;
+    assert_eq!(records.len(), 1, "{records:#?}");
+    assert_eq!(records[0].frontend, "anthropic-api");
+    assert_eq!(records[0].status, 529, "{records:#?}");
+    assert_eq!(records[0].error.as_deref(), Some("upstream_status"));
+    // The OpenAI API passes the upstream's status through, and records that.
+    let resp = rec
+        .relay
+        .http
+        .post(rec.relay.url("/v1/chat/completions"))
+        .json(&json!({"model": "gpt-4o", "messages": msg["messages"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 503);
+    let records = rec.records(2).await;
+    assert_eq!(records.len(), 2, "{records:#?}");
+    let openai = records.iter().find(|r| r.frontend == "openai-api").unwrap();
+    assert_eq!(openai.status, 503, "{records:#?}");
+    rec.recorder.shutdown();
 }

@@ -4,8 +4,8 @@
 //! upstream and in the runtime's task count), and the server keeps answering.
 //!
 //! Anthropic errors are `{"type":"error","error":{"type","message"},"request_id"}` with
-//! Anthropic's type for the status (an overloaded upstream, 503, is `overloaded_error` with 529),
-//! and `event: error` once a stream has started.
+//! Anthropic's type for the status (an overloaded upstream, 503, is `overloaded_error` with 529,
+//! and recorded as 529), and `event: error` once a stream has started.
 //!
 //! The upstream here is a raw TCP script on 127.0.0.1 (not wiremock) so that it can misbehave
 //! at the byte level (never send headers, reset the connection, flood) and see when llm-relay
@@ -532,10 +532,11 @@ async fn upstream_error_statuses_keep_status_format_and_retry_after() {
                 let msg = api.error_for(status, &resp.text().await.unwrap());
                 assert!(msg.contains("upstream says no"), "{what}: {msg}");
                 n += 1;
+                // The status the client got (Anthropic: 529 for a 503).
                 let r = h.record(n).await;
                 assert_eq!(
                     (r.status, r.error.as_deref(), r.complete),
-                    (code, Some("upstream_status"), false),
+                    (status, Some("upstream_status"), false),
                     "{what}"
                 );
             }

@@ -1123,8 +1123,10 @@ async fn messages_inner(
     .await;
     match result {
         Err(e) => {
-            log.set_error(&e);
-            error_response_with_id(&e, request_id)
+            let resp = error_response_with_id(&e, request_id);
+            // The status sent (529 for an overloaded upstream's 503), not the upstream's.
+            log.set_error_with_status(&e, resp.status().as_u16());
+            resp
         }
         Ok((req, Reply::Complete(r))) => {
             if let Some(u) = r.usage {

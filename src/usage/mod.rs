@@ -206,10 +206,19 @@ impl RequestLog {
         }
     }
 
-    /// Record a failure: its status and kind.
+    /// Record a failure: its status ([`ApiError::status`], what the OpenAI and Ollama APIs send)
+    /// and kind.
     pub fn set_error(&mut self, e: &ApiError) {
         self.status = e.status();
         self.error = Some(error_kind(e));
+    }
+
+    /// Record a failure answered with `status` rather than [`ApiError::status`], for an API that
+    /// maps statuses (the Anthropic API answers an overloaded upstream's 503 with 529): the record
+    /// keeps the status the client got.
+    pub fn set_error_with_status(&mut self, e: &ApiError, status: u16) {
+        self.set_error(e);
+        self.status = status;
     }
 
     /// Record that the first token (or first stream event) arrived now (only the first call
