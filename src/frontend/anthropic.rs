@@ -1370,6 +1370,33 @@ mod tests {
     }
 
     #[test]
+    fn a_tool_in_openai_shape_is_a_400_showing_the_anthropic_shape() {
+        let decode_err = |tools: Value| {
+            let wire: MessagesRequest = serde_json::from_value(json!({
+                "model": "m", "tools": tools, "messages": [{"role": "user", "content": "x"}]
+            }))
+            .unwrap_or_else(|e| panic!("{e}"));
+            match decode_request(wire) {
+                Err(ApiError::BadRequest(m)) => m,
+                other => panic!("{:?}", other.map(|(r, _)| r.tools)),
+            }
+        };
+        let m = decode_err(json!([{"type": "function", "function": {"name": "f"}}]));
+        assert_eq!(
+            m,
+            format!("tools.0.input_schema: Field required{OPENAI_TOOL_HINT}")
+        );
+        assert!(
+            m.contains(r#"{"name","description","input_schema"}"#),
+            "{m}"
+        );
+        assert_eq!(
+            decode_err(json!([{"type": "bash_20250124", "name": "bash"}, {"type": "x"}])),
+            "tools.1.name: Field required"
+        );
+    }
+
+    #[test]
     fn overload_is_529() {
         let e = ApiError::Upstream {
             provider: "p",
