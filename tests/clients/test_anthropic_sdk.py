@@ -160,12 +160,25 @@ def test_unknown_model_is_not_found_error(client):
     assert e.value.status_code == 404
     assert e.value.body["type"] == "error"
     assert e.value.body["error"]["type"] == "not_found_error"
+    # The SDK's request_id (from the request-id header) is the body's request_id.
+    assert e.value.request_id.startswith("req_")
+    assert e.value.body["request_id"] == e.value.request_id
 
 
 def test_bad_request_is_invalid_request_error(client):
     with pytest.raises(anthropic.BadRequestError) as e:
         client.messages.create(model="claude-sonnet-4-5", max_tokens=5, messages=[])
     assert e.value.status_code == 400
+
+
+def test_openai_shaped_tool_is_a_bad_request_naming_the_field(client):
+    tool = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
+    with pytest.raises(anthropic.BadRequestError) as e:
+        client.messages.create(
+            model="claude-sonnet-4-5", max_tokens=5, messages=user("x"), tools=[tool]
+        )
+    assert e.value.type == "invalid_request_error"
+    assert e.value.api_message.startswith("tools.0.input_schema: Field required")
 
 
 @pytest.mark.parametrize("backend", ["gemini", "ollama"])
