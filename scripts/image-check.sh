@@ -87,7 +87,9 @@ if [ "$nofile" = unlimited ] || [ "$nofile" -gt 20000 ]; then nofile=20000; fi
 read -r -a ulimits <<<"${ULIMITS:-nofile=$nofile:$nofile nproc=32768:32768}"
 limit_args=()
 for u in "${ulimits[@]}"; do limit_args+=(--ulimit "$u"); done
-pm() { podman --runtime "$oci_runtime" "$@"; }
+# Without systemd, podman logs an error for the HEALTHCHECK's timer on every run/stop; the check
+# itself is run here with `podman healthcheck run`.
+pm() { podman --runtime "$oci_runtime" "$@" 2> >(grep -v 'unable to get systemd connection' >&2); }
 
 # --- Stand-in base images ------------------------------------------------------------------
 
@@ -200,8 +202,9 @@ pm build --format docker --network=host "${limit_args[@]}" "${build_args[@]}" \
   --build-arg "SOURCE_DATE_EPOCH=$epoch" -t "$image" "$src" >"$log/build.log" 2>&1 ||
   fail "podman build failed, see $log/build.log"
 build_secs=$(($(date +%s) - start))
-# The build stage prints `sha256sum /usr/local/bin/llm-relay` (a cached layer prints nothing).
-build_sum=$(grep -oE '^[0-9a-f]{64}  /usr/local/bin/llm-relay$' "$log/build.log" | cut -c1-64 || true)
+# The build stage prints `sha256sum /usr/local/bin/llm-relay` (a cached layer prints nothing; the
+# line may be glued to cargo's last stderr line).
+build_sum=$(grep -oE '[0-9a-f]{64}  /usr/local/bin/llm-relay' "$log/build.log" | tail -n 1 | cut -c1-64 || true)
 image_sum=$(pm run --rm "${limit_args[@]}" --entrypoint sha256sum "$image" /usr/local/bin/llm-relay | cut -c1-64)
 image_size=$(podman image inspect --format '{{.Size}}' "$image")
 healthcheck=$(podman image inspect --format '{{json .HealthCheck}}' "$image")
@@ -214,7 +217,7 @@ port=${PORT:-$(free_port)}
 upstream_port=$(free_port)
 
 # A fake OpenAI upstream on the host: one chat.completion (or its stream) for any request.
-python3 - "$upstream_port" >"$log/upstream.log" 2>&1 <<'EOF' &
+cat >"$state/fake-upstream.py" <<'EOF'
 import json, sys, time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -248,22 +251,46 @@ class H(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(out)
 
-ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+ThreadingHTTPServer((sys.argv[1], int(sys.argv[2])), H).serve_forever()
 EOF
-upstream_pid=$!
+start_upstream() { # address port
+  python3 "$state/fake-upstream.py" "$1" "$2" >"$log/upstream.log" 2>&1 &
+  upstream_pid=$!
+  for _ in $(seq 1 50); do
+    if python3 -c 'import socket,sys; socket.create_connection((sys.argv[1], int(sys.argv[2])), 1)' "$1" "$2" 2>/dev/null; then
+      return 0
+    fi
+    sleep 0.1
+  done
+  fail "the fake upstream did not start on $1:$2: $(cat "$log/upstream.log")"
+}
 
-# Host network: the container reaches the fake upstream on the host's 127.0.0.1. HOST=127.0.0.1
-# keeps the API off the machine's other interfaces. The settings of docker-compose.yml: read-only
-# root, no capabilities, no-new-privileges, a named volume on /data.
-say "podman run (host network, API on 127.0.0.1:$port)"
+# The settings of docker-compose.yml: read-only root, no capabilities, no-new-privileges, a named
+# volume on /data. NETWORK=bridge (default): the API published on 127.0.0.1:$port -> 11434 with
+# the image's HOST/PORT, the fake upstream on the bridge's gateway (host.containers.internal).
+# NETWORK=host: no port publishing, API and upstream on the host's 127.0.0.1.
+network=${NETWORK:-bridge}
 podman volume create "$volume" >/dev/null
-pm run -d --name "$name" --network=host "${limit_args[@]}" \
-  --read-only --cap-drop=ALL --security-opt=no-new-privileges \
-  -v "$volume:/data" \
-  -e HOST=127.0.0.1 -e PORT="$port" -e ADMIN_ENABLED=false \
-  -e OPENAI_API_KEY=sk-fake-key-for-the-check \
-  -e OPENAI_BASE_URL="http://127.0.0.1:$upstream_port/v1" \
-  "$image" >/dev/null
+run_args=(-d --name "$name" "${limit_args[@]}" --read-only --cap-drop=ALL
+  --security-opt=no-new-privileges -v "$volume:/data" -e ADMIN_ENABLED=false
+  -e OPENAI_API_KEY=sk-fake-key-for-the-check)
+case $network in
+  bridge)
+    say "podman run (bridge network, -p 127.0.0.1:$port:11434)"
+    pm run "${run_args[@]}" -p "127.0.0.1:$port:11434" \
+      -e OPENAI_BASE_URL="http://host.containers.internal:$upstream_port/v1" "$image" >/dev/null
+    gateway=$(podman inspect --format '{{.NetworkSettings.Gateway}}' "$name")
+    [ -n "$gateway" ] || fail "no bridge gateway address for $name"
+    start_upstream "$gateway" "$upstream_port"
+    ;;
+  host)
+    say "podman run (host network, API on 127.0.0.1:$port)"
+    start_upstream 127.0.0.1 "$upstream_port"
+    pm run "${run_args[@]}" --network=host -e HOST=127.0.0.1 -e PORT="$port" \
+      -e OPENAI_BASE_URL="http://127.0.0.1:$upstream_port/v1" "$image" >/dev/null
+    ;;
+  *) fail "NETWORK=$network: bridge or host" ;;
+esac
 
 ready=
 for _ in $(seq 1 50); do
@@ -276,11 +303,13 @@ done
 [ -n "$ready" ] || { podman logs "$name" >&2 || true; fail "GET /health/ready never answered"; }
 
 # HEALTHCHECK: `podman healthcheck run` runs the image's CMD (llm-relay health) in the container.
-if pm healthcheck run "$name" >"$log/healthcheck.log" 2>&1; then
-  health="healthy ($(tr -d '\n' <"$log/healthcheck.log"))"
-else
+pm healthcheck run "$name" >"$log/healthcheck.log" 2>&1 ||
   fail "podman healthcheck run: $(cat "$log/healthcheck.log")"
-fi
+health_status=$(podman inspect --format '{{.State.Health.Status}}' "$name")
+[ "$health_status" = healthy ] || fail "health status $health_status after podman healthcheck run"
+health_cmd=$(pm exec "$name" llm-relay health 2>&1 && echo "exit 0") ||
+  fail "llm-relay health in the container: $health_cmd"
+health_cmd=$(printf '%s' "$health_cmd" | paste -sd' ' -)
 uid=$(pm exec "$name" id -u)
 [ "$uid" = 10001 ] || fail "the server runs as uid $uid, not 10001"
 ps_user=$(podman top "$name" user,comm | tail -n +2 | tr -s ' ' | paste -sd';' -)
@@ -316,12 +345,12 @@ grep -q 'gpt-4o-mini' "$log/usage.txt" || fail "no usage record for gpt-4o-mini:
 
 cat <<EOF
 
-llm-relay image check ($(date -u +%Y-%m-%dT%H:%MZ), $bases bases)
+llm-relay image check ($(date -u +%Y-%m-%dT%H:%MZ), $bases bases, $network network, runtime $oci_runtime)
   image            $image, $((image_size / 1000000)) MB ($image_size bytes)
   build            ${build_secs} s (podman build, log $log/build.log)
   binary sha256    build stage: ${build_sum:-"(cached layer, not printed)"}
                    in the image: $image_sum
-  healthcheck      $health
+  healthcheck      podman healthcheck run: $health_status; llm-relay health (exec): $health_cmd
   /health/ready    $ready
   user             uid $uid; processes: $ps_user
   chat             "$reply"; streamed: $stream_lines data lines
