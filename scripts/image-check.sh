@@ -3,7 +3,10 @@
 # health check, /health/ready through a published port, uid 10001, a chat request through a fake
 # upstream, the usage record in /data, and a graceful exit 0 on SIGTERM. Prints a short report.
 #
-#   sudo bash scripts/image-check.sh        # root, podman + buildah + crun + debootstrap, ~20 min
+#   sudo bash scripts/image-check.sh   # root; podman, runc, debootstrap, curl, python3, cargo
+#
+# Not part of the test command: it needs root and podman and takes 5-10 minutes on 2 cores (one
+# fat-LTO build inside the image build; the stand-in bases take ~2 minutes the first time).
 #
 # Why stand-in base images: the machine this was written on has no Docker Hub access (only the
 # crates.io and Debian mirrors), so the Dockerfile's pinned `rust:1.95-slim-bookworm@sha256:...`
@@ -28,13 +31,17 @@
 # `docker build .` (or `podman build .`) uses the pinned digests instead, and this script's checks
 # apply the same way with BASES=pinned.
 #
-# Environment: IMAGE (default localhost/llm-relay:check), BASES=stand-in|pinned,
-# DEBIAN_MIRROR (default http://deb.debian.org/debian), STATE_DIR (rootfs work and logs, default
-# /var/tmp/llm-relay-image-check), KEEP_IMAGE=1 keeps the built image (removed otherwise only if
-# REMOVE_IMAGE=1; by default it is kept for inspection), PORT (host port for the API, default a
-# free one). The build uses --network=host (cargo fetches crates, apt fetches ca-certificates).
-# OCI_RUNTIME (default runc) and ULIMITS (default nofile=<hard limit, at most 20000> and
-# nproc=32768): what worked in the VM this was written in, see "Runtime" below.
+# Environment: IMAGE (default localhost/llm-relay:check; kept at the end, REMOVE_IMAGE=1 removes
+# it), BASES=stand-in (default) or pinned (the Dockerfile's digests: needs Docker Hub; not tried
+# here), REBUILD_BASES=1, CARGO_OFFLINE=1 (default) or 0, TOOLCHAIN (default: the directory of
+# `rustup which cargo`'s toolchain), DEBIAN_MIRROR (default http://deb.debian.org/debian),
+# STATE_DIR (debootstrap cache, logs; default /var/tmp/llm-relay-image-check), NETWORK=bridge
+# (default: API published on 127.0.0.1:PORT) or host, PORT (default: a free port),
+# SOURCE_DATE_EPOCH (default: the last commit's time, as scripts/repro.sh), OCI_RUNTIME (default
+# runc) and ULIMITS (default "nofile=<hard limit, at most 20000>:... nproc=32768:32768"): see
+# "Runtime" below. EXPECT_SHA256: fail unless the image's binary has this SHA-256 (e.g. the one
+# `PROFILE=dist bash scripts/repro.sh` printed for the same commit and toolchain). The build runs with --network=host (apt in the runtime stage, and cargo when
+# CARGO_OFFLINE=0).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 src=$PWD
@@ -141,7 +148,7 @@ build_runtime_base() {
 
 build_rust_base() {
   local dir=$state/rootfs-tmp.$$/rust toolchain version tc
-  toolchain=$(dirname "$(dirname "$(rustup which cargo)")")
+  toolchain=${TOOLCHAIN:-$(dirname "$(dirname "$(rustup which cargo)")")}
   version=$("$toolchain/bin/rustc" --version | cut -d' ' -f2)
   case $version in 1.95.*) ;; *) fail "host toolchain is rustc $version, not 1.95" ;; esac
   say "building $rust_image (bookworm + gcc + libc6-dev + rustc $version from $toolchain)"
@@ -207,6 +214,13 @@ build_secs=$(($(date +%s) - start))
 build_sum=$(grep -oE '[0-9a-f]{64}  /usr/local/bin/llm-relay' "$log/build.log" | tail -n 1 | cut -c1-64 || true)
 image_sum=$(pm run --rm "${limit_args[@]}" --entrypoint sha256sum "$image" /usr/local/bin/llm-relay | cut -c1-64)
 image_size=$(podman image inspect --format '{{.Size}}' "$image")
+if [ -n "${EXPECT_SHA256:-}" ]; then
+  [ "$image_sum" = "$EXPECT_SHA256" ] ||
+    fail "the image's binary is $image_sum, not EXPECT_SHA256=$EXPECT_SHA256"
+  sum_note="= EXPECT_SHA256"
+else
+  sum_note="(EXPECT_SHA256=<scripts/repro.sh's sum> compares)"
+fi
 healthcheck=$(podman image inspect --format '{{json .HealthCheck}}' "$image")
 [ "$healthcheck" != null ] || fail "the image has no HEALTHCHECK"
 
@@ -349,7 +363,7 @@ llm-relay image check ($(date -u +%Y-%m-%dT%H:%MZ), $bases bases, $network netwo
   image            $image, $((image_size / 1000000)) MB ($image_size bytes)
   build            ${build_secs} s (podman build, log $log/build.log)
   binary sha256    build stage: ${build_sum:-"(cached layer, not printed)"}
-                   in the image: $image_sum
+                   in the image: $image_sum $sum_note
   healthcheck      podman healthcheck run: $health_status; llm-relay health (exec): $health_cmd
   /health/ready    $ready
   user             uid $uid; processes: $ps_user
