@@ -14,7 +14,8 @@
 # the same OS and toolchain and passes them through the Dockerfile's `RUST_IMAGE`/`RUNTIME_IMAGE`
 # build arguments; the Dockerfile itself is used unchanged:
 #   localhost/debian:bookworm-slim      debootstrap --variant=minbase bookworm, slimmed like the
-#                                       official image (no docs, man pages, locales, apt lists)
+#                                       official image (no docs, man pages, locales, apt lists;
+#                                       its apt.conf.d docker-clean: no apt caches in layers)
 #   localhost/rust:1.95-slim-bookworm   the same plus gcc and libc6-dev, and this machine's rustc
 #                                       (the `rustup which cargo` toolchain, without its docs) in
 #                                       /usr/local/rustup, CARGO_HOME=/usr/local/cargo as in the
@@ -129,6 +130,17 @@ EOF
   rm -rf "$dir"/usr/share/{man,info,groff,lintian,linda}/* "$dir"/var/lib/apt/lists/* \
     "$dir"/var/cache/apt/*.bin "$dir"/var/cache/apt/archives/*.deb "$dir"/var/log/*.log \
     "$dir"/var/cache/ldconfig/aux-cache
+  # The official image's apt settings (debuerreotype): no package caches left behind by apt-get
+  # (without docker-clean, the runtime stage's `apt-get update` leaves 80 MB of
+  # /var/cache/apt/*.bin in the image), no translations, no suggests kept.
+  cat >"$dir/etc/apt/apt.conf.d/docker-clean" <<'EOF'
+DPkg::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };
+APT::Update::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };
+Dir::Cache::pkgcache "";
+Dir::Cache::srcpkgcache "";
+EOF
+  echo 'Acquire::Languages "none";' >"$dir/etc/apt/apt.conf.d/docker-no-languages"
+  echo 'Apt::AutoRemove::SuggestsImportant "false";' >"$dir/etc/apt/apt.conf.d/docker-autoremove-suggests"
   # The official image's apt source (deb.debian.org, bookworm and its updates).
   cat >"$dir/etc/apt/sources.list" <<'EOF'
 deb http://deb.debian.org/debian bookworm main
@@ -279,13 +291,13 @@ start_upstream() { # address port
   fail "the fake upstream did not start on $1:$2: $(cat "$log/upstream.log")"
 }
 
-# The settings of docker-compose.yml: read-only root, no capabilities, no-new-privileges, a named
-# volume on /data. NETWORK=bridge (default): the API published on 127.0.0.1:$port -> 11434 with
+# The settings of docker-compose.yml: read-only root (and, as with Docker, no tmpfs on /tmp and
+# /run), no capabilities, no-new-privileges, a named volume on /data. NETWORK=bridge (default): the API published on 127.0.0.1:$port -> 11434 with
 # the image's HOST/PORT, the fake upstream on the bridge's gateway (host.containers.internal).
 # NETWORK=host: no port publishing, API and upstream on the host's 127.0.0.1.
 network=${NETWORK:-bridge}
 podman volume create "$volume" >/dev/null
-run_args=(-d --name "$name" "${limit_args[@]}" --read-only --cap-drop=ALL
+run_args=(-d --name "$name" "${limit_args[@]}" --read-only --read-only-tmpfs=false --cap-drop=ALL
   --security-opt=no-new-privileges -v "$volume:/data" -e ADMIN_ENABLED=false
   -e OPENAI_API_KEY=sk-fake-key-for-the-check)
 case $network in
