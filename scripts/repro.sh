@@ -6,6 +6,7 @@
 #   bash scripts/repro.sh              # profile `dist` (what the image ships), ~2 x 10 min on 2 cores
 #   PARALLEL=1 bash scripts/repro.sh   # both builds at once
 #   PROFILE=release bash scripts/repro.sh
+#   KEEP=/tmp/llm-relay.dist bash scripts/repro.sh   # also keep the first build's binary there
 #
 # What makes the build reproducible: `--locked` (the lock file is obeyed), `--remap-path-prefix`
 # for the source/target directory and the cargo home (no build path in panic locations or debug
@@ -55,6 +56,11 @@ for dir in "${dirs[@]}"; do
   echo "$sum  $dir/target/$profile/llm-relay"
   sums+=("$sum")
 done
+# The temporary trees are removed on exit: KEEP=path copies the first binary out before that.
+if [ -n "${KEEP:-}" ]; then
+  cp "${dirs[0]}/target/$profile/llm-relay" "$KEEP"
+  echo "kept ${dirs[0]}/target/$profile/llm-relay as $KEEP"
+fi
 if [ "${sums[0]}" = "${sums[1]}" ]; then
   echo "reproducible: both builds are ${sums[0]}"
 else
