@@ -20,16 +20,61 @@ use crate::error::ApiError;
 /// Errors: too large (413), unreadable, empty, malformed JSON or wrong shape (400, with serde's
 /// description of the field and position).
 pub async fn read_json<T: DeserializeOwned>(body: Body, limit: usize) -> Result<T, ApiError> {
-    let bytes = body.into_bytes_limit(limit).await.map_err(|e| match e {
-        poem::error::ReadBodyError::PayloadTooLarge => ApiError::PayloadTooLarge { limit },
-        other => ApiError::BadRequest(format!("cannot read request body: {other}")),
-    })?;
+    let bytes = read_limited(body, limit).await?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::BadRequest(
             "request body is empty: expected a JSON object".into(),
         ));
     }
     serde_json::from_slice(&bytes).map_err(|e| ApiError::from_json(&e))
+}
+
+/// Most bytes of an oversized body still read (and discarded) after the limit is passed, before
+/// the 413 goes out.
+const DRAIN_BYTES: usize = 1 << 20;
+
+/// Longest time spent reading those bytes.
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The body's bytes, at most `limit` of them. A body that arrives in one chunk (the usual case:
+/// a request that fits the server's read buffer) is returned as is, without a copy.
+///
+/// An oversized body is read on, and discarded, for up to [`DRAIN_BYTES`] and [`DRAIN_TIME`]
+/// before the 413: a client still sending when the server closes the connection with unread data
+/// gets a TCP reset instead of the answer (seen as a connection error by the SDKs, and as a flaky
+/// `tests/faults.rs` under load); past those bounds the connection is closed anyway, as nginx's
+/// lingering close does.
+///
+/// Errors: more than `limit` bytes (413), a read error (400).
+async fn read_limited(body: Body, limit: usize) -> Result<bytes::Bytes, ApiError> {
+    use futures_util::StreamExt;
+    let mut stream = std::pin::pin!(body.into_bytes_stream());
+    let mut chunks: Vec<bytes::Bytes> = Vec::new();
+    let mut len = 0usize;
+    while let Some(chunk) = stream.next().await {
+        let chunk =
+            chunk.map_err(|e| ApiError::BadRequest(format!("cannot read request body: {e}")))?;
+        len += chunk.len();
+        if len > limit {
+            let _ = tokio::time::timeout(DRAIN_TIME, async {
+                let mut drained = 0usize;
+                while let Some(Ok(c)) = stream.next().await {
+                    drained += c.len();
+                    if drained > DRAIN_BYTES {
+                        break;
+                    }
+                }
+            })
+            .await;
+            return Err(ApiError::PayloadTooLarge { limit });
+        }
+        chunks.push(chunk);
+    }
+    Ok(match chunks.len() {
+        0 => bytes::Bytes::new(),
+        1 => chunks.swap_remove(0),
+        _ => chunks.concat().into(),
+    })
 }
 
 /// Media types every upstream dialect accepts for inline images.

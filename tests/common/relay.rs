@@ -72,6 +72,20 @@ impl Relay {
             })
             .await;
         });
+        // Serving before returning: the server task has run, so the tasks it starts (instance
+        // discovery) already exist when a test counts the runtime's live tasks. The probe's client
+        // keeps no idle connection (none left on the server either).
+        let probe = reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .build()
+            .unwrap();
+        let live = format!("http://{addr}/health/live");
+        for _ in 0..500 {
+            if probe.get(&live).send().await.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         Relay {
             addr,
             http: reqwest::Client::new(),
