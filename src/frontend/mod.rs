@@ -179,6 +179,48 @@ pub fn now_unix() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures_util::StreamExt;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A body of `n` chunks of 1 KiB that counts how many were read.
+    fn counted_body(n: usize) -> (Body, Arc<AtomicUsize>) {
+        let pulled = Arc::new(AtomicUsize::new(0));
+        let p = Arc::clone(&pulled);
+        let chunks = futures_util::stream::iter(0..n).map(move |_| {
+            p.fetch_add(1, Ordering::SeqCst);
+            Ok::<_, std::io::Error>(bytes::Bytes::from(vec![b' '; 1024]))
+        });
+        (Body::from_bytes_stream(chunks), pulled)
+    }
+
+    #[tokio::test]
+    async fn an_oversized_body_is_read_to_its_end_within_the_drain_bound_then_413() {
+        // 400 KiB against 256 KiB: the rest is read too, so the client is not reset mid-send.
+        let (body, pulled) = counted_body(400);
+        let err = read_limited(body, 256 * 1024).await.unwrap_err();
+        assert!(matches!(err, ApiError::PayloadTooLarge { limit } if limit == 256 * 1024));
+        assert_eq!(pulled.load(Ordering::SeqCst), 400);
+        // 4 MiB: reading stops a little past DRAIN_BYTES beyond the limit.
+        let (body, pulled) = counted_body(4096);
+        assert!(read_limited(body, 256 * 1024).await.is_err());
+        let read = pulled.load(Ordering::SeqCst);
+        assert!(
+            (256 + 1024..256 + 1024 + 8).contains(&read),
+            "{read} chunks read"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_body_within_the_limit_is_whole_and_one_chunk_is_not_copied() {
+        let (body, _) = counted_body(3);
+        assert_eq!(read_limited(body, 3 * 1024).await.unwrap().len(), 3 * 1024);
+        let one = bytes::Bytes::from(vec![b'x'; 100]);
+        let got = read_limited(Body::from_bytes(one.clone()), 100)
+            .await
+            .unwrap();
+        assert_eq!(got.as_ptr(), one.as_ptr());
+    }
 
     // 1x1 PNG and the first bytes of a JPEG, base64.
     const PNG: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==";
