@@ -18,7 +18,10 @@
 //! - [`store`]: persistence behind `UsageSink`/`UsageQuery`/`OverrideStore` (redb).
 //! - [`admin`]: the admin server (`ADMIN_PORT`): login, usage endpoints, embedded web UI.
 //! - [`health`]: liveness and readiness endpoints for orchestrators.
-//! - [`config`], [`server`], [`error`].
+//! - [`server`]: the route table and the accept loop; the binary serves on `SERVER_THREADS`
+//!   threads, one single-threaded runtime and upstream client each ([`server::run_threads`]),
+//!   while start-up, signals, the admin server and instance discovery use a 1-worker runtime.
+//! - [`config`], [`error`].
 
 pub mod admin;
 pub mod canonical;
