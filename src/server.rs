@@ -134,7 +134,7 @@ async fn serve(
         .await
 }
 
-/// Serve the API on `threads` OS threads (`SERVER_THREADS`), each running [`serve`] on its own
+/// Serve the API on `threads` OS threads (`SERVER_THREADS`), each running `serve` on its own
 /// single-threaded tokio runtime with its own upstream clients ([`AppState::with_own_clients`]),
 /// all accepting connections from `listener` (one socket, each thread holding a duplicate of its
 /// descriptor: whichever thread is free accepts). A connection, its requests, their upstream

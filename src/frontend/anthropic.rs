@@ -95,7 +95,7 @@ fn new_request_id() -> String {
 
 /// Render an error as Anthropic's `ErrorResponse` with its status (and `Retry-After`), under a
 /// fresh request id (for answers no handler gave an id, such as unknown routes): see
-/// [`error_response_with_id`].
+/// `error_response_with_id`.
 pub fn error_response(e: &ApiError) -> Response {
     error_response_with_id(e, &new_request_id())
 }
