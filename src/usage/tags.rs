@@ -46,7 +46,7 @@ pub fn split_model_suffix(name: &str) -> (&str, Option<&str>) {
 
 /// Whether `value` (or a word of it) looks like a real provider API key: a known key prefix, or a
 /// long random token
-/// (at least [`MIN_RANDOM_KEY_CHARS`] of `[A-Za-z0-9_-]` mixing upper case, lower case and
+/// (at least `MIN_RANDOM_KEY_CHARS` of `[A-Za-z0-9_-]` mixing upper case, lower case and
 /// digits, as Mistral's prefix-less keys do; tags people type are rarely like that, and one that
 /// is only gets a stable label).
 pub fn looks_like_key(value: &str) -> bool {

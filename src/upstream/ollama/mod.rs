@@ -13,7 +13,7 @@
 //!
 //! Response: `message.content`/`thinking`/`tool_calls`, usage from `prompt_eval_count` and
 //! `eval_count` (tokens) with the server's durations (`Usage::timings`), `done_reason` `stop` (`tool_calls` when the answer has tool calls) or
-//! `length`. Streams are NDJSON, decoded in [`stream`].
+//! `length`. Streams are NDJSON, decoded in `stream`.
 
 mod stream;
 

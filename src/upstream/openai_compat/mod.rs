@@ -644,7 +644,7 @@ pub fn usage_quirks(provider: &str) -> &'static [UsageQuirk] {
 ///
 /// `cached_tokens` (OpenAI, xAI, OpenRouter) or DeepSeek's `prompt_cache_hit_tokens` are cache
 /// reads; `prompt_tokens_details.cache_write_tokens` (newest OpenAI spec) are cache writes.
-/// A provider-computed cost (see [`reported_cost`]) becomes `reported_cost_usd`.
+/// A provider-computed cost (see `reported_cost`) becomes `reported_cost_usd`.
 /// With [`UsageQuirk::ReasoningOutsideCompletion`] (xAI: total = prompt + completion +
 /// reasoning, tests/fixtures/xai) reasoning is added to the completion, unless `total_tokens`
 /// shows it is already inside.
