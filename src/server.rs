@@ -158,10 +158,15 @@ pub async fn run_threads(
     // A thread that fails stops the others through this sender (they watch both).
     let (failed_tx, failed_rx) = tokio::sync::watch::channel(false);
     let failed_tx = Arc::new(failed_tx);
-    let mut ended = Vec::with_capacity(threads);
-    for i in 0..threads.max(1) {
-        let listener = listener.try_clone()?;
+    // Everything that can fail before any thread starts: a failure later stops the started ones.
+    let mut parts = Vec::with_capacity(threads.max(1));
+    for _ in 0..threads.max(1) {
         let state = state.with_own_clients().map_err(io::Error::other)?;
+        parts.push((listener.try_clone()?, state));
+    }
+    drop(listener);
+    let mut ended = Vec::with_capacity(parts.len());
+    for (i, (listener, state)) in parts.into_iter().enumerate() {
         let (done_tx, done_rx) = tokio::sync::oneshot::channel::<io::Result<()>>();
         let (mut stop, mut failed, thread_failed) =
             (shutdown.clone(), failed_rx.clone(), Arc::clone(&failed_tx));
@@ -193,7 +198,6 @@ pub async fn run_threads(
         }
         ended.push(done_rx);
     }
-    drop(listener);
     let mut first_error = None;
     for done in ended {
         let result = done
@@ -206,7 +210,8 @@ pub async fn run_threads(
     first_error.map_or(Ok(()), Err)
 }
 
-/// Aborts its task when dropped (the instance refresher lives exactly as long as [`run`]).
+/// Aborts its task when dropped (the instance refresher lives exactly as long as [`run`] or
+/// [`run_threads`]).
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
