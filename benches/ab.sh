@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# A/B of llm-relay binaries: the same cells, one binary after the other, against one fake upstream.
+# For before/after figures of a change (README, Benchmark, round 3). Not part of the test command.
+#
+#   git worktree add /tmp/before <commit> && (cd /tmp/before && cargo build --release -p llm-relay)
+#   bash benches/ab.sh /tmp/before/target/release/llm-relay target/release/llm-relay
+#
+# Cells per binary: wrk 5 s at 32 connections, non-streaming and 20-chunk streams (req/s, p50 µs,
+# CPU µs per request from /proc); stream-probe paced at 1 connection / 500 req/s and 32 / 2,000
+# (p50 / p99 µs), non-streaming and streams; 2,000 sequential streams (first byte, total).
+# Needs: wrk, python3, curl, and the release benches/load tools (bash benches/run.sh builds them).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ $# -ge 1 ] || { echo "usage: benches/ab.sh LLM_RELAY_BINARY..." >&2; exit 2; }
+bin=target/release
+[ -x "$bin/fake-upstream" ] && [ -x "$bin/stream-probe" ] \
+  || cargo build --release --locked -p llm-relay-load --bins >&2
+secs=${BENCH_SECS:-5}
+work=$(mktemp -d "${TMPDIR:-/tmp}/llm-relay-ab.XXXXXX")
+pids=()
+cleanup() {
+  local p
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+tck=$(getconf CLK_TCK)
+msgs='"messages":[{"role":"system","content":"You are a concise assistant."},{"role":"user","content":"In two sentences, why do people pick Rust for network services?"}]'
+printf '{"model":"gpt-4o-mini",%s,"temperature":0.7,"max_tokens":256}' "$msgs" >"$work/plain.json"
+printf '{"model":"gpt-4o-mini",%s,"temperature":0.7,"max_tokens":256,"stream":true,"stream_options":{"include_usage":true}}' "$msgs" >"$work/stream.json"
+"$bin/fake-upstream" 0 1 >"$work/fake.out" &
+pids+=("$!")
+for _ in $(seq 100); do grep -q listening "$work/fake.out" 2>/dev/null && break; sleep 0.05; done
+fake_addr=$(awk '/listening/ {print $2}' "$work/fake.out")
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
+url="http://127.0.0.1:$port/v1/chat/completions"
+
+cell() { # PID BODY -> "req/s p50 cpu_us"
+  local r0 r1 out
+  r0=$(awk '{print $14 + $15}' "/proc/$1/stat")
+  out=$(BENCH_BODY="$2" wrk -t2 -c32 -d"${secs}"s --timeout 10s -s benches/wrk.lua "$url" | grep '^RESULT')
+  r1=$(awk '{print $14 + $15}' "/proc/$1/stat")
+  echo "$out" | awk -v rc=$((r1 - r0)) -v tck="$tck" '{
+    for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
+    n = v["requests"]
+    printf "%.0f req/s, p50 %d µs, CPU %.1f µs/req", n / (v["duration_us"] / 1e6), v["p50_us"], rc / tck * 1e6 / n
+  }'
+}
+
+for relay in "$@"; do
+  rm -rf "$work/data"; mkdir -p "$work/data"
+  env HOST=127.0.0.1 PORT="$port" ADMIN_ENABLED=false DATA_DIR="$work/data" OPENAI_API_KEY=sk-bench \
+    OPENAI_BASE_URL="http://$fake_addr/v1" USAGE_TRACKING=true "$relay" serve 2>"$work/relay.log" &
+  pid=$!
+  pids+=("$pid")
+  for _ in $(seq 200); do curl -sf "http://127.0.0.1:$port/api/version" >/dev/null 2>&1 && break; sleep 0.05; done
+  BENCH_BODY="$work/plain.json" wrk -t2 -c32 -d1s -s benches/wrk.lua "$url" >/dev/null # warm-up
+  echo "== $relay"
+  echo "wrk c=32 non-streaming: $(cell "$pid" "$work/plain.json")"
+  echo "wrk c=32 streams:       $(cell "$pid" "$work/stream.json")"
+  for mode in plain stream; do
+    for cr in "1 500" "32 2000"; do
+      read -r c rate <<<"$cr"
+      echo "paced $mode c=$c $rate/s: $("$bin/stream-probe" paced "$url" "$work/$mode.json" "$c" "$rate" "$secs")"
+    done
+  done
+  echo "first byte, 2,000 sequential streams: $("$bin/stream-probe" ttfb "$url" "$work/stream.json" 2000)"
+  kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
+done
