@@ -1059,26 +1059,24 @@ fn stream_body(
     mut enc: StreamEncoder,
     mut log: RequestLog,
 ) -> Body {
-    let body = super::openai::ready_batches(
-        Box::pin(with_idle_ticks(events)),
-        super::openai::STREAM_BATCH,
-    )
-    .map(move |batch| {
-        let mut buf = Vec::new();
-        for tick in batch {
-            match tick {
-                Tick::Item(ev) => {
-                    log.observe(&ev);
-                    match ev {
-                        Ok(ev) => enc.event(&mut buf, ev),
-                        Err(e) => enc.error(&mut buf, &e),
+    let body = super::ready_batches(Box::pin(with_idle_ticks(events)), super::STREAM_BATCH).map(
+        move |batch| {
+            let mut buf = Vec::new();
+            for tick in batch {
+                match tick {
+                    Tick::Item(ev) => {
+                        log.observe(&ev);
+                        match ev {
+                            Ok(ev) => enc.event(&mut buf, ev),
+                            Err(e) => enc.error(&mut buf, &e),
+                        }
                     }
+                    Tick::Idle => enc.ping(&mut buf),
                 }
-                Tick::Idle => enc.ping(&mut buf),
             }
-        }
-        Ok::<Bytes, std::io::Error>(Bytes::from(buf))
-    });
+            Ok::<Bytes, std::io::Error>(Bytes::from(buf))
+        },
+    );
     Body::from_bytes_stream(body)
 }
 

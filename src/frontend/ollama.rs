@@ -927,21 +927,19 @@ async fn run(
                 usage: None,
                 calls: Vec::new(),
             };
-            // Already-available events go out in one write (see openai::STREAM_BATCH).
-            let stream = super::openai::ready_batches(events, super::openai::STREAM_BATCH).map(
-                move |batch| {
-                    let mut buf = Vec::new();
-                    for ev in batch {
-                        log.observe(&ev);
-                        let out = match ev {
-                            Ok(ev) => enc.event(ev),
-                            Err(e) => vec![ndjson(&json!({"error": e.to_string()}))],
-                        };
-                        out.iter().for_each(|b| buf.extend_from_slice(b));
-                    }
-                    Ok::<Bytes, std::io::Error>(Bytes::from(buf))
-                },
-            );
+            // Already-available events go out in one write (see STREAM_BATCH).
+            let stream = super::ready_batches(events, super::STREAM_BATCH).map(move |batch| {
+                let mut buf = Vec::new();
+                for ev in batch {
+                    log.observe(&ev);
+                    let out = match ev {
+                        Ok(ev) => enc.event(ev),
+                        Err(e) => vec![ndjson(&json!({"error": e.to_string()}))],
+                    };
+                    out.iter().for_each(|b| buf.extend_from_slice(b));
+                }
+                Ok::<Bytes, std::io::Error>(Bytes::from(buf))
+            });
             Response::builder()
                 .content_type("application/x-ndjson")
                 .body(Body::from_bytes_stream(stream))

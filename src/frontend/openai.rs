@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 
 use bytes::Bytes;
-use futures_util::{Stream, StreamExt};
+use futures_util::StreamExt;
 use poem::http::StatusCode;
 use poem::web::{Data, Path};
 use poem::{Body, Request, Response, Route, get, handler, post};
@@ -666,57 +666,6 @@ fn completion_body(id: &str, model: &str, created: i64, r: &ChatResponse) -> Vec
     serde_json::to_vec(&out).unwrap_or_default()
 }
 
-/// Most events encoded into one response write (only events that are already available).
-pub(crate) const STREAM_BATCH: usize = 64;
-
-/// Scheduler rounds [`ready_batches`] waits, in a row, for a next event that is not ready yet.
-const BATCH_YIELDS: u32 = 2;
-
-/// Batches of the items of `stream` that are available now, at most `max` each, for one
-/// response write per batch: [`StreamExt::ready_chunks`], but when nothing more is ready it
-/// yields to the runtime (up to [`BATCH_YIELDS`] times in a row) and looks again before closing
-/// the batch.
-///
-/// Why: an upstream body arrives through hyper's connection task one HTTP chunk per hand-off,
-/// so right after one event is taken the next is never "ready" yet, even when the socket already
-/// holds the whole stream; `ready_chunks` then wrote (and the client was woken for) every event
-/// separately: 21 `sendto` calls for a 20-token burst. Yielding lets the connection task decode
-/// the next chunk first. Measured (benches/load fake, 20-chunk streams, c=32): batches of 1
-/// with `ready_chunks` or one yield, 18 + 2 with two, and CPU per stream 220 -> 143 µs. When
-/// events arrive one by one (a live model), a batch is one event and the yields cost two
-/// scheduler rounds (microseconds), never a wait for more data.
-pub(crate) fn ready_batches<S>(stream: S, max: usize) -> impl Stream<Item = Vec<S::Item>> + Send
-where
-    S: Stream + Send + Unpin,
-    S::Item: Send,
-{
-    use futures_util::FutureExt;
-    futures_util::stream::unfold(Some(stream), move |state| async move {
-        let mut s = state?;
-        let mut batch = vec![s.next().await?];
-        let mut ended = false;
-        let mut yielded = 0u32;
-        while batch.len() < max {
-            match s.next().now_or_never() {
-                Some(Some(item)) => {
-                    batch.push(item);
-                    yielded = 0;
-                }
-                Some(None) => {
-                    ended = true;
-                    break;
-                }
-                None if yielded >= BATCH_YIELDS => break,
-                None => {
-                    tokio::task::yield_now().await;
-                    yielded += 1;
-                }
-            }
-        }
-        Some((batch, (!ended).then_some(s)))
-    })
-}
-
 fn sse(v: &Value) -> Bytes {
     Bytes::from(format!("data: {v}\n\n"))
 }
@@ -884,7 +833,7 @@ fn stream_body(
     let head = futures_util::stream::once(async move { Ok::<Bytes, std::io::Error>(first) });
     // Events that are already available are encoded into one buffer and written together:
     // one write per upstream read instead of one per event, without waiting for anything.
-    let rest = ready_batches(events, STREAM_BATCH).map(move |batch| {
+    let rest = super::ready_batches(events, super::STREAM_BATCH).map(move |batch| {
         let mut buf = Vec::new();
         for ev in batch {
             log.observe(&ev);
@@ -1167,42 +1116,6 @@ async fn completions_inner(state: &AppState, http: &Request, body: Body) -> Resp
 mod tests {
     use super::*;
     use crate::canonical::FinishReason;
-
-    /// A stream fed like hyper's response body: a producer task hands over one item at a time and
-    /// can only put the next one in after the consumer took the last (a one-slot channel).
-    fn handed_over(n: u32) -> impl Stream<Item = u32> + Send + Unpin {
-        let (tx, rx) = tokio::sync::mpsc::channel(1);
-        tokio::spawn(async move {
-            for i in 0..n {
-                if tx.send(i).await.is_err() {
-                    return;
-                }
-            }
-        });
-        tokio_stream_from(rx)
-    }
-
-    fn tokio_stream_from(
-        mut rx: tokio::sync::mpsc::Receiver<u32>,
-    ) -> impl Stream<Item = u32> + Send + Unpin {
-        Box::pin(futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)))
-    }
-
-    #[tokio::test]
-    async fn ready_batches_gathers_what_a_one_slot_hand_off_already_holds() {
-        // What `ready_chunks` does with such a stream: one item per batch, so one write each.
-        let singles: Vec<Vec<u32>> = handed_over(20).ready_chunks(STREAM_BATCH).collect().await;
-        assert_eq!(singles.len(), 20, "{singles:?}");
-        // `ready_batches` waits a scheduler round or two for the producer: far fewer writes, and
-        // every item once, in order.
-        let batches: Vec<Vec<u32>> = ready_batches(handed_over(20), STREAM_BATCH).collect().await;
-        assert!(batches.len() <= 3, "{batches:?}");
-        assert_eq!(batches.concat(), (0..20).collect::<Vec<_>>());
-        // The cap holds.
-        let capped: Vec<Vec<u32>> = ready_batches(handed_over(20), 8).collect().await;
-        assert!(capped.iter().all(|b| b.len() <= 8), "{capped:?}");
-        assert_eq!(capped.concat(), (0..20).collect::<Vec<_>>());
-    }
 
     fn decode(v: Value) -> Result<(ChatRequest, bool), ApiError> {
         let wire: ChatCompletionRequest =
