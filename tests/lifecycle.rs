@@ -122,6 +122,25 @@ async fn server(dir: &TempDir, base: String, grace: Duration, threads: Option<us
     }
 }
 
+/// Open a stream through `s` and read it up to the upstream's first event: (the response, still
+/// streaming; the text read so far).
+async fn stream_until_first(s: &Server) -> (reqwest::Response, String) {
+    let mut resp = reqwest::Client::new()
+        .post(format!("http://{}/v1/chat/completions", s.addr))
+        .json(&json!({"model": first_model_of("openai"), "stream": true,
+            "messages": [{"role": "user", "content": "x"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut seen = String::new();
+    while !seen.contains("first") {
+        let c = tokio::time::timeout(WAIT, resp.chunk()).await.unwrap();
+        seen.push_str(&String::from_utf8_lossy(&c.unwrap().unwrap()));
+    }
+    (resp, seen)
+}
+
 #[tokio::test]
 async fn health_probes_report_liveness_and_store_readiness() {
     let dir = TempDir::new("health");
@@ -167,20 +186,7 @@ async fn graceful_shutdown_finishes_in_flight_streams(threads: Option<usize>) {
     // A grace period longer than every wait here: the server must stop when its last stream
     // ends (idle keep-alive connections included), not at the deadline.
     let mut s = server(&dir, paced_upstream(Some(rx)).await, WAIT * 3, threads).await;
-    let http = reqwest::Client::new();
-    let mut resp = http
-        .post(format!("http://{}/v1/chat/completions", s.addr))
-        .json(&json!({"model": first_model_of("openai"), "stream": true,
-            "messages": [{"role": "user", "content": "x"}]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    let mut seen = String::new();
-    while !seen.contains("first") {
-        let c = tokio::time::timeout(WAIT, resp.chunk()).await.unwrap();
-        seen.push_str(&String::from_utf8_lossy(&c.unwrap().unwrap()));
-    }
+    let (mut resp, mut seen) = stream_until_first(&s).await;
     // SIGTERM's equivalent: the server stops accepting while the stream is in flight.
     s.stop.take().unwrap().send(()).unwrap();
     let refused = tokio::time::timeout(WAIT, async {
@@ -238,19 +244,7 @@ async fn graceful_shutdown_cuts_streams_at_the_deadline(threads: Option<usize>) 
         threads,
     )
     .await;
-    let http = reqwest::Client::new();
-    let mut resp = http
-        .post(format!("http://{}/v1/chat/completions", s.addr))
-        .json(&json!({"model": first_model_of("openai"), "stream": true,
-            "messages": [{"role": "user", "content": "x"}]}))
-        .send()
-        .await
-        .unwrap();
-    let mut seen = String::new();
-    while !seen.contains("first") {
-        let c = tokio::time::timeout(WAIT, resp.chunk()).await.unwrap();
-        seen.push_str(&String::from_utf8_lossy(&c.unwrap().unwrap()));
-    }
+    let (_resp, _) = stream_until_first(&s).await;
     s.stop.take().unwrap().send(()).unwrap();
     // The upstream never finishes: the server stops anyway, after its grace period.
     tokio::time::timeout(WAIT, s.done)
