@@ -12,36 +12,21 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ $# -ge 1 ] || { echo "usage: benches/ab.sh LLM_RELAY_BINARY..." >&2; exit 2; }
-bin=target/release
+source benches/common.sh
+bench_init ab
 [ -x "$bin/fake-upstream" ] && [ -x "$bin/stream-probe" ] \
   || cargo build --release --locked -p llm-relay-load --bins >&2
 secs=${BENCH_SECS:-5}
-work=$(mktemp -d "${TMPDIR:-/tmp}/llm-relay-ab.XXXXXX")
-pids=()
-cleanup() {
-  local p
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-tck=$(getconf CLK_TCK)
-msgs='"messages":[{"role":"system","content":"You are a concise assistant."},{"role":"user","content":"In two sentences, why do people pick Rust for network services?"}]'
-printf '{"model":"gpt-4o-mini",%s,"temperature":0.7,"max_tokens":256}' "$msgs" >"$work/plain.json"
-printf '{"model":"gpt-4o-mini",%s,"temperature":0.7,"max_tokens":256,"stream":true,"stream_options":{"include_usage":true}}' "$msgs" >"$work/stream.json"
-"$bin/fake-upstream" 0 1 >"$work/fake.out" &
-pids+=("$!")
-for _ in $(seq 100); do grep -q listening "$work/fake.out" 2>/dev/null && break; sleep 0.05; done
-fake_addr=$(awk '/listening/ {print $2}' "$work/fake.out")
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
+write_bodies
+start_fake 1
+port=$(free_port)
 url="http://127.0.0.1:$port/v1/chat/completions"
 
 cell() { # PID BODY -> "req/s p50 cpu_us"
   local r0 r1 out
-  r0=$(awk '{print $14 + $15}' "/proc/$1/stat")
+  r0=$(cpu_ticks "$1")
   out=$(BENCH_BODY="$2" wrk -t2 -c32 -d"${secs}"s --timeout 10s -s benches/wrk.lua "$url" | grep '^RESULT')
-  r1=$(awk '{print $14 + $15}' "/proc/$1/stat")
+  r1=$(cpu_ticks "$1")
   echo "$out" | awk -v rc=$((r1 - r0)) -v tck="$tck" '{
     for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
     n = v["requests"]

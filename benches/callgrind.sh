@@ -13,29 +13,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 modes=${1:-plain stream}
-bin=target/release
 out=target/callgrind
 mkdir -p "$out"
-work=$(mktemp -d "${TMPDIR:-/tmp}/llm-relay-cg.XXXXXX")
-pids=()
-cleanup() {
-  local p
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-msgs='"messages":[{"role":"system","content":"You are a concise assistant."},{"role":"user","content":"In two sentences, why do people pick Rust for network services?"}]'
-printf '{"model":"gpt-4o-mini",%s,"temperature":0.7,"max_tokens":256}' "$msgs" >"$work/plain.json"
-printf '{"model":"gpt-4o-mini",%s,"temperature":0.7,"max_tokens":256,"stream":true,"stream_options":{"include_usage":true}}' "$msgs" >"$work/stream.json"
-
-"$bin/fake-upstream" 0 1 >"$work/fake.out" &
-pids+=("$!")
-for _ in $(seq 100); do grep -q listening "$work/fake.out" 2>/dev/null && break; sleep 0.05; done
-fake_addr=$(awk '/listening/ {print $2}' "$work/fake.out")
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
+source benches/common.sh
+bench_init cg
+write_bodies
+start_fake 1
+port=$(free_port)
 
 # Instructions of one valgrind run serving N requests (plus stream-probe's warm-up).
 count() { # MODE N

@@ -21,44 +21,19 @@ for tool in wrk python3 curl; do
 done
 
 cargo build --release --locked -p llm-relay -p llm-relay-load --bins >&2
-bin=target/release
-
-work=$(mktemp -d "${TMPDIR:-/tmp}/llm-relay-bench.XXXXXX")
-pids=()
-cleanup() {
-  local p
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+source benches/common.sh
+bench_init bench
 # 1,000 client + 1,000 accepted + 1,000 upstream sockets per process at most.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
-}
-# utime + stime of a process, in clock ticks.
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 # A /proc/PID/status field in KiB.
 status_kib() { awk -v f="$2:" '$1 == f {print $2}' "/proc/$1/status"; }
 mib() { awk -v k="$1" 'BEGIN {printf "%.1f", k / 1024}'; }
-tck=$(getconf CLK_TCK)
 
-# Request bodies (compact JSON, as clients send it).
-msgs='"messages":[{"role":"system","content":"You are a concise assistant."},{"role":"user","content":"In two sentences, why do people pick Rust for network services?"}]'
-printf '{"model":"gpt-4o-mini",%s,"temperature":0.7,"max_tokens":256}' "$msgs" >"$work/plain.json"
-printf '{"model":"gpt-4o-mini",%s,"temperature":0.7,"max_tokens":256,"stream":true,"stream_options":{"include_usage":true}}' "$msgs" >"$work/stream.json"
+write_bodies
 printf '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"HOLD-STREAM-OPEN"}],"stream":true,"stream_options":{"include_usage":true}}' >"$work/hold.json"
 
-# Fake upstream.
-"$bin/fake-upstream" 0 "$fake_threads" >"$work/fake.out" &
-fake_pid=$!
-pids+=("$fake_pid")
-for _ in $(seq 100); do grep -q listening "$work/fake.out" 2>/dev/null && break; sleep 0.05; done
-fake_addr=$(awk '/listening/ {print $2}' "$work/fake.out")
-[ -n "$fake_addr" ] || { echo "fake upstream did not start" >&2; exit 1; }
+start_fake "$fake_threads"
 
 # The bare hyper pass-through in front of the same fake.
 pt_port=$(free_port)
