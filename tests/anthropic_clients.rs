@@ -17,11 +17,11 @@
 
 mod common;
 
-use common::process::{ChildGuard, free_port};
+use common::process::{ChildGuard, free_port, read_log, run_logged};
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::fake_upstream::FakeUpstream;
@@ -196,11 +196,6 @@ fn log_dir(name: &str) -> PathBuf {
     dir
 }
 
-fn read_log(path: &Path) -> String {
-    std::fs::read_to_string(path)
-        .unwrap_or_else(|e| format!("<cannot read {}: {e}>", path.display()))
-}
-
 fn provider_of(family: WireFamily) -> &'static llm_relay::catalog::ProviderInfo {
     PROVIDERS.iter().find(|p| p.wire == family).unwrap()
 }
@@ -253,30 +248,6 @@ async fn wait_listed(relay: &mut ChildGuard, base: &str, name: &str, log: &Path)
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-/// Run `cmd` to completion (killed after [`RUN_TIMEOUT`]), output into `log`.
-fn run_logged(mut cmd: Command, log: &Path) -> (Option<ExitStatus>, String) {
-    let out = File::create(log).unwrap();
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(out.try_clone().unwrap())
-        .stderr(out)
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    let deadline = Instant::now() + RUN_TIMEOUT;
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break Some(s);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    (status, read_log(log))
 }
 
 fn bodies(requests: &[Request], p: &str) -> Vec<Value> {
@@ -410,7 +381,7 @@ async fn anthropic_python_sdk_against_the_binary() {
     .env("PYTHONDONTWRITEBYTECODE", "1")
     .env("NO_PROXY", "127.0.0.1,localhost");
     let log = logs.join("pytest.log");
-    let (status, output) = tokio::task::spawn_blocking(move || run_logged(cmd, &log))
+    let (status, output) = tokio::task::spawn_blocking(move || run_logged(cmd, &log, RUN_TIMEOUT))
         .await
         .unwrap();
     println!("pytest output:\n{output}");
@@ -505,7 +476,7 @@ async fn claude_code_runs_a_tool_turn_through_the_relay() {
     .env("DISABLE_AUTOUPDATER", "1")
     .env("NO_PROXY", "127.0.0.1,localhost");
     let log = logs.join("claude.log");
-    let (status, output) = tokio::task::spawn_blocking(move || run_logged(cmd, &log))
+    let (status, output) = tokio::task::spawn_blocking(move || run_logged(cmd, &log, RUN_TIMEOUT))
         .await
         .unwrap();
     let fail = |why: &str| -> ! {

@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::process::{ChildGuard, free_port};
+use common::process::{ChildGuard, free_port, read_log, run_logged};
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -152,11 +152,6 @@ fn log_dir() -> PathBuf {
     dir
 }
 
-fn read_log(path: &Path) -> String {
-    std::fs::read_to_string(path)
-        .unwrap_or_else(|e| format!("<cannot read {}: {e}>", path.display()))
-}
-
 /// Start `llm-relay` with only OpenAI configured, pointed at `upstream`, and one Ollama instance.
 fn spawn_relay(port: u16, upstream: &str, instance: &str, log: &Path) -> ChildGuard {
     let out = File::create(log).unwrap();
@@ -243,34 +238,16 @@ fn run_pytest_file(
     expected: &Value,
     log: &Path,
 ) -> (Option<ExitStatus>, String) {
-    let out = File::create(log).unwrap();
-    let mut child = Command::new(python)
-        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", file])
+    let mut cmd = Command::new(python);
+    cmd.args(["-m", "pytest", "-q", "-p", "no:cacheprovider", file])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("LLM_RELAY_URL", base)
         .env("LLM_RELAY_EXPECTED", expected.to_string())
         .env("PYTHONDONTWRITEBYTECODE", "1")
-        .env("NO_PROXY", "127.0.0.1,localhost")
-        .stdin(Stdio::null())
-        .stdout(out.try_clone().unwrap())
-        .stderr(out)
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run LLM_RELAY_PYTHON={python}: {e}"));
-    let deadline = Instant::now() + PYTEST_TIMEOUT;
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break Some(s);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    (status, read_log(log))
+        .env("NO_PROXY", "127.0.0.1,localhost");
+    run_logged(cmd, log, PYTEST_TIMEOUT)
 }
 
 /// Text of every message of an upstream chat body (string content and text parts).
