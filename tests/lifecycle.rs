@@ -16,8 +16,8 @@ use common::tmp::TempDir;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::relay::{config, first_model_of, sse_payloads};
@@ -261,8 +261,9 @@ async fn graceful_shutdown_cuts_streams_at_the_deadline(threads: Option<usize>) 
     assert_eq!(rec.input_tokens, 4, "the partial usage is kept");
 }
 
-/// Start the binary on `dir` over `upstream`; its address from the "listening" log line.
-fn spawn(dir: &TempDir, upstream: &str) -> (ChildGuard, String) {
+/// Start the binary on `dir` over `upstream`; its address from the "listening" log line, and
+/// the log lines that follow it (stderr, collected as they come).
+fn spawn(dir: &TempDir, upstream: &str) -> (ChildGuard, String, Arc<Mutex<Vec<String>>>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_llm-relay"))
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -289,8 +290,14 @@ fn spawn(dir: &TempDir, upstream: &str) -> (ChildGuard, String) {
         }
     };
     // Keep draining the log so the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines.by_ref() {});
-    (ChildGuard(child), format!("http://{addr}"))
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let sink = log.clone();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            sink.lock().unwrap().push(line);
+        }
+    });
+    (ChildGuard(child), format!("http://{addr}"), log)
 }
 
 async fn chat(http: &reqwest::Client, base: &str) -> bool {
@@ -314,7 +321,7 @@ async fn kill_9_under_load_keeps_every_record_older_than_the_flush_window() {
             "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}})))
         .mount(&fake)
         .await;
-    let (mut child, base) = spawn(&dir, &fake.uri());
+    let (mut child, base, _) = spawn(&dir, &fake.uri());
     let http = reqwest::Client::new();
     // Load from 4 clients; each remembers when its successful requests finished.
     let stop = Arc::new(AtomicBool::new(false));
@@ -361,7 +368,7 @@ async fn kill_9_under_load_keeps_every_record_older_than_the_flush_window() {
     drop(store);
 
     // A restart on the same DATA_DIR serves, is ready, records and shuts down cleanly.
-    let (mut child, base) = spawn(&dir, &fake.uri());
+    let (mut child, base, log) = spawn(&dir, &fake.uri());
     let ready = http
         .get(format!("{base}/health/ready"))
         .send()
@@ -390,6 +397,24 @@ async fn kill_9_under_load_keeps_every_record_older_than_the_flush_window() {
             .success()
     );
     assert!(child.0.wait().unwrap().success());
+    // The access log line, as an operator's log pipeline sees it (stderr is no terminal: no
+    // colour codes; `name=value` fields, strings quoted as the default formatter does).
+    let lines = log.lock().unwrap().clone();
+    let access: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.contains(" llm_relay::usage: request "))
+        .collect();
+    assert_eq!(access.len(), 1, "{lines:#?}");
+    let line = access[0];
+    for part in [
+        " INFO llm_relay::usage: request method=\"POST\" path=\"/v1/chat/completions\" model=",
+        " provider=openai routed=",
+        " status=200 latency_ms=",
+        " prompt_tokens=3 completion_tokens=2 complete=true",
+    ] {
+        assert!(line.contains(part), "{part:?} not in {line:?}");
+    }
+    assert!(!lines.iter().any(|l| l.contains('\u{1b}')), "{lines:#?}");
     let gone = health();
     assert_eq!(gone.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&gone.stderr).contains("cannot connect"));
