@@ -817,6 +817,41 @@ async fn a_huge_login_body_is_refused_before_it_is_read_whole() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 413);
+    // A body within the drain bound past the limit is read to its end before the 413. Before,
+    // the server answered at the limit and closed with unread data, which sends a TCP reset:
+    // the client's next write failed.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(a.base.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    let len = 300 * 1024;
+    tcp.write_all(
+        format!(
+            "POST /api/login HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+             connection: close\r\ncontent-length: {len}\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    // Three parts with pauses: a server that closed after the first has the second answered
+    // with a reset, and the third write fails. An HTTP client surfaces that failure instead of
+    // the answer (reqwest: a connection error).
+    for part in 0..3 {
+        tcp.write_all(&vec![b' '; len / 3])
+            .await
+            .unwrap_or_else(|e| {
+                panic!("part {part}: {e}: the server stopped reading the body while it was sent")
+            });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut answer)).await;
+    let text = String::from_utf8_lossy(&answer);
+    assert!(
+        text.starts_with("HTTP/1.1 413"),
+        "{read:?}: {text:?} (a reset instead of the answer?)"
+    );
     a.stop().await;
 }
 

@@ -447,14 +447,16 @@ pub const MAX_AUTH_BODY_BYTES: usize = 64 * 1024;
 ///
 /// Errors: 413 beyond the bound, 400 when it is not the expected JSON.
 async fn json_body<T: serde::de::DeserializeOwned>(body: Body) -> Result<T, AdminError> {
-    let bytes = body
-        .into_bytes_limit(MAX_AUTH_BODY_BYTES)
+    use crate::frontend::{BodyError, read_body_limited};
+    let bytes = read_body_limited(body, MAX_AUTH_BODY_BYTES)
         .await
         .map_err(|e| match e {
-            poem::error::ReadBodyError::PayloadTooLarge => AdminError::PayloadTooLarge(format!(
+            BodyError::TooLarge => AdminError::PayloadTooLarge(format!(
                 "request body larger than {MAX_AUTH_BODY_BYTES} bytes"
             )),
-            e => AdminError::BadRequest(format!("cannot read the request body: {e}")),
+            BodyError::Read(e) => {
+                AdminError::BadRequest(format!("cannot read the request body: {e}"))
+            }
         })?;
     serde_json::from_slice(&bytes)
         .map_err(|e| AdminError::BadRequest(format!("invalid JSON body: {e}")))

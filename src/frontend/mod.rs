@@ -38,24 +38,33 @@ const DRAIN_BYTES: usize = 1 << 20;
 /// Longest time spent reading those bytes.
 const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// Why a request body could not be read ([`read_body_limited`]).
+#[derive(Debug)]
+pub enum BodyError {
+    /// More than the limit, bytes.
+    TooLarge,
+    /// The connection failed while reading (the transport's message).
+    Read(String),
+}
+
 /// The body's bytes, at most `limit` of them. A body that arrives in one chunk (the usual case:
-/// a request that fits the server's read buffer) is returned as is, without a copy.
+/// a request that fits the server's read buffer) is returned as is, without a copy. Used by the
+/// API frontends and the admin API alike.
 ///
 /// An oversized body is read on, and discarded, for up to [`DRAIN_BYTES`] and [`DRAIN_TIME`]
-/// before the 413: a client still sending when the server closes the connection with unread data
-/// gets a TCP reset instead of the answer (seen as a connection error by the SDKs, and as a flaky
-/// `tests/faults.rs` under load); past those bounds the connection is closed anyway, as nginx's
-/// lingering close does.
+/// before the caller answers 413: a client still sending when the server closes the connection
+/// with unread data gets a TCP reset instead of the answer (seen as a connection error by the
+/// SDKs, and as a flaky `tests/faults.rs` under load); past those bounds the connection is
+/// closed anyway, as nginx's lingering close does.
 ///
-/// Errors: more than `limit` bytes (413), a read error (400).
-async fn read_request_body(body: Body, limit: usize) -> Result<bytes::Bytes, ApiError> {
+/// Errors: more than `limit` bytes ([`BodyError::TooLarge`]), a read error ([`BodyError::Read`]).
+pub async fn read_body_limited(body: Body, limit: usize) -> Result<bytes::Bytes, BodyError> {
     use futures_util::StreamExt;
     let mut stream = std::pin::pin!(body.into_bytes_stream());
     let mut chunks: Vec<bytes::Bytes> = Vec::new();
     let mut len = 0usize;
     while let Some(chunk) = stream.next().await {
-        let chunk =
-            chunk.map_err(|e| ApiError::BadRequest(format!("cannot read request body: {e}")))?;
+        let chunk = chunk.map_err(|e| BodyError::Read(e.to_string()))?;
         len += chunk.len();
         if len > limit {
             let _ = tokio::time::timeout(DRAIN_TIME, async {
@@ -68,7 +77,7 @@ async fn read_request_body(body: Body, limit: usize) -> Result<bytes::Bytes, Api
                 }
             })
             .await;
-            return Err(ApiError::PayloadTooLarge { limit });
+            return Err(BodyError::TooLarge);
         }
         chunks.push(chunk);
     }
@@ -76,6 +85,14 @@ async fn read_request_body(body: Body, limit: usize) -> Result<bytes::Bytes, Api
         0 => bytes::Bytes::new(),
         1 => chunks.swap_remove(0),
         _ => chunks.concat().into(),
+    })
+}
+
+/// [`read_body_limited`] with the API frontends' errors: 413 past `limit`, 400 on a read error.
+async fn read_request_body(body: Body, limit: usize) -> Result<bytes::Bytes, ApiError> {
+    read_body_limited(body, limit).await.map_err(|e| match e {
+        BodyError::TooLarge => ApiError::PayloadTooLarge { limit },
+        BodyError::Read(e) => ApiError::BadRequest(format!("cannot read request body: {e}")),
     })
 }
 

@@ -162,16 +162,16 @@ fn respond(r: Res) -> Response {
 ///
 /// Errors: too large (413), empty or not the expected JSON (400, serde's message).
 pub async fn read_body<T: for<'de> Deserialize<'de>>(body: Body) -> Result<T, AdminError> {
-    let bytes = body
-        .into_bytes_limit(MAX_BODY_BYTES)
+    use crate::frontend::{BodyError, read_body_limited};
+    let bytes = read_body_limited(body, MAX_BODY_BYTES)
         .await
         .map_err(|e| match e {
-            poem::error::ReadBodyError::PayloadTooLarge => AdminError {
+            BodyError::TooLarge => AdminError {
                 status: 413,
                 kind: "payload_too_large",
                 message: format!("request body larger than {MAX_BODY_BYTES} bytes"),
             },
-            other => AdminError::bad(format!("cannot read request body: {other}")),
+            BodyError::Read(other) => AdminError::bad(format!("cannot read request body: {other}")),
         })?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(AdminError::bad(
