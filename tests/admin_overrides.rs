@@ -257,6 +257,12 @@ async fn overrides_change_the_api_server_at_once_and_after_a_restart() {
         .map(|m| m["id"].as_str().unwrap())
         .collect();
     assert!(ids.contains(&m1) && !ids.contains(&m2));
+    // The Anthropic-shaped list (same path, for Anthropic clients) agrees.
+    let ids = anthropic_model_ids(&relay).await;
+    assert!(
+        ids.iter().any(|i| i == m1) && !ids.iter().any(|i| i == m2),
+        "{ids:?}"
+    );
 
     // Settings: the default model for unknown names.
     let (s, set) = admin
@@ -390,6 +396,11 @@ async fn custom_openai_compatible_provider_and_model_route_to_their_upstream() {
             .unwrap()
             .iter()
             .any(|m| m["id"] == "local-ai/house-model")
+    );
+    assert!(
+        anthropic_model_ids(&relay)
+            .await
+            .contains(&"local-ai/house-model".to_string())
     );
     let tags: Value = relay.get("/api/tags").await.json().await.unwrap();
     assert!(
@@ -1534,4 +1545,25 @@ async fn test_connection_reads_a_bounded_answer() {
         "{v}"
     );
     admin.stop().await;
+}
+
+/// The ids of `GET /v1/models` as an Anthropic client asks for it (`anthropic-version`), checking
+/// its `request-id` header on the way.
+async fn anthropic_model_ids(relay: &Relay) -> Vec<String> {
+    let resp = reqwest::Client::new()
+        .get(relay.url("/v1/models"))
+        .header("anthropic-version", "2023-06-01")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let id = resp.headers()["request-id"].to_str().unwrap().to_string();
+    assert!(id.starts_with("req_"), "{id}");
+    let body: Value = resp.json().await.unwrap();
+    body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_string())
+        .collect()
 }

@@ -470,6 +470,7 @@ async fn models_in_anthropic_shape_for_anthropic_clients() {
         .send()
         .await
         .unwrap();
+    let resp_id = resp.headers().get("request-id").cloned();
     let body: Value = resp.json().await.unwrap();
     let data = body["data"].as_array().unwrap();
     assert!(data.iter().any(|m| m["id"] == "gpt-4o"));
@@ -479,6 +480,18 @@ async fn models_in_anthropic_shape_for_anthropic_clients() {
     );
     assert_eq!(body["has_more"], false);
     assert_eq!(body["first_id"], data[0]["id"]);
+    // Every Anthropic answer carries a request id, lists and single models too.
+    let model = reqwest::Client::new()
+        .get(relay.url("/v1/models/gpt-4o"))
+        .header("anthropic-version", "2023-06-01")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(model.status(), 200);
+    for h in [resp_id, model.headers().get("request-id").cloned()] {
+        let h = h.expect("request-id header");
+        assert!(h.to_str().unwrap().starts_with("req_"), "{h:?}");
+    }
     // Without the header: OpenAI's shape, unchanged.
     let body: Value = relay.get("/v1/models").await.json().await.unwrap();
     assert_eq!(body["object"], "list");

@@ -33,7 +33,7 @@ use crate::canonical::{
     ChatRequest, ChatResponse, ContentPart, FinishReason, Message, ResponseFormat, Role,
     SignedThinking, StreamEvent, Tool, ToolCall, ToolChoice, Usage,
 };
-use crate::catalog::{self, Capability, ModelId, WireFamily};
+use crate::catalog::{self, Capability, WireFamily};
 use crate::error::ApiError;
 use crate::relay::{self, AppState, Reply, Target};
 use crate::upstream::anthropic::{thinking_block, tool_input};
@@ -133,27 +133,33 @@ fn model_info(id: &str, display_name: &str, created_at: &str) -> Value {
 }
 
 /// `GET /v1/models` in Anthropic's shape (`{"data":[ModelInfo..],"has_more":false,"first_id",
-/// "last_id"}`): the models of enabled providers, then the Ollama-instance models.
+/// "last_id"}`): the same models as the OpenAI-shaped list (runtime overrides applied), with a
+/// `request-id` header like every Anthropic answer.
 pub fn models_response(state: &AppState) -> Response {
-    let mut data: Vec<Value> = ModelId::all()
-        .filter(|m| state.config.is_enabled(m.info().provider))
-        .map(|m| model_info(m.info().id, m.info().id, &state.started_at))
+    let data: Vec<Value> = super::usable_models(state)
+        .iter()
+        .map(|m| model_info(&m.id, &m.id, &state.started_at))
         .collect();
-    for l in state.instances.snapshot().listed() {
-        let id = l.openai_id();
-        data.push(model_info(id, id, &state.started_at));
-    }
-    state.instances.refresh_soon(&state.client);
     let first = data.first().map(|m| m["id"].clone());
     let last = data.last().map(|m| m["id"].clone());
-    json_response(&json!({"data": data, "has_more": false, "first_id": first, "last_id": last}))
+    with_request_id(
+        json_response(
+            &json!({"data": data, "has_more": false, "first_id": first, "last_id": last}),
+        ),
+        &new_request_id(),
+    )
 }
 
-/// `GET /v1/models/{id}` in Anthropic's shape (same resolution as a chat request).
+/// `GET /v1/models/{id}` in Anthropic's shape (same resolution as a chat request), with a
+/// `request-id` header.
 pub fn model_response(state: &AppState, id: &str) -> Response {
+    let request_id = new_request_id();
     match resolve(state, id) {
-        Ok(_) => json_response(&model_info(id, id, &state.started_at)),
-        Err(e) => error_response(&e),
+        Ok(_) => with_request_id(
+            json_response(&model_info(id, id, &state.started_at)),
+            &request_id,
+        ),
+        Err(e) => error_response_with_id(&e, &request_id),
     }
 }
 

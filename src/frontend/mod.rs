@@ -17,6 +17,54 @@ use serde::de::DeserializeOwned;
 use crate::canonical::ContentPart;
 use crate::error::ApiError;
 
+/// One entry of the `GET /v1/models` lists (OpenAI and Anthropic shapes).
+pub(crate) struct ListedModel {
+    /// What a client puts in `model`.
+    pub id: String,
+    /// Provider, Ollama instance, or custom provider.
+    pub owned_by: String,
+    /// Unix seconds (0 for catalog and custom models, which carry no date).
+    pub created: i64,
+}
+
+/// The models a client can use now, in list order: catalog models of enabled providers that are
+/// not disabled at runtime, Ollama-instance models not disabled, then custom models
+/// (`provider/id`). Starts a background re-discovery of the Ollama instances.
+pub(crate) fn usable_models(state: &crate::relay::AppState) -> Vec<ListedModel> {
+    let snap = state.overrides.load();
+    let mut out: Vec<ListedModel> = crate::catalog::ModelId::all()
+        .filter(|m| state.config.is_enabled(m.info().provider) && !snap.is_disabled(*m))
+        .map(|m| {
+            let info = m.info();
+            ListedModel {
+                id: info.id.to_string(),
+                owned_by: info.provider.name().to_string(),
+                created: 0,
+            }
+        })
+        .collect();
+    out.extend(
+        state
+            .instances
+            .snapshot()
+            .listed()
+            .iter()
+            .filter(|l| !snap.instance_disabled(l.model.instance, &l.model.model))
+            .map(|l| ListedModel {
+                id: l.openai_id().to_string(),
+                owned_by: l.model.instance.to_string(),
+                created: l.model.modified_unix(),
+            }),
+    );
+    out.extend(snap.custom_routes().into_iter().map(|(c, r)| ListedModel {
+        id: format!("{}/{}", r.provider, c.id),
+        owned_by: r.provider.to_string(),
+        created: 0,
+    }));
+    state.instances.refresh_soon(&state.client);
+    out
+}
+
 /// Read a request body up to `limit` bytes and decode it as JSON.
 ///
 /// Errors: too large (413), unreadable, empty, malformed JSON or wrong shape (400, with serde's

@@ -71,27 +71,10 @@ async fn list_models(req: &Request, state: Data<&AppState>) -> Response {
         return super::anthropic::models_response(&state);
     }
     // Runtime overrides: disabled models left out, custom models added.
-    let snap = state.overrides.load();
-    let data: Vec<Value> = ModelId::all()
-        .filter(|m| state.config.is_enabled(m.info().provider) && !snap.is_disabled(*m))
-        .map(model_object)
+    let data: Vec<Value> = super::usable_models(&state)
+        .into_iter()
+        .map(|m| json!({"id": m.id, "object": "model", "created": m.created, "owned_by": m.owned_by}))
         .collect();
-    // Ollama-instance models (see crate::instances), then a background re-discovery.
-    let mut data = data;
-    data.extend(
-        state
-            .instances
-            .snapshot()
-            .listed()
-            .iter()
-            .filter(|l| !snap.instance_disabled(l.model.instance, &l.model.model))
-            .map(|l| l.openai_object()),
-    );
-    data.extend(snap.custom_routes().into_iter().map(|(c, r)| {
-        json!({"id": format!("{}/{}", r.provider, c.id), "object": "model", "created": 0,
-               "owned_by": r.provider})
-    }));
-    state.instances.refresh_soon(&state.client);
     json_response(&json!({"object": "list", "data": data}))
 }
 
