@@ -219,6 +219,7 @@ async fn start_relay(fake: &str, recorder: Option<Arc<Recorder>>) -> String {
         read_timeout: Duration::from_secs(30),
         stream_idle_timeout: Duration::from_secs(30),
         shutdown_grace: Duration::from_secs(10),
+        log_flush: Duration::ZERO,
         providers: PROVIDERS
             .iter()
             .map(|p| {

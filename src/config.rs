@@ -67,6 +67,9 @@ pub struct Config {
     /// connections, all accepting from the one listening socket (`SERVER_THREADS`, default: the
     /// number of CPUs the process may use). See `crate::server::run_threads`.
     pub server_threads: usize,
+    /// How often each API server thread writes out its buffered log lines; zero writes every
+    /// line at once (`LOG_FLUSH_MS`, default 100 ms). See `crate::logbuf`.
+    pub log_flush: Duration,
     /// Providers, indexed in `ProviderId` order.
     pub providers: Vec<ProviderConfig>,
     /// Ollama servers used as upstreams (`OLLAMA_INSTANCES`, `OLLAMA_REFRESH_SECS`).
@@ -250,6 +253,9 @@ impl Config {
                 Some(n) => n,
                 None => std::thread::available_parallelism().map_or(1, |n| n.get()),
             },
+            log_flush: Duration::from_millis(
+                env_parse("LOG_FLUSH_MS", "milliseconds")?.unwrap_or(100),
+            ),
             providers,
             ollama: crate::instances::InstancesConfig::from_env()?,
             image_url_fetch: env_bool("IMAGE_URL_FETCH")?.unwrap_or(true),

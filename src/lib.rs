@@ -32,6 +32,7 @@ pub mod frontend;
 pub mod health;
 pub mod images;
 pub mod instances;
+pub mod logbuf;
 pub mod overrides;
 pub mod relay;
 pub mod route;

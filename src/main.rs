@@ -137,7 +137,7 @@ fn main() -> std::process::ExitCode {
     };
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
+        .with_writer(llm_relay::logbuf::StderrLog)
         .with_ansi(ansi)
         .with_env_filter(filter);
     if ansi {

@@ -170,14 +170,32 @@ pub async fn run_threads(
         let (done_tx, done_rx) = tokio::sync::oneshot::channel::<io::Result<()>>();
         let (mut stop, mut failed, thread_failed) =
             (shutdown.clone(), failed_rx.clone(), Arc::clone(&failed_tx));
+        let log_flush = state.config.log_flush;
         let spawned = std::thread::Builder::new()
             .name(format!("api-{i}"))
             .spawn(move || {
+                // This thread's log lines (one access-log line per request) are written out
+                // in batches: see crate::logbuf.
+                if !log_flush.is_zero() {
+                    crate::logbuf::buffer_this_thread();
+                }
                 let result = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
                     .and_then(|rt| {
                         rt.block_on(async move {
+                            let _flusher = (!log_flush.is_zero()).then(|| {
+                                AbortOnDrop(tokio::spawn(async move {
+                                    let mut every = tokio::time::interval(log_flush);
+                                    every.set_missed_tick_behavior(
+                                        tokio::time::MissedTickBehavior::Delay,
+                                    );
+                                    loop {
+                                        every.tick().await;
+                                        crate::logbuf::flush_this_thread();
+                                    }
+                                }))
+                            });
                             let stopped = async move {
                                 tokio::select! {
                                     _ = stop.wait_for(|s| *s) => {}
@@ -187,6 +205,7 @@ pub async fn run_threads(
                             serve(TcpListener::from_std(listener)?, state, stopped).await
                         })
                     });
+                crate::logbuf::flush_this_thread();
                 if result.is_err() {
                     let _ = thread_failed.send(true);
                 }

@@ -263,7 +263,11 @@ async fn graceful_shutdown_cuts_streams_at_the_deadline(threads: Option<usize>) 
 
 /// Start the binary on `dir` over `upstream`; its address from the "listening" log line, and
 /// the log lines that follow it (stderr, collected as they come).
-fn spawn(dir: &TempDir, upstream: &str) -> (ChildGuard, String, Arc<Mutex<Vec<String>>>) {
+fn spawn(
+    dir: &TempDir,
+    upstream: &str,
+    log_flush_ms: &str,
+) -> (ChildGuard, String, Arc<Mutex<Vec<String>>>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_llm-relay"))
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -274,6 +278,7 @@ fn spawn(dir: &TempDir, upstream: &str) -> (ChildGuard, String, Arc<Mutex<Vec<St
         .env("OPENAI_BASE_URL", format!("{upstream}/v1"))
         .env("DATA_DIR", &dir.0)
         .env("RUST_LOG", "warn,llm_relay=info")
+        .env("LOG_FLUSH_MS", log_flush_ms)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -300,6 +305,24 @@ fn spawn(dir: &TempDir, upstream: &str) -> (ChildGuard, String, Arc<Mutex<Vec<St
     (ChildGuard(child), format!("http://{addr}"), log)
 }
 
+/// The access-log lines of `log`, waiting up to `wait` for the first one.
+async fn access_lines(log: &Mutex<Vec<String>>, wait: Duration) -> Vec<String> {
+    let deadline = Instant::now() + wait;
+    loop {
+        let access: Vec<String> = log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(" llm_relay::usage: request "))
+            .cloned()
+            .collect();
+        if !access.is_empty() || Instant::now() >= deadline {
+            return access;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 async fn chat(http: &reqwest::Client, base: &str) -> bool {
     http.post(format!("{base}/v1/chat/completions"))
         .json(&json!({"model": first_model_of("openai"),
@@ -321,7 +344,7 @@ async fn kill_9_under_load_keeps_every_record_older_than_the_flush_window() {
             "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}})))
         .mount(&fake)
         .await;
-    let (mut child, base, _) = spawn(&dir, &fake.uri());
+    let (mut child, base, _) = spawn(&dir, &fake.uri(), "100");
     let http = reqwest::Client::new();
     // Load from 4 clients; each remembers when its successful requests finished.
     let stop = Arc::new(AtomicBool::new(false));
@@ -367,8 +390,9 @@ async fn kill_9_under_load_keeps_every_record_older_than_the_flush_window() {
     );
     drop(store);
 
-    // A restart on the same DATA_DIR serves, is ready, records and shuts down cleanly.
-    let (mut child, base, log) = spawn(&dir, &fake.uri());
+    // A restart on the same DATA_DIR serves, is ready, records and shuts down cleanly. Its log
+    // lines are flushed only every 10 minutes: the access-log line comes out at the shutdown.
+    let (mut child, base, log) = spawn(&dir, &fake.uri(), "600000");
     let ready = http
         .get(format!("{base}/health/ready"))
         .send()
@@ -388,6 +412,12 @@ async fn kill_9_under_load_keeps_every_record_older_than_the_flush_window() {
     };
     assert!(health().status.success());
     assert!(chat(&http, &base).await);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        access_lines(&log, Duration::ZERO).await,
+        Vec::<String>::new(),
+        "buffered until the flush"
+    );
     let pid = child.0.id().to_string();
     assert!(
         Command::new("kill")
@@ -399,13 +429,10 @@ async fn kill_9_under_load_keeps_every_record_older_than_the_flush_window() {
     assert!(child.0.wait().unwrap().success());
     // The access log line, as an operator's log pipeline sees it (stderr is no terminal: no
     // colour codes; `name=value` fields, strings quoted as the default formatter does).
+    let access = access_lines(&log, Duration::from_secs(5)).await;
     let lines = log.lock().unwrap().clone();
-    let access: Vec<&String> = lines
-        .iter()
-        .filter(|l| l.contains(" llm_relay::usage: request "))
-        .collect();
     assert_eq!(access.len(), 1, "{lines:#?}");
-    let line = access[0];
+    let line = &access[0];
     for part in [
         " INFO llm_relay::usage: request method=\"POST\" path=\"/v1/chat/completions\" model=",
         " provider=openai routed=",
@@ -423,4 +450,9 @@ async fn kill_9_under_load_keeps_every_record_older_than_the_flush_window() {
         store.summary(&Filter::default()).unwrap().requests,
         stored + 1
     );
+    drop(store);
+    // With the default flush interval the line comes out while the server runs.
+    let (_child, base, log) = spawn(&dir, &fake.uri(), "100");
+    assert!(chat(&http, &base).await);
+    assert_eq!(access_lines(&log, Duration::from_secs(5)).await.len(), 1);
 }

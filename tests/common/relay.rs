@@ -32,6 +32,7 @@ pub fn config(enabled: &[(&str, String)]) -> Config {
         read_timeout: Duration::from_secs(5),
         stream_idle_timeout: Duration::from_secs(5),
         shutdown_grace: Duration::from_secs(10),
+        log_flush: Duration::ZERO,
         providers: PROVIDERS
             .iter()
             .map(|p| {

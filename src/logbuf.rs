@@ -1,0 +1,179 @@
+//! Log output (stderr), buffered on the API server threads.
+//!
+//! Every relayed request logs one line (the access log, `crate::usage::RequestLog`). Written
+//! straight to stderr that is one `write(2)` per request: ~10 µs of CPU per request on the 2-core
+//! benchmark VM, a fifth of all the relay spends on a non-streamed request (README, Benchmark).
+//! So each API server thread ([`crate::server::run_threads`]) collects its lines in a buffer of
+//! its own and writes them out in one call when [`BUFFER_BYTES`] are reached, every
+//! `LOG_FLUSH_MS` (its periodic flush task), and when the thread ends, as nginx's
+//! `access_log ... buffer= flush=` does. Lines of one thread keep their order; lines of different
+//! threads interleave per flush (each carries its timestamp). A process crash (`kill -9`) loses at
+//! most the last `LOG_FLUSH_MS` of those lines, the same window as the usage records
+//! (`crate::usage::recorder::FLUSH_INTERVAL`). Every other thread (start-up, admin, usage writer)
+//! writes each line at once, as do the server threads when `LOG_FLUSH_MS=0`.
+
+use std::cell::RefCell;
+use std::io::{self, Write};
+
+/// Bytes a thread's buffer holds before they are written regardless of the flush interval
+/// (~100 access-log lines).
+pub const BUFFER_BYTES: usize = 32 * 1024;
+
+/// A thread's pending log bytes; written out when dropped (thread exit).
+struct Pending(Vec<u8>);
+
+impl Pending {
+    fn write_out(&mut self) -> io::Result<()> {
+        if self.0.is_empty() {
+            return Ok(());
+        }
+        let r = emit(&self.0);
+        self.0.clear();
+        r
+    }
+}
+
+/// Write `data` to stderr in one call (unit tests capture it per thread instead).
+fn emit(data: &[u8]) -> io::Result<()> {
+    #[cfg(test)]
+    if let Some(r) = tests::capture(data) {
+        return r;
+    }
+    io::stderr().lock().write_all(data)
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        let _ = self.write_out();
+    }
+}
+
+thread_local! {
+    /// `Some` on threads that buffer their lines ([`buffer_this_thread`]).
+    static PENDING: RefCell<Option<Pending>> = const { RefCell::new(None) };
+}
+
+/// From now on, buffer the calling thread's log lines until [`flush_this_thread`], until
+/// [`BUFFER_BYTES`] are pending, or until the thread ends.
+pub fn buffer_this_thread() {
+    PENDING.with(|p| {
+        let mut p = p.borrow_mut();
+        if p.is_none() {
+            *p = Some(Pending(Vec::with_capacity(BUFFER_BYTES)));
+        }
+    });
+}
+
+/// Write out the calling thread's pending log lines (nothing on a thread that does not buffer).
+pub fn flush_this_thread() {
+    PENDING.with(|p| {
+        if let Ok(mut p) = p.try_borrow_mut()
+            && let Some(p) = p.as_mut()
+        {
+            let _ = p.write_out();
+        }
+    });
+}
+
+/// The log writer (`tracing_subscriber::fmt().with_writer(StderrLog)`): stderr, through the
+/// calling thread's buffer where there is one.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StderrLog;
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for StderrLog {
+    type Writer = LogLine;
+
+    fn make_writer(&'a self) -> LogLine {
+        LogLine
+    }
+}
+
+/// One formatted log event on its way to stderr (see [`StderrLog`]).
+#[derive(Debug)]
+pub struct LogLine;
+
+impl Write for LogLine {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let buffered = PENDING.with(|p| match p.try_borrow_mut() {
+            Ok(mut p) => match p.as_mut() {
+                Some(p) => {
+                    p.0.extend_from_slice(data);
+                    if p.0.len() >= BUFFER_BYTES {
+                        p.write_out()?;
+                    }
+                    Ok::<bool, io::Error>(true)
+                }
+                None => Ok(false),
+            },
+            // A log call while this thread writes out its buffer (none today): straight through.
+            Err(_) => Ok(false),
+        })?;
+        if !buffered {
+            emit(data)?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    thread_local! {
+        static CAPTURED: RefCell<Option<Vec<u8>>> = const { RefCell::new(None) };
+    }
+
+    /// Keep what this test thread writes out (instead of printing it).
+    pub(super) fn capture(data: &[u8]) -> Option<io::Result<()>> {
+        CAPTURED
+            .try_with(|c| {
+                c.borrow_mut().as_mut().map(|c| {
+                    c.extend_from_slice(data);
+                    Ok(())
+                })
+            })
+            .ok()
+            .flatten()
+    }
+
+    fn written() -> Vec<u8> {
+        CAPTURED.with(|c| c.borrow().clone().unwrap_or_default())
+    }
+
+    fn pending_len() -> Option<usize> {
+        PENDING.with(|p| p.borrow().as_ref().map(|p| p.0.len()))
+    }
+
+    #[test]
+    fn lines_wait_in_a_buffering_thread_until_flushed_or_full() {
+        std::thread::spawn(|| {
+            CAPTURED.with(|c| *c.borrow_mut() = Some(Vec::new()));
+            // Not buffering: straight through.
+            LogLine.write_all(b"first\n").unwrap();
+            assert_eq!((pending_len(), written()), (None, b"first\n".to_vec()));
+            buffer_this_thread();
+            LogLine.write_all(b"one line\n").unwrap();
+            LogLine.write_all(b"two\n").unwrap();
+            assert_eq!(pending_len(), Some(13));
+            assert_eq!(written(), b"first\n");
+            flush_this_thread();
+            assert_eq!(pending_len(), Some(0));
+            assert_eq!(written(), b"first\none line\ntwo\n");
+            // A full buffer is written at once, without waiting for the flush.
+            let line = vec![b'x'; 1000];
+            for _ in 0..BUFFER_BYTES / 1000 {
+                LogLine.write_all(&line).unwrap();
+            }
+            assert_eq!(pending_len(), Some(BUFFER_BYTES / 1000 * 1000));
+            LogLine.write_all(&line).unwrap();
+            assert_eq!(pending_len(), Some(0));
+            assert_eq!(written().len(), 19 + (BUFFER_BYTES / 1000 + 1) * 1000);
+        })
+        .join()
+        .unwrap();
+    }
+}
