@@ -13,9 +13,11 @@
 //! - [`recorder`]: bounded channel + batching writer thread.
 //! - [`query`]: query shapes and the CLI table.
 //! - [`dns`]: reverse DNS for host names (writer side).
+//! - [`estimate`]: chars/4 token estimates (prompts; streams cut before their usage).
 
 pub mod cost;
 pub mod dns;
+pub mod estimate;
 pub mod query;
 pub mod record;
 pub mod recorder;
