@@ -437,6 +437,7 @@ fn records(now_ms: i64) -> Vec<UsageRecord> {
         cache_write_tokens: 0,
         cost_pico_usd: Some(2_000_000_000), // $0.002
         cost_source: CostSource::Estimated,
+        tokens_estimated: false,
     };
     vec![
         base.clone(),

@@ -302,6 +302,7 @@ impl RequestLog {
             cache_write_tokens: u.cache_write_tokens,
             cost_pico_usd: c.pico_usd(),
             cost_source: c.source,
+            tokens_estimated: false,
         }
     }
 }
