@@ -1102,7 +1102,11 @@ async fn messages_inner(
         }
         Ok((req, Reply::Stream(events))) => {
             log.set_first_token();
-            let enc = StreamEncoder::new(req.model.clone(), estimate_tokens(&req));
+            // The request log already estimated a recorded stream's prompt.
+            let estimate = log
+                .prompt_estimate()
+                .unwrap_or_else(|| estimate_tokens(&req));
+            let enc = StreamEncoder::new(req.model.clone(), estimate);
             sse_response(stream_body(events, enc, log))
         }
     }
