@@ -76,8 +76,9 @@ pub struct RequestLog {
     /// Characters (UTF-8 bytes) of answer text, reasoning text and tool-call names and arguments
     /// streamed to the client so far (a running sum: no allocation per event).
     streamed_chars: u64,
-    /// The latest usage arrived after some output was streamed, so its completion count covers
-    /// output (a count reported before any, as in Anthropic's `message_start`, does not).
+    /// The latest usage arrived after some output was streamed. Matters for the Anthropic wire
+    /// family (`separate_cache`): its `message_start` carries a provisional output count (1)
+    /// before any output, the real one comes in `message_delta` at the end.
     usage_after_output: bool,
 }
 
@@ -277,10 +278,11 @@ impl RequestLog {
     /// (client gone, shutdown, idle timeout, upstream failure), where the classes the upstream
     /// had not reported yet are estimated (chars / 4, [`estimate`]):
     /// - prompt tokens, when no prompt count arrived: the estimate of the request;
-    /// - completion tokens, when no usage arrived after output was streamed (OpenAI-compatible
-    ///   upstreams report usage in their last chunk, Ollama in its `done` line, Anthropic its
-    ///   output in `message_delta`): the estimate of the characters streamed, when larger than
-    ///   a count reported before the output (Anthropic's `message_start`).
+    /// - completion tokens, when no completion count arrived (OpenAI-compatible upstreams report
+    ///   usage in their last chunk, Ollama in its `done` line), or, from an Anthropic-family
+    ///   upstream, none after output was streamed (its real output count comes in
+    ///   `message_delta`; `message_start` has a provisional one): the estimate of the characters
+    ///   streamed, when larger than the count reported.
     ///
     /// An estimate also drops a provider-reported cost (it would not cover the estimated tokens):
     /// the cost is then computed from the estimate (`estimated`, or `unpriced`).
@@ -296,8 +298,8 @@ impl RequestLog {
             u.prompt_tokens = p;
             estimated = true;
         }
-        let output_reported =
-            self.usage_after_output && (u.completion_tokens > 0 || u.reasoning_tokens > 0);
+        let output_reported = (u.completion_tokens > 0 || u.reasoning_tokens > 0)
+            && (self.usage_after_output || !self.separate_cache);
         let output = estimate::tokens_for_chars(self.streamed_chars);
         if !output_reported && output > u.completion_tokens.max(u.reasoning_tokens) {
             u.completion_tokens = output;
@@ -489,11 +491,12 @@ mod tests {
         );
     }
 
-    /// Anthropic: input (and a first output count) at `message_start`, before any output; the
-    /// input count is kept, the output estimated from what followed.
+    /// Anthropic: input and a provisional output count at `message_start`, before any output;
+    /// the input count is kept, the output estimated from what followed.
     #[test]
-    fn a_count_reported_before_the_output_keeps_the_prompt_and_estimates_the_output() {
+    fn an_anthropic_count_before_the_output_keeps_the_prompt_and_estimates_the_output() {
         let mut log = started_stream(7);
+        log.separate_cache = true;
         log.observe(&usage(25, 1));
         log.observe(&text(&"x".repeat(40)));
         let (u, estimated) = log.usage_with_estimates();
@@ -504,11 +507,11 @@ mod tests {
         assert_eq!(u.reported_cost_usd, None);
     }
 
-    /// Usage after the output (a running usage in every chunk): the upstream's counts stand.
+    /// A completion count reported (a running usage in every chunk, before the text of its
+    /// chunk): the upstream's counts stand.
     #[test]
-    fn usage_reported_after_output_is_kept() {
+    fn reported_counts_are_kept() {
         let mut log = started_stream(7);
-        log.observe(&text("Hello"));
         log.observe(&usage(12, 1));
         log.observe(&text(&"x".repeat(400)));
         let (u, estimated) = log.usage_with_estimates();
@@ -517,6 +520,18 @@ mod tests {
             (12, 1, false)
         );
         assert_eq!(u.reported_cost_usd, Some(1.0));
+
+        // Anthropic's final count (`message_delta`, after the output).
+        let mut log = started_stream(7);
+        log.separate_cache = true;
+        log.observe(&usage(25, 1));
+        log.observe(&text(&"x".repeat(400)));
+        log.observe(&usage(25, 90));
+        let (u, estimated) = log.usage_with_estimates();
+        assert_eq!(
+            (u.prompt_tokens, u.completion_tokens, estimated),
+            (25, 90, false)
+        );
     }
 
     /// No estimate for a complete stream, a stream that never started, or an answer that was
