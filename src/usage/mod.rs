@@ -3,8 +3,10 @@
 //!
 //! A [`RequestLog`] is created when a request arrives ([`RequestLog::start`]) and dropped when its
 //! response is complete, including when a stream ends early (client disconnect, upstream
-//! failure): `Drop` writes the log line, prices the [`Usage`] seen so far ([`cost`]) and hands a
-//! [`UsageRecord`] to the [`Recorder`] (a non-blocking `try_send`; nothing here waits on storage).
+//! failure): `Drop` writes the log line, prices the [`Usage`] seen so far ([`cost`]; a stream cut
+//! before the upstream reported some counts gets them estimated, [`estimate`], and the record says
+//! `tokens_estimated`) and hands a [`UsageRecord`] to the [`Recorder`] (a non-blocking
+//! `try_send`; nothing here waits on storage).
 //!
 //! # Layout
 //! - [`tags`]: attribution (tags, client IP, User-Agent).
