@@ -437,6 +437,7 @@ fn records(now_ms: i64) -> Vec<UsageRecord> {
         cache_write_tokens: 0,
         cost_pico_usd: Some(2_000_000_000), // $0.002
         cost_source: CostSource::Estimated,
+        tokens_estimated: false,
     };
     vec![
         base.clone(),
@@ -445,6 +446,8 @@ fn records(now_ms: i64) -> Vec<UsageRecord> {
             tags: vec!["bob".into()],
             client_ip: Some("192.0.2.11".into()),
             latency_ms: 3_000,
+            // A stream cut before its usage: counts estimated by llm-relay.
+            tokens_estimated: true,
             ..base.clone()
         },
         UsageRecord {
@@ -556,7 +559,9 @@ async fn usage_endpoints_answer_from_the_live_store() {
     assert_eq!(recs[0]["error"], "upstream_error");
     assert_eq!(recs[0]["cost_usd"], Value::Null);
     assert_eq!(recs[0]["cost_source"], "unpriced");
+    assert_eq!(recs[0]["tokens_estimated"], false);
     assert_eq!(recs[1]["api"], "openai");
+    assert_eq!(recs[1]["tokens_estimated"], true);
     assert_eq!(recs[1]["ttft_ms"], 200);
     assert_eq!(recs[1]["latency_ms"], 3_000);
     assert_eq!(recs[1]["tags"], json!(["bob"]));

@@ -64,6 +64,10 @@ enum After {
     Trickle,
     /// Send 1 KiB text events as fast as the socket takes them (up to `FLOOD_BYTES`).
     Flood,
+    /// Send nothing more until [`Upstream::resume`], then as `Trickle` (a stream still generating,
+    /// its final usage not sent yet; the events after the pause let llm-relay see a client that
+    /// left meanwhile: it notices only when it writes).
+    Resume,
 }
 
 /// How much a flooding upstream tries to send: far more than any buffer on the way.
@@ -78,6 +82,8 @@ struct Upstream {
     closed: Arc<AtomicUsize>,
     /// Body bytes written (the flood counter).
     written: Arc<AtomicU64>,
+    /// Wakes one `After::Resume` stream.
+    resume: Arc<tokio::sync::Notify>,
 }
 
 impl Upstream {
@@ -87,13 +93,19 @@ impl Upstream {
         let accepted = Arc::new(AtomicUsize::new(0));
         let closed = Arc::new(AtomicUsize::new(0));
         let written = Arc::new(AtomicU64::new(0));
-        let (a, c, w) = (accepted.clone(), closed.clone(), written.clone());
+        let resume = Arc::new(tokio::sync::Notify::new());
+        let (a, c, w, r) = (
+            accepted.clone(),
+            closed.clone(),
+            written.clone(),
+            resume.clone(),
+        );
         tokio::spawn(async move {
             while let Ok((sock, _)) = listener.accept().await {
                 a.fetch_add(1, Ordering::SeqCst);
-                let (script, c, w) = (script.clone(), c.clone(), w.clone());
+                let (script, c, w, r) = (script.clone(), c.clone(), w.clone(), r.clone());
                 tokio::spawn(async move {
-                    if serve(sock, script, w).await {
+                    if serve(sock, script, w, r).await {
                         c.fetch_add(1, Ordering::SeqCst);
                     }
                 });
@@ -104,7 +116,13 @@ impl Upstream {
             accepted,
             closed,
             written,
+            resume,
         }
+    }
+
+    /// Let one `After::Resume` stream go on (now, or when it gets there).
+    fn resume(&self) {
+        self.resume.notify_one();
     }
 
     /// Wait until llm-relay has closed `n` connections to this upstream.
@@ -173,7 +191,12 @@ async fn until_closed(sock: &mut TcpStream) -> bool {
 }
 
 /// Serve one connection (requests in a loop for keep-alive); true when llm-relay closed it.
-async fn serve(mut sock: TcpStream, script: Script, written: Arc<AtomicU64>) -> bool {
+async fn serve(
+    mut sock: TcpStream,
+    script: Script,
+    written: Arc<AtomicU64>,
+    resume: Arc<tokio::sync::Notify>,
+) -> bool {
     loop {
         if !read_request(&mut sock).await {
             return true;
@@ -223,7 +246,10 @@ async fn serve(mut sock: TcpStream, script: Script, written: Arc<AtomicU64>) -> 
                         drop(sock);
                         return false;
                     }
-                    After::KeepAlive | After::Trickle => {
+                    After::KeepAlive | After::Trickle | After::Resume => {
+                        if *after == After::Resume {
+                            resume.notified().await;
+                        }
                         let tick = if *after == After::KeepAlive {
                             ": keep-alive\n\n".to_string()
                         } else {
@@ -779,8 +805,73 @@ async fn client_disconnect_cancels_the_upstream_request_and_records_partial_usag
             (Some("client_disconnected"), true, false),
             "{api:?}"
         );
-        assert_eq!((r.input_tokens, r.output_tokens), (12, 2), "{api:?}");
+        // The upstream's running usage covers what was streamed: nothing is estimated.
+        assert_eq!(
+            (r.input_tokens, r.output_tokens, r.tokens_estimated),
+            (12, 2, false),
+            "{api:?}"
+        );
         no_leaked_tasks(baseline, &format!("{api:?} disconnect")).await;
+    }
+    h.still_serving().await;
+}
+
+/// OpenAI-compatible upstreams report usage only in their last chunk: a stream cut before it is
+/// recorded with estimated tokens (chars / 4) for the prompt and for the text streamed so far,
+/// and priced from them.
+///
+/// llm-relay notices the client left at its next write, so the upstream sends `.` events after
+/// the client is gone (`After::Resume`); up to 3 of them streamed before the failed write do not
+/// change the estimate of the 9 characters sent before (ceil(12 / 4) = ceil(9 / 4) = 3).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_disconnect_before_the_final_usage_records_estimated_tokens() {
+    use llm_relay::canonical::{ChatRequest, Message, Role};
+    use llm_relay::usage::cost::CostSource;
+    use llm_relay::usage::estimate;
+
+    let sent = ["Hello", " Bob"];
+    let up = Upstream::start(Script::Sse(
+        sent.iter().map(|t| text_event(t, None)).collect(),
+        After::Resume,
+    ))
+    .await;
+    let h = Harness::start("disconnect-estimate", &up.base, |_| {}).await;
+    // What `Harness::chat` asks, in canonical form.
+    let prompt = estimate::prompt_tokens(&ChatRequest {
+        messages: vec![Message::text(Role::User, "hi")],
+        ..ChatRequest::default()
+    });
+    let output = estimate::tokens_for_chars(sent.concat().len() as u64);
+    assert_eq!((prompt, output), (5, 3));
+    for (i, api) in APIS.into_iter().enumerate() {
+        let mut resp = h.chat(api, true).await;
+        assert_eq!(resp.status(), 200);
+        let mut seen = String::new();
+        while !seen.contains("Bob") {
+            let c = tokio::time::timeout(WAIT, resp.chunk())
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap();
+            seen.push_str(&String::from_utf8_lossy(&c));
+        }
+        drop(resp);
+        up.resume();
+        up.wait_closed(i + 1, &format!("{api:?}")).await;
+        let r = h.record(i as u64 + 1).await;
+        assert_eq!(
+            (r.error.as_deref(), r.stream, r.complete),
+            (Some("client_disconnected"), true, false),
+            "{api:?}"
+        );
+        assert_eq!(
+            (r.input_tokens, r.output_tokens, r.tokens_estimated),
+            (prompt, output, true),
+            "{api:?}"
+        );
+        // Priced from the estimate like any count (the catalog model has a price).
+        assert_eq!(r.cost_source, CostSource::Estimated, "{api:?}");
+        assert!(r.cost_pico_usd.is_some_and(|c| c > 0), "{api:?}");
     }
     h.still_serving().await;
 }

@@ -340,6 +340,8 @@ async fn cancelled_stream_records_partial_usage() {
     assert!(r.stream && !r.complete);
     assert_eq!(r.error.as_deref(), Some("client_disconnected"));
     assert_eq!((r.input_tokens, r.output_tokens), (12, 2));
+    // The running usage covers what was streamed: nothing estimated.
+    assert!(!r.tokens_estimated);
     assert!(r.cost_pico_usd.unwrap() > 0);
     assert!(r.ttft_ms.is_some());
 }
@@ -655,8 +657,11 @@ fn anthropic_start(input: u64, read: u64, write: u64) -> serde_json::Value {
             "cache_creation_input_tokens":write,"output_tokens":1}}})
 }
 
+/// Anthropic reports input tokens at `message_start` (kept) and the real output count only in
+/// `message_delta` at the end (`message_start`'s `output_tokens: 1` is provisional): a stream cut
+/// before it gets its output estimated from the text streamed (chars / 4).
 #[tokio::test]
-async fn anthropic_stream_cut_after_message_start_keeps_its_input_tokens() {
+async fn anthropic_stream_cut_after_message_start_keeps_its_input_tokens_and_estimates_output() {
     let dir = TempDir::new("anth-cut");
     let base = scripted_upstream(
         vec![
@@ -672,21 +677,26 @@ async fn anthropic_stream_cut_after_message_start_keeps_its_input_tokens() {
     stream_then_hang_up(&relay, model, "Hello").await;
     let r = wait_for_record(&recorder, &store).await;
     assert_eq!(r.error.as_deref(), Some("client_disconnected"));
+    // "Hello", and up to 3 "." ticks streamed before llm-relay noticed the hang-up (at a
+    // write): ceil(5 / 4) = ceil(8 / 4) = 2.
+    let output = llm_relay::usage::estimate::tokens_for_chars(5);
+    assert_eq!(output, 2);
     // Anthropic's input_tokens excludes the cache: prompt = 100 + 50 + 20.
     assert_eq!(
         (
             r.input_tokens,
             r.cache_read_tokens,
             r.cache_write_tokens,
-            r.output_tokens
+            r.output_tokens,
+            r.tokens_estimated
         ),
-        (170, 50, 20, 1)
+        (170, 50, 20, output, true)
     );
     let usage = llm_relay::canonical::Usage {
         prompt_tokens: 170,
         cache_read_tokens: 50,
         cache_write_tokens: 20,
-        completion_tokens: 1,
+        completion_tokens: output,
         ..Default::default()
     };
     let want = llm_relay::usage::cost::cost(
@@ -720,7 +730,11 @@ async fn anthropic_error_after_message_start_is_an_http_error_with_its_input_tok
     assert_eq!(resp.status(), 529);
     let r = wait_for_record(&recorder, &store).await;
     assert_eq!(r.status, 529);
-    assert_eq!((r.input_tokens, r.output_tokens), (100, 1));
+    // Failed before its first event: the counts reported, nothing estimated.
+    assert_eq!(
+        (r.input_tokens, r.output_tokens, r.tokens_estimated),
+        (100, 1, false)
+    );
 }
 
 #[tokio::test]
@@ -748,6 +762,8 @@ async fn gemini_stream_cut_midway_keeps_the_usage_so_far() {
         ),
         (300, 100, 7, 5)
     );
+    // Gemini's running usage is a count: kept, not estimated.
+    assert!(!r.tokens_estimated);
     assert!(r.cost_pico_usd.unwrap() > 0);
 }
 

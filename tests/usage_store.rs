@@ -49,6 +49,7 @@ fn fixture_records() -> Vec<UsageRecord> {
         // Seed 002's worked example: $0.0465.
         cost_pico_usd: Some(46_500_000_000),
         cost_source: CostSource::Estimated,
+        tokens_estimated: false,
     };
     vec![
         base.clone(),
@@ -113,6 +114,9 @@ impl Drop for TempDir {
     }
 }
 
+/// Wrote `v1.redb` when records were stored as version 1. This build writes version-2 records
+/// (`tokens_estimated`): running it now would replace the version-1 fixture with version-2
+/// values, so do not (a version-2 fixture needs its own file and test).
 #[test]
 #[ignore = "writes tests/fixtures/usage/v1.redb; run deliberately"]
 fn write_v1_fixture() {

@@ -8,6 +8,11 @@ const enc = encodeURIComponent;
 const modelQuery = (m) => `provider=${enc(m.provider)}&model=${enc(m.id)}`;
 const todayUtc = () => new Date().toISOString().slice(0, 10);
 const noneKey = (k) => (k === '' ? '(none)' : k);
+/** A request's token count, `≈` in front (and a tooltip) when llm-relay estimated the request's
+ * counts: a stream cut before the upstream reported its usage. */
+const approx = (r, n) => (r.tokens_estimated
+  ? h('span', { title: 'Estimated (characters / 4): the stream ended before the upstream reported its usage' }, '≈' + int(n))
+  : int(n));
 
 function head(title, sub, ...actions) {
   return h('div', { class: 'page-head' }, h('div', {}, h('h1', {}, title), sub ? h('div', { class: 'muted' }, sub) : null), h('div', { class: 'toolbar' }, actions));
@@ -400,8 +405,8 @@ const usage = {
       { label: 'Tags', cell: (r) => r.tags.map((t) => badge(t)) },
       { label: 'Client', cell: (r) => h('span', { title: r.user_agent || '' }, r.client_host || r.client_ip || '–') },
       { label: 'Status', cell: (r) => (r.status >= 400 || r.error ? badge(r.error || String(r.status), 'bad') : badge(String(r.status), 'ok')) },
-      { label: 'In', num: true, cell: (r) => int(r.input_tokens) },
-      { label: 'Out', num: true, cell: (r) => int(r.output_tokens) },
+      { label: 'In', num: true, cell: (r) => approx(r, r.input_tokens) },
+      { label: 'Out', num: true, cell: (r) => approx(r, r.output_tokens) },
       { label: 'Cost', num: true, cell: (r) => h('span', { title: r.cost_source }, usd(r.cost_usd)) },
       { label: 'TTFT', num: true, cell: (r) => ms(r.ttft_ms) },
       { label: 'Latency', num: true, cell: (r) => ms(r.latency_ms) },

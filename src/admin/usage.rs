@@ -193,6 +193,7 @@ pub fn record_json(r: &UsageRecord) -> Value {
         "cache_write_tokens": r.cache_write_tokens,
         "cost_usd": r.cost_usd(),
         "cost_source": r.cost_source.as_str(),
+        "tokens_estimated": r.tokens_estimated,
         "ttft_ms": r.ttft_ms,
         "latency_ms": r.latency_ms,
     })

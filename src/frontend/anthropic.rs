@@ -38,6 +38,7 @@ use crate::error::ApiError;
 use crate::relay::{self, AppState, Reply, Target};
 use crate::upstream::anthropic::{thinking_block, tool_input};
 use crate::usage::RequestLog;
+use crate::usage::estimate::prompt_tokens as estimate_tokens;
 
 /// Add the Messages routes to the `/v1` route table (query strings such as Claude Code's
 /// `?beta=true` do not take part in routing).
@@ -681,45 +682,6 @@ fn fit_to_target(req: &mut ChatRequest, thinking: &Thinking, target: &Target) {
     }
 }
 
-// ---- token estimate ----
-
-/// Characters per token of the estimate (the common ~4 for English text and code).
-const CHARS_PER_TOKEN: usize = 4;
-/// Tokens counted per image (Anthropic: width*height/750, ~1600 at the 1.15 MP size it scales
-/// images to).
-const IMAGE_TOKENS: u64 = 1600;
-/// Tokens of framing per message (role markers).
-const MESSAGE_OVERHEAD: u64 = 4;
-
-/// An estimate of the prompt tokens of `req` for upstreams without a token-counting endpoint:
-/// text characters / 4, plus the tool definitions, plus 1600 per image.
-pub fn estimate_tokens(req: &ChatRequest) -> u64 {
-    let mut chars = 0usize;
-    let mut extra = 0u64;
-    for s in &req.system {
-        chars += s.len();
-    }
-    for m in &req.messages {
-        extra += MESSAGE_OVERHEAD;
-        for p in &m.content {
-            match p {
-                ContentPart::Text(t) => chars += t.len(),
-                ContentPart::Image { .. } | ContentPart::ImageUrl(_) => extra += IMAGE_TOKENS,
-            }
-        }
-        for c in &m.tool_calls {
-            chars += c.name.len() + c.arguments.len();
-        }
-        chars += m.thinking.as_ref().map_or(0, String::len);
-    }
-    for t in &req.tools {
-        chars += t.name.len()
-            + t.description.as_ref().map_or(0, String::len)
-            + t.parameters.to_string().len();
-    }
-    (chars.div_ceil(CHARS_PER_TOKEN) as u64 + extra).max(1)
-}
-
 // ---- response encoding ----
 
 /// `stop_reason` and `stop_sequence` of an answer.
@@ -1146,7 +1108,11 @@ async fn messages_inner(
         }
         Ok((req, Reply::Stream(events))) => {
             log.set_first_token();
-            let enc = StreamEncoder::new(req.model.clone(), estimate_tokens(&req));
+            // The request log already estimated a recorded stream's prompt.
+            let estimate = log
+                .prompt_estimate()
+                .unwrap_or_else(|| estimate_tokens(&req));
+            let enc = StreamEncoder::new(req.model.clone(), estimate);
             sse_response(stream_body(events, enc, log))
         }
     }
@@ -1174,7 +1140,8 @@ async fn count_tokens(state: Data<&AppState>, body: Body) -> Response {
 }
 
 /// The prompt tokens of a Messages request: Anthropic's own count when the model is served by
-/// an Anthropic-family upstream (its `/messages/count_tokens`), else [`estimate_tokens`].
+/// an Anthropic-family upstream (its `/messages/count_tokens`), else the estimate of
+/// [`crate::usage::estimate::prompt_tokens`].
 ///
 /// Errors: bad request (400), unknown model (404), the upstream's errors.
 async fn count_tokens_inner(state: &AppState, body: Body) -> Result<u64, ApiError> {

@@ -66,39 +66,8 @@ pub struct StoredRecordV1 {
     pub cost_source: String,
 }
 
-impl From<&UsageRecord> for StoredRecordV1 {
-    fn from(r: &UsageRecord) -> Self {
-        StoredRecordV1 {
-            v: 1,
-            t: r.time_ms,
-            frontend: r.frontend.to_string(),
-            endpoint: r.endpoint.to_string(),
-            provider: r.provider.to_string(),
-            model: r.model.to_string(),
-            model_requested: r.model_requested.clone(),
-            tags: r.tags.clone(),
-            client_ip: r.client_ip.clone(),
-            client_host: r.client_host.clone(),
-            user_agent: r.user_agent.clone(),
-            stream: r.stream,
-            status: r.status,
-            error: r.error.as_deref().map(str::to_string),
-            complete: r.complete,
-            latency_ms: r.latency_ms,
-            ttft_ms: r.ttft_ms,
-            input: r.input_tokens,
-            output: r.output_tokens,
-            reasoning: r.reasoning_tokens,
-            cached_input: r.cached_input_tokens,
-            cache_read: r.cache_read_tokens,
-            cache_write: r.cache_write_tokens,
-            cost_pico: r.cost_pico_usd,
-            cost_source: r.cost_source.as_str().into(),
-        }
-    }
-}
-
 impl From<StoredRecordV1> for UsageRecord {
+    /// A version-1 record: its token counts were all the upstream's (`tokens_estimated` false).
     fn from(s: StoredRecordV1) -> Self {
         UsageRecord {
             time_ms: s.t,
@@ -125,14 +94,138 @@ impl From<StoredRecordV1> for UsageRecord {
             cache_write_tokens: s.cache_write,
             cost_pico_usd: s.cost_pico,
             cost_source: CostSource::parse(&s.cost_source).unwrap_or_default(),
+            tokens_estimated: false,
         }
     }
 }
 
-/// [`StoredRecordV1`] borrowing the record's strings instead of copying them (~10 `String`s per
+/// A usage record as stored in the `requests` table (version 2): version 1 plus
+/// `tokens_estimated`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct StoredRecordV2 {
+    /// Format version: 2.
+    pub v: u8,
+    /// Arrival, Unix ms.
+    pub t: i64,
+    /// Client API.
+    pub frontend: String,
+    /// Path.
+    pub endpoint: String,
+    /// Provider.
+    pub provider: String,
+    /// Resolved model id.
+    pub model: String,
+    /// Model as asked.
+    pub model_requested: String,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Client IP.
+    pub client_ip: Option<String>,
+    /// Client host name.
+    pub client_host: Option<String>,
+    /// User-Agent.
+    pub user_agent: Option<String>,
+    /// Stream flag.
+    pub stream: bool,
+    /// HTTP status.
+    pub status: u16,
+    /// Error kind.
+    pub error: Option<String>,
+    /// Delivered completely.
+    pub complete: bool,
+    /// Latency, ms.
+    pub latency_ms: u64,
+    /// Time to first token, ms.
+    pub ttft_ms: Option<u64>,
+    /// Token classes (see [`UsageRecord`]).
+    pub input: u64,
+    /// Output tokens.
+    pub output: u64,
+    /// Reasoning tokens.
+    pub reasoning: u64,
+    /// Cached input tokens.
+    pub cached_input: u64,
+    /// Cache reads.
+    pub cache_read: u64,
+    /// Cache writes.
+    pub cache_write: u64,
+    /// Cost, pico-USD (`None`: unpriced).
+    pub cost_pico: Option<u64>,
+    /// `reported` | `estimated` | `unpriced`.
+    pub cost_source: String,
+    /// Input or output tokens are llm-relay's estimate (see [`UsageRecord::tokens_estimated`]).
+    pub tokens_estimated: bool,
+}
+
+impl From<&UsageRecord> for StoredRecordV2 {
+    fn from(r: &UsageRecord) -> Self {
+        StoredRecordV2 {
+            v: 2,
+            t: r.time_ms,
+            frontend: r.frontend.to_string(),
+            endpoint: r.endpoint.to_string(),
+            provider: r.provider.to_string(),
+            model: r.model.to_string(),
+            model_requested: r.model_requested.clone(),
+            tags: r.tags.clone(),
+            client_ip: r.client_ip.clone(),
+            client_host: r.client_host.clone(),
+            user_agent: r.user_agent.clone(),
+            stream: r.stream,
+            status: r.status,
+            error: r.error.as_deref().map(str::to_string),
+            complete: r.complete,
+            latency_ms: r.latency_ms,
+            ttft_ms: r.ttft_ms,
+            input: r.input_tokens,
+            output: r.output_tokens,
+            reasoning: r.reasoning_tokens,
+            cached_input: r.cached_input_tokens,
+            cache_read: r.cache_read_tokens,
+            cache_write: r.cache_write_tokens,
+            cost_pico: r.cost_pico_usd,
+            cost_source: r.cost_source.as_str().into(),
+            tokens_estimated: r.tokens_estimated,
+        }
+    }
+}
+
+impl From<StoredRecordV2> for UsageRecord {
+    fn from(s: StoredRecordV2) -> Self {
+        UsageRecord {
+            time_ms: s.t,
+            frontend: s.frontend.into(),
+            endpoint: s.endpoint.into(),
+            provider: s.provider.into(),
+            model: s.model.into(),
+            model_requested: s.model_requested,
+            tags: s.tags,
+            client_ip: s.client_ip,
+            client_host: s.client_host,
+            user_agent: s.user_agent,
+            stream: s.stream,
+            status: s.status,
+            error: s.error.map(Into::into),
+            complete: s.complete,
+            latency_ms: s.latency_ms,
+            ttft_ms: s.ttft_ms,
+            input_tokens: s.input,
+            output_tokens: s.output,
+            reasoning_tokens: s.reasoning,
+            cached_input_tokens: s.cached_input,
+            cache_read_tokens: s.cache_read,
+            cache_write_tokens: s.cache_write,
+            cost_pico_usd: s.cost_pico,
+            cost_source: CostSource::parse(&s.cost_source).unwrap_or_default(),
+            tokens_estimated: s.tokens_estimated,
+        }
+    }
+}
+
+/// [`StoredRecordV2`] borrowing the record's strings instead of copying them (~10 `String`s per
 /// record on the usage writer): the same fields in the same order, so the same bytes.
 #[derive(Serialize)]
-struct StoredRecordV1Ref<'a> {
+struct StoredRecordV2Ref<'a> {
     v: u8,
     t: i64,
     frontend: &'a str,
@@ -158,12 +251,13 @@ struct StoredRecordV1Ref<'a> {
     cache_write: u64,
     cost_pico: Option<u64>,
     cost_source: &'a str,
+    tokens_estimated: bool,
 }
 
-/// Encode a record (as a [`StoredRecordV1`]).
+/// Encode a record (as a [`StoredRecordV2`]).
 pub fn encode_record(r: &UsageRecord) -> Vec<u8> {
-    let s = StoredRecordV1Ref {
-        v: 1,
+    let s = StoredRecordV2Ref {
+        v: 2,
         t: r.time_ms,
         frontend: &r.frontend,
         endpoint: &r.endpoint,
@@ -188,17 +282,28 @@ pub fn encode_record(r: &UsageRecord) -> Vec<u8> {
         cache_write: r.cache_write_tokens,
         cost_pico: r.cost_pico_usd,
         cost_source: r.cost_source.as_str(),
+        tokens_estimated: r.tokens_estimated,
     };
     serde_json::to_vec(&s).unwrap_or_default()
 }
 
-/// Decode a stored record (any known version).
+/// Decode a stored record (any known version: 2, or 1 read with `tokens_estimated` false).
 ///
-/// Errors: not a known record format.
+/// Version 2, what this build writes, is tried first; a value without `tokens_estimated` is read
+/// as version 1 (one more parse, only for records written by older builds).
+///
+/// Errors: not a known record format (a version above 2 included).
 pub fn decode_record(bytes: &[u8]) -> Result<UsageRecord, StoreError> {
-    serde_json::from_slice::<StoredRecordV1>(bytes)
-        .map(UsageRecord::from)
-        .map_err(|e| StoreError::Corrupt(format!("usage record: {e}")))
+    match serde_json::from_slice::<StoredRecordV2>(bytes) {
+        Ok(s) if s.v == 2 => Ok(UsageRecord::from(s)),
+        Ok(s) => Err(StoreError::Corrupt(format!(
+            "usage record: unknown version {}",
+            s.v
+        ))),
+        Err(_) => serde_json::from_slice::<StoredRecordV1>(bytes)
+            .map(UsageRecord::from)
+            .map_err(|e| StoreError::Corrupt(format!("usage record: {e}"))),
+    }
 }
 
 /// Aggregate sums as stored in the `agg_hour`/`agg_day` tables (version 1); see [`Totals`].
@@ -307,10 +412,10 @@ pub fn decode_agg(bytes: &[u8]) -> Result<Totals, StoreError> {
 mod tests {
     use super::*;
 
-    /// The borrowed encoding writes exactly the bytes of the owned `StoredRecordV1`, and they
+    /// The borrowed encoding writes exactly the bytes of the owned `StoredRecordV2`, and they
     /// decode back to the record.
     #[test]
-    fn encode_record_is_stored_record_v1() {
+    fn encode_record_is_stored_record_v2() {
         let r = UsageRecord {
             time_ms: 1_700_000_000_123,
             frontend: "x-api".into(),
@@ -336,13 +441,43 @@ mod tests {
             cache_write_tokens: 6,
             cost_pico_usd: Some(7),
             cost_source: CostSource::default(),
+            tokens_estimated: true,
         };
         let bytes = encode_record(&r);
-        let owned = serde_json::to_vec(&StoredRecordV1::from(&r)).unwrap_or_default();
+        let owned = serde_json::to_vec(&StoredRecordV2::from(&r)).unwrap_or_default();
         assert_eq!(
             String::from_utf8_lossy(&bytes),
             String::from_utf8_lossy(&owned)
         );
-        assert_eq!(decode_record(&bytes).ok(), Some(r));
+        assert!(bytes.starts_with(b"{\"v\":2,"));
+        assert_eq!(decode_record(&bytes).ok(), Some(r.clone()));
+        let r = UsageRecord {
+            tokens_estimated: false,
+            ..r
+        };
+        assert_eq!(decode_record(&encode_record(&r)).ok(), Some(r));
+    }
+
+    /// A value a version-1 build wrote (verbatim) still decodes, with `tokens_estimated` false.
+    #[test]
+    fn existing_v1_value_decodes_as_not_estimated() {
+        let v1 = br#"{"v":1,"t":1700000000123,"frontend":"openai-api","endpoint":"/v1/chat/completions","provider":"p","model":"m","model_requested":"m","tags":["a"],"client_ip":"127.0.0.1","client_host":null,"user_agent":"ua/1","stream":true,"status":200,"error":"client_disconnected","complete":false,"latency_ms":12,"ttft_ms":3,"input":10,"output":2,"reasoning":0,"cached_input":0,"cache_read":0,"cache_write":0,"cost_pico":7,"cost_source":"estimated"}"#;
+        let r = decode_record(v1).unwrap_or_default();
+        assert_eq!(
+            (r.time_ms, r.input_tokens, r.output_tokens, r.cost_pico_usd),
+            (1_700_000_000_123, 10, 2, Some(7))
+        );
+        assert_eq!(r.error.as_deref(), Some("client_disconnected"));
+        assert_eq!(r.cost_source, CostSource::Estimated);
+        assert!(!r.tokens_estimated);
+    }
+
+    /// A version this build does not know is an error, not a guess.
+    #[test]
+    fn unknown_record_version_is_corrupt() {
+        let mut v3 = String::from_utf8_lossy(&encode_record(&UsageRecord::default())).into_owned();
+        v3 = v3.replacen("{\"v\":2,", "{\"v\":3,", 1);
+        assert!(decode_record(v3.as_bytes()).is_err());
+        assert!(decode_record(b"{\"v\":1}").is_err());
     }
 }

@@ -3,8 +3,10 @@
 //!
 //! A [`RequestLog`] is created when a request arrives ([`RequestLog::start`]) and dropped when its
 //! response is complete, including when a stream ends early (client disconnect, upstream
-//! failure): `Drop` writes the log line, prices the [`Usage`] seen so far ([`cost`]) and hands a
-//! [`UsageRecord`] to the [`Recorder`] (a non-blocking `try_send`; nothing here waits on storage).
+//! failure): `Drop` writes the log line, prices the [`Usage`] seen so far ([`cost`]; a stream cut
+//! before the upstream reported some counts gets them estimated, [`estimate`], and the record says
+//! `tokens_estimated`) and hands a [`UsageRecord`] to the [`Recorder`] (a non-blocking
+//! `try_send`; nothing here waits on storage).
 //!
 //! # Layout
 //! - [`tags`]: attribution (tags, client IP, User-Agent).
@@ -13,9 +15,11 @@
 //! - [`recorder`]: bounded channel + batching writer thread.
 //! - [`query`]: query shapes and the CLI table.
 //! - [`dns`]: reverse DNS for host names (writer side).
+//! - [`estimate`]: chars/4 token estimates (prompts; streams cut before their usage).
 
 pub mod cost;
 pub mod dns;
+pub mod estimate;
 pub mod query;
 pub mod record;
 pub mod recorder;
@@ -68,6 +72,16 @@ pub struct RequestLog {
     separate_cache: bool,
     /// Web-search context size the request asked for (Perplexity's per-request fee depends on it).
     search: cost::SearchContextSize,
+    /// Estimate of the prompt, tokens ([`estimate::prompt_tokens`]): computed for recorded streams
+    /// only, used when one is cut before the upstream reported its prompt count.
+    prompt_estimate: Option<u64>,
+    /// Characters (UTF-8 bytes) of answer text, reasoning text and tool-call names and arguments
+    /// streamed to the client so far (a running sum: no allocation per event).
+    streamed_chars: u64,
+    /// The latest usage arrived after some output was streamed. Matters for the Anthropic wire
+    /// family (`separate_cache`): its `message_start` carries a provisional output count (1)
+    /// before any output, the real one comes in `message_delta` at the end.
+    usage_after_output: bool,
 }
 
 impl RequestLog {
@@ -96,6 +110,9 @@ impl RequestLog {
             pricing_override: None,
             separate_cache: false,
             search: cost::SearchContextSize::default(),
+            prompt_estimate: None,
+            streamed_chars: 0,
+            usage_after_output: false,
         }
     }
 
@@ -125,6 +142,12 @@ impl RequestLog {
         self.started
     }
 
+    /// The prompt estimate (tokens, [`estimate::prompt_tokens`]) of the request given to
+    /// [`RequestLog::set_request`], when it was computed: for streams that are recorded.
+    pub fn prompt_estimate(&self) -> Option<u64> {
+        self.prompt_estimate
+    }
+
     /// Record the requested model name (as given; see [`RequestLog::set_request`] to strip a tag
     /// suffix).
     pub fn set_model(&mut self, model: &str) {
@@ -144,6 +167,10 @@ impl RequestLog {
         }
         self.set_model(&req.model);
         self.stream = req.stream;
+        // Kept for a stream cut before its usage (see `usage_with_estimates`); a few additions per
+        // message, no allocation.
+        self.prompt_estimate =
+            (req.stream && self.recorder.is_some()).then(|| estimate::prompt_tokens(req));
         // `web_search_options.search_context_size` (WIRE.md §6.1); Perplexity's default is low.
         self.search = req
             .openai_extra
@@ -192,10 +219,20 @@ impl RequestLog {
 
     /// Account for one item of a stream, as every frontend's stream encoder does: usage replaces
     /// the counts so far, `Finish` completes the request, an error is recorded (and logged at
-    /// warn: the client already has a 200).
+    /// warn: the client already has a 200), and the characters of text, reasoning and tool calls
+    /// are counted (for the estimate of a stream cut before its usage).
     pub fn observe(&mut self, item: &Result<crate::canonical::StreamEvent, ApiError>) {
         use crate::canonical::StreamEvent;
         match item {
+            Ok(StreamEvent::TextDelta(t) | StreamEvent::ThinkingDelta(t)) => {
+                self.streamed_chars += t.len() as u64;
+            }
+            Ok(StreamEvent::ToolCallDelta {
+                name, arguments, ..
+            }) => {
+                self.streamed_chars +=
+                    (arguments.len() + name.as_ref().map_or(0, String::len)) as u64;
+            }
             Ok(StreamEvent::Usage(u)) => self.set_usage(*u),
             Ok(StreamEvent::Finish(_)) => self.set_complete(),
             Ok(_) => {}
@@ -230,11 +267,50 @@ impl RequestLog {
     /// Record token counts (replaces earlier counts: upstreams report cumulative usage).
     pub fn set_usage(&mut self, usage: Usage) {
         self.usage = usage;
+        self.usage_after_output = self.streamed_chars > 0;
     }
 
     /// Mark the response as fully delivered.
     pub fn set_complete(&mut self) {
         self.complete = true;
+    }
+
+    /// The usage to record, and whether part of it is estimated. The upstream's counts, except
+    /// for a stream that started (its first event arrived: `first_token`) and did not complete
+    /// (client gone, shutdown, idle timeout, upstream failure), where the classes the upstream
+    /// had not reported yet are estimated (chars / 4, [`estimate`]):
+    /// - prompt tokens, when no prompt count arrived: the estimate of the request;
+    /// - completion tokens, when no completion count arrived (OpenAI-compatible upstreams report
+    ///   usage in their last chunk, Ollama in its `done` line), or, from an Anthropic-family
+    ///   upstream, none after output was streamed (its real output count comes in
+    ///   `message_delta`; `message_start` has a provisional one): the estimate of the characters
+    ///   streamed, when larger than the count reported.
+    ///
+    /// An estimate also drops a provider-reported cost (it would not cover the estimated tokens):
+    /// the cost is then computed from the estimate (`estimated`, or `unpriced`).
+    fn usage_with_estimates(&self) -> (Usage, bool) {
+        let mut u = self.usage;
+        if !self.stream || self.complete || self.first_token.is_none() {
+            return (u, false);
+        }
+        let mut estimated = false;
+        if u.prompt_tokens == 0
+            && let Some(p) = self.prompt_estimate
+        {
+            u.prompt_tokens = p;
+            estimated = true;
+        }
+        let output_reported = (u.completion_tokens > 0 || u.reasoning_tokens > 0)
+            && (self.usage_after_output || !self.separate_cache);
+        let output = estimate::tokens_for_chars(self.streamed_chars);
+        if !output_reported && output > u.completion_tokens.max(u.reasoning_tokens) {
+            u.completion_tokens = output;
+            estimated = true;
+        }
+        if estimated {
+            u.reported_cost_usd = None;
+        }
+        (u, estimated)
     }
 
     /// The usage record this request leaves (what `Drop` sends), tags possibly empty (the writer
@@ -250,10 +326,11 @@ impl RequestLog {
             .error
             .or((!self.complete).then_some("client_disconnected"));
         let routed = self.provider != "-";
+        let (usage, tokens_estimated) = self.usage_with_estimates();
         // The search context size the request asked for prices Perplexity's per-request fee.
         let c = if routed {
             let pricing = self.pricing_override.as_deref().or(self.pricing);
-            cost::cost(pricing, &self.usage, self.search)
+            cost::cost(pricing, &usage, self.search)
         } else {
             // Never routed (bad request, unknown model): nothing was billed.
             cost::Cost {
@@ -261,7 +338,7 @@ impl RequestLog {
                 source: cost::CostSource::Estimated,
             }
         };
-        let u = &self.usage;
+        let u = &usage;
         let (cached_input, cache_read) = if self.separate_cache {
             (0, u.cache_read_tokens)
         } else {
@@ -300,6 +377,7 @@ impl RequestLog {
             cache_write_tokens: u.cache_write_tokens,
             cost_pico_usd: c.pico_usd(),
             cost_source: c.source,
+            tokens_estimated,
         }
     }
 }
@@ -364,5 +442,125 @@ impl Drop for RequestLog {
             let record = self.take_record();
             recorder.record(record);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::canonical::{StreamEvent, Usage};
+
+    /// A streamed request whose first event arrived, with `prompt` as its prompt estimate.
+    fn started_stream(prompt: u64) -> RequestLog {
+        let mut log = RequestLog::new("POST", "/v1/chat/completions");
+        log.stream = true;
+        log.prompt_estimate = Some(prompt);
+        log.set_first_token();
+        log
+    }
+
+    fn text(t: &str) -> Result<StreamEvent, ApiError> {
+        Ok(StreamEvent::TextDelta(t.into()))
+    }
+
+    fn usage(prompt: u64, completion: u64) -> Result<StreamEvent, ApiError> {
+        Ok(StreamEvent::Usage(Usage {
+            prompt_tokens: prompt,
+            completion_tokens: completion,
+            reported_cost_usd: Some(1.0),
+            ..Usage::default()
+        }))
+    }
+
+    /// Usage only at the end (OpenAI-compatible, Ollama), cut before it: both classes estimated
+    /// from the request and from text, reasoning and tool calls streamed.
+    #[test]
+    fn a_cut_stream_without_usage_is_estimated() {
+        let mut log = started_stream(7);
+        log.observe(&text("Hello"));
+        log.observe(&Ok(StreamEvent::ThinkingDelta("abc".into())));
+        log.observe(&Ok(StreamEvent::ToolCallDelta {
+            index: 0,
+            id: Some("c".into()),
+            name: Some("f".into()),
+            arguments: "{}".into(),
+        }));
+        let (u, estimated) = log.usage_with_estimates();
+        // 5 + 3 + 1 + 2 = 11 characters: 3 tokens.
+        assert_eq!(
+            (u.prompt_tokens, u.completion_tokens, estimated),
+            (7, 3, true)
+        );
+    }
+
+    /// Anthropic: input and a provisional output count at `message_start`, before any output;
+    /// the input count is kept, the output estimated from what followed.
+    #[test]
+    fn an_anthropic_count_before_the_output_keeps_the_prompt_and_estimates_the_output() {
+        let mut log = started_stream(7);
+        log.separate_cache = true;
+        log.observe(&usage(25, 1));
+        log.observe(&text(&"x".repeat(40)));
+        let (u, estimated) = log.usage_with_estimates();
+        assert_eq!(
+            (u.prompt_tokens, u.completion_tokens, estimated),
+            (25, 10, true)
+        );
+        assert_eq!(u.reported_cost_usd, None);
+    }
+
+    /// A completion count reported (a running usage in every chunk, before the text of its
+    /// chunk): the upstream's counts stand.
+    #[test]
+    fn reported_counts_are_kept() {
+        let mut log = started_stream(7);
+        log.observe(&usage(12, 1));
+        log.observe(&text(&"x".repeat(400)));
+        let (u, estimated) = log.usage_with_estimates();
+        assert_eq!(
+            (u.prompt_tokens, u.completion_tokens, estimated),
+            (12, 1, false)
+        );
+        assert_eq!(u.reported_cost_usd, Some(1.0));
+
+        // Anthropic's final count (`message_delta`, after the output).
+        let mut log = started_stream(7);
+        log.separate_cache = true;
+        log.observe(&usage(25, 1));
+        log.observe(&text(&"x".repeat(400)));
+        log.observe(&usage(25, 90));
+        let (u, estimated) = log.usage_with_estimates();
+        assert_eq!(
+            (u.prompt_tokens, u.completion_tokens, estimated),
+            (25, 90, false)
+        );
+    }
+
+    /// No estimate for a complete stream, a stream that never started, or an answer that was
+    /// not streamed; nothing streamed estimates no output.
+    #[test]
+    fn complete_unstarted_and_unstreamed_requests_are_not_estimated() {
+        let mut log = started_stream(7);
+        log.observe(&text("Hello"));
+        log.observe(&Ok(StreamEvent::Finish(
+            crate::canonical::FinishReason::Stop,
+        )));
+        assert_eq!(log.usage_with_estimates(), (Usage::default(), false));
+
+        let mut log = started_stream(7);
+        log.first_token = None;
+        assert_eq!(log.usage_with_estimates(), (Usage::default(), false));
+
+        let mut log = RequestLog::new("POST", "/v1/chat/completions");
+        log.set_first_token();
+        assert_eq!(log.usage_with_estimates(), (Usage::default(), false));
+
+        // Cut before any output: the prompt only.
+        let log = started_stream(7);
+        let (u, estimated) = log.usage_with_estimates();
+        assert_eq!(
+            (u.prompt_tokens, u.completion_tokens, estimated),
+            (7, 0, true)
+        );
     }
 }

@@ -68,6 +68,10 @@ pub struct UsageRecord {
     pub cost_pico_usd: Option<u64>,
     /// Whether the cost is provider-reported, estimated or unknown.
     pub cost_source: CostSource,
+    /// Whether `input_tokens` or `output_tokens` (or both) are llm-relay's estimate (characters
+    /// / 4, `crate::usage::estimate`) rather than the upstream's count: a stream cut before the
+    /// upstream reported them (client disconnect, shutdown, idle timeout, upstream failure).
+    pub tokens_estimated: bool,
 }
 
 impl UsageRecord {
