@@ -441,6 +441,8 @@ async fn kill_9_under_load_keeps_every_record_older_than_the_flush_window() {
     ] {
         assert!(line.contains(part), "{part:?} not in {line:?}");
     }
+    // Only a stream cut before its usage says `tokens_estimated=true`.
+    assert!(!line.contains("tokens_estimated"), "{line}");
     assert!(!lines.iter().any(|l| l.contains('\u{1b}')), "{lines:#?}");
     let gone = health();
     assert_eq!(gone.status.code(), Some(1));

@@ -313,9 +313,10 @@ impl RequestLog {
         (u, estimated)
     }
 
-    /// The usage record this request leaves (what `Drop` sends), tags possibly empty (the writer
-    /// applies the default tag). Moves the request's strings out: call once, at the end.
-    fn take_record(&mut self) -> UsageRecord {
+    /// The usage record this request leaves (what `Drop` sends) with `usage` as its counts (from
+    /// [`RequestLog::usage_with_estimates`]), tags possibly empty (the writer applies the default
+    /// tag). Moves the request's strings out: call once, at the end.
+    fn take_record(&mut self, usage: Usage, tokens_estimated: bool) -> UsageRecord {
         let now = Instant::now();
         let latency_ms = now.duration_since(self.started).as_millis() as u64;
         let ttft_ms = self
@@ -326,7 +327,6 @@ impl RequestLog {
             .error
             .or((!self.complete).then_some("client_disconnected"));
         let routed = self.provider != "-";
-        let (usage, tokens_estimated) = self.usage_with_estimates();
         // The search context size the request asked for prices Perplexity's per-request fee.
         let c = if routed {
             let pricing = self.pricing_override.as_deref().or(self.pricing);
@@ -425,6 +425,8 @@ pub fn logged(mut resp: poem::Response) -> poem::Response {
 impl Drop for RequestLog {
     fn drop(&mut self) {
         let latency_ms = self.started.elapsed().as_millis() as u64;
+        let (usage, estimated) = self.usage_with_estimates();
+        // The counts the usage record gets; `tokens_estimated=true` only on estimated ones.
         tracing::info!(
             method = self.method,
             path = self.path,
@@ -433,13 +435,14 @@ impl Drop for RequestLog {
             routed = %self.routed,
             status = self.status,
             latency_ms,
-            prompt_tokens = self.usage.prompt_tokens,
-            completion_tokens = self.usage.completion_tokens,
+            prompt_tokens = usage.prompt_tokens,
+            completion_tokens = usage.completion_tokens,
             complete = self.complete,
+            tokens_estimated = estimated.then_some(true),
             "request"
         );
         if let Some(recorder) = self.recorder.take() {
-            let record = self.take_record();
+            let record = self.take_record(usage, estimated);
             recorder.record(record);
         }
     }
