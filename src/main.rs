@@ -416,7 +416,7 @@ fn serve(config: Config, usage: UsageConfig, admin: AdminConfig) -> std::process
                 return std::process::ExitCode::FAILURE;
             }
         };
-        let listener = match tokio::net::TcpListener::bind(listen).await {
+        let listener = match llm_relay::server::bind(listen) {
             Ok(l) => l,
             Err(e) => {
                 eprintln!("llm-relay: cannot listen on {listen}: {e}");

@@ -134,10 +134,61 @@ async fn serve(
         .await
 }
 
+/// Listen for API connections on `addr` (SO_REUSEADDR and a backlog of 1,024, as
+/// `TcpListener::bind`), on Linux with SO_REUSEPORT, so that [`run_threads`] can give every
+/// server thread a listening socket of its own on the same port.
+///
+/// Why: with one socket shared by the threads, whichever thread woke first accepted a whole burst
+/// of new connections; in half of the benchmark runs all 32 of wrk's connections landed on one
+/// thread, and the relay served 19,800 req/s on one core instead of 25,000-29,000 on two
+/// (README, Benchmark). With a socket per thread the kernel spreads new connections over them by
+/// a hash of their addresses. (Another process of the same user can then also bind the port.)
+///
+/// Errors: the socket cannot be created, configured or bound.
+pub fn bind(addr: std::net::SocketAddr) -> io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    #[cfg(target_os = "linux")]
+    socket.set_reuseport(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
+}
+
+/// Another listening socket on `first`'s address for one more server thread: a socket of its own
+/// when `first` allows it (bound by [`bind`]: SO_REUSEPORT on Linux), else a duplicate of
+/// `first`'s descriptor (the threads then share one accept queue).
+fn thread_listener(first: &std::net::TcpListener) -> io::Result<std::net::TcpListener> {
+    #[cfg(target_os = "linux")]
+    {
+        let addr = first.local_addr()?;
+        let own = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()
+        } else {
+            tokio::net::TcpSocket::new_v6()
+        }
+        .and_then(|s| {
+            s.set_reuseaddr(true)?;
+            s.set_reuseport(true)?;
+            s.bind(addr)?;
+            s.listen(1024)
+        });
+        // EADDRINUSE when `first` was bound without SO_REUSEPORT.
+        if let Ok(own) = own {
+            return own.into_std();
+        }
+    }
+    first.try_clone()
+}
+
 /// Serve the API on `threads` OS threads (`SERVER_THREADS`), each running `serve` on its own
 /// single-threaded tokio runtime with its own upstream clients ([`AppState::with_own_clients`]),
-/// all accepting connections from `listener` (one socket, each thread holding a duplicate of its
-/// descriptor: whichever thread is free accepts). A connection, its requests, their upstream
+/// each accepting connections from a listening socket of its own on `listener`'s port when
+/// `listener` comes from [`bind`] (the kernel spreads connections over them), else from a
+/// duplicate of `listener`'s descriptor (whichever thread is free accepts). A connection, its requests, their upstream
 /// connections and the tasks driving them stay on the thread that accepted it, so a request never
 /// waits for another thread to be woken: on a 2-core VM that wake-up cost ~150 µs per relayed
 /// request at low load with tokio's work-stealing runtime (README, Benchmark). Ollama-instance
@@ -160,9 +211,14 @@ pub async fn run_threads(
     let failed_tx = Arc::new(failed_tx);
     // Everything that can fail before any thread starts: a failure later stops the started ones.
     let mut parts = Vec::with_capacity(threads.max(1));
-    for _ in 0..threads.max(1) {
+    for i in 0..threads.max(1) {
         let state = state.with_own_clients().map_err(io::Error::other)?;
-        parts.push((listener.try_clone()?, state));
+        let own = if i == 0 {
+            listener.try_clone()?
+        } else {
+            thread_listener(&listener)?
+        };
+        parts.push((own, state));
     }
     drop(listener);
     let mut ended = Vec::with_capacity(parts.len());

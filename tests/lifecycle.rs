@@ -266,7 +266,7 @@ async fn graceful_shutdown_cuts_streams_at_the_deadline(threads: Option<usize>) 
 fn spawn(
     dir: &TempDir,
     upstream: &str,
-    log_flush_ms: &str,
+    env: &[(&str, &str)],
 ) -> (ChildGuard, String, Arc<Mutex<Vec<String>>>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_llm-relay"))
         .env_clear()
@@ -278,7 +278,7 @@ fn spawn(
         .env("OPENAI_BASE_URL", format!("{upstream}/v1"))
         .env("DATA_DIR", &dir.0)
         .env("RUST_LOG", "warn,llm_relay=info")
-        .env("LOG_FLUSH_MS", log_flush_ms)
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -344,7 +344,7 @@ async fn kill_9_under_load_keeps_every_record_older_than_the_flush_window() {
             "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}})))
         .mount(&fake)
         .await;
-    let (mut child, base, _) = spawn(&dir, &fake.uri(), "100");
+    let (mut child, base, _) = spawn(&dir, &fake.uri(), &[("LOG_FLUSH_MS", "100")]);
     let http = reqwest::Client::new();
     // Load from 4 clients; each remembers when its successful requests finished.
     let stop = Arc::new(AtomicBool::new(false));
@@ -392,7 +392,7 @@ async fn kill_9_under_load_keeps_every_record_older_than_the_flush_window() {
 
     // A restart on the same DATA_DIR serves, is ready, records and shuts down cleanly. Its log
     // lines are flushed only every 10 minutes: the access-log line comes out at the shutdown.
-    let (mut child, base, log) = spawn(&dir, &fake.uri(), "600000");
+    let (mut child, base, log) = spawn(&dir, &fake.uri(), &[("LOG_FLUSH_MS", "600000")]);
     let ready = http
         .get(format!("{base}/health/ready"))
         .send()
@@ -454,7 +454,52 @@ async fn kill_9_under_load_keeps_every_record_older_than_the_flush_window() {
     );
     drop(store);
     // With the default flush interval the line comes out while the server runs.
-    let (_child, base, log) = spawn(&dir, &fake.uri(), "100");
+    let (_child, base, log) = spawn(&dir, &fake.uri(), &[("LOG_FLUSH_MS", "100")]);
     assert!(chat(&http, &base).await);
     assert_eq!(access_lines(&log, Duration::from_secs(5)).await.len(), 1);
+}
+
+/// Each API server thread listens on a socket of its own (SO_REUSEPORT), so the kernel spreads
+/// new connections over the threads instead of one thread accepting a whole burst.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn each_server_thread_listens_on_a_socket_of_its_own() {
+    let dir = TempDir::new("reuseport");
+    let (_child, base, _) = spawn(&dir, "http://127.0.0.1:9", &[("SERVER_THREADS", "3")]);
+    let port = base.rsplit(':').next().unwrap();
+    let port = format!("{:04X}", port.parse::<u16>().unwrap());
+    // /proc/net/tcp: `sl local_address rem_address st ...`, address `IP:PORT` in hex, st 0A = LISTEN.
+    // The threads open theirs right after the "listening" line: wait for them.
+    let listening = || {
+        let tcp = std::fs::read_to_string("/proc/net/tcp").unwrap();
+        let n = tcp
+            .lines()
+            .skip(1)
+            .filter(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                f.len() > 3 && f[1].ends_with(&format!(":{port}")) && f[3] == "0A"
+            })
+            .count();
+        (n, tcp)
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (n, tcp) = loop {
+        let (n, tcp) = listening();
+        if n >= 3 || Instant::now() > deadline {
+            break (n, tcp);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(n, 3, "listening sockets on port {port}:\n{tcp}");
+    // And every one of them serves.
+    let http = reqwest::Client::new();
+    for _ in 0..12 {
+        let r = http
+            .get(format!("{base}/health/live"))
+            .header("connection", "close")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
 }
