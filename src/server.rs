@@ -144,8 +144,15 @@ async fn serve(
 /// (README, Benchmark). With a socket per thread the kernel spreads new connections over them by
 /// a hash of their addresses. (Another process of the same user can then also bind the port.)
 ///
-/// Errors: the socket cannot be created, configured or bound.
+/// SO_REUSEPORT would also let a second server start on a port that one already serves and take
+/// part of its connections; so a fixed port is first bound once without it, which fails as a
+/// plain bind does when the port is taken.
+///
+/// Errors: the port is taken; the socket cannot be created, configured or bound.
 pub fn bind(addr: std::net::SocketAddr) -> io::Result<TcpListener> {
+    if addr.port() != 0 {
+        drop(std::net::TcpListener::bind(addr)?);
+    }
     let socket = if addr.is_ipv4() {
         tokio::net::TcpSocket::new_v4()?
     } else {

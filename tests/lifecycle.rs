@@ -491,6 +491,21 @@ async fn each_server_thread_listens_on_a_socket_of_its_own() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     assert_eq!(n, 3, "listening sockets on port {port}:\n{tcp}");
+    // SO_REUSEPORT does not let a second server start on the taken port (it would silently take
+    // part of the connections): it stops with the plain bind error.
+    let other = TempDir::new("reuseport-2");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_llm-relay"));
+    cmd.env_clear()
+        .env("HOST", "127.0.0.1")
+        .env("PORT", base.rsplit(':').next().unwrap())
+        .env("ADMIN_ENABLED", "false")
+        .env("DATA_DIR", &other.0);
+    let (status, log) =
+        common::process::run_logged(cmd, &other.0.join("second.log"), Duration::from_secs(30));
+    assert!(
+        status.is_some_and(|s| !s.success()) && log.contains("cannot listen on"),
+        "{status:?}: {log}"
+    );
     // And every one of them serves.
     let http = reqwest::Client::new();
     for _ in 0..12 {
