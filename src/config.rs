@@ -63,9 +63,9 @@ pub struct Config {
     /// after it stops accepting connections; what is still open then is cut (and recorded)
     /// (`SHUTDOWN_GRACE_MS`, default 10 000 ms).
     pub shutdown_grace: Duration,
-    /// Threads serving the API, each with its own single-threaded runtime and upstream
-    /// connections, all accepting from the one listening socket (`SERVER_THREADS`, default: the
-    /// number of CPUs the process may use). See `crate::server::run_threads`.
+    /// Threads serving the API, each with its own single-threaded runtime, upstream connections
+    /// and (on Linux) listening socket on the port (`SERVER_THREADS`, default: the number of CPUs
+    /// the process may use). See `crate::server::run_threads` and `crate::server::bind`.
     pub server_threads: usize,
     /// How often each API server thread writes out its buffered log lines; zero writes every
     /// line at once (`LOG_FLUSH_MS`, default 100 ms). See `crate::logbuf`.

@@ -101,21 +101,6 @@ fn usage_command(
     Ok(render_table(&heading, &rows, &total))
 }
 
-/// One log field as the default formatter prints it without colours: the message as is, every
-/// other field `name=value` (`Debug`, so strings are quoted).
-fn plain_field(
-    w: &mut tracing_subscriber::fmt::format::Writer<'_>,
-    field: &tracing::field::Field,
-    value: &dyn std::fmt::Debug,
-) -> std::fmt::Result {
-    if field.name() == "message" {
-        write!(w, "{value:?}")
-    } else {
-        w.write_str(field.name())?;
-        write!(w, "={value:?}")
-    }
-}
-
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     // Logs go to stderr (stdout stays for command output), coloured only on a terminal.
@@ -135,24 +120,14 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt()
+    // Logging is best effort: a failed write (stderr closed) is not reported on stderr again,
+    // where `eprintln!` would panic, e.g. in a request's drop before its usage record is sent.
+    tracing_subscriber::fmt()
         .with_writer(llm_relay::logbuf::StderrLog)
-        .with_ansi(ansi)
-        .with_env_filter(filter);
-    if ansi {
-        builder.init();
-    } else {
-        // Same `name=value` text as the default field formatter, without its styling calls
-        // (italic names, dimmed `=`) that cost ~40% of each access-log line even when they
-        // print nothing: benches/callgrind.sh, README "Benchmark".
-        builder
-            .fmt_fields(tracing_subscriber::field::MakeExt::delimited(
-                tracing_subscriber::fmt::format::debug_fn(plain_field),
-                " ",
-            ))
-            .init();
-    }
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .log_internal_errors(false)
+        .with_env_filter(filter)
+        .init();
     // `models` and `usage` read no server configuration: a bad PORT must not block them.
     let config = || {
         Config::from_env()

@@ -3,7 +3,7 @@
 //! `run(listener, state, shutdown)` is the seam tests use (mini-redis style): they bind
 //! `127.0.0.1:0`, pass the listener in, and stop the server through the shutdown future. The
 //! binary serves through [`run_threads`]: the same server on N threads, one single-threaded
-//! runtime each, accepting from one socket.
+//! runtime each, each accepting from a listening socket of its own ([`bind`], SO_REUSEPORT).
 
 use std::future::Future;
 use std::io;
@@ -134,35 +134,50 @@ async fn serve(
         .await
 }
 
-/// Listen for API connections on `addr` (SO_REUSEADDR and a backlog of 1,024, as
-/// `TcpListener::bind`), on Linux with SO_REUSEPORT, so that [`run_threads`] can give every
-/// server thread a listening socket of its own on the same port.
-///
-/// Why: with one socket shared by the threads, whichever thread woke first accepted a whole burst
-/// of new connections; in half of the benchmark runs all 32 of wrk's connections landed on one
-/// thread, and the relay served 19,800 req/s on one core instead of 25,000-29,000 on two
-/// (README, Benchmark). With a socket per thread the kernel spreads new connections over them by
-/// a hash of their addresses. (Another process of the same user can then also bind the port.)
-///
-/// SO_REUSEPORT would also let a second server start on a port that one already serves and take
-/// part of its connections; so a fixed port is first bound once without it, which fails as a
-/// plain bind does when the port is taken.
-///
-/// Errors: the port is taken; the socket cannot be created, configured or bound.
-pub fn bind(addr: std::net::SocketAddr) -> io::Result<TcpListener> {
-    if addr.port() != 0 {
-        drop(std::net::TcpListener::bind(addr)?);
-    }
+/// A TCP socket for `addr`'s family with SO_REUSEADDR (not on Windows, where it would let
+/// another socket take over the port), as `TcpListener::bind` has it.
+fn socket_for(addr: std::net::SocketAddr) -> io::Result<tokio::net::TcpSocket> {
     let socket = if addr.is_ipv4() {
         tokio::net::TcpSocket::new_v4()?
     } else {
         tokio::net::TcpSocket::new_v6()?
     };
+    #[cfg(not(windows))]
     socket.set_reuseaddr(true)?;
+    Ok(socket)
+}
+
+/// Pending connections a listening socket queues (the kernel caps it at `somaxconn`).
+const BACKLOG: u32 = 1024;
+
+/// Listen for API connections on `addr` (SO_REUSEADDR, a backlog of [`BACKLOG`]), on Linux with
+/// SO_REUSEPORT, so that [`run_threads`] can give every server thread a listening socket of its
+/// own on the same port.
+///
+/// Why: with one socket shared by the threads, whichever thread woke first accepted a whole burst
+/// of new connections; in 5 of 18 benchmark runs all 32 of wrk's connections landed on one
+/// thread, and the relay served 19,500-19,900 req/s on one core instead of 24,000-29,000 on two
+/// (README, Benchmark). With a socket per thread the kernel spreads new connections over them by
+/// a hash of their addresses. The cost: a connection hashed to a busy thread waits for it even
+/// when another is idle, and at shutdown connections still queued on a thread's socket (not yet
+/// accepted) are reset when it closes, unless `net.ipv4.tcp_migrate_req=1`.
+///
+/// SO_REUSEPORT would also let a second server start on a port that one already serves and take
+/// part of its connections; so a fixed port is first bound once without it (bound only, not
+/// listening), which fails as a plain bind does when the port is taken. (Two servers starting at
+/// the same instant can still both pass; on the same `DATA_DIR` the database lock stops one.)
+///
+/// Errors: the port is taken; the socket cannot be created, configured or bound.
+pub fn bind(addr: std::net::SocketAddr) -> io::Result<TcpListener> {
+    if addr.port() != 0 {
+        let probe = socket_for(addr)?;
+        probe.bind(addr)?;
+    }
+    let socket = socket_for(addr)?;
     #[cfg(target_os = "linux")]
     socket.set_reuseport(true)?;
     socket.bind(addr)?;
-    socket.listen(1024)
+    socket.listen(BACKLOG)
 }
 
 /// Another listening socket on `first`'s address for one more server thread: a socket of its own
@@ -172,20 +187,15 @@ fn thread_listener(first: &std::net::TcpListener) -> io::Result<std::net::TcpLis
     #[cfg(target_os = "linux")]
     {
         let addr = first.local_addr()?;
-        let own = if addr.is_ipv4() {
-            tokio::net::TcpSocket::new_v4()
-        } else {
-            tokio::net::TcpSocket::new_v6()
-        }
-        .and_then(|s| {
-            s.set_reuseaddr(true)?;
+        let own = socket_for(addr).and_then(|s| {
             s.set_reuseport(true)?;
             s.bind(addr)?;
-            s.listen(1024)
+            s.listen(BACKLOG)
         });
-        // EADDRINUSE when `first` was bound without SO_REUSEPORT.
-        if let Ok(own) = own {
-            return own.into_std();
+        match own {
+            Ok(own) => return own.into_std(),
+            // EADDRINUSE when `first` was bound without SO_REUSEPORT (tests bind their own).
+            Err(e) => tracing::debug!(error = %e, "no listening socket of its own: sharing one"),
         }
     }
     first.try_clone()
@@ -195,7 +205,8 @@ fn thread_listener(first: &std::net::TcpListener) -> io::Result<std::net::TcpLis
 /// single-threaded tokio runtime with its own upstream clients ([`AppState::with_own_clients`]),
 /// each accepting connections from a listening socket of its own on `listener`'s port when
 /// `listener` comes from [`bind`] (the kernel spreads connections over them), else from a
-/// duplicate of `listener`'s descriptor (whichever thread is free accepts). A connection, its requests, their upstream
+/// duplicate of `listener`'s descriptor (whichever thread is free accepts). A connection, its
+/// requests, their upstream
 /// connections and the tasks driving them stay on the thread that accepted it, so a request never
 /// waits for another thread to be woken: on a 2-core VM that wake-up cost ~150 µs per relayed
 /// request at low load with tokio's work-stealing runtime (README, Benchmark). Ollama-instance

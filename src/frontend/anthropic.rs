@@ -1108,7 +1108,7 @@ async fn messages_inner(
         }
         Ok((req, Reply::Stream(events))) => {
             log.set_first_token();
-            // The request log already estimated a recorded stream's prompt.
+            // The request log already estimated the stream's prompt.
             let estimate = log
                 .prompt_estimate()
                 .unwrap_or_else(|| estimate_tokens(&req));

@@ -289,20 +289,26 @@ pub fn encode_record(r: &UsageRecord) -> Vec<u8> {
 
 /// Decode a stored record (any known version: 2, or 1 read with `tokens_estimated` false).
 ///
-/// Version 2, what this build writes, is tried first; a value without `tokens_estimated` is read
-/// as version 1 (one more parse, only for records written by older builds).
+/// The `v` field is read first, then the value is decoded as that version (2: what this build
+/// writes; 1: older builds, read with `tokens_estimated` false).
 ///
-/// Errors: not a known record format (a version above 2 included).
+/// Errors: not JSON with a `v`, an unknown version, or not that version's shape.
 pub fn decode_record(bytes: &[u8]) -> Result<UsageRecord, StoreError> {
-    match serde_json::from_slice::<StoredRecordV2>(bytes) {
-        Ok(s) if s.v == 2 => Ok(UsageRecord::from(s)),
-        Ok(s) => Err(StoreError::Corrupt(format!(
-            "usage record: unknown version {}",
-            s.v
-        ))),
-        Err(_) => serde_json::from_slice::<StoredRecordV1>(bytes)
+    #[derive(Deserialize)]
+    struct Version {
+        v: u8,
+    }
+    let corrupt = |e: serde_json::Error| StoreError::Corrupt(format!("usage record: {e}"));
+    match serde_json::from_slice::<Version>(bytes).map_err(corrupt)?.v {
+        2 => serde_json::from_slice::<StoredRecordV2>(bytes)
             .map(UsageRecord::from)
-            .map_err(|e| StoreError::Corrupt(format!("usage record: {e}"))),
+            .map_err(corrupt),
+        1 => serde_json::from_slice::<StoredRecordV1>(bytes)
+            .map(UsageRecord::from)
+            .map_err(corrupt),
+        v => Err(StoreError::Corrupt(format!(
+            "usage record: unknown version {v}"
+        ))),
     }
 }
 

@@ -72,8 +72,8 @@ pub struct RequestLog {
     separate_cache: bool,
     /// Web-search context size the request asked for (Perplexity's per-request fee depends on it).
     search: cost::SearchContextSize,
-    /// Estimate of the prompt, tokens ([`estimate::prompt_tokens`]): computed for recorded streams
-    /// only, used when one is cut before the upstream reported its prompt count.
+    /// Estimate of the prompt, tokens ([`estimate::prompt_tokens`]): computed for streams only,
+    /// used when one is cut before the upstream reported its prompt count.
     prompt_estimate: Option<u64>,
     /// Characters (UTF-8 bytes) of answer text, reasoning text and tool-call names and arguments
     /// streamed to the client so far (a running sum: no allocation per event).
@@ -143,7 +143,7 @@ impl RequestLog {
     }
 
     /// The prompt estimate (tokens, [`estimate::prompt_tokens`]) of the request given to
-    /// [`RequestLog::set_request`], when it was computed: for streams that are recorded.
+    /// [`RequestLog::set_request`], when it was computed: for streams.
     pub fn prompt_estimate(&self) -> Option<u64> {
         self.prompt_estimate
     }
@@ -167,10 +167,9 @@ impl RequestLog {
         }
         self.set_model(&req.model);
         self.stream = req.stream;
-        // Kept for a stream cut before its usage (see `usage_with_estimates`); a few additions per
-        // message, no allocation.
-        self.prompt_estimate =
-            (req.stream && self.recorder.is_some()).then(|| estimate::prompt_tokens(req));
+        // Kept for a stream cut before its usage (see `usage_with_estimates`; also shown in the
+        // access log when usage tracking is off); a few additions per message, no allocation.
+        self.prompt_estimate = req.stream.then(|| estimate::prompt_tokens(req));
         // `web_search_options.search_context_size` (WIRE.md §6.1); Perplexity's default is low.
         self.search = req
             .openai_extra
