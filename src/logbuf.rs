@@ -5,8 +5,8 @@
 //! ([`crate::server::run_threads`]) collects its lines in a buffer of its own and writes them out
 //! in one call when [`BUFFER_BYTES`] are reached, every `LOG_FLUSH_MS` (its periodic flush task),
 //! and when the thread ends, as Envoy's access logs and nginx's `access_log ... buffer= flush=`
-//! do: 0.01 `write` calls per request instead of 1 (`strace -c`); about 2 µs of the ~50 µs of CPU
-//! a non-streamed request costs, within the spread of single benchmark runs (README, Benchmark).
+//! do: 0.01 `write` calls per request instead of 1 (`strace -c`), 46.4 against 48.0 µs of CPU
+//! per non-streamed request (medians of 5 rounds of `benches/ab.sh`; README, Benchmark).
 //! Lines of one thread keep their order; lines of different threads interleave per flush (each
 //! carries its timestamp). A process crash (`kill -9`) loses about the last `LOG_FLUSH_MS` of those
 //! lines (more when a thread is too busy to run its flush task on time), the same window as the
