@@ -410,6 +410,51 @@ async fn password_change_ends_other_sessions_and_survives_a_restart() {
     a.stop().await;
 }
 
+#[tokio::test]
+async fn sessions_survive_a_restart_until_logout_expiry_or_a_new_password() {
+    let dir = TempDir::new("sessions");
+    let a = Admin::start(&dir, Some(PASSWORD), admin::SESSION_TTL).await;
+    let kept = a.session(PASSWORD).await;
+    let ended = a.session(PASSWORD).await;
+    let (status, _) = a
+        .post(&ended, "/api/logout", Some(&ended.csrf), json!({}))
+        .await;
+    assert_eq!(status, 204);
+    // Stored as digests: no cookie token in the database.
+    let stored = a.store.get_setting(auth::SESSIONS_KEY).unwrap().unwrap();
+    for s in [&kept, &ended] {
+        let token = s.cookie.split('=').nth(1).unwrap();
+        assert!(!stored.contains(token), "{stored}");
+    }
+    let store = a.stop().await;
+
+    // Restart, same password: the live session goes on (same CSRF token), the ended one not.
+    let a = Admin::start_with(store, Some(PASSWORD), admin::SESSION_TTL).await;
+    let (status, body) = a.get(&kept, "/api/session").await;
+    assert_eq!(
+        (status, body["csrf_token"].as_str()),
+        (200, Some(kept.csrf.as_str()))
+    );
+    assert_eq!(a.get(&ended, "/api/session").await.0, 401);
+    let (status, _) = a.post(&kept, "/api/logout", Some("wrong"), json!({})).await;
+    assert_eq!(status, 403, "the CSRF check still applies");
+    let store = a.stop().await;
+
+    // A password changed while the server was down (ADMIN_PASSWORD) ends every session.
+    let a = Admin::start_with(store, Some("another password 7"), admin::SESSION_TTL).await;
+    assert_eq!(a.get(&kept, "/api/session").await.0, 401);
+    let store = a.stop().await;
+
+    // An expired session is not brought back.
+    let a = Admin::start_with(store, Some(PASSWORD), Duration::from_secs(1)).await;
+    let short = a.session(PASSWORD).await;
+    let store = a.stop().await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let a = Admin::start_with(store, Some(PASSWORD), admin::SESSION_TTL).await;
+    assert_eq!(a.get(&short, "/api/session").await.0, 401);
+    a.stop().await;
+}
+
 /// Three requests an hour ago, on two providers, two tags and two clients.
 fn records(now_ms: i64) -> Vec<UsageRecord> {
     let base = UsageRecord {

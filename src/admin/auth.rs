@@ -4,8 +4,10 @@
 //! IP. Routes: `POST /api/login`, `POST /api/logout`, `GET /api/session`, `POST /api/password`
 //! (admin/API.md, "Auth").
 //!
-//! Sessions live in memory: a restart logs everyone out (the password survives, in the settings
-//! table under [`PASSWORD_HASH_KEY`]).
+//! Sessions survive a restart: they are kept in the settings table under [`SESSIONS_KEY`] (the
+//! SHA-256 of each cookie token, never the token; its CSRF token and expiry), rewritten on every
+//! login, logout and password change. A password that changed while the server was down
+//! (`ADMIN_PASSWORD`) ends them all. The password itself is stored under [`PASSWORD_HASH_KEY`].
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
@@ -25,6 +27,9 @@ use crate::store::OverrideStore;
 
 /// Settings key of the password's argon2id PHC hash (never exposed through `/api/settings`).
 pub const PASSWORD_HASH_KEY: &str = "admin.password_hash";
+/// Settings key of the live sessions (JSON: `[{"key": hex SHA-256 of the cookie token,
+/// "csrf_token", "expires_unix": s}]`; never exposed through `/api/settings`).
+pub const SESSIONS_KEY: &str = "admin.sessions";
 /// Session cookie name.
 pub const COOKIE: &str = "llm_relay_session";
 /// Request header carrying the session's CSRF token.
@@ -53,6 +58,71 @@ pub struct SessionInfo {
 struct Session {
     info: SessionInfo,
     expires: Instant,
+    /// `expires` as Unix seconds (what is stored).
+    expires_unix: i64,
+}
+
+/// A session as stored under [`SESSIONS_KEY`].
+#[derive(Serialize, Deserialize)]
+struct StoredSession {
+    /// Hex SHA-256 of the cookie token.
+    key: String,
+    csrf_token: String,
+    expires_unix: i64,
+}
+
+fn unix_now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+/// `bytes` as lower-case hex.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The 32 bytes of a 64-digit hex string.
+fn unhex(s: &str) -> Option<[u8; 32]> {
+    let mut out = [0u8; 32];
+    if s.len() != 64 {
+        return None;
+    }
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// The stored sessions that have not expired (unreadable entries are skipped: at worst someone
+/// logs in again).
+fn load_sessions(store: &dyn OverrideStore) -> HashMap<[u8; 32], Session> {
+    let Ok(Some(text)) = store.get_setting(SESSIONS_KEY) else {
+        return HashMap::new();
+    };
+    let stored: Vec<StoredSession> = serde_json::from_str(&text).unwrap_or_default();
+    let (now, now_unix) = (Instant::now(), unix_now());
+    stored
+        .into_iter()
+        .filter(|s| s.expires_unix > now_unix)
+        .filter_map(|s| {
+            let key = unhex(&s.key)?;
+            let left = Duration::from_secs(u64::try_from(s.expires_unix - now_unix).ok()?);
+            let expires_at = time::OffsetDateTime::from_unix_timestamp(s.expires_unix)
+                .ok()?
+                .format(&time::format_description::well_known::Rfc3339)
+                .ok()?;
+            Some((
+                key,
+                Session {
+                    info: SessionInfo {
+                        csrf_token: s.csrf_token,
+                        expires_at,
+                    },
+                    expires: now + left,
+                    expires_unix: s.expires_unix,
+                },
+            ))
+        })
+        .collect()
 }
 
 /// The password, sessions and login rate limit.
@@ -70,7 +140,7 @@ pub struct Auth {
 fn random_hex(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
     OsRng.fill_bytes(&mut buf);
-    buf.iter().map(|b| format!("{b:02x}")).collect()
+    hex(&buf)
 }
 
 /// A random password of [`GENERATED_CHARS`] alphanumeric characters (rejection sampling: no bias).
@@ -146,9 +216,12 @@ impl Auth {
         let stored = store
             .get_setting(PASSWORD_HASH_KEY)
             .map_err(|e| e.to_string())?;
+        // A password set now (new, or changed through ADMIN_PASSWORD) ends the stored sessions.
+        let mut keep_sessions = true;
         let hash = match (env_password, stored) {
             (Some(p), Some(h)) if verify(&h, p) => h,
             (Some(p), _) => {
+                keep_sessions = false;
                 let h = hash_password(p)?;
                 store
                     .set_setting(PASSWORD_HASH_KEY, &h)
@@ -157,6 +230,7 @@ impl Auth {
             }
             (None, Some(h)) => h,
             (None, None) => {
+                keep_sessions = false;
                 let p = generate_password();
                 let h = hash_password(&p)?;
                 store
@@ -170,13 +244,42 @@ impl Auth {
                 h
             }
         };
-        Ok(Auth {
+        let sessions = if keep_sessions {
+            load_sessions(store.as_ref())
+        } else {
+            HashMap::new()
+        };
+        let auth = Auth {
             store,
             hash: RwLock::new(hash),
-            sessions: Mutex::new(HashMap::new()),
+            sessions: Mutex::new(sessions),
             failures: Mutex::new(HashMap::new()),
             ttl,
-        })
+        };
+        if !keep_sessions {
+            auth.save_sessions(&auth.sessions.lock().unwrap_or_else(PoisonError::into_inner));
+        }
+        Ok(auth)
+    }
+
+    /// Store `sessions` under [`SESSIONS_KEY`] (called with the sessions lock held, so writes
+    /// happen in the order of the changes). A failed write is logged: the sessions stay valid in
+    /// memory, only a restart would end them.
+    fn save_sessions(&self, sessions: &HashMap<[u8; 32], Session>) {
+        let now_unix = unix_now();
+        let stored: Vec<StoredSession> = sessions
+            .iter()
+            .filter(|(_, s)| s.expires_unix > now_unix)
+            .map(|(k, s)| StoredSession {
+                key: hex(k),
+                csrf_token: s.info.csrf_token.clone(),
+                expires_unix: s.expires_unix,
+            })
+            .collect();
+        let text = serde_json::to_string(&stored).unwrap_or_else(|_| "[]".into());
+        if let Err(e) = self.store.set_setting(SESSIONS_KEY, &text) {
+            tracing::warn!(error = %e, "admin sessions not stored: a restart will end them");
+        }
     }
 
     /// Whether `password` is the admin password (argon2 verification: blocking, ~tens of ms).
@@ -214,8 +317,10 @@ impl Auth {
             Session {
                 info: info.clone(),
                 expires: now + self.ttl,
+                expires_unix: unix_now().saturating_add(self.ttl.as_secs() as i64),
             },
         );
+        self.save_sessions(&sessions);
         (token, info)
     }
 
@@ -235,19 +340,18 @@ impl Auth {
 
     /// End the session of `token`.
     pub fn end_session(&self, token: &str) {
-        self.sessions
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&sha256(token));
+        let mut sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
+        if sessions.remove(&sha256(token)).is_some() {
+            self.save_sessions(&sessions);
+        }
     }
 
     /// End every session but `keep`'s.
     pub fn end_other_sessions(&self, keep: &str) {
         let key = sha256(keep);
-        self.sessions
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .retain(|k, _| *k == key);
+        let mut sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
+        sessions.retain(|k, _| *k == key);
+        self.save_sessions(&sessions);
     }
 
     /// Refuse while `ip` has [`MAX_FAILURES`] failures within [`FAILURE_WINDOW`].
