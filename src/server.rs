@@ -148,7 +148,7 @@ fn socket_for(addr: std::net::SocketAddr) -> io::Result<tokio::net::TcpSocket> {
 }
 
 /// Pending connections a listening socket queues (the kernel caps it at `somaxconn`).
-const BACKLOG: u32 = 1024;
+pub const BACKLOG: u32 = 1024;
 
 /// Listen for API connections on `addr` (SO_REUSEADDR, a backlog of [`BACKLOG`]), on Linux with
 /// SO_REUSEPORT, so that [`run_threads`] can give every server thread a listening socket of its

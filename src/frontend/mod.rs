@@ -81,10 +81,10 @@ pub async fn read_json<T: DeserializeOwned>(body: Body, limit: usize) -> Result<
 
 /// Most bytes of an oversized body still read (and discarded) after the limit is passed, before
 /// the 413 goes out.
-const DRAIN_BYTES: usize = 1 << 20;
+pub const DRAIN_BYTES: usize = 1 << 20;
 
 /// Longest time spent reading those bytes.
-const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(1);
+pub const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Why a request body could not be read ([`read_body_limited`]).
 #[derive(Debug)]
