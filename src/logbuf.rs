@@ -17,13 +17,15 @@
 
 use std::cell::RefCell;
 use std::io::{self, Write};
+use std::sync::Arc;
 
 /// Bytes a thread's buffer holds before they are written regardless of the flush interval
 /// (~100 access-log lines).
 pub const BUFFER_BYTES: usize = 32 * 1024;
 
-/// A thread's pending log bytes; written out when dropped (thread exit).
-struct Pending(Vec<u8>);
+/// A thread's pending log bytes, and the signal for its flush task that the first line since the
+/// last write-out arrived; written out when dropped (thread exit).
+struct Pending(Vec<u8>, Arc<tokio::sync::Notify>);
 
 impl Pending {
     fn write_out(&mut self) -> io::Result<()> {
@@ -61,14 +63,20 @@ thread_local! {
 }
 
 /// From now on, buffer the calling thread's log lines until [`flush_this_thread`], until
-/// [`BUFFER_BYTES`] are pending, or until the thread ends.
-pub fn buffer_this_thread() {
+/// [`BUFFER_BYTES`] are pending, or until the thread ends. Returns the signal given (`notify_one`)
+/// when a line arrives in an empty buffer: the thread's flush task waits for it, then for
+/// `LOG_FLUSH_MS`, then flushes, so an idle server thread is never woken for nothing.
+pub fn buffer_this_thread() -> Arc<tokio::sync::Notify> {
     PENDING.with(|p| {
         let mut p = p.borrow_mut();
-        if p.is_none() {
-            *p = Some(Pending(Vec::with_capacity(BUFFER_BYTES)));
-        }
-    });
+        let p = p.get_or_insert_with(|| {
+            Pending(
+                Vec::with_capacity(BUFFER_BYTES),
+                Arc::new(tokio::sync::Notify::new()),
+            )
+        });
+        Arc::clone(&p.1)
+    })
 }
 
 /// Write out the calling thread's pending log lines (nothing on a thread that does not buffer).
@@ -109,6 +117,9 @@ impl Write for LogLine {
             .try_with(|p| {
                 let mut p = p.try_borrow_mut().ok()?;
                 let p = p.as_mut()?;
+                if p.0.is_empty() {
+                    p.1.notify_one();
+                }
                 p.0.extend_from_slice(data);
                 if p.0.len() >= BUFFER_BYTES {
                     let _ = p.write_out();
@@ -164,9 +175,14 @@ mod tests {
             // Not buffering: straight through.
             LogLine.write_all(b"first\n").unwrap();
             assert_eq!((pending_len(), written()), (None, b"first\n".to_vec()));
-            buffer_this_thread();
+            let first = buffer_this_thread();
+            use futures_util::FutureExt;
+            assert!(first.notified().now_or_never().is_none(), "no line yet");
             LogLine.write_all(b"one line\n").unwrap();
             LogLine.write_all(b"two\n").unwrap();
+            // The first line of a batch signals the flush task, once.
+            assert!(first.notified().now_or_never().is_some());
+            assert!(first.notified().now_or_never().is_none());
             assert_eq!(pending_len(), Some(13));
             assert_eq!(written(), b"first\n");
             flush_this_thread();

@@ -250,22 +250,19 @@ pub async fn run_threads(
             .spawn(move || {
                 // This thread's log lines (one access-log line per request) are written out
                 // in batches: see crate::logbuf.
-                if !log_flush.is_zero() {
-                    crate::logbuf::buffer_this_thread();
-                }
+                let first_line = (!log_flush.is_zero()).then(crate::logbuf::buffer_this_thread);
                 let result = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
                     .and_then(|rt| {
                         rt.block_on(async move {
-                            let _flusher = (!log_flush.is_zero()).then(|| {
+                            // Flush LOG_FLUSH_MS after the first line of a batch (no wake-ups
+                            // while the thread logs nothing).
+                            let _flusher = first_line.map(|first_line| {
                                 AbortOnDrop(tokio::spawn(async move {
-                                    let mut every = tokio::time::interval(log_flush);
-                                    every.set_missed_tick_behavior(
-                                        tokio::time::MissedTickBehavior::Delay,
-                                    );
                                     loop {
-                                        every.tick().await;
+                                        first_line.notified().await;
+                                        tokio::time::sleep(log_flush).await;
                                         crate::logbuf::flush_this_thread();
                                     }
                                 }))
