@@ -67,8 +67,9 @@ pub struct Config {
     /// and (on Linux) listening socket on the port (`SERVER_THREADS`, default: the number of CPUs
     /// the process may use). See `crate::server::run_threads` and `crate::server::bind`.
     pub server_threads: usize,
-    /// How often each API server thread writes out its buffered log lines; zero writes every
-    /// line at once (`LOG_FLUSH_MS`, default 100 ms). See `crate::logbuf`.
+    /// How long after the first line of a batch each API server thread writes out its buffered
+    /// log lines; zero writes every line at once (`LOG_FLUSH_MS`, default 100 ms). See
+    /// `crate::logbuf`.
     pub log_flush: Duration,
     /// Providers, indexed in `ProviderId` order.
     pub providers: Vec<ProviderConfig>,
