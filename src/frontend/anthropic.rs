@@ -139,7 +139,10 @@ fn model_info(id: &str, display_name: &str, created_at: &str) -> Value {
 pub fn models_response(state: &AppState) -> Response {
     let data: Vec<Value> = super::usable_models(state)
         .iter()
-        .map(|m| model_info(&m.id, &m.id, &state.started_at))
+        .map(|m| {
+            let id = m.id();
+            model_info(&id, &id, &state.started_at)
+        })
         .collect();
     let first = data.first().map(|m| m["id"].clone());
     let last = data.last().map(|m| m["id"].clone());

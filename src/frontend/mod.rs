@@ -17,31 +17,59 @@ use serde::de::DeserializeOwned;
 use crate::canonical::ContentPart;
 use crate::error::ApiError;
 
-/// One entry of the `GET /v1/models` lists (OpenAI and Anthropic shapes).
-pub(crate) struct ListedModel {
-    /// What a client puts in `model`.
-    pub id: String,
-    /// Provider, Ollama instance, or custom provider.
-    pub owned_by: String,
+/// A model a client can use now, by where it comes from: the one selection behind the model
+/// lists of all three APIs (`GET /v1/models` in OpenAI's and Anthropic's shape, `GET /api/tags`).
+pub(crate) enum UsableModel {
+    /// A catalog model of an enabled provider.
+    Catalog(crate::catalog::ModelId),
+    /// A model of an Ollama instance, under one of its spellings.
+    Instance(crate::instances::Listed),
+    /// A custom model (admin UI), listed as `provider/id`.
+    Custom {
+        /// Its provider.
+        provider: String,
+        /// Its id at the provider.
+        id: String,
+    },
+}
+
+impl UsableModel {
+    /// The name a client puts in `model` in the OpenAI and Anthropic APIs.
+    pub fn id(&self) -> String {
+        match self {
+            UsableModel::Catalog(m) => m.info().id.to_string(),
+            UsableModel::Instance(l) => l.openai_id().to_string(),
+            UsableModel::Custom { provider, id } => format!("{provider}/{id}"),
+        }
+    }
+
+    /// Its owner in OpenAI's list: provider, Ollama instance or custom provider.
+    pub fn owned_by(&self) -> &str {
+        match self {
+            UsableModel::Catalog(m) => m.info().provider.name(),
+            UsableModel::Instance(l) => l.model.instance,
+            UsableModel::Custom { provider, .. } => provider,
+        }
+    }
+
     /// Unix seconds (0 for catalog and custom models, which carry no date).
-    pub created: i64,
+    pub fn created(&self) -> i64 {
+        match self {
+            UsableModel::Instance(l) => l.model.modified_unix(),
+            UsableModel::Catalog(_) | UsableModel::Custom { .. } => 0,
+        }
+    }
 }
 
 /// The models a client can use now, in list order: catalog models of enabled providers that are
-/// not disabled at runtime, Ollama-instance models not disabled, then custom models
-/// (`provider/id`). Starts a background re-discovery of the Ollama instances.
-pub(crate) fn usable_models(state: &crate::relay::AppState) -> Vec<ListedModel> {
+/// not disabled at runtime, Ollama-instance models not disabled, then custom models. Starts a
+/// background re-discovery of the Ollama instances, so a just-pulled model shows up on the next
+/// listing.
+pub(crate) fn usable_models(state: &crate::relay::AppState) -> Vec<UsableModel> {
     let snap = state.overrides.load();
-    let mut out: Vec<ListedModel> = crate::catalog::ModelId::all()
+    let mut out: Vec<UsableModel> = crate::catalog::ModelId::all()
         .filter(|m| state.config.is_enabled(m.info().provider) && !snap.is_disabled(*m))
-        .map(|m| {
-            let info = m.info();
-            ListedModel {
-                id: info.id.to_string(),
-                owned_by: info.provider.name().to_string(),
-                created: 0,
-            }
-        })
+        .map(UsableModel::Catalog)
         .collect();
     out.extend(
         state
@@ -50,17 +78,16 @@ pub(crate) fn usable_models(state: &crate::relay::AppState) -> Vec<ListedModel> 
             .listed()
             .iter()
             .filter(|l| !snap.instance_disabled(l.model.instance, &l.model.model))
-            .map(|l| ListedModel {
-                id: l.openai_id().to_string(),
-                owned_by: l.model.instance.to_string(),
-                created: l.model.modified_unix(),
+            .map(|l| UsableModel::Instance(l.clone())),
+    );
+    out.extend(
+        snap.custom_routes()
+            .into_iter()
+            .map(|(c, r)| UsableModel::Custom {
+                provider: r.provider.to_string(),
+                id: c.id.clone(),
             }),
     );
-    out.extend(snap.custom_routes().into_iter().map(|(c, r)| ListedModel {
-        id: format!("{}/{}", r.provider, c.id),
-        owned_by: r.provider.to_string(),
-        created: 0,
-    }));
     state.instances.refresh_soon(&state.client);
     out
 }

@@ -125,37 +125,27 @@ fn capabilities(m: ModelId) -> Vec<&'static str> {
 
 #[handler]
 async fn tags(state: Data<&AppState>) -> Response {
-    // Runtime overrides: disabled models left out, custom models added.
-    let snap = state.overrides.load();
-    let models: Vec<Value> = ModelId::all()
-        .filter(|m| state.config.is_enabled(m.info().provider) && !snap.is_disabled(*m))
-        .map(|m| {
-            let name = ollama_name(m);
-            json!({"name": name, "model": name, "modified_at": modified_at(&state), "size": 0,
-                   "digest": digest(m), "details": details(m)})
+    // Runtime overrides: disabled models left out, custom models added; Ollama-instance models
+    // (see crate::instances for the names) as the instance lists them.
+    let models: Vec<Value> = super::usable_models(&state)
+        .into_iter()
+        .map(|m| match m {
+            super::UsableModel::Catalog(m) => {
+                let name = ollama_name(m);
+                json!({"name": name, "model": name, "modified_at": modified_at(&state), "size": 0,
+                       "digest": digest(m), "details": details(m)})
+            }
+            super::UsableModel::Instance(l) => l.ollama_entry(),
+            super::UsableModel::Custom { provider, id } => {
+                // Ollama names carry a tag; `:latest` only where the id has none (as Ollama does).
+                let tag = if id.contains(':') { "" } else { ":latest" };
+                let name = format!("{provider}/{id}{tag}");
+                json!({"name": name, "model": name, "modified_at": modified_at(&state), "size": 0,
+                       "digest": "", "details": {"parent_model": "", "format": "api", "family": "",
+                       "families": [], "parameter_size": "", "quantization_level": ""}})
+            }
         })
         .collect();
-    // Ollama-instance models (see crate::instances for the names); listing also asks for a
-    // background re-discovery, so a just-pulled model shows up on the next listing.
-    let mut models = models;
-    models.extend(
-        state
-            .instances
-            .snapshot()
-            .listed()
-            .iter()
-            .filter(|l| !snap.instance_disabled(l.model.instance, &l.model.model))
-            .map(|l| l.ollama_entry()),
-    );
-    models.extend(snap.custom_routes().into_iter().map(|(c, r)| {
-        // Ollama names carry a tag; `:latest` only where the id has none (as Ollama does).
-        let tag = if c.id.contains(':') { "" } else { ":latest" };
-        let name = format!("{}/{}{tag}", r.provider, c.id);
-        json!({"name": name, "model": name, "modified_at": modified_at(&state), "size": 0,
-               "digest": "", "details": {"parent_model": "", "format": "api", "family": "",
-               "families": [], "parameter_size": "", "quantization_level": ""}})
-    }));
-    state.instances.refresh_soon(&state.client);
     json_response(&json!({"models": models}))
 }
 

@@ -73,7 +73,7 @@ async fn list_models(req: &Request, state: Data<&AppState>) -> Response {
     // Runtime overrides: disabled models left out, custom models added.
     let data: Vec<Value> = super::usable_models(&state)
         .into_iter()
-        .map(|m| json!({"id": m.id, "object": "model", "created": m.created, "owned_by": m.owned_by}))
+        .map(|m| json!({"id": m.id(), "object": "model", "created": m.created(), "owned_by": m.owned_by()}))
         .collect();
     json_response(&json!({"object": "list", "data": data}))
 }
