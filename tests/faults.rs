@@ -787,15 +787,7 @@ async fn client_disconnect_cancels_the_upstream_request_and_records_partial_usag
     for (i, api) in APIS.into_iter().enumerate() {
         let mut resp = h.chat(api, true).await;
         assert_eq!(resp.status(), 200);
-        let mut seen = String::new();
-        while !seen.contains("world") {
-            let c = tokio::time::timeout(WAIT, resp.chunk())
-                .await
-                .unwrap()
-                .unwrap()
-                .unwrap();
-            seen.push_str(&String::from_utf8_lossy(&c));
-        }
+        common::relay::read_until(&mut resp, "world", WAIT).await;
         // The client goes away mid-stream: llm-relay drops the upstream request.
         drop(resp);
         up.wait_closed(i + 1, &format!("{api:?}")).await;
@@ -846,15 +838,7 @@ async fn client_disconnect_before_the_final_usage_records_estimated_tokens() {
     for (i, api) in APIS.into_iter().enumerate() {
         let mut resp = h.chat(api, true).await;
         assert_eq!(resp.status(), 200);
-        let mut seen = String::new();
-        while !seen.contains("Bob") {
-            let c = tokio::time::timeout(WAIT, resp.chunk())
-                .await
-                .unwrap()
-                .unwrap()
-                .unwrap();
-            seen.push_str(&String::from_utf8_lossy(&c));
-        }
+        common::relay::read_until(&mut resp, "Bob", WAIT).await;
         drop(resp);
         up.resume();
         up.wait_closed(i + 1, &format!("{api:?}")).await;

@@ -133,11 +133,7 @@ async fn stream_until_first(s: &Server) -> (reqwest::Response, String) {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
-    let mut seen = String::new();
-    while !seen.contains("first") {
-        let c = tokio::time::timeout(WAIT, resp.chunk()).await.unwrap();
-        seen.push_str(&String::from_utf8_lossy(&c.unwrap().unwrap()));
-    }
+    let seen = common::relay::read_until(&mut resp, "first", WAIT).await;
     (resp, seen)
 }
 

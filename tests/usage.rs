@@ -313,15 +313,7 @@ async fn cancelled_stream_records_partial_usage() {
         .send()
         .await
         .unwrap();
-    let mut seen = String::new();
-    while !seen.contains("world") {
-        let c = tokio::time::timeout(Duration::from_secs(5), resp.chunk())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
-        seen.push_str(&String::from_utf8_lossy(&c));
-    }
+    common::relay::read_until(&mut resp, "world", Duration::from_secs(5)).await;
     // The client goes away mid-stream.
     drop(resp);
     let mut found = None;
@@ -638,15 +630,7 @@ async fn stream_then_hang_up(relay: &Relay, model: &str, marker: &str) {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
-    let mut seen = String::new();
-    while !seen.contains(marker) {
-        let c = tokio::time::timeout(Duration::from_secs(5), resp.chunk())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
-        seen.push_str(&String::from_utf8_lossy(&c));
-    }
+    common::relay::read_until(&mut resp, marker, Duration::from_secs(5)).await;
     drop(resp);
 }
 

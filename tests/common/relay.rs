@@ -156,6 +156,21 @@ pub async fn openai_fixture(
     (fake, relay, ex)
 }
 
+/// Read a streamed response until `needle` shows in its body, waiting at most `wait` per chunk
+/// (panics past that or at the end of the body): the text read so far. The response stays open.
+pub async fn read_until(resp: &mut reqwest::Response, needle: &str, wait: Duration) -> String {
+    let mut seen = String::new();
+    while !seen.contains(needle) {
+        let chunk = tokio::time::timeout(wait, resp.chunk())
+            .await
+            .unwrap_or_else(|_| panic!("no {needle:?} within {wait:?}; read: {seen}"))
+            .unwrap()
+            .unwrap_or_else(|| panic!("the body ended before {needle:?}; read: {seen}"));
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    seen
+}
+
 /// Parse an SSE body into its `data:` payloads (framing per the WHATWG rules the OpenAI SDK uses:
 /// events separated by a blank line).
 pub fn sse_payloads(body: &str) -> Vec<String> {
