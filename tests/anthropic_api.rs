@@ -415,8 +415,8 @@ async fn count_tokens_exact_from_anthropic_estimated_elsewhere() {
     );
 }
 
-#[tokio::test]
-async fn errors_are_in_anthropic_format() {
+/// An OpenAI upstream whose chat completions answer 503 "overloaded".
+async fn overloaded_upstream() -> FakeUpstream {
     let fake = FakeUpstream::start().await;
     Mock::given(method("POST"))
         .and(path("/v1/chat/completions"))
@@ -425,6 +425,12 @@ async fn errors_are_in_anthropic_format() {
         ))
         .mount(&fake.server)
         .await;
+    fake
+}
+
+#[tokio::test]
+async fn errors_are_in_anthropic_format() {
+    let fake = overloaded_upstream().await;
     let relay = Relay::start(&[("openai", format!("{}/v1", fake.uri()))]).await;
     let check = |status: u16, kind: &'static str| {
         move |(got, body): (u16, Value)| {
@@ -963,14 +969,7 @@ async fn error_with_request_id(resp: reqwest::Response) -> (u16, Value) {
 
 #[tokio::test]
 async fn error_bodies_carry_the_request_id_of_the_header() {
-    let fake = FakeUpstream::start().await;
-    Mock::given(method("POST"))
-        .and(path("/v1/chat/completions"))
-        .respond_with(ResponseTemplate::new(503).set_body_json(
-            json!({"error": {"message": "The engine is currently overloaded", "type": "server_error"}}),
-        ))
-        .mount(&fake.server)
-        .await;
+    let fake = overloaded_upstream().await;
     let relay = Relay::start_with(llm_relay::config::Config {
         max_body_bytes: 4096,
         ..config(&[("openai", format!("{}/v1", fake.uri()))])
@@ -1150,14 +1149,7 @@ impl Recording {
 
 #[tokio::test]
 async fn an_overloaded_upstream_is_recorded_with_the_529_the_client_got() {
-    let fake = FakeUpstream::start().await;
-    Mock::given(method("POST"))
-        .and(path("/v1/chat/completions"))
-        .respond_with(ResponseTemplate::new(503).set_body_json(
-            json!({"error": {"message": "The engine is currently overloaded", "type": "server_error"}}),
-        ))
-        .mount(&fake.server)
-        .await;
+    let fake = overloaded_upstream().await;
     let rec = Recording::start(&[("openai", format!("{}/v1", fake.uri()))]).await;
     let msg = json!({"model": "gpt-4o", "max_tokens": 5,
                      "messages": [{"role": "user", "content": "x"}]});
