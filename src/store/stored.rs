@@ -1,8 +1,11 @@
-//! The stored (on-disk) forms of usage data, versioned: a new field means a new `Stored*V<n>`
-//! type and a conversion, never a silent change of an existing one.
+//! The stored (on-disk) forms of usage data, versioned: a new field means a new version number
+//! `v`, and older versions keep decoding (a field a version lacks is read with its default),
+//! never a silent change of an existing one.
 //!
 //! Encoding: JSON (serde) with a leading `v` version number, so old values stay readable by a
 //! newer build.
+
+use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 
@@ -11,37 +14,40 @@ use crate::usage::cost::CostSource;
 use crate::usage::query::Totals;
 use crate::usage::record::UsageRecord;
 
-/// A usage record as stored in the `requests` table (version 1).
+/// A usage record as stored in the `requests` table. Version 2, what this build writes; version 1
+/// is the same without `tokens_estimated` (read as `false`: its counts were all the upstream's).
+/// Written from borrowed strings ([`encode_record`]: no copy of ~10 `String`s per record on the
+/// usage writer), read into owned ones.
 #[derive(Debug, Serialize, Deserialize)]
-pub struct StoredRecordV1 {
-    /// Format version: 1.
+pub struct StoredRecord<'a> {
+    /// Format version: 2 (1 for older values).
     pub v: u8,
     /// Arrival, Unix ms.
     pub t: i64,
     /// Client API.
-    pub frontend: String,
+    pub frontend: Cow<'a, str>,
     /// Path.
-    pub endpoint: String,
+    pub endpoint: Cow<'a, str>,
     /// Provider.
-    pub provider: String,
+    pub provider: Cow<'a, str>,
     /// Resolved model id.
-    pub model: String,
+    pub model: Cow<'a, str>,
     /// Model as asked.
-    pub model_requested: String,
+    pub model_requested: Cow<'a, str>,
     /// Tags.
-    pub tags: Vec<String>,
+    pub tags: Cow<'a, [String]>,
     /// Client IP.
-    pub client_ip: Option<String>,
+    pub client_ip: Option<Cow<'a, str>>,
     /// Client host name.
-    pub client_host: Option<String>,
+    pub client_host: Option<Cow<'a, str>>,
     /// User-Agent.
-    pub user_agent: Option<String>,
+    pub user_agent: Option<Cow<'a, str>>,
     /// Stream flag.
     pub stream: bool,
     /// HTTP status.
     pub status: u16,
     /// Error kind.
-    pub error: Option<String>,
+    pub error: Option<Cow<'a, str>>,
     /// Delivered completely.
     pub complete: bool,
     /// Latency, ms.
@@ -63,149 +69,32 @@ pub struct StoredRecordV1 {
     /// Cost, pico-USD (`None`: unpriced).
     pub cost_pico: Option<u64>,
     /// `reported` | `estimated` | `unpriced`.
-    pub cost_source: String,
-}
-
-impl From<StoredRecordV1> for UsageRecord {
-    /// A version-1 record: its token counts were all the upstream's (`tokens_estimated` false).
-    fn from(s: StoredRecordV1) -> Self {
-        UsageRecord {
-            time_ms: s.t,
-            frontend: s.frontend.into(),
-            endpoint: s.endpoint.into(),
-            provider: s.provider.into(),
-            model: s.model.into(),
-            model_requested: s.model_requested,
-            tags: s.tags,
-            client_ip: s.client_ip,
-            client_host: s.client_host,
-            user_agent: s.user_agent,
-            stream: s.stream,
-            status: s.status,
-            error: s.error.map(Into::into),
-            complete: s.complete,
-            latency_ms: s.latency_ms,
-            ttft_ms: s.ttft_ms,
-            input_tokens: s.input,
-            output_tokens: s.output,
-            reasoning_tokens: s.reasoning,
-            cached_input_tokens: s.cached_input,
-            cache_read_tokens: s.cache_read,
-            cache_write_tokens: s.cache_write,
-            cost_pico_usd: s.cost_pico,
-            cost_source: CostSource::parse(&s.cost_source).unwrap_or_default(),
-            tokens_estimated: false,
-        }
-    }
-}
-
-/// A usage record as stored in the `requests` table (version 2): version 1 plus
-/// `tokens_estimated`.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct StoredRecordV2 {
-    /// Format version: 2.
-    pub v: u8,
-    /// Arrival, Unix ms.
-    pub t: i64,
-    /// Client API.
-    pub frontend: String,
-    /// Path.
-    pub endpoint: String,
-    /// Provider.
-    pub provider: String,
-    /// Resolved model id.
-    pub model: String,
-    /// Model as asked.
-    pub model_requested: String,
-    /// Tags.
-    pub tags: Vec<String>,
-    /// Client IP.
-    pub client_ip: Option<String>,
-    /// Client host name.
-    pub client_host: Option<String>,
-    /// User-Agent.
-    pub user_agent: Option<String>,
-    /// Stream flag.
-    pub stream: bool,
-    /// HTTP status.
-    pub status: u16,
-    /// Error kind.
-    pub error: Option<String>,
-    /// Delivered completely.
-    pub complete: bool,
-    /// Latency, ms.
-    pub latency_ms: u64,
-    /// Time to first token, ms.
-    pub ttft_ms: Option<u64>,
-    /// Token classes (see [`UsageRecord`]).
-    pub input: u64,
-    /// Output tokens.
-    pub output: u64,
-    /// Reasoning tokens.
-    pub reasoning: u64,
-    /// Cached input tokens.
-    pub cached_input: u64,
-    /// Cache reads.
-    pub cache_read: u64,
-    /// Cache writes.
-    pub cache_write: u64,
-    /// Cost, pico-USD (`None`: unpriced).
-    pub cost_pico: Option<u64>,
-    /// `reported` | `estimated` | `unpriced`.
-    pub cost_source: String,
-    /// Input or output tokens are llm-relay's estimate (see [`UsageRecord::tokens_estimated`]).
+    pub cost_source: Cow<'a, str>,
+    /// Input or output tokens are llm-relay's estimate (see [`UsageRecord::tokens_estimated`]);
+    /// version 2 on.
+    #[serde(default)]
     pub tokens_estimated: bool,
 }
 
-impl From<&UsageRecord> for StoredRecordV2 {
-    fn from(r: &UsageRecord) -> Self {
-        StoredRecordV2 {
-            v: 2,
-            t: r.time_ms,
-            frontend: r.frontend.to_string(),
-            endpoint: r.endpoint.to_string(),
-            provider: r.provider.to_string(),
-            model: r.model.to_string(),
-            model_requested: r.model_requested.clone(),
-            tags: r.tags.clone(),
-            client_ip: r.client_ip.clone(),
-            client_host: r.client_host.clone(),
-            user_agent: r.user_agent.clone(),
-            stream: r.stream,
-            status: r.status,
-            error: r.error.as_deref().map(str::to_string),
-            complete: r.complete,
-            latency_ms: r.latency_ms,
-            ttft_ms: r.ttft_ms,
-            input: r.input_tokens,
-            output: r.output_tokens,
-            reasoning: r.reasoning_tokens,
-            cached_input: r.cached_input_tokens,
-            cache_read: r.cache_read_tokens,
-            cache_write: r.cache_write_tokens,
-            cost_pico: r.cost_pico_usd,
-            cost_source: r.cost_source.as_str().into(),
-            tokens_estimated: r.tokens_estimated,
-        }
-    }
-}
+/// The version [`encode_record`] writes.
+pub const RECORD_VERSION: u8 = 2;
 
-impl From<StoredRecordV2> for UsageRecord {
-    fn from(s: StoredRecordV2) -> Self {
+impl From<StoredRecord<'_>> for UsageRecord {
+    fn from(s: StoredRecord<'_>) -> Self {
         UsageRecord {
             time_ms: s.t,
-            frontend: s.frontend.into(),
-            endpoint: s.endpoint.into(),
-            provider: s.provider.into(),
-            model: s.model.into(),
-            model_requested: s.model_requested,
-            tags: s.tags,
-            client_ip: s.client_ip,
-            client_host: s.client_host,
-            user_agent: s.user_agent,
+            frontend: s.frontend.into_owned().into(),
+            endpoint: s.endpoint.into_owned().into(),
+            provider: s.provider.into_owned().into(),
+            model: s.model.into_owned().into(),
+            model_requested: s.model_requested.into_owned(),
+            tags: s.tags.into_owned(),
+            client_ip: s.client_ip.map(Cow::into_owned),
+            client_host: s.client_host.map(Cow::into_owned),
+            user_agent: s.user_agent.map(Cow::into_owned),
             stream: s.stream,
             status: s.status,
-            error: s.error.map(Into::into),
+            error: s.error.map(|e| e.into_owned().into()),
             complete: s.complete,
             latency_ms: s.latency_ms,
             ttft_ms: s.ttft_ms,
@@ -222,55 +111,23 @@ impl From<StoredRecordV2> for UsageRecord {
     }
 }
 
-/// [`StoredRecordV2`] borrowing the record's strings instead of copying them (~10 `String`s per
-/// record on the usage writer): the same fields in the same order, so the same bytes.
-#[derive(Serialize)]
-struct StoredRecordV2Ref<'a> {
-    v: u8,
-    t: i64,
-    frontend: &'a str,
-    endpoint: &'a str,
-    provider: &'a str,
-    model: &'a str,
-    model_requested: &'a str,
-    tags: &'a [String],
-    client_ip: Option<&'a str>,
-    client_host: Option<&'a str>,
-    user_agent: Option<&'a str>,
-    stream: bool,
-    status: u16,
-    error: Option<&'a str>,
-    complete: bool,
-    latency_ms: u64,
-    ttft_ms: Option<u64>,
-    input: u64,
-    output: u64,
-    reasoning: u64,
-    cached_input: u64,
-    cache_read: u64,
-    cache_write: u64,
-    cost_pico: Option<u64>,
-    cost_source: &'a str,
-    tokens_estimated: bool,
-}
-
-/// Encode a record (as a [`StoredRecordV2`]).
+/// Encode a record (a [`StoredRecord`] of version [`RECORD_VERSION`], borrowing its strings).
 pub fn encode_record(r: &UsageRecord) -> Vec<u8> {
-    let s = StoredRecordV2Ref {
-        v: 2,
+    let s = StoredRecord {
+        v: RECORD_VERSION,
         t: r.time_ms,
-        frontend: &r.frontend,
-        endpoint: &r.endpoint,
-        provider: &r.provider,
-        model: &r.model,
-        model_requested: &r.model_requested,
-        tags: &r.tags,
-        client_ip: r.client_ip.as_deref(),
-        client_host: r.client_host.as_deref(),
-        user_agent: r.user_agent.as_deref(),
+        frontend: Cow::Borrowed(&r.frontend),
+        endpoint: Cow::Borrowed(&r.endpoint),
+        provider: Cow::Borrowed(&r.provider),
+        model: Cow::Borrowed(&r.model),
+        model_requested: Cow::Borrowed(&r.model_requested),
+        tags: Cow::Borrowed(&r.tags),
+        client_ip: r.client_ip.as_deref().map(Cow::Borrowed),
+        client_host: r.client_host.as_deref().map(Cow::Borrowed),
+        user_agent: r.user_agent.as_deref().map(Cow::Borrowed),
         stream: r.stream,
         status: r.status,
-        error: r.error.as_deref(),
+        error: r.error.as_deref().map(Cow::Borrowed),
         complete: r.complete,
         latency_ms: r.latency_ms,
         ttft_ms: r.ttft_ms,
@@ -281,38 +138,27 @@ pub fn encode_record(r: &UsageRecord) -> Vec<u8> {
         cache_read: r.cache_read_tokens,
         cache_write: r.cache_write_tokens,
         cost_pico: r.cost_pico_usd,
-        cost_source: r.cost_source.as_str(),
+        cost_source: Cow::Borrowed(r.cost_source.as_str()),
         tokens_estimated: r.tokens_estimated,
     };
     serde_json::to_vec(&s).unwrap_or_default()
 }
 
-/// Decode a stored record (any known version: 2, or 1 read with `tokens_estimated` false).
+/// Decode a stored record of any known version (1 or 2).
 ///
-/// The `v` field is read first, then the value is decoded as that version (2: what this build
-/// writes; 1: older builds, read with `tokens_estimated` false).
-///
-/// Errors: not JSON with a `v`, an unknown version, or not that version's shape.
+/// Errors: not a [`StoredRecord`], or a version this build does not know (above
+/// [`RECORD_VERSION`] or 0).
 pub fn decode_record(bytes: &[u8]) -> Result<UsageRecord, StoreError> {
-    #[derive(Deserialize)]
-    struct Version {
-        v: u8,
-    }
-    let corrupt = |e: serde_json::Error| StoreError::Corrupt(format!("usage record: {e}"));
-    match serde_json::from_slice::<Version>(bytes).map_err(corrupt)?.v {
-        2 => serde_json::from_slice::<StoredRecordV2>(bytes)
-            .map(UsageRecord::from)
-            .map_err(corrupt),
-        1 => serde_json::from_slice::<StoredRecordV1>(bytes)
-            .map(UsageRecord::from)
-            .map_err(corrupt),
+    let s: StoredRecord<'_> = serde_json::from_slice(bytes)
+        .map_err(|e| StoreError::Corrupt(format!("usage record: {e}")))?;
+    match s.v {
+        1 | RECORD_VERSION => Ok(UsageRecord::from(s)),
         v => Err(StoreError::Corrupt(format!(
             "usage record: unknown version {v}"
         ))),
     }
 }
 
-/// Aggregate sums as stored in the `agg_hour`/`agg_day` tables (version 1); see [`Totals`].
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct StoredAggV1 {
     /// Format version: 1.
@@ -418,8 +264,8 @@ pub fn decode_agg(bytes: &[u8]) -> Result<Totals, StoreError> {
 mod tests {
     use super::*;
 
-    /// The borrowed encoding writes exactly the bytes of the owned `StoredRecordV2`, and they
-    /// decode back to the record.
+    /// The encoding is version 2's field names and order (pinned: existing databases hold it),
+    /// and it decodes back to the record.
     #[test]
     fn encode_record_is_stored_record_v2() {
         let r = UsageRecord {
@@ -450,10 +296,9 @@ mod tests {
             tokens_estimated: true,
         };
         let bytes = encode_record(&r);
-        let owned = serde_json::to_vec(&StoredRecordV2::from(&r)).unwrap_or_default();
         assert_eq!(
             String::from_utf8_lossy(&bytes),
-            String::from_utf8_lossy(&owned)
+            r#"{"v":2,"t":1700000000123,"frontend":"x-api","endpoint":"/v1/chat/completions","provider":"p","model":"m","model_requested":"m \"q\"","tags":["a","bé"],"client_ip":"127.0.0.1","client_host":null,"user_agent":"ua/1","stream":true,"status":502,"error":"upstream_status","complete":false,"latency_ms":12,"ttft_ms":3,"input":1,"output":2,"reasoning":3,"cached_input":4,"cache_read":5,"cache_write":6,"cost_pico":7,"cost_source":"unpriced","tokens_estimated":true}"#
         );
         assert!(bytes.starts_with(b"{\"v\":2,"));
         assert_eq!(decode_record(&bytes).ok(), Some(r.clone()));
