@@ -68,8 +68,10 @@ pub struct RequestLog {
     pricing: Option<&'static Pricing>,
     /// Runtime override price (wins over `pricing`; `crate::overrides`).
     pricing_override: Option<Arc<Pricing>>,
-    /// The provider bills cache reads separately from the prompt (Anthropic wire family).
-    separate_cache: bool,
+    /// The upstream speaks the Anthropic wire family: it bills cache reads separately from the
+    /// prompt, and its `message_start` carries a provisional output count (see
+    /// `usage_after_output`).
+    anthropic_wire: bool,
     /// Web-search context size the request asked for (Perplexity's per-request fee depends on it).
     search: cost::SearchContextSize,
     /// Estimate of the prompt, tokens ([`estimate::prompt_tokens`]): computed for streams only,
@@ -79,8 +81,9 @@ pub struct RequestLog {
     /// streamed to the client so far (a running sum: no allocation per event).
     streamed_chars: u64,
     /// The latest usage arrived after some output was streamed. Matters for the Anthropic wire
-    /// family (`separate_cache`): its `message_start` carries a provisional output count (1)
-    /// before any output, the real one comes in `message_delta` at the end.
+    /// family (`anthropic_wire`): its `message_start` carries a provisional output count (1)
+    /// before any output, the real one comes in `message_delta` at the end (anthropic fixtures:
+    /// `"output_tokens":1` in `message_start`).
     usage_after_output: bool,
 }
 
@@ -108,7 +111,7 @@ impl RequestLog {
             first_token: None,
             pricing: None,
             pricing_override: None,
-            separate_cache: false,
+            anthropic_wire: false,
             search: cost::SearchContextSize::default(),
             prompt_estimate: None,
             streamed_chars: 0,
@@ -191,27 +194,27 @@ impl RequestLog {
                 let info = model.info();
                 self.routed = Cow::Borrowed(info.id);
                 self.pricing = Some(model.pricing());
-                self.separate_cache = info.provider.info().wire == WireFamily::Anthropic;
+                self.anthropic_wire = info.provider.info().wire == WireFamily::Anthropic;
             }
             crate::route::Target::Priced(model, pricing) => {
                 let info = model.info();
                 self.routed = Cow::Borrowed(info.id);
                 self.pricing = Some(model.pricing());
                 self.pricing_override = Some(Arc::clone(pricing));
-                self.separate_cache = info.provider.info().wire == WireFamily::Anthropic;
+                self.anthropic_wire = info.provider.info().wire == WireFamily::Anthropic;
             }
             crate::route::Target::Custom(c) => {
                 self.routed = Cow::Owned(c.model.clone());
                 self.pricing = None;
                 self.pricing_override = c.pricing.clone();
-                self.separate_cache = c.family == WireFamily::Anthropic;
+                self.anthropic_wire = c.family == WireFamily::Anthropic;
             }
             // Ollama-instance models have no catalog price: their cost is recorded as null
             // ("unpriced"), never 0.
             crate::route::Target::Instance(m) => {
                 self.routed = Cow::Owned(m.model.clone());
                 self.pricing = None;
-                self.separate_cache = false;
+                self.anthropic_wire = false;
             }
         }
     }
@@ -300,7 +303,7 @@ impl RequestLog {
             estimated = true;
         }
         let output_reported = (u.completion_tokens > 0 || u.reasoning_tokens > 0)
-            && (self.usage_after_output || !self.separate_cache);
+            && (self.usage_after_output || !self.anthropic_wire);
         let output = estimate::tokens_for_chars(self.streamed_chars);
         if !output_reported && output > u.completion_tokens.max(u.reasoning_tokens) {
             u.completion_tokens = output;
@@ -338,7 +341,7 @@ impl RequestLog {
             }
         };
         let u = &usage;
-        let (cached_input, cache_read) = if self.separate_cache {
+        let (cached_input, cache_read) = if self.anthropic_wire {
             (0, u.cache_read_tokens)
         } else {
             (u.cache_read_tokens, 0)
@@ -500,7 +503,7 @@ mod tests {
     #[test]
     fn an_anthropic_count_before_the_output_keeps_the_prompt_and_estimates_the_output() {
         let mut log = started_stream(7);
-        log.separate_cache = true;
+        log.anthropic_wire = true;
         log.observe(&usage(25, 1));
         log.observe(&text(&"x".repeat(40)));
         let (u, estimated) = log.usage_with_estimates();
@@ -527,7 +530,7 @@ mod tests {
 
         // Anthropic's final count (`message_delta`, after the output).
         let mut log = started_stream(7);
-        log.separate_cache = true;
+        log.anthropic_wire = true;
         log.observe(&usage(25, 1));
         log.observe(&text(&"x".repeat(400)));
         log.observe(&usage(25, 90));
