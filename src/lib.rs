@@ -8,6 +8,8 @@
 //! - [`frontend`]: client APIs (Ollama `/api/*`, OpenAI `/v1/*`, Anthropic `/v1/messages*`):
 //!   decode, encode, error format.
 //! - [`upstream`]: wire dialects behind the `Dialect` trait and the shared HTTP client.
+//! - [`embed`]: embeddings (`/v1/embeddings`, `/api/embed`) to OpenAI-compatible providers and
+//!   Ollama servers.
 //! - [`relay`]: resolve, encode, send, peek the stream; [`route`]: the routing target a model
 //!   name resolves to (catalog row or Ollama-instance model).
 //! - [`instances`]: Ollama servers as upstreams: discovery, snapshot, instance model names.
@@ -27,6 +29,7 @@ pub mod admin;
 pub mod canonical;
 pub mod catalog;
 pub mod config;
+pub mod embed;
 pub mod error;
 pub mod frontend;
 pub mod health;

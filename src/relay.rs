@@ -220,8 +220,9 @@ fn resolve_in(
 /// for input tokens already billed even when the stream fails or the client leaves before the
 /// first token.
 ///
-/// Errors: unknown model (404), provider without key (503), request the dialect cannot express
-/// or an image URL that cannot be fetched for an inline-only upstream (400), upstream status
+/// Errors: unknown model (404), provider without key (503), an embedding model, a request the
+/// dialect cannot express or an image URL that cannot be fetched for an inline-only upstream
+/// (400), upstream status
 /// (kept), transport failures (502/504), and, for streams, a failure before the first event.
 pub async fn chat(
     state: &AppState,
@@ -229,6 +230,9 @@ pub async fn chat(
     req: &ChatRequest,
     on_usage: &mut (dyn FnMut(Usage) + Send),
 ) -> Result<Reply, ApiError> {
+    if crate::embed::is_embedding_model(target) {
+        return Err(crate::embed::chat_to_embedding_model(&req.model));
+    }
     // Image URLs the upstream cannot take are fetched and inlined first (rare: no copy otherwise).
     let dialect: &'static dyn Dialect = match target {
         Target::Catalog(model) | Target::Priced(model, _) => {
@@ -456,7 +460,6 @@ async fn send_to_custom(
     c: &crate::overrides::CustomRoute,
     req: &ChatRequest,
 ) -> Result<(&'static dyn Dialect, client::Upstream), ApiError> {
-    use crate::catalog::AuthStyle;
     let dialect = custom_dialect(c);
     let (path, body) = match c.family {
         catalog::WireFamily::Anthropic => {
@@ -482,6 +485,22 @@ async fn send_to_custom(
     };
     let body = serde_json::to_vec(&body)
         .map_err(|e| ApiError::BadRequest(format!("cannot encode request: {e}")))?;
+    let rb = custom_request(state, c, path, body)?;
+    let upstream = client::send_request(rb, c.provider, dialect, &state.config).await?;
+    Ok((dialect, upstream))
+}
+
+/// A POST of the JSON `body` to `path` under a custom model's base URL, with its provider's auth
+/// header (the key read from the variable the override names) and extra headers.
+///
+/// Errors: a key variable named but unset (503 `ProviderNotConfigured`).
+pub(crate) fn custom_request(
+    state: &AppState,
+    c: &crate::overrides::CustomRoute,
+    path: &str,
+    body: Vec<u8>,
+) -> Result<reqwest::RequestBuilder, ApiError> {
+    use crate::catalog::AuthStyle;
     let mut rb = state
         .client
         .post(format!("{}{path}", c.base_url))
@@ -502,6 +521,5 @@ async fn send_to_custom(
     for (k, v) in c.headers {
         rb = rb.header(*k, *v);
     }
-    let upstream = client::send_request(rb, c.provider, dialect, &state.config).await?;
-    Ok((dialect, upstream))
+    Ok(rb)
 }

@@ -17,7 +17,8 @@ use common::fake_upstream::FakeUpstream;
 use common::fixtures::load;
 use common::relay::{Relay, test_key};
 use llm_relay::catalog::{
-    self, AuthStyle, MaxTokensField, ModelId, PROVIDERS, Param, SystemPrompt, WireFamily,
+    self, AuthStyle, Capability, MaxTokensField, ModelId, PROVIDERS, Param, SystemPrompt,
+    WireFamily,
 };
 use serde_json::{Value, json};
 
@@ -77,10 +78,52 @@ async fn every_openai_compatible_model_reaches_its_upstream_through_both_apis() 
         let fake = FakeUpstream::start().await;
         // Serve the recorded answer under a base path, as real providers have one (/v1, /openai/v1).
         fake.replay(&ex, "/base/chat/completions").await;
+        wiremock::Mock::given(wiremock::matchers::method("POST"))
+            .and(wiremock::matchers::path("/base/embeddings"))
+            .respond_with(wiremock::ResponseTemplate::new(200).set_body_json(json!({
+                "object": "list", "data": [{"object": "embedding", "index": 0, "embedding": [0.5]}],
+                "usage": {"prompt_tokens": 1, "total_tokens": 1}})))
+            .mount(&fake.server)
+            .await;
         let relay = Relay::start(&[(p.name, format!("{}/base", fake.uri()))]).await;
         for m in ModelId::all().filter(|m| m.info().provider == p.id) {
             let info = m.info();
             let q = m.quirks();
+            if info.has(Capability::Embeddings) {
+                // Embedding models: /v1/embeddings and /api/embed reach {base}/embeddings with the
+                // key; chat is refused before any upstream call.
+                for (path, field) in [("/v1/embeddings", "input"), ("/api/embed", "input")] {
+                    let resp = relay
+                        .post(
+                            path,
+                            &json!({"model": format!("{}/{}", p.name, info.id), field: "x"}),
+                        )
+                        .await;
+                    assert_eq!(resp.status(), 200, "{} {} via {path}", p.name, info.id);
+                    let sent = fake.received().await;
+                    let req = sent.last().unwrap();
+                    assert_eq!(req.url.path(), "/base/embeddings");
+                    let up: Value = serde_json::from_slice(&req.body).unwrap();
+                    assert_eq!(up, json!({"model": info.id, "input": ["x"]}));
+                    if p.auth == AuthStyle::Bearer {
+                        assert_eq!(
+                            req.headers.get("authorization").unwrap().to_str().unwrap(),
+                            format!("Bearer {}", test_key(p.name))
+                        );
+                    }
+                }
+                let before = fake.received().await.len();
+                let resp = relay
+                    .post(
+                        "/v1/chat/completions",
+                        &json!({"model": info.id, "messages": [{"role": "user", "content": "U"}]}),
+                    )
+                    .await;
+                assert_eq!(resp.status(), 400, "{} {}", p.name, info.id);
+                assert_eq!(fake.received().await.len(), before);
+                checked += 1;
+                continue;
+            }
             for (path, body) in [
                 (
                     "/v1/chat/completions",

@@ -1,5 +1,5 @@
 //! The Ollama API frontend (`/`, `/api/version`, `/api/tags`, `/api/show`, `/api/ps`,
-//! `/api/chat`, `/api/generate`, `/api/pull`).
+//! `/api/chat`, `/api/generate`, `/api/pull`, `/api/embed`, legacy `/api/embeddings`).
 //!
 //! Shapes follow Ollama's `api/types.go` and docs/api.md (WIRE.md §2): NDJSON streaming by default
 //! (`stream` defaults to true), `created_at` in RFC 3339 with nanoseconds, durations in
@@ -42,6 +42,8 @@ pub fn routes() -> Route {
         .at("/api/chat", post(chat))
         .at("/api/generate", post(generate))
         .at("/api/pull", post(pull))
+        .at("/api/embed", post(embed))
+        .at("/api/embeddings", post(embeddings_legacy))
 }
 
 /// Render an error as Ollama does: `{"error":"..."}` with the status.
@@ -966,5 +968,154 @@ mod tests {
         assert_eq!(v[2]["function"]["arguments"], json!({}));
         assert_eq!(v[3]["function"]["arguments"], json!({"a": 1}));
         assert_eq!(v[3]["function"]["index"], 3);
+    }
+}
+
+// ---- embeddings (WIRE.md §2.7) ----
+
+/// `/api/embed` request: `input` (string | string[]), `dimensions`; `truncate`, `options` and
+/// `keep_alive` are forwarded to Ollama servers as sent.
+#[derive(Deserialize)]
+struct EmbedWire {
+    #[serde(default)]
+    model: String,
+    #[serde(default)]
+    input: Option<Value>,
+    #[serde(default)]
+    dimensions: Option<u32>,
+    #[serde(flatten)]
+    rest: Map<String, Value>,
+}
+
+/// Legacy `/api/embeddings` request: one `prompt`.
+#[derive(Deserialize)]
+struct EmbeddingsLegacyWire {
+    #[serde(default)]
+    model: String,
+    #[serde(default)]
+    prompt: Option<String>,
+    #[serde(flatten)]
+    rest: Map<String, Value>,
+}
+
+/// `/api/embed` answer (WIRE.md §2.7; durations in ns).
+#[derive(serde::Serialize)]
+struct EmbedOut<'a> {
+    model: &'a str,
+    embeddings: &'a [Vec<f32>],
+    total_duration: u64,
+    load_duration: u64,
+    prompt_eval_count: u64,
+}
+
+/// Legacy `/api/embeddings` answer.
+#[derive(serde::Serialize)]
+struct EmbeddingsLegacyOut<'a> {
+    embedding: &'a [f32],
+}
+
+/// The Ollama fields passed on to Ollama servers (the rest of the body is dropped).
+fn ollama_embed_fields(mut rest: Map<String, Value>) -> Map<String, Value> {
+    rest.retain(|k, _| matches!(k.as_str(), "truncate" | "options" | "keep_alive"));
+    rest
+}
+
+#[handler]
+async fn embed(req: &Request, state: Data<&AppState>, body: Body) -> Response {
+    crate::usage::logged(embed_inner(&state, req, body, false).await)
+}
+
+#[handler]
+async fn embeddings_legacy(req: &Request, state: Data<&AppState>, body: Body) -> Response {
+    crate::usage::logged(embed_inner(&state, req, body, true).await)
+}
+
+/// `/api/embed` (`legacy` false) answers `{"model","embeddings":[[...]],"total_duration",
+/// "load_duration","prompt_eval_count"}`; `/api/embeddings` (`legacy`) answers
+/// `{"embedding":[...]}`. An empty input (Ollama's way to load a model) is answered without an
+/// upstream call: no vectors.
+async fn embed_inner(state: &AppState, http: &Request, body: Body, legacy: bool) -> Response {
+    let path = if legacy {
+        "/api/embeddings"
+    } else {
+        "/api/embed"
+    };
+    let mut log = RequestLog::start(&state.usage, http, path);
+    let start = log.started();
+    let result = async {
+        let (mut model, input, dimensions, rest) = if legacy {
+            let w: EmbeddingsLegacyWire = read_json(body, state.config.max_body_bytes).await?;
+            (
+                w.model,
+                w.prompt.filter(|p| !p.is_empty()).map(Value::from),
+                None,
+                w.rest,
+            )
+        } else {
+            let w: EmbedWire = read_json(body, state.config.max_body_bytes).await?;
+            let input = w.input.filter(|i| match i {
+                Value::String(s) => !s.is_empty(),
+                Value::Array(a) => !a.is_empty(),
+                _ => true,
+            });
+            (w.model, input, w.dimensions, w.rest)
+        };
+        if model.trim().is_empty() {
+            return Err(ApiError::BadRequest("model is required".into()));
+        }
+        log.set_model_tagged(&mut model);
+        let target = relay::resolve_model(state, &model)?;
+        log.set_route(&target);
+        let Some(input) = input else {
+            return Ok::<_, ApiError>((model, None));
+        };
+        let req = crate::embed::EmbedRequest {
+            input: crate::embed::input_from_json(input, false)?,
+            model,
+            dimensions,
+            user: None,
+            ollama: ollama_embed_fields(rest),
+        };
+        let answer = crate::embed::embed(state, &target, &req).await?;
+        let tokens = crate::embed::prompt_tokens(&req, &answer);
+        Ok((req.model, Some((answer, tokens))))
+    }
+    .await;
+    match result {
+        Err(e) => {
+            log.set_error(&e);
+            error_response(&e)
+        }
+        Ok((model, answer)) => {
+            let tokens = answer.as_ref().map_or(0, |(_, t)| *t);
+            log.set_usage(crate::canonical::Usage {
+                prompt_tokens: tokens,
+                ..Default::default()
+            });
+            log.set_complete();
+            let (vectors, timings) = match answer {
+                Some((a, _)) => (a.vectors, a.timings.unwrap_or_default()),
+                None => (Vec::new(), Default::default()),
+            };
+            // Typed, so each f32 prints as its shortest f32 text (a `Value` would widen it to
+            // f64 and print 0.0057293195 as 0.005729319527745247).
+            let body = if legacy {
+                serde_json::to_vec(&EmbeddingsLegacyOut {
+                    embedding: vectors.first().map_or(&[][..], Vec::as_slice),
+                })
+            } else {
+                let ns = start.elapsed().as_nanos().clamp(1, i64::MAX as u128) as u64;
+                serde_json::to_vec(&EmbedOut {
+                    model: &model,
+                    embeddings: &vectors,
+                    total_duration: timings.total_duration.unwrap_or(ns),
+                    load_duration: timings.load_duration.unwrap_or(0),
+                    prompt_eval_count: tokens,
+                })
+            };
+            Response::builder()
+                .content_type("application/json; charset=utf-8")
+                .body(body.unwrap_or_default())
+        }
     }
 }

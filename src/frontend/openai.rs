@@ -1,4 +1,5 @@
-//! The OpenAI API frontend (`/v1/models`, `/v1/chat/completions`, `/v1/completions`).
+//! The OpenAI API frontend (`/v1/models`, `/v1/chat/completions`, `/v1/completions`,
+//! `/v1/embeddings`).
 //!
 //! Shapes follow OpenAI's OpenAPI spec (`CreateChatCompletionRequest`/`Response`,
 //! `CreateChatCompletionStreamResponse`, `ErrorResponse`; ../shared/specs/openai-openapi.yaml and
@@ -33,6 +34,7 @@ pub fn routes() -> Route {
         .at("/models/*id", get(get_model))
         .at("/chat/completions", post(chat_completions))
         .at("/completions", post(completions))
+        .at("/embeddings", post(embeddings))
 }
 
 /// OpenAI's `ErrorResponse` body: `{"error":{"message","type","param","code"}}` (all four keys
@@ -1297,5 +1299,126 @@ mod tests {
         assert!(out[0].contains(r#""finish_reason":"length""#) && out[0].contains(r#""delta":{}"#));
         assert!(out[1].contains(r#""choices":[]"#) && out[1].contains(r#""total_tokens":7"#));
         assert_eq!(out[2], "data: [DONE]\n\n");
+    }
+}
+
+// ---- embeddings (CreateEmbeddingRequest / CreateEmbeddingResponse, WIRE.md §3.7) ----
+
+#[derive(Deserialize)]
+struct EmbeddingRequest {
+    model: String,
+    input: Value,
+    /// `float` (default) or `base64` (little-endian float32; the `openai` Python SDK asks for it).
+    #[serde(default)]
+    encoding_format: Option<String>,
+    #[serde(default)]
+    dimensions: Option<u32>,
+    #[serde(default)]
+    user: Option<String>,
+}
+
+#[derive(serde::Serialize)]
+struct EmbeddingOut<'a> {
+    object: &'static str,
+    data: Vec<EmbeddingItem<'a>>,
+    model: &'a str,
+    usage: EmbeddingUsage,
+}
+
+#[derive(serde::Serialize)]
+struct EmbeddingItem<'a> {
+    object: &'static str,
+    index: usize,
+    embedding: EmbeddingVector<'a>,
+}
+
+#[derive(serde::Serialize)]
+#[serde(untagged)]
+enum EmbeddingVector<'a> {
+    Floats(&'a [f32]),
+    Base64(String),
+}
+
+#[derive(serde::Serialize)]
+struct EmbeddingUsage {
+    prompt_tokens: u64,
+    total_tokens: u64,
+}
+
+/// The `CreateEmbeddingResponse` body: one `embedding` object per input in input order, `model`
+/// as the client named it, `usage.prompt_tokens` = `total_tokens`.
+fn embedding_body(model: &str, vectors: &[Vec<f32>], base64: bool, tokens: u64) -> Vec<u8> {
+    let out = EmbeddingOut {
+        object: "list",
+        data: vectors
+            .iter()
+            .enumerate()
+            .map(|(index, v)| EmbeddingItem {
+                object: "embedding",
+                index,
+                embedding: if base64 {
+                    EmbeddingVector::Base64(crate::embed::to_base64(v))
+                } else {
+                    EmbeddingVector::Floats(v)
+                },
+            })
+            .collect(),
+        model,
+        usage: EmbeddingUsage {
+            prompt_tokens: tokens,
+            total_tokens: tokens,
+        },
+    };
+    serde_json::to_vec(&out).unwrap_or_default()
+}
+
+#[handler]
+async fn embeddings(req: &Request, state: Data<&AppState>, body: Body) -> Response {
+    crate::usage::logged(embeddings_inner(&state, req, body).await)
+}
+
+async fn embeddings_inner(state: &AppState, http: &Request, body: Body) -> Response {
+    let mut log = RequestLog::start(&state.usage, http, "/v1/embeddings");
+    let result = async {
+        let mut w: EmbeddingRequest = read_json(body, state.config.max_body_bytes).await?;
+        let base64 = match w.encoding_format.as_deref() {
+            None | Some("float") => false,
+            Some("base64") => true,
+            Some(other) => {
+                return Err(ApiError::BadRequest(format!(
+                    "encoding_format must be 'float' or 'base64', got '{other}'"
+                )));
+            }
+        };
+        log.set_model_tagged(&mut w.model);
+        let req = crate::embed::EmbedRequest {
+            input: crate::embed::input_from_json(w.input, true)?,
+            model: w.model,
+            dimensions: w.dimensions,
+            user: w.user,
+            ollama: serde_json::Map::new(),
+        };
+        let target = relay::resolve_model(state, &req.model)?;
+        log.set_route(&target);
+        let answer = crate::embed::embed(state, &target, &req).await?;
+        Ok::<_, ApiError>((req, base64, answer))
+    }
+    .await;
+    match result {
+        Err(e) => {
+            log.set_error(&e);
+            error_response(&e)
+        }
+        Ok((req, base64, answer)) => {
+            let tokens = crate::embed::prompt_tokens(&req, &answer);
+            log.set_usage(Usage {
+                prompt_tokens: tokens,
+                ..Usage::default()
+            });
+            log.set_complete();
+            Response::builder()
+                .content_type("application/json")
+                .body(embedding_body(&req.model, &answer.vectors, base64, tokens))
+        }
     }
 }

@@ -161,14 +161,7 @@ impl RequestLog {
     /// model resolution) and applies the tag precedence, records the model asked and the stream
     /// flag.
     pub fn set_request(&mut self, req: &mut ChatRequest) {
-        let (model, suffix) = tags::split_model_suffix(&req.model);
-        if suffix.is_some() {
-            self.tags = self.tag_sources.resolve(suffix);
-        }
-        if model.len() != req.model.len() {
-            req.model = model.to_string();
-        }
-        self.set_model(&req.model);
+        self.set_model_tagged(&mut req.model);
         self.stream = req.stream;
         // Kept for a stream cut before its usage (see `usage_with_estimates`; also shown in the
         // access log when usage tracking is off); a few additions per message, no allocation.
@@ -182,6 +175,20 @@ impl RequestLog {
             .and_then(serde_json::Value::as_str)
             .and_then(cost::SearchContextSize::parse)
             .unwrap_or_default();
+    }
+
+    /// Record the requested model of a request without a [`ChatRequest`] (embeddings): strips a
+    /// `model@tag` suffix from `model` (before model resolution), applies the tag precedence and
+    /// records the model asked.
+    pub fn set_model_tagged(&mut self, model: &mut String) {
+        let (name, suffix) = tags::split_model_suffix(model);
+        if suffix.is_some() {
+            self.tags = self.tag_sources.resolve(suffix);
+        }
+        if name.len() != model.len() {
+            *model = name.to_string();
+        }
+        self.set_model(model);
     }
 
     /// Record where the request was routed: provider (catalog provider or Ollama instance name),
