@@ -27,6 +27,10 @@ use wiremock::matchers::body_partial_json;
 const API_KEY: &str = "sk-test-llm-relay-sdk-clients";
 /// Where every OpenAI-compatible chat request lands (base URL `<fake>/v1`).
 const CHAT_PATH: &str = "/v1/chat/completions";
+/// The embedding model the SDK tests call, and the vectors the fake upstream answers (values
+/// exact in float32, so base64 and JSON answers compare exactly).
+const EMBED_MODEL: &str = "text-embedding-3-small";
+const EMBED_VECTORS: [[f32; 3]; 2] = [[0.5, -0.25, 0.125], [1.0, 0.0, -2.0]];
 /// A real 1x1 RGBA PNG (valid IHDR/IDAT/IEND CRCs), base64.
 const PNG_B64: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==";
 /// Name of the Ollama instance the relay is started with.
@@ -303,10 +307,10 @@ fn check_upstream_requests(requests: &[Request]) {
     assert!(!requests.is_empty(), "the fake upstream received nothing");
     let mut bodies = Vec::new();
     for r in requests {
-        assert_eq!(
-            (r.method.as_str(), r.url.path()),
-            ("POST", CHAT_PATH),
-            "unexpected upstream request {}",
+        assert!(
+            r.method.as_str() == "POST" && [CHAT_PATH, "/v1/embeddings"].contains(&r.url.path()),
+            "unexpected upstream request {} {}",
+            r.method,
             r.url
         );
         let auth = r.headers.get("authorization").and_then(|v| v.to_str().ok());
@@ -319,6 +323,22 @@ fn check_upstream_requests(requests: &[Request]) {
         let ct = r.headers.get("content-type").and_then(|v| v.to_str().ok());
         assert_eq!(ct, Some("application/json"));
         bodies.push(serde_json::from_slice::<Value>(&r.body).expect("upstream body is JSON"));
+    }
+    // Embeddings from both SDKs (the openai one asks for base64, which is not forwarded: the
+    // upstream answers floats and llm-relay encodes).
+    let embeds: Vec<&Value> = requests
+        .iter()
+        .zip(&bodies)
+        .filter(|(r, _)| r.url.path() == "/v1/embeddings")
+        .map(|(_, b)| b)
+        .collect();
+    for tag in ["[oa-emb]", "[oa-emb-float]", "[ol-emb]", "[ol-emb-legacy]"] {
+        let b = embeds
+            .iter()
+            .find(|b| b.to_string().contains(tag))
+            .unwrap_or_else(|| panic!("no embeddings request with {tag}: {embeds:?}"));
+        assert_eq!(b["model"], EMBED_MODEL, "{tag}: {b}");
+        assert!(b.get("encoding_format").is_none(), "{tag}: {b}");
     }
     for b in &bodies {
         let model = b["model"].as_str().unwrap_or_default();
@@ -440,6 +460,17 @@ fn check_instance_requests(requests: &[Request]) {
         requests.iter().any(|r| r.url.path() == "/api/tags"),
         "the instance was never asked for its models"
     );
+    let embed: Vec<Value> = requests
+        .iter()
+        .filter(|r| r.url.path() == "/api/embed")
+        .map(|r| serde_json::from_slice(&r.body).expect("instance body is JSON"))
+        .collect();
+    let b = embed
+        .iter()
+        .find(|b| b.to_string().contains("[ol-inst-emb]"))
+        .unwrap_or_else(|| panic!("no /api/embed request from the ollama SDK: {embed:?}"));
+    assert_eq!(b["model"], "llama3.2:latest", "{b}");
+    assert_eq!(b["input"], json!(["[ol-inst-emb] Hello world"]), "{b}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -463,12 +494,17 @@ async fn openai_and_ollama_python_sdks_against_the_binary() {
         assert_eq!(ex.path(), CHAT_PATH, "fixture recorded at another path");
     }
     let mut expected = expectations(&basic, &stream, &image, &o3);
+    expected["embeddings"] =
+        json!({"model": EMBED_MODEL, "vectors": EMBED_VECTORS, "prompt_tokens": 9});
     let tags = load_one("ollama/tags.yaml");
+    let inst_embed = load_one("ollama/embed.httprr");
     let inst_complete = load_one("ollama/cloud_chat_nonstream_thinking.httprr");
     let inst_stream = load_one("ollama/chat_stream.httprr");
     expected["instance"] = instance_expectations(&tags, &inst_complete, &inst_stream);
+    expected["instance"]["embed"] = inst_embed.response_json();
     let instance = FakeUpstream::start().await;
     instance.replay(&tags, "/api/tags").await;
+    instance.replay(&inst_embed, "/api/embed").await;
     instance
         .replay_if(
             &inst_stream,
@@ -511,6 +547,25 @@ async fn openai_and_ollama_python_sdks_against_the_binary() {
         })
         .await;
     upstream.replay(&basic, CHAT_PATH).await;
+    // Embeddings: two vectors for a two-text input, one for one (no recorded OpenAI embeddings
+    // exchange exists; the shape is CreateEmbeddingResponse, WIRE.md §3.7).
+    for n in [1usize, 2] {
+        let data: Vec<Value> = EMBED_VECTORS[..n]
+            .iter()
+            .enumerate()
+            .map(|(i, v)| json!({"object": "embedding", "index": i, "embedding": v}))
+            .collect();
+        wiremock::Mock::given(wiremock::matchers::path("/v1/embeddings"))
+            .and(move |r: &Request| {
+                serde_json::from_slice::<Value>(&r.body)
+                    .is_ok_and(|b| b["input"].as_array().is_some_and(|a| a.len() == n))
+            })
+            .respond_with(wiremock::ResponseTemplate::new(200).set_body_json(json!({
+                "object": "list", "data": data, "model": EMBED_MODEL,
+                "usage": {"prompt_tokens": 9, "total_tokens": 9}})))
+            .mount(&upstream.server)
+            .await;
+    }
 
     let logs = log_dir();
     let relay_log = logs.join("llm-relay.log");

@@ -378,3 +378,43 @@ def test_images_reach_an_instance_model_from_both_sdks(oa, ol):
         messages=[{"role": "user", "content": "[ol-inst-img] What is this?", "images": [PNG]}],
     )
     assert r.message.content == exp["content"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Embeddings (both SDKs; catalog model on the fake OpenAI upstream, and the Ollama instance)
+# ---------------------------------------------------------------------------------------------
+
+
+def test_openai_embeddings_base64_default_and_float(oa):
+    exp = EXPECTED["embeddings"]
+    # The SDK asks for base64 unless told otherwise, and decodes it to floats.
+    r = oa.embeddings.create(model=exp["model"], input=["[oa-emb] first", "second"])
+    assert r.object == "list" and r.model == exp["model"]
+    assert [list(d.embedding) for d in r.data] == exp["vectors"]
+    assert [d.index for d in r.data] == [0, 1]
+    assert (r.usage.prompt_tokens, r.usage.total_tokens) == (exp["prompt_tokens"], exp["prompt_tokens"])
+    r = oa.embeddings.create(model=exp["model"], input="[oa-emb-float] one", encoding_format="float")
+    assert [list(d.embedding) for d in r.data] == exp["vectors"][:1]
+
+
+def test_openai_embeddings_from_a_chat_model_is_a_400(oa):
+    with pytest.raises(openai.BadRequestError) as e:
+        oa.embeddings.create(model="gpt-4o", input="x", encoding_format="float")
+    assert "not an embedding model" in str(e.value)
+
+
+def test_ollama_embed_and_legacy_embeddings(ol):
+    exp = EXPECTED["embeddings"]
+    r = ol.embed(model=exp["model"], input=["[ol-emb] first", "second"])
+    assert [list(v) for v in r.embeddings] == exp["vectors"]
+    assert r.prompt_eval_count == exp["prompt_tokens"]
+    r = ol.embeddings(model=exp["model"], prompt="[ol-emb-legacy] one")
+    assert list(r.embedding) == exp["vectors"][0]
+
+
+def test_ollama_embed_on_an_instance_model(ol):
+    recorded = INSTANCE["embed"]
+    r = ol.embed(model=INSTANCE["name"] + "-llama3.2", input="[ol-inst-emb] Hello world")
+    assert [list(v) for v in r.embeddings] == recorded["embeddings"]
+    assert r.prompt_eval_count == recorded["prompt_eval_count"]
+    assert r.total_duration == recorded["total_duration"]
