@@ -810,6 +810,82 @@ pub(crate) async fn read_limited(
     Ok(body)
 }
 
+/// Most bytes of one instance's `/api/ps` answer read (a handful of loaded models).
+pub const MAX_PS_BYTES: usize = 1024 * 1024;
+
+/// The models the instances have loaded, as Ollama's `GET /api/ps` lists them (WIRE.md §2.7:
+/// `name`, `model`, `size`, `digest`, `details`, `expires_at`, `size_vram`, `context_length`),
+/// under the names llm-relay lists them by (`<instance>-<model>` first, as in `/api/tags`). The
+/// instances are asked concurrently, each within [`DISCOVERY_TIMEOUT`]; one that fails or
+/// answers something else is left out (logged at warn). A loaded model llm-relay does not list
+/// (disabled, or pulled since the last discovery) keeps the instance's name, namespaced.
+pub async fn loaded(
+    client: &reqwest::Client,
+    instances: &Instances,
+    hidden: &(dyn Fn(&str, &str) -> bool + Sync),
+) -> Vec<Value> {
+    let snap = instances.snapshot();
+    let asks = instances.configured().into_iter().map(|i| async move {
+        let answer = async {
+            let resp = client
+                .get(format!("{}/api/ps", i.base_url))
+                .timeout(DISCOVERY_TIMEOUT)
+                .send()
+                .await
+                .map_err(|e| describe(&e))?;
+            if !resp.status().is_success() {
+                return Err(format!(
+                    "GET /api/ps answered HTTP {}",
+                    resp.status().as_u16()
+                ));
+            }
+            let body = read_limited(resp, MAX_PS_BYTES, "/api/ps").await?;
+            #[derive(serde::Deserialize)]
+            struct Ps {
+                models: Vec<Value>,
+            }
+            serde_json::from_slice::<Ps>(&body)
+                .map(|p| p.models)
+                .map_err(|e| format!("/api/ps is not a model list: {e}"))
+        }
+        .await;
+        match answer {
+            Ok(models) => (i.name, models),
+            Err(reason) => {
+                tracing::warn!(instance = i.name, reason, "ollama instance /api/ps failed");
+                (i.name, Vec::new())
+            }
+        }
+    });
+    let mut out = Vec::new();
+    for (instance, models) in futures_util::future::join_all(asks).await {
+        for mut entry in models {
+            let Some(own) = entry
+                .get("model")
+                .or_else(|| entry.get("name"))
+                .and_then(Value::as_str)
+                .map(str::to_string)
+            else {
+                continue;
+            };
+            if hidden(instance, &own) {
+                continue;
+            }
+            let name = snap
+                .listed()
+                .iter()
+                .find(|l| l.model.instance == instance && l.model.model.eq_ignore_ascii_case(&own))
+                .map_or_else(|| format!("{instance}-{own}"), |l| l.name.clone());
+            if let Value::Object(o) = &mut entry {
+                o.insert("name".into(), name.clone().into());
+                o.insert("model".into(), name.into());
+            }
+            out.push(entry);
+        }
+    }
+    out
+}
+
 /// `GET {base}/api/tags` -> the instance's models (WIRE.md §2.6 `ListModelResponse`).
 ///
 /// Errors: a short reason (transport, status, shape), without credentials.

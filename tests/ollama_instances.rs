@@ -1404,3 +1404,44 @@ async fn an_instance_that_goes_down_keeps_its_last_known_models() {
     assert_eq!(r.status(), 404);
     assert_eq!(received_at(&fake, "/api/chat").await.len(), 1);
 }
+
+/// `/api/ps` lists what the instances have loaded (their own `/api/ps`, WIRE.md §2.7 shape) under
+/// the names the relay lists; an instance whose `/api/ps` fails is left out, not an error.
+#[tokio::test]
+async fn api_ps_lists_the_models_loaded_on_the_instances() {
+    let good = fake_instance(None, None).await;
+    let loaded = json!({"name": "llama3.2:latest", "model": "llama3.2:latest", "size": 5137025024u64,
+        "digest": "2ae6f6dd7a3dd734790bbbf58b8909a606e0e7e97e94b7604e0aa7ae4490e6d8",
+        "details": {"parent_model": "", "format": "gguf", "family": "llama", "families": ["llama"],
+                    "parameter_size": "3.2B", "quantization_level": "Q4_K_M"},
+        "expires_at": "2024-06-04T14:38:31.83753-07:00", "size_vram": 5137025024u64, "context_length": 4096});
+    wiremock::Mock::given(wiremock::matchers::method("GET"))
+        .and(wiremock::matchers::path("/api/ps"))
+        .respond_with(
+            wiremock::ResponseTemplate::new(200).set_body_json(json!({"models": [loaded.clone()]})),
+        )
+        .mount(&good.server)
+        .await;
+    let broken = fake_instance(None, None).await;
+    wiremock::Mock::given(wiremock::matchers::method("GET"))
+        .and(wiremock::matchers::path("/api/ps"))
+        .respond_with(wiremock::ResponseTemplate::new(500))
+        .mount(&broken.server)
+        .await;
+    let relay = relay_with(
+        &format!("gpu={},down={}", good.uri(), broken.uri()),
+        Duration::from_secs(60),
+    )
+    .await;
+    wait_listed(&relay, "gpu-llama3.2:latest", Duration::from_secs(5)).await;
+    let resp = relay.get("/api/ps").await;
+    assert_eq!(resp.status(), 200);
+    let v: Value = resp.json().await.unwrap();
+    let models = v["models"].as_array().unwrap();
+    assert_eq!(models.len(), 1, "{v}");
+    let mut expected = loaded;
+    expected["name"] = "gpu-llama3.2:latest".into();
+    expected["model"] = "gpu-llama3.2:latest".into();
+    assert_eq!(models[0], expected);
+    assert_eq!(hits(&broken, "/api/ps").await, 1);
+}

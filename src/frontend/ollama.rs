@@ -151,10 +151,16 @@ async fn tags(state: Data<&AppState>) -> Response {
     json_response(&json!({"models": models}))
 }
 
+/// Models loaded on the Ollama servers configured as upstreams (their own `/api/ps`, under the
+/// names llm-relay lists); nothing else is ever loaded: catalog models run at their provider.
 #[handler]
-fn ps() -> Response {
-    // Nothing is loaded locally: every model runs at its provider.
-    json_response(&json!({"models": []}))
+async fn ps(state: Data<&AppState>) -> Response {
+    let snap = state.overrides.load();
+    let models = crate::instances::loaded(&state.client, &state.instances, &|i, m| {
+        snap.instance_disabled(i, m)
+    })
+    .await;
+    json_response(&json!({"models": models}))
 }
 
 #[derive(Deserialize)]
