@@ -80,6 +80,9 @@ pub struct EmbedRequest {
     pub user: Option<String>,
     /// Ollama fields forwarded to Ollama servers as sent (`truncate`, `options`, `keep_alive`).
     pub ollama: Map<String, Value>,
+    /// Asked through Ollama's legacy `/api/embeddings` (one `prompt`): an Ollama server gets it
+    /// on its own `/api/embeddings`, whose vectors are not normalised as `/api/embed`'s are.
+    pub legacy: bool,
 }
 
 /// A canonical embeddings answer.
@@ -94,11 +97,14 @@ pub struct Embeddings {
     pub timings: Option<Timings>,
 }
 
-/// Decode a client's `input`: a string or an array of strings, and with `tokens` also OpenAI's
-/// token-id forms (`int[]`: one input, `int[][]`: several).
+/// Decode a client's `input`: a string or an array of strings, and for the OpenAI API (`openai`)
+/// also its token-id forms (`int[]`: one input, `int[][]`: several).
 ///
-/// Errors (400): another shape, an empty array, more than [`MAX_INPUTS`] inputs.
-pub fn input_from_json(v: Value, tokens: bool) -> Result<EmbedInput, ApiError> {
+/// Errors (400): another shape, an empty array; for the OpenAI API also an empty string or
+/// token array and more than [`MAX_INPUTS`] inputs (`CreateEmbeddingRequest`: "cannot be an
+/// empty string", at most 2048 items; Ollama has no such limits).
+pub fn input_from_json(v: Value, openai: bool) -> Result<EmbedInput, ApiError> {
+    let tokens = openai;
     let shape = if tokens {
         "input must be a string, an array of strings, an array of token ids or an array of token-id arrays"
     } else {
@@ -130,11 +136,23 @@ pub fn input_from_json(v: Value, tokens: bool) -> Result<EmbedInput, ApiError> {
         },
         _ => return Err(bad()),
     };
+    if !openai {
+        return Ok(input);
+    }
     if input.len() > MAX_INPUTS {
         return Err(ApiError::BadRequest(format!(
             "input has {} items; at most {MAX_INPUTS} are allowed",
             input.len()
         )));
+    }
+    let empty = match &input {
+        EmbedInput::Texts(t) => t.iter().any(String::is_empty),
+        EmbedInput::Tokens(t) => t.iter().any(Vec::is_empty),
+    };
+    if empty {
+        return Err(ApiError::BadRequest(
+            "input must not contain an empty string or token array".into(),
+        ));
     }
     Ok(input)
 }
@@ -147,14 +165,14 @@ pub fn prompt_tokens(req: &EmbedRequest, answer: &Embeddings) -> u64 {
     })
 }
 
-/// Whether `target` is a model marked as an embedding model (providers.yaml
-/// `capabilities: [embeddings]`, or a custom model with the `embeddings` capability). Ollama
-/// instance models are not known to be either.
+/// Whether `target` is a catalog model marked as an embedding model (providers.yaml
+/// `capabilities: [embeddings]`), which chat refuses. Custom models are not refused chat (their
+/// capabilities are the operator's description, which may list chat capabilities too), nor are
+/// Ollama-instance models (not known to be either): their upstream decides.
 pub fn is_embedding_model(target: &Target) -> bool {
     match target {
         Target::Catalog(m) | Target::Priced(m, _) => m.info().has(Capability::Embeddings),
-        Target::Custom(c) => c.capabilities.embeddings,
-        Target::Instance(_) => false,
+        Target::Custom(_) | Target::Instance(_) => false,
     }
 }
 
@@ -201,6 +219,9 @@ pub async fn embed(
             .await?
         }
         Target::Custom(c) => {
+            if !c.capabilities.embeddings {
+                return Err(not_embedding(&req.model));
+            }
             if c.family != WireFamily::OpenaiCompat {
                 return Err(no_embeddings_api(provider));
             }
@@ -222,9 +243,14 @@ pub async fn embed(
         }
         Target::Instance(m) => {
             let body = ollama_body(&m.model, req)?;
+            let path = if req.legacy {
+                "/api/embeddings"
+            } else {
+                "/api/embed"
+            };
             let rb = state
                 .client
-                .post(format!("{}/api/embed", m.base_url))
+                .post(format!("{}{path}", m.base_url))
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .body(body);
             client::send_request(
@@ -244,6 +270,7 @@ pub async fn embed(
         }
     };
     let answer = match target {
+        Target::Instance(_) if req.legacy => decode_ollama_legacy(&body),
         Target::Instance(_) => decode_ollama(&body),
         _ => decode_openai(&body),
     }
@@ -307,11 +334,55 @@ pub fn ollama_body(model: &str, req: &EmbedRequest) -> Result<Vec<u8>, ApiError>
     };
     let mut m = req.ollama.clone();
     m.insert("model".into(), model.into());
-    m.insert("input".into(), json!(texts));
+    match (req.legacy, texts.as_slice()) {
+        (true, [prompt]) => {
+            m.insert("prompt".into(), prompt.as_str().into());
+        }
+        _ => {
+            m.insert("input".into(), json!(texts));
+        }
+    }
     if let Some(d) = req.dimensions {
         m.insert("dimensions".into(), d.into());
     }
     Ok(serde_json::to_vec(&Value::Object(m)).unwrap_or_default())
+}
+
+/// Ask an Ollama server to load (or, with `keep_alive` 0, unload) `model` the way Ollama
+/// clients do: an empty `/api/generate` (`embed` false) or an empty `/api/embed` (`embed`
+/// true, for embedding models, which do not generate), with the client's Ollama fields
+/// (`keep_alive`, `options`). What `ollama stop`, Open WebUI's unload and a warm-up send.
+///
+/// Errors: upstream status (kept), transport failures (502/504).
+pub async fn load_on_instance(
+    state: &AppState,
+    m: &crate::instances::InstanceModel,
+    embed: bool,
+    mut fields: Map<String, Value>,
+) -> Result<(), ApiError> {
+    fields.retain(|k, _| matches!(k.as_str(), "keep_alive" | "options"));
+    fields.insert("model".into(), m.model.as_str().into());
+    let path = if embed {
+        fields.insert("input".into(), json!([]));
+        "/api/embed"
+    } else {
+        "/api/generate"
+    };
+    let rb = state
+        .client
+        .post(format!("{}{path}", m.base_url))
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(serde_json::to_vec(&Value::Object(fields)).unwrap_or_default());
+    client::send_request(
+        rb,
+        m.instance,
+        &crate::upstream::ollama::Ollama,
+        &state.config,
+    )
+    .await?
+    .into_bytes(&state.config)
+    .await?;
+    Ok(())
 }
 
 #[derive(Deserialize)]
@@ -396,6 +467,24 @@ pub fn decode_ollama(body: &[u8]) -> Result<Embeddings, String> {
     })
 }
 
+#[derive(Deserialize)]
+struct OllamaLegacyAnswer {
+    embedding: Vec<f32>,
+}
+
+/// Decode an Ollama legacy `/api/embeddings` answer (`{"embedding":[...]}`, WIRE.md §2.7): one
+/// vector, no token count.
+///
+/// Errors: not that shape.
+pub fn decode_ollama_legacy(body: &[u8]) -> Result<Embeddings, String> {
+    let a: OllamaLegacyAnswer = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    Ok(Embeddings {
+        vectors: vec![a.embedding],
+        prompt_tokens: None,
+        timings: None,
+    })
+}
+
 /// A vector as OpenAI's `encoding_format: "base64"` gives it: the little-endian float32 bytes,
 /// standard base64 with padding (WIRE.md §2.9).
 pub fn to_base64(v: &[f32]) -> String {
@@ -449,9 +538,21 @@ mod tests {
         for bad in [json!([1, 2]), json!(7), json!(["a", 1]), json!([{"a": 1}])] {
             assert_eq!(input_from_json(bad, false).unwrap_err().status(), 400);
         }
-        for bad in [json!([]), json!([-1]), json!([[1], "a"]), json!(null)] {
+        for bad in [
+            json!([]),
+            json!([-1]),
+            json!([[1], "a"]),
+            json!(null),
+            json!(""),
+            json!(["a", ""]),
+            json!([[1], []]),
+        ] {
             assert_eq!(input_from_json(bad, true).unwrap_err().status(), 400);
         }
+        // Ollama: no item limit, empty strings passed on.
+        let many = Value::Array(vec![json!("x"); MAX_INPUTS + 1]);
+        assert_eq!(input_from_json(many, false).unwrap().len(), MAX_INPUTS + 1);
+        assert!(input_from_json(json!(""), false).is_ok());
         let many = Value::Array(vec![json!("x"); MAX_INPUTS + 1]);
         assert!(
             input_from_json(many, true)
@@ -497,11 +598,19 @@ mod tests {
             dimensions: Some(8),
             user: None,
             ollama,
+            legacy: false,
         };
         let v: Value = serde_json::from_slice(&ollama_body("nomic:latest", &req).unwrap()).unwrap();
         assert_eq!(
             v,
             json!({"model": "nomic:latest", "input": ["hi"], "dimensions": 8, "keep_alive": "5m"})
+        );
+        req.legacy = true;
+        req.dimensions = None;
+        let v: Value = serde_json::from_slice(&ollama_body("nomic:latest", &req).unwrap()).unwrap();
+        assert_eq!(
+            v,
+            json!({"model": "nomic:latest", "prompt": "hi", "keep_alive": "5m"})
         );
         req.input = EmbedInput::Tokens(vec![vec![1, 2]]);
         assert_eq!(ollama_body("m", &req).unwrap_err().status(), 400);
@@ -515,6 +624,7 @@ mod tests {
             dimensions: None,
             user: Some("u1".into()),
             ollama: Map::new(),
+            legacy: false,
         };
         let v: Value = serde_json::from_slice(&openai_body("id", &req, false)).unwrap();
         assert_eq!(

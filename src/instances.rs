@@ -817,46 +817,52 @@ pub const MAX_PS_BYTES: usize = 1024 * 1024;
 /// `name`, `model`, `size`, `digest`, `details`, `expires_at`, `size_vram`, `context_length`),
 /// under the names llm-relay lists them by (`<instance>-<model>` first, as in `/api/tags`). The
 /// instances are asked concurrently, each within [`DISCOVERY_TIMEOUT`]; one that fails or
-/// answers something else is left out (logged at warn). A loaded model llm-relay does not list
-/// (disabled, or pulled since the last discovery) keeps the instance's name, namespaced.
+/// answers something else is left out (logged at warn). `hidden(instance, model)` says what the
+/// admin disabled (`model` "" asks about the whole instance): those are left out (a disabled
+/// instance is not asked). A loaded model llm-relay does not list (pulled since the last
+/// discovery) keeps the instance's name, namespaced (`<instance>-<model>`).
 pub async fn loaded(
     client: &reqwest::Client,
     instances: &Instances,
     hidden: &(dyn Fn(&str, &str) -> bool + Sync),
 ) -> Vec<Value> {
     let snap = instances.snapshot();
-    let asks = instances.configured().into_iter().map(|i| async move {
-        let answer = async {
-            let resp = client
-                .get(format!("{}/api/ps", i.base_url))
-                .timeout(DISCOVERY_TIMEOUT)
-                .send()
-                .await
-                .map_err(|e| describe(&e))?;
-            if !resp.status().is_success() {
-                return Err(format!(
-                    "GET /api/ps answered HTTP {}",
-                    resp.status().as_u16()
-                ));
+    let asks = instances
+        .configured()
+        .into_iter()
+        .filter(|i| !hidden(i.name, ""))
+        .map(|i| async move {
+            let answer = async {
+                let resp = client
+                    .get(format!("{}/api/ps", i.base_url))
+                    .timeout(DISCOVERY_TIMEOUT)
+                    .send()
+                    .await
+                    .map_err(|e| describe(&e))?;
+                if !resp.status().is_success() {
+                    return Err(format!(
+                        "GET /api/ps answered HTTP {}",
+                        resp.status().as_u16()
+                    ));
+                }
+                let body = read_limited(resp, MAX_PS_BYTES, "/api/ps").await?;
+                #[derive(serde::Deserialize)]
+                struct Ps {
+                    models: Vec<Value>,
+                }
+                serde_json::from_slice::<Ps>(&body)
+                    .map(|p| p.models)
+                    .map_err(|e| format!("/api/ps is not a model list: {e}"))
             }
-            let body = read_limited(resp, MAX_PS_BYTES, "/api/ps").await?;
-            #[derive(serde::Deserialize)]
-            struct Ps {
-                models: Vec<Value>,
+            .await;
+            match answer {
+                Ok(models) => (i.name, models),
+                Err(reason) => {
+                    tracing::warn!(instance = i.name, reason, "ollama instance /api/ps failed");
+                    (i.name, Vec::new())
+                }
             }
-            serde_json::from_slice::<Ps>(&body)
-                .map(|p| p.models)
-                .map_err(|e| format!("/api/ps is not a model list: {e}"))
-        }
-        .await;
-        match answer {
-            Ok(models) => (i.name, models),
-            Err(reason) => {
-                tracing::warn!(instance = i.name, reason, "ollama instance /api/ps failed");
-                (i.name, Vec::new())
-            }
-        }
-    });
+        });
     let mut out = Vec::new();
     for (instance, models) in futures_util::future::join_all(asks).await {
         for mut entry in models {

@@ -143,29 +143,42 @@ pub enum Reply {
 /// Errors: `ModelNotFound` naming the client's model.
 pub fn resolve_model(state: &AppState, name: &str) -> Result<Target, ApiError> {
     let snap = state.overrides.load();
-    resolve_in(state, &snap, name, true).ok_or_else(|| ApiError::ModelNotFound(name.to_string()))
+    resolve_in(state, &snap, name, true, true)
+        .ok_or_else(|| ApiError::ModelNotFound(name.to_string()))
+}
+
+/// [`resolve_model`] without step 5 (the default model): for embeddings, where another model's
+/// vectors under the name asked for would silently corrupt the client's vector store. An unknown
+/// name is a 404, as Ollama and OpenAI answer it.
+///
+/// Errors: `ModelNotFound` naming the client's model.
+pub fn resolve_model_no_default(state: &AppState, name: &str) -> Result<Target, ApiError> {
+    let snap = state.overrides.load();
+    resolve_in(state, &snap, name, true, false)
+        .ok_or_else(|| ApiError::ModelNotFound(name.to_string()))
 }
 
 /// The model `name` means by itself: overrides and catalog, no custom alias, no default model
 /// (targets of aliases and settings are checked with it).
 pub fn resolve_exact(state: &AppState, name: &str) -> Option<Target> {
     let snap = state.overrides.load();
-    resolve_in(state, &snap, name, false)
+    resolve_in(state, &snap, name, false, false)
 }
 
-/// [`resolve_model`] against `snap`; `top` = a client name (aliases and the default model
-/// apply), not an alias target or the default model itself.
+/// [`resolve_model`] against `snap`; `top` = a client name (aliases apply, and the default model
+/// when `default`), not an alias target or the default model itself.
 fn resolve_in(
     state: &AppState,
     snap: &crate::overrides::Snapshot,
     name: &str,
     top: bool,
+    default: bool,
 ) -> Option<Target> {
     use crate::overrides::Lookup;
     let mut alias_disabled = false;
     match snap.lookup(name) {
         Lookup::None => {}
-        Lookup::Alias(target) if top => return resolve_in(state, snap, target, false),
+        Lookup::Alias(target) if top => return resolve_in(state, snap, target, false, false),
         Lookup::Alias(_) => {}
         Lookup::Custom(route) => return Some(Target::Custom(route)),
         Lookup::Disabled => return None,
@@ -208,11 +221,11 @@ fn resolve_in(
         return Some(Target::Instance(m));
     }
     state.instances.refresh_soon(&state.client);
-    if !top || state.instances.claims(name) {
+    if !top || !default || state.instances.claims(name) {
         return None;
     }
     snap.default_model()
-        .and_then(|d| resolve_in(state, snap, d, false))
+        .and_then(|d| resolve_in(state, snap, d, false, false))
 }
 
 /// Route a chat request to its upstream, handing `on_usage` the running usage a stream reports

@@ -251,6 +251,15 @@ async fn wrong_kind_of_model_and_bad_input_are_400_in_each_api_format() {
         )
         .await;
     assert_eq!(resp.status(), 404);
+    // Empty strings are refused by the OpenAI API (CreateEmbeddingRequest).
+    let resp = s
+        .relay
+        .post(
+            "/v1/embeddings",
+            &json!({"model": MODEL, "input": ["a", ""]}),
+        )
+        .await;
+    assert_eq!(resp.status(), 400);
     // Nothing reached the upstream.
     assert!(s.upstream_bodies().await.is_empty());
 }
@@ -428,4 +437,123 @@ async fn ollama_instance_models_embed_through_api_embed() {
         )
         .await;
     assert_eq!(resp.status(), 400);
+}
+
+#[tokio::test]
+async fn an_unknown_embedding_model_is_a_404_even_with_a_default_model() {
+    // The default model answers unknown chat names; for embeddings another model's vectors under
+    // the asked name would corrupt a vector store, so the name must exist.
+    let fake = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/embeddings"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(upstream_answer()))
+        .mount(&fake)
+        .await;
+    let mut cfg = config(&[("openai", format!("{}/v1", fake.uri()))]);
+    cfg.default_model = Some(MODEL.into());
+    let relay = Relay::start_with(cfg).await;
+    for (p, body) in [
+        (
+            "/v1/embeddings",
+            json!({"model": "nomic-embed-text", "input": ["a", "b"]}),
+        ),
+        (
+            "/api/embed",
+            json!({"model": "nomic-embed-text", "input": ["a", "b"]}),
+        ),
+        (
+            "/api/embeddings",
+            json!({"model": "nomic-embed-text", "prompt": "a"}),
+        ),
+    ] {
+        let resp = relay.post(p, &body).await;
+        assert_eq!(resp.status(), 404, "{p}");
+    }
+    assert!(fake.received_requests().await.unwrap().is_empty());
+    // The default's own name still works.
+    let resp = relay
+        .post(
+            "/v1/embeddings",
+            &json!({"model": MODEL, "input": ["a", "b"]}),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+}
+
+/// Requests a fake received at `p`, bodies as JSON.
+async fn bodies_at(fake: &FakeUpstream, p: &str) -> Vec<Value> {
+    fake.received()
+        .await
+        .iter()
+        .filter(|r| r.url.path() == p)
+        .map(|r| serde_json::from_slice::<Value>(&r.body).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn legacy_embeddings_and_loads_reach_an_ollama_server_as_it_takes_them() {
+    let fake = FakeUpstream::start().await;
+    let tags = json!({"models": [{
+        "name": "nomic-embed-text:latest", "model": "nomic-embed-text:latest",
+        "modified_at": "2025-08-20T13:40:00Z", "size": 274302450,
+        "digest": "0a109f422b47e3a30ba2b10eca18548e944e8a23073ee3f3e947efcf3c45e59f",
+        "details": {"family": "nomic-bert"}}]});
+    Mock::given(method("GET"))
+        .and(path("/api/tags"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(tags))
+        .mount(&fake.server)
+        .await;
+    // Legacy /api/embeddings: the server's own legacy endpoint (its vectors are not normalised).
+    Mock::given(method("POST"))
+        .and(path("/api/embeddings"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"embedding": [0.5, -1.5, 2.25]})),
+        )
+        .mount(&fake.server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/api/embed"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!({"model": "nomic-embed-text:latest", "embeddings": [], "total_duration": 5, "load_duration": 4}),
+        ))
+        .mount(&fake.server)
+        .await;
+    let mut cfg = config(&[]);
+    cfg.ollama = InstancesConfig {
+        instances: parse_instances(&format!("local={}", fake.uri())).unwrap(),
+        refresh: Duration::from_secs(60),
+    };
+    let relay = Relay::start_with(cfg).await;
+    let mut v = Value::Null;
+    for _ in 0..100 {
+        let r = relay
+            .post(
+                "/api/embeddings",
+                &json!({"model": "nomic-embed-text", "prompt": "Hello", "keep_alive": "1m"}),
+            )
+            .await;
+        if r.status() != 404 {
+            assert_eq!(r.status(), 200);
+            v = r.json().await.unwrap();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(v, json!({"embedding": [0.5, -1.5, 2.25]}));
+    // An empty /api/embed loads the model on the server (what Ollama clients send to warm up).
+    let resp = relay
+        .post(
+            "/api/embed",
+            &json!({"model": "local-nomic-embed-text", "input": [], "keep_alive": 0}),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        bodies_at(&fake, "/api/embeddings").await,
+        vec![json!({"model": "nomic-embed-text:latest", "prompt": "Hello", "keep_alive": "1m"})]
+    );
+    assert_eq!(
+        bodies_at(&fake, "/api/embed").await,
+        vec![json!({"model": "nomic-embed-text:latest", "input": [], "keep_alive": 0})]
+    );
 }

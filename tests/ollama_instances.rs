@@ -1445,3 +1445,43 @@ async fn api_ps_lists_the_models_loaded_on_the_instances() {
     assert_eq!(models[0], expected);
     assert_eq!(hits(&broken, "/api/ps").await, 1);
 }
+
+/// `ollama stop` (an empty `/api/generate` with `keep_alive: 0`) and a warm-up (an empty
+/// `/api/chat`) reach the Ollama server, so it really unloads / loads the model.
+#[tokio::test]
+async fn load_and_unload_requests_reach_the_instance() {
+    let fake = fake_instance(None, None).await;
+    wiremock::Mock::given(wiremock::matchers::method("POST"))
+        .and(wiremock::matchers::path("/api/generate"))
+        .respond_with(wiremock::ResponseTemplate::new(200).set_body_json(json!({
+            "model": "llama3.2:latest", "created_at": "2025-01-01T00:00:00Z", "response": "",
+            "done": true, "done_reason": "unload"})))
+        .mount(&fake.server)
+        .await;
+    let relay = relay_with(&format!("gpu={}", fake.uri()), Duration::from_secs(60)).await;
+    wait_listed(&relay, "gpu-llama3.2:latest", Duration::from_secs(5)).await;
+    let resp = relay
+        .post(
+            "/api/generate",
+            &json!({"model": "gpu-llama3.2", "keep_alive": 0}),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["done_reason"], "unload");
+    let resp = relay
+        .post(
+            "/api/chat",
+            &json!({"model": "gpu-llama3.2", "messages": [], "keep_alive": "10m"}),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        received_at(&fake, "/api/generate").await,
+        vec![
+            json!({"model": "llama3.2:latest", "keep_alive": 0}),
+            json!({"model": "llama3.2:latest", "keep_alive": "10m"}),
+        ]
+    );
+    assert_eq!(hits(&fake, "/api/chat").await, 0);
+}

@@ -175,22 +175,22 @@ async fn malformed_input_gets_client_errors_in_the_right_format() {
 async fn unknown_endpoints_answer_404_in_the_client_format() {
     let relay = Relay::start(&[]).await;
     let resp = relay
-        .post("/v1/embeddings", &json!({"model": "x", "input": "y"}))
+        .post("/v1/responses", &json!({"model": "x", "input": "y"}))
         .await;
     assert_eq!(resp.status(), 404);
     let v: Value = resp.json().await.unwrap();
     assert_eq!(
         v["error"]["message"],
-        "llm-relay has no endpoint POST /v1/embeddings"
+        "llm-relay has no endpoint POST /v1/responses"
     );
     assert_eq!(v["error"]["type"], "invalid_request_error");
     let resp = relay
-        .post("/api/embed", &json!({"model": "x", "input": "y"}))
+        .post("/api/create", &json!({"model": "x", "from": "y"}))
         .await;
     assert_eq!(resp.status(), 404);
     assert_eq!(
         resp.json::<Value>().await.unwrap(),
-        json!({"error": "llm-relay has no endpoint POST /api/embed"})
+        json!({"error": "llm-relay has no endpoint POST /api/create"})
     );
     // A known path with the wrong method is answered the same way, and the Ollama health
     // check at `/` still works next to the fallback.

@@ -155,7 +155,8 @@ async fn tags(state: Data<&AppState>) -> Response {
 /// names llm-relay lists); nothing else is ever loaded: catalog models run at their provider.
 #[handler]
 async fn ps(state: Data<&AppState>) -> Response {
-    let snap = state.overrides.load();
+    // An owned snapshot: the instances are awaited for up to the discovery timeout.
+    let snap = state.overrides.load_full();
     let models = crate::instances::loaded(&state.client, &state.instances, &|i, m| {
         snap.instance_disabled(i, m)
     })
@@ -180,7 +181,13 @@ async fn show(state: Data<&AppState>, body: Body) -> Response {
         let m = match relay::resolve_model(&state, &name)? {
             Target::Catalog(m) | Target::Priced(m, _) => m,
             Target::Custom(c) => {
-                let caps = if c.capabilities.vision { json!(["completion", "vision"]) } else { json!(["completion"]) };
+                let caps = if c.capabilities.embeddings {
+                    json!(["embedding"])
+                } else if c.capabilities.vision {
+                    json!(["completion", "vision"])
+                } else {
+                    json!(["completion"])
+                };
                 return Ok(json!({
                     "license": "",
                     "modelfile": format!("# Served by llm-relay from provider {}\nFROM {}\n", c.provider, c.model),
@@ -862,6 +869,12 @@ async fn run(
         let model = relay::resolve_model(state, &req.model)?;
         log.set_route(&model);
         if is_load_request(kind, &req) {
+            // An Ollama server upstream really loads (or unloads: `ollama stop`) the model, so its
+            // `/api/ps` (ours too) shows it; catalog models have nothing to load.
+            if let relay::Target::Instance(m) = &model {
+                let fields = req.passthrough.clone().unwrap_or_default();
+                crate::embed::load_on_instance(state, m, false, fields).await?;
+            }
             return Ok((req, None));
         }
         sent_at = Instant::now();
@@ -1070,9 +1083,15 @@ async fn embed_inner(state: &AppState, http: &Request, body: Body, legacy: bool)
             return Err(ApiError::BadRequest("model is required".into()));
         }
         log.set_model_tagged(&mut model);
-        let target = relay::resolve_model(state, &model)?;
+        // No default-model fallback: another model's vectors under this name would corrupt the
+        // client's vector store.
+        let target = relay::resolve_model_no_default(state, &model)?;
         log.set_route(&target);
         let Some(input) = input else {
+            // Ollama's way to load a model: an Ollama server upstream loads it.
+            if let relay::Target::Instance(m) = &target {
+                crate::embed::load_on_instance(state, m, true, ollama_embed_fields(rest)).await?;
+            }
             return Ok::<_, ApiError>((model, None));
         };
         let req = crate::embed::EmbedRequest {
@@ -1081,6 +1100,7 @@ async fn embed_inner(state: &AppState, http: &Request, body: Body, legacy: bool)
             dimensions,
             user: None,
             ollama: ollama_embed_fields(rest),
+            legacy,
         };
         let answer = crate::embed::embed(state, &target, &req).await?;
         let tokens = crate::embed::prompt_tokens(&req, &answer);

@@ -1397,8 +1397,11 @@ async fn embeddings_inner(state: &AppState, http: &Request, body: Body) -> Respo
             dimensions: w.dimensions,
             user: w.user,
             ollama: serde_json::Map::new(),
+            legacy: false,
         };
-        let target = relay::resolve_model(state, &req.model)?;
+        // No default-model fallback: another model's vectors under this name would corrupt the
+        // client's vector store.
+        let target = relay::resolve_model_no_default(state, &req.model)?;
         log.set_route(&target);
         let answer = crate::embed::embed(state, &target, &req).await?;
         Ok::<_, ApiError>((req, base64, answer))
