@@ -278,6 +278,11 @@ pub struct Usage {
     pub cache_read_tokens: u64,
     /// Prompt tokens written to the provider's cache.
     pub cache_write_tokens: u64,
+    /// The part of `cache_write_tokens` written with a 1-hour lifetime (tokens; at most
+    /// `cache_write_tokens`), priced at the model's 1-hour cache-write rate. Source: Anthropic
+    /// usage `cache_creation.ephemeral_1h_input_tokens` (writes under `cache_control`
+    /// `ttl: "1h"`); 0 when the upstream gives no split (then every write is a 5-minute one).
+    pub cache_write_1h_tokens: u64,
     /// Cost the provider itself reported (OpenRouter `usage.cost`), USD.
     pub reported_cost_usd: Option<f64>,
     /// Server-side timings an Ollama upstream reported (`None` for other upstreams).

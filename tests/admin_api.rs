@@ -480,6 +480,7 @@ fn records(now_ms: i64) -> Vec<UsageRecord> {
         cached_input_tokens: 0,
         cache_read_tokens: 0,
         cache_write_tokens: 0,
+        cache_write_1h_tokens: 0,
         cost_pico_usd: Some(2_000_000_000), // $0.002
         cost_source: CostSource::Estimated,
         tokens_estimated: false,

@@ -614,6 +614,11 @@ async fn crud_paths_and_validation_errors() {
             json!({"provider": "openai", "id": "x", "pricing": {"input": 1.0}}),
             400,
         ),
+        (
+            json!({"provider": "openai", "id": "x",
+                   "pricing": {"input": 1.0, "output": 1.0, "cache_write_1h": -1.0}}),
+            400,
+        ),
         (json!({"provider": "openai", "id": ""}), 400),
     ] {
         let (s, e) = admin.post("/models", body.clone()).await;
@@ -643,13 +648,16 @@ async fn crud_paths_and_validation_errors() {
     let (s, m) = admin
         .put(
             "/models/override?provider=openai&model=brand-new-model",
-            json!({"pricing": {"input": 1.0, "output": 2.0}, "description": "house"}),
+            json!({"pricing": {"input": 1.0, "output": 2.0, "cache_write_1h": 2.5},
+                   "description": "house"}),
         )
         .await;
     assert_eq!(
         (s, &m["description"], &m["pricing"]["output"]),
         (200, &json!("house"), &json!(2.0))
     );
+    // 1-hour cache writes take their own rate like the others.
+    assert_eq!(m["pricing"]["cache_write_1h"], 2.5);
     assert_eq!(
         relay
             .post("/v1/chat/completions", &chat("brand-new-model"))
@@ -1236,6 +1244,7 @@ fn fixture_set() -> llm_relay::overrides::OverrideSet {
                 output: 8.0,
                 cache_read: None,
                 cache_write: Some(5.0),
+                cache_write_1h: None,
             }),
             enabled: true,
         },

@@ -1176,3 +1176,72 @@ async fn an_overloaded_upstream_is_recorded_with_the_529_the_client_got() {
     assert_eq!(openai.status, 503, "{records:#?}");
     rec.recorder.shutdown();
 }
+
+/// The recorded cache answer (`anthropic/messages_cache_usage.yaml`, 2nd exchange: 3 input,
+/// 418 written, 1,111 read, 33 output) with 300 of its 418 writes made 1-hour ones, as Anthropic
+/// reports writes under `cache_control` `ttl: "1h"`: the client sees the same split, and the
+/// stored record prices the 1-hour part at the 1-hour rate.
+#[tokio::test]
+async fn one_hour_cache_writes_reach_the_client_and_are_priced_apart() {
+    let mut ex = load("anthropic/messages_cache_usage.yaml").remove(1);
+    let mut answer = ex.response_json();
+    assert_eq!(
+        answer["usage"]["cache_creation"]["ephemeral_5m_input_tokens"],
+        418
+    );
+    answer["usage"]["cache_creation"] =
+        json!({"ephemeral_1h_input_tokens": 300, "ephemeral_5m_input_tokens": 118});
+    ex.response_body = serde_json::to_vec(&answer).unwrap();
+    let model = answer["model"].as_str().unwrap().to_string();
+    let fake = FakeUpstream::start().await;
+    fake.replay(&ex, "/base/messages").await;
+    let rec = Recording::start(&[("anthropic", format!("{}/base", fake.uri()))]).await;
+    let resp = post(
+        &rec.relay,
+        "/v1/messages",
+        &json!({"model": model, "max_tokens": 100,
+                "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.unwrap();
+    let u = &body["usage"];
+    assert_eq!(
+        (
+            &u["input_tokens"],
+            &u["cache_read_input_tokens"],
+            &u["cache_creation_input_tokens"]
+        ),
+        (&json!(3), &json!(1111), &json!(418))
+    );
+    assert_eq!(
+        u["cache_creation"],
+        json!({"ephemeral_5m_input_tokens": 118, "ephemeral_1h_input_tokens": 300})
+    );
+    let records = rec.records(1).await;
+    let r = &records[0];
+    assert_eq!(
+        (
+            r.input_tokens,
+            r.cache_read_tokens,
+            r.cache_write_tokens,
+            r.cache_write_1h_tokens
+        ),
+        (1532, 1111, 418, 300)
+    );
+    // 3 uncached + 1,111 read + 118 five-minute + 300 one-hour writes + 33 output.
+    let p = llm_relay::catalog::resolve(&model).unwrap().pricing();
+    assert_eq!(p.cache_write_1h, 2.0 * p.input);
+    let want = (3.0 * p.input
+        + 1111.0 * p.cache_read
+        + 118.0 * p.cache_write
+        + 300.0 * p.cache_write_1h
+        + 33.0 * p.output)
+        / 1e6;
+    let got = r.cost_usd().unwrap();
+    assert!((got - want).abs() < 1e-12, "got {got}, want {want}");
+    let all_5m =
+        (3.0 * p.input + 1111.0 * p.cache_read + 418.0 * p.cache_write + 33.0 * p.output) / 1e6;
+    assert!(got > all_5m);
+    rec.recorder.shutdown();
+}

@@ -691,6 +691,85 @@ async fn anthropic_stream_cut_after_message_start_keeps_its_input_tokens_and_est
     assert_eq!(r.cost_pico_usd, want.pico_usd());
 }
 
+/// A streamed Anthropic answer whose `message_start` splits the cache writes (WIRE.md §4.5
+/// shape; `message_delta` repeats the counts without the split, as recorded): an Anthropic client
+/// gets the split in `message_start`, and the record keeps the 1-hour part and its price.
+#[tokio::test]
+async fn anthropic_stream_one_hour_cache_writes_are_recorded_and_priced() {
+    let dir = TempDir::new("anth-1h");
+    let mut start = anthropic_start(12, 1111, 418);
+    start["message"]["usage"]["cache_creation"] =
+        json!({"ephemeral_5m_input_tokens": 118, "ephemeral_1h_input_tokens": 300});
+    let base = scripted_upstream(
+        vec![
+            start,
+            json!({"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}),
+            json!({"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hello"}}),
+            json!({"type":"content_block_stop","index":0}),
+            json!({"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},
+                "usage":{"input_tokens":12,"cache_creation_input_tokens":418,
+                    "cache_read_input_tokens":1111,"output_tokens":30}}),
+            json!({"type":"message_stop"}),
+        ],
+        None,
+    )
+    .await;
+    let (relay, recorder, store) = relay_over(&dir, "anthropic", base).await;
+    let model = first_model_of("anthropic");
+    let resp = relay
+        .http
+        .post(relay.url("/v1/messages"))
+        .header("anthropic-version", "2023-06-01")
+        .json(&json!({"model": model, "max_tokens": 100, "stream": true,
+            "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let body = resp.text().await.unwrap();
+    let start = body
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .map(|d| serde_json::from_str::<serde_json::Value>(d).unwrap())
+        .find(|v| v["type"] == "message_start")
+        .unwrap();
+    assert_eq!(
+        start["message"]["usage"]["cache_creation"],
+        json!({"ephemeral_5m_input_tokens": 118, "ephemeral_1h_input_tokens": 300})
+    );
+    let r = wait_for_record(&recorder, &store).await;
+    assert_eq!(
+        (
+            r.input_tokens,
+            r.cache_read_tokens,
+            r.cache_write_tokens,
+            r.cache_write_1h_tokens,
+            r.output_tokens
+        ),
+        (1541, 1111, 418, 300, 30)
+    );
+    let p = llm_relay::catalog::resolve(model).unwrap().pricing();
+    let usage = llm_relay::canonical::Usage {
+        prompt_tokens: 1541,
+        cache_read_tokens: 1111,
+        cache_write_tokens: 418,
+        cache_write_1h_tokens: 300,
+        completion_tokens: 30,
+        ..Default::default()
+    };
+    let want = llm_relay::usage::cost::cost(Some(p), &usage, Default::default());
+    assert_eq!(r.cost_pico_usd, want.pico_usd());
+    let all_5m = llm_relay::usage::cost::cost(
+        Some(p),
+        &llm_relay::canonical::Usage {
+            cache_write_1h_tokens: 0,
+            ..usage
+        },
+        Default::default(),
+    );
+    assert!(want.usd > all_5m.usd, "{want:?} vs {all_5m:?}");
+}
+
 #[tokio::test]
 async fn anthropic_error_after_message_start_is_an_http_error_with_its_input_tokens() {
     let dir = TempDir::new("anth-err");

@@ -58,6 +58,75 @@ fn anthropic_cache_write_at_1_25x() {
     assert_usd(usd("claude-sonnet-4-5-20250929", &u), 0.0495);
 }
 
+/// `(input, cache_read, cache_write, cache_write_1h, output)` of `provider/model` read from
+/// pricing.yaml itself: the model's own rates, else `provider_defaults` x input (as codegen
+/// resolves them), so expected figures follow the YAML rather than repeating it.
+fn yaml_rates(key: &str) -> (f64, f64, f64, f64, f64) {
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/pricing.yaml")).unwrap();
+    let y: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    let m = &y["models"][key];
+    let provider = key.split('/').next().unwrap();
+    let d = &y["provider_defaults"][provider];
+    let input = m["input"].as_f64().unwrap();
+    let rate = |k: &str| m[k].as_f64().or_else(|| d[k].as_f64().map(|x| x * input));
+    let cache_write = rate("cache_write").unwrap_or(input);
+    (
+        input,
+        rate("cache_read").unwrap_or(input),
+        cache_write,
+        rate("cache_write_1h").unwrap_or(cache_write),
+        m["output"].as_f64().unwrap(),
+    )
+}
+
+#[test]
+fn anthropic_one_hour_cache_writes_at_their_own_rate() {
+    let model = "claude-sonnet-4-5-20250929";
+    let (input, read, write, write_1h, output) = yaml_rates("anthropic/claude-sonnet-4-5-20250929");
+    // Anthropic bills 1-hour writes at 2x input: $6 per 1M for this model (LiteLLM 6e-06).
+    assert_usd(write_1h, 2.0 * input);
+    assert_usd(write_1h, 6.0);
+    // input_tokens 1,000 + read 5,000 + write 4,000 (3,000 for 5 minutes, 1,000 for 1 hour).
+    let u = Usage {
+        prompt_tokens: 10_000,
+        cache_read_tokens: 5_000,
+        cache_write_tokens: 4_000,
+        cache_write_1h_tokens: 1_000,
+        completion_tokens: 2_000,
+        ..Usage::default()
+    };
+    let want = (1_000.0 * input
+        + 5_000.0 * read
+        + 3_000.0 * write
+        + 1_000.0 * write_1h
+        + 2_000.0 * output)
+        / 1e6;
+    assert_usd(usd(model, &u), want);
+    // 1,000 more tokens at $6 instead of $3.75: $0.00225 above the all-5-minute figure (0.0495).
+    let all_5m = Usage {
+        cache_write_1h_tokens: 0,
+        ..u
+    };
+    assert_usd(
+        usd(model, &u) - usd(model, &all_5m),
+        1_000.0 * (write_1h - write) / 1e6,
+    );
+    assert!(usd(model, &u) > usd(model, &all_5m));
+}
+
+/// Every compiled model has a 1-hour rate: LiteLLM's for the generated Anthropic entries, 2x
+/// input for the hand-written ones, and the ordinary cache-write rate elsewhere.
+#[test]
+fn one_hour_cache_write_rates_of_the_catalog() {
+    let (_, _, _, generated, _) = yaml_rates("anthropic/claude-sonnet-4-6");
+    assert_eq!(price("claude-sonnet-4-6").cache_write_1h, generated);
+    let hand = price("claude-haiku-4-5-20251001");
+    assert_eq!(hand.cache_write_1h, 2.0 * hand.input);
+    let other = price("gpt-4o");
+    assert_eq!(other.cache_write_1h, other.cache_write);
+}
+
 #[test]
 fn openai_cached_tokens_inside_prompt() {
     // gpt-4o: $2.50 / $10, cached $1.25; OpenAI usage JSON, cached_tokens within prompt_tokens.

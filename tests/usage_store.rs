@@ -46,6 +46,7 @@ fn fixture_records() -> Vec<UsageRecord> {
         cached_input_tokens: 0,
         cache_read_tokens: 5_000,
         cache_write_tokens: 0,
+        cache_write_1h_tokens: 0,
         // Seed 002's worked example: $0.0465.
         cost_pico_usd: Some(46_500_000_000),
         cost_source: CostSource::Estimated,

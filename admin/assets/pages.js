@@ -96,6 +96,7 @@ function modelDialog(m, reload) {
       field('Output $ / 1M tokens', 'output', p.output),
       field('Cache read $ / 1M', 'cache_read', p.cache_read),
       field('Cache write $ / 1M', 'cache_write', p.cache_write),
+      field('Cache write 1h $ / 1M', 'cache_write_1h', p.cache_write_1h),
       field('Context length (tokens)', 'context_length', m.context_length),
       h('label', {}, 'Description', h('input', { name: 'description', type: 'text', value: m.description ?? '' })),
     ),
@@ -112,7 +113,7 @@ function modelDialog(m, reload) {
       const body = {};
       if (m.source !== 'discovered') {
         const prices = {};
-        for (const k of ['input', 'output', 'cache_read', 'cache_write']) {
+        for (const k of ['input', 'output', 'cache_read', 'cache_write', 'cache_write_1h']) {
           const v = numberOrNull(f[k]);
           if (v !== undefined && v !== (p[k] ?? undefined)) prices[k] = v;
         }

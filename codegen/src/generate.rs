@@ -140,6 +140,7 @@ pub fn generate(cat: &Catalog) -> String {
     let pricing_rows = cat.models.iter().map(|m| {
         let p = &m.price;
         let (i, o, cr, cw, fee) = (f(p.input), f(p.output), f(p.cache_read), f(p.cache_write), f(p.request_fee));
+        let cw1h = f(p.cache_write_1h);
         let tiers = p.tiers.iter().map(|(above, ti, to, tc)| {
             let (above, ti, to, tc) = (int(*above), f(*ti), f(*to), f(*tc));
             quote!(PriceTier { above_prompt_tokens: #above, input: #ti, output: #to, cache_read: #tc })
@@ -147,7 +148,8 @@ pub fn generate(cat: &Catalog) -> String {
         let [sl, sm, sh] = p.search_fees.map(f);
         quote! {
             Pricing {
-                input: #i, output: #o, cache_read: #cr, cache_write: #cw, request_fee: #fee,
+                input: #i, output: #o, cache_read: #cr, cache_write: #cw, cache_write_1h: #cw1h,
+                request_fee: #fee,
                 search_fees: SearchFees { low: #sl, medium: #sm, high: #sh },
                 tiers: &[#(#tiers),*],
             }

@@ -18,8 +18,11 @@
 //! `supports_reasoning`, plus `search` for models that search on every request (Perplexity, ids
 //! containing `search`); OpenAI reasoning models get the `max_completion_tokens` / `developer` /
 //! no-sampling quirks. Prices: LiteLLM USD per token x 1e6 = USD per 1M tokens for input, output,
-//! `cache_read_input_token_cost`, `cache_creation_input_token_cost`; `*_above_<N>k_tokens` become
-//! tiers above N x 1000 prompt tokens (a zero cache rate is LiteLLM's "not given" and falls back
+//! `cache_read_input_token_cost`, `cache_creation_input_token_cost`, and
+//! `cache_creation_input_token_cost_above_1hr` (1-hour cache writes) -> `cache_write_1h`;
+//! `*_above_<N>k_tokens` become tiers above N x 1000 prompt tokens (a tier's cache-write rates are
+//! the base ones scaled by the tier's input rate, which is how LiteLLM's
+//! `cache_creation_input_token_cost_above_1hr_above_<N>k_tokens` figures relate too) (a zero cache rate is LiteLLM's "not given" and falls back
 //! to the provider default, as an absent one does); `input_cost_per_request` becomes `request_fee`;
 //! `search_context_cost_per_query` becomes `search_fees` for always-searching models only (for the
 //! others it is billed per web-search tool call, which is not modelled).
@@ -349,6 +352,9 @@ pub fn price_yaml(e: &Entry) -> String {
     if let Some(v) = num(r, "cache_creation_input_token_cost").filter(|v| *v > 0.0) {
         let _ = writeln!(s, "    cache_write: {:?}", per_million(v));
     }
+    if let Some(v) = num(r, "cache_creation_input_token_cost_above_1hr").filter(|v| *v > 0.0) {
+        let _ = writeln!(s, "    cache_write_1h: {:?}", per_million(v));
+    }
     if let Some(v) = num(r, "input_cost_per_request").filter(|v| *v > 0.0) {
         let _ = writeln!(s, "    request_fee: {v:?}");
     }
@@ -623,6 +629,7 @@ models:
                 "max_output_tokens": 100000, "supports_reasoning": true, "supports_vision": true,
                 "input_cost_per_token": 1.75e-06, "output_cost_per_token": 1.4e-05,
                 "cache_read_input_token_cost": 1.75e-07,
+                "cache_creation_input_token_cost_above_1hr": 3.5e-06,
                 "input_cost_per_token_above_200k_tokens": 3.5e-06,
                 "output_cost_per_token_above_200k_tokens": 2.1e-05},
             "gpt-old": {"litellm_provider": "openai", "mode": "chat", "max_input_tokens": 8,
@@ -651,7 +658,7 @@ models:
                 .contains("max_tokens_field: max_completion_tokens")
         );
         assert!(r.pricing.contains("  openai/gpt-4o:\n    input: 9.0\n"));
-        assert!(r.pricing.contains("  openai/o9:\n    input: 1.75\n    output: 14.0\n    cache_read: 0.175\n    tiers:\n      - {above_prompt_tokens: 200000, input: 3.5, output: 21.0}\n"));
+        assert!(r.pricing.contains("  openai/o9:\n    input: 1.75\n    output: 14.0\n    cache_read: 0.175\n    cache_write_1h: 3.5\n    tiers:\n      - {above_prompt_tokens: 200000, input: 3.5, output: 21.0}\n"));
         assert_eq!(r.added.get("openai"), Some(&1));
         let why = |k: &str| {
             r.skipped

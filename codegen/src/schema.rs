@@ -255,7 +255,8 @@ pub struct PricingFile {
     pub models: BTreeMap<String, Price>,
 }
 
-/// Cache rates as multiples of the input rate (Anthropic: read 0.1x, 5-minute write 1.25x).
+/// Cache rates as multiples of the input rate (Anthropic: read 0.1x, 5-minute write 1.25x,
+/// 1-hour write 2x).
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CacheMultipliers {
@@ -265,6 +266,9 @@ pub struct CacheMultipliers {
     /// Cache-write rate = input rate x this.
     #[serde(default)]
     pub cache_write: Option<f64>,
+    /// 1-hour cache-write rate = input rate x this (Anthropic `cache_control` `ttl: "1h"`).
+    #[serde(default)]
+    pub cache_write_1h: Option<f64>,
 }
 
 /// Rates in USD per 1M tokens (and USD per request for `request_fee`).
@@ -281,6 +285,13 @@ pub struct Price {
     /// USD per 1M cache-write prompt tokens; default: provider multiplier, else the input rate.
     #[serde(default)]
     pub cache_write: Option<f64>,
+    /// USD per 1M prompt tokens written to the cache with a 1-hour lifetime (Anthropic
+    /// `cache_control: {"type": "ephemeral", "ttl": "1h"}`; the usage field
+    /// `cache_creation.ephemeral_1h_input_tokens`; LiteLLM
+    /// `cache_creation_input_token_cost_above_1hr`); default: provider `cache_write_1h`
+    /// multiplier x input, else the `cache_write` rate.
+    #[serde(default)]
+    pub cache_write_1h: Option<f64>,
     /// USD per request on top of tokens, whatever the request (a flat fee).
     #[serde(default)]
     pub request_fee: Option<f64>,

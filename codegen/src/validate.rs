@@ -78,6 +78,8 @@ pub struct ResolvedPrice {
     pub output: f64,
     pub cache_read: f64,
     pub cache_write: f64,
+    /// 1-hour cache writes (explicit, else provider multiplier x input, else `cache_write`).
+    pub cache_write_1h: f64,
     pub request_fee: f64,
     /// Search fee per request, USD, by context size `[low, medium, high]` (zeros: none).
     pub search_fees: [f64; 3],
@@ -645,6 +647,7 @@ fn zero_price() -> ResolvedPrice {
         output: 0.0,
         cache_read: 0.0,
         cache_write: 0.0,
+        cache_write_1h: 0.0,
         request_fee: 0.0,
         search_fees: [0.0; 3],
         tiers: Vec::new(),
@@ -683,6 +686,13 @@ fn resolve_price(p: &Price, d: &CacheMultipliers) -> Result<ResolvedPrice, Price
         "cache_write",
         p.cache_write
             .unwrap_or(input * d.cache_write.unwrap_or(1.0)),
+    )?;
+    let cache_write_1h = check_rate(
+        "cache_write_1h",
+        "cache_write_1h",
+        p.cache_write_1h
+            .or(d.cache_write_1h.map(|m| input * m))
+            .unwrap_or(cache_write),
     )?;
     let request_fee = check_rate("request_fee", "request_fee", p.request_fee.unwrap_or(0.0))?;
     let search_fees = match &p.search_fees {
@@ -727,6 +737,7 @@ fn resolve_price(p: &Price, d: &CacheMultipliers) -> Result<ResolvedPrice, Price
         output,
         cache_read,
         cache_write,
+        cache_write_1h,
         request_fee,
         search_fees,
         tiers,
@@ -759,5 +770,57 @@ fn merge_quirks(provider: &QuirksSpec, model: &QuirksSpec) -> ResolvedQuirks {
             .unwrap_or_default()
             .into_iter()
             .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resolved(price: &str, defaults: &str) -> ResolvedPrice {
+        let p: Price = serde_yaml::from_str(price).unwrap();
+        let d: CacheMultipliers = serde_yaml::from_str(defaults).unwrap();
+        resolve_price(&p, &d).unwrap_or_else(|e| panic!("{}", e.message))
+    }
+
+    /// `cache_write_1h`: the model's own rate, else the provider multiplier x input, else the
+    /// model's `cache_write` rate (so providers without 1-hour writes price them as any write).
+    #[test]
+    fn cache_write_1h_falls_back_to_multiplier_then_cache_write() {
+        let own = resolved(
+            "{input: 3.0, output: 15.0, cache_write: 3.75, cache_write_1h: 6.5}",
+            "{cache_write_1h: 2.0}",
+        );
+        assert_eq!((own.cache_write, own.cache_write_1h), (3.75, 6.5));
+        let by_multiplier = resolved(
+            "{input: 3.0, output: 15.0, cache_write: 3.75}",
+            "{cache_read: 0.1, cache_write: 1.25, cache_write_1h: 2.0}",
+        );
+        assert_eq!(
+            (by_multiplier.cache_write, by_multiplier.cache_write_1h),
+            (3.75, 6.0)
+        );
+        let as_write = resolved("{input: 3.0, output: 15.0, cache_write: 3.75}", "{}");
+        assert_eq!(
+            (as_write.cache_write, as_write.cache_write_1h),
+            (3.75, 3.75)
+        );
+        let nothing = resolved("{input: 3.0, output: 15.0}", "{cache_write: 1.25}");
+        assert_eq!((nothing.cache_write, nothing.cache_write_1h), (3.75, 3.75));
+    }
+
+    #[test]
+    fn cache_write_1h_is_validated_like_the_other_rates() {
+        let p: Price =
+            serde_yaml::from_str("{input: 1.0, output: 1.0, cache_write_1h: -2.0}").unwrap();
+        let e = resolve_price(&p, &CacheMultipliers::default())
+            .err()
+            .unwrap();
+        assert_eq!(e.field, "cache_write_1h");
+        assert!(
+            e.message.contains("cache_write_1h must be"),
+            "{}",
+            e.message
+        );
     }
 }

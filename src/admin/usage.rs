@@ -191,6 +191,7 @@ pub fn record_json(r: &UsageRecord) -> Value {
         "cached_input_tokens": r.cached_input_tokens,
         "cache_read_tokens": r.cache_read_tokens,
         "cache_write_tokens": r.cache_write_tokens,
+        "cache_write_1h_tokens": r.cache_write_1h_tokens,
         "cost_usd": r.cost_usd(),
         "cost_source": r.cost_source.as_str(),
         "tokens_estimated": r.tokens_estimated,

@@ -182,8 +182,13 @@ pub struct Pricing {
     pub output: f64,
     /// Cache-read prompt tokens.
     pub cache_read: f64,
-    /// Cache-write prompt tokens.
+    /// Cache-write prompt tokens (for Anthropic: writes with the default 5-minute lifetime).
     pub cache_write: f64,
+    /// Cache-write prompt tokens with a 1-hour lifetime (Anthropic `cache_control`
+    /// `ttl: "1h"`, billed at 2x input). Resolved by codegen: the model's `cache_write_1h`, else
+    /// the provider multiplier x input, else `cache_write` (so it equals `cache_write` wherever
+    /// 1-hour writes are not priced apart).
+    pub cache_write_1h: f64,
     /// Flat fee per request, USD (0 for token-only models).
     pub request_fee: f64,
     /// Web-search fee per request by search context size, USD (Perplexity; zeros elsewhere).

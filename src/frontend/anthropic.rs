@@ -704,17 +704,36 @@ fn stop_reason(r: FinishReason) -> &'static str {
     }
 }
 
-/// Anthropic `usage`: `input_tokens` excludes cache reads and writes (WIRE.md §7.7).
+/// Anthropic `usage`: `input_tokens` excludes cache reads and writes (WIRE.md §7.7), and
+/// `cache_creation` splits the writes by lifetime as Anthropic does
+/// (`{"ephemeral_5m_input_tokens", "ephemeral_1h_input_tokens"}`, summing to
+/// `cache_creation_input_tokens`; WIRE.md §4.4). Upstreams without the split report every write
+/// as a 5-minute one.
 fn usage_json(u: &Usage) -> Value {
     let input = u
         .prompt_tokens
         .saturating_sub(u.cache_read_tokens + u.cache_write_tokens);
+    let write_1h = u.cache_write_1h_tokens.min(u.cache_write_tokens);
     json!({
         "input_tokens": input,
         "output_tokens": u.completion_tokens,
         "cache_creation_input_tokens": u.cache_write_tokens,
         "cache_read_input_tokens": u.cache_read_tokens,
+        "cache_creation": {
+            "ephemeral_5m_input_tokens": u.cache_write_tokens - write_1h,
+            "ephemeral_1h_input_tokens": write_1h,
+        },
     })
+}
+
+/// `message_delta`'s `usage`: the cumulative counts without `cache_creation`, which Anthropic
+/// sends only in `message_start` and complete messages (recorded streams, WIRE.md §4.5).
+fn delta_usage_json(u: &Usage) -> Value {
+    let mut v = usage_json(u);
+    if let Some(m) = v.as_object_mut() {
+        m.remove("cache_creation");
+    }
+    v
 }
 
 /// A `tool_use` id for a call the upstream gave none.
@@ -972,7 +991,7 @@ impl StreamEncoder {
                     "message_delta",
                     &json!({"type": "message_delta",
                             "delta": {"stop_reason": stop_reason, "stop_sequence": stop_sequence},
-                            "usage": usage_json(&usage)}),
+                            "usage": delta_usage_json(&usage)}),
                 );
                 frame(out, "message_stop", &json!({"type": "message_stop"}));
             }

@@ -671,7 +671,7 @@ fn caps_of(m: ModelId) -> Caps {
 
 fn pricing_json(p: &crate::catalog::Pricing) -> Value {
     json!({"input": p.input, "output": p.output, "cache_read": p.cache_read,
-           "cache_write": p.cache_write})
+           "cache_write": p.cache_write, "cache_write_1h": p.cache_write_1h})
 }
 
 /// Custom aliases by lower-case target `provider/model`.
@@ -750,7 +750,8 @@ fn custom_view(
         "capabilities": c.capabilities,
         "description": c.description,
         "pricing": c.pricing.map(|p| json!({"input": p.input, "output": p.output,
-            "cache_read": p.cache_read, "cache_write": p.cache_write})),
+            "cache_read": p.cache_read, "cache_write": p.cache_write,
+            "cache_write_1h": p.cache_write_1h})),
         "compiled": null,
         "aliases": custom_aliases.get(&key.to_ascii_lowercase()).cloned().unwrap_or_default(),
     })
@@ -850,7 +851,8 @@ fn check_prices(p: &PriceFields) -> Result<(), AdminError> {
     check_price(p.input, "input")?;
     check_price(p.output, "output")?;
     check_price(p.cache_read, "cache_read")?;
-    check_price(p.cache_write, "cache_write")
+    check_price(p.cache_write, "cache_write")?;
+    check_price(p.cache_write_1h, "cache_write_1h")
 }
 
 fn valid_model_id(id: &str) -> Result<(), AdminError> {
@@ -894,6 +896,7 @@ async fn create_model(state: Data<&AppState>, body: Body) -> Response {
                             output,
                             cache_read: p.cache_read,
                             cache_write: p.cache_write,
+                            cache_write_1h: p.cache_write_1h,
                         }),
                         _ => {
                             return Err(AdminError::bad(
@@ -1033,6 +1036,9 @@ async fn override_model(state: Data<&AppState>, q: ModelQuery, body: Body) -> Re
                             output,
                             cache_read: p.cache_read.or(base.and_then(|b| b.cache_read)),
                             cache_write: p.cache_write.or(base.and_then(|b| b.cache_write)),
+                            cache_write_1h: p
+                                .cache_write_1h
+                                .or(base.and_then(|b| b.cache_write_1h)),
                         });
                     }
                     return Ok(());

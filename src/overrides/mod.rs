@@ -212,19 +212,22 @@ pub fn apply_prices(m: ModelId, fields: &PriceFields) -> Pricing {
         output: fields.output.unwrap_or(c.output),
         cache_read: fields.cache_read.unwrap_or(c.cache_read),
         cache_write: fields.cache_write.unwrap_or(c.cache_write),
+        cache_write_1h: fields.cache_write_1h.unwrap_or(c.cache_write_1h),
         request_fee: c.request_fee,
         search_fees: c.search_fees,
         tiers: if flat { &[] } else { c.tiers },
     }
 }
 
-/// The pricing of a custom model (cache rates default to the input rate).
+/// The pricing of a custom model (cache rates default to the input rate; 1-hour cache writes to
+/// the cache-write rate).
 pub fn custom_pricing(p: &Prices) -> Pricing {
     Pricing {
         input: p.input,
         output: p.output,
         cache_read: p.cache_read.unwrap_or(p.input),
         cache_write: p.cache_write.unwrap_or(p.input),
+        cache_write_1h: p.cache_write_1h.or(p.cache_write).unwrap_or(p.input),
         request_fee: 0.0,
         search_fees: SearchFees {
             low: 0.0,

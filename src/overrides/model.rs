@@ -69,6 +69,11 @@ pub struct Prices {
     /// Cache-write prompt tokens (`None`: the input rate).
     #[serde(default)]
     pub cache_write: Option<f64>,
+    /// 1-hour cache-write prompt tokens (Anthropic `ttl: "1h"`; `None`: the cache-write rate).
+    /// Left out of the stored JSON when `None`, so values written before it existed are
+    /// unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_write_1h: Option<f64>,
 }
 
 /// Price fields of an override, USD per 1M tokens; `None` keeps the compiled value.
@@ -83,6 +88,10 @@ pub struct PriceFields {
     pub cache_read: Option<f64>,
     /// Cache-write prompt tokens.
     pub cache_write: Option<f64>,
+    /// 1-hour cache-write prompt tokens (Anthropic `ttl: "1h"`); left out of the stored JSON
+    /// when `None`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache_write_1h: Option<f64>,
 }
 
 impl PriceFields {
@@ -98,6 +107,7 @@ impl PriceFields {
             output: self.output.or(other.output),
             cache_read: self.cache_read.or(other.cache_read),
             cache_write: self.cache_write.or(other.cache_write),
+            cache_write_1h: self.cache_write_1h.or(other.cache_write_1h),
         }
     }
 }

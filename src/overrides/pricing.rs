@@ -3,8 +3,9 @@
 //! set by hand (seed 002), with a preview of what changes.
 //!
 //! Format (LiteLLM, per model key): `input_cost_per_token`, `output_cost_per_token`,
-//! `cache_read_input_token_cost`, `cache_creation_input_token_cost` in USD per token, and
-//! `litellm_provider`. Rates here are USD per 1M tokens = LiteLLM per-token cost x 1e6.
+//! `cache_read_input_token_cost`, `cache_creation_input_token_cost`,
+//! `cache_creation_input_token_cost_above_1hr` (1-hour cache writes, Anthropic) in USD per
+//! token, and `litellm_provider`. Rates here are USD per 1M tokens = LiteLLM per-token cost x 1e6.
 //!
 //! Matching (as pricing.yaml was derived): a compiled model `provider/id` takes the entry keyed
 //! `provider/id`, else the entry keyed `id`, in both cases only when the entry's
@@ -41,7 +42,7 @@ pub struct Change {
     pub provider: String,
     /// Model id.
     pub model: String,
-    /// `input`, `output`, `cache_read` or `cache_write`.
+    /// `input`, `output`, `cache_read`, `cache_write` or `cache_write_1h`.
     pub field: &'static str,
     /// Rate in effect now, USD per 1M tokens.
     pub old: Option<f64>,
@@ -96,7 +97,7 @@ pub fn sync(set: &mut OverrideSet, data: &Map<String, Value>) -> Report {
         let key = model_key(info.provider.name(), info.id);
         let c = m.pricing();
         let mut o: ModelOverride = set.models.get(&key).cloned().unwrap_or_default();
-        let fields: [(&'static str, &str, f64); 4] = [
+        let fields: [(&'static str, &str, f64); 5] = [
             ("input", "input_cost_per_token", c.input),
             ("output", "output_cost_per_token", c.output),
             ("cache_read", "cache_read_input_token_cost", c.cache_read),
@@ -104,6 +105,11 @@ pub fn sync(set: &mut OverrideSet, data: &Map<String, Value>) -> Report {
                 "cache_write",
                 "cache_creation_input_token_cost",
                 c.cache_write,
+            ),
+            (
+                "cache_write_1h",
+                "cache_creation_input_token_cost_above_1hr",
+                c.cache_write_1h,
             ),
         ];
         for (field, litellm, compiled) in fields {
@@ -114,7 +120,8 @@ pub fn sync(set: &mut OverrideSet, data: &Map<String, Value>) -> Report {
                 "input" => (o.pricing.input, &mut o.imported.input),
                 "output" => (o.pricing.output, &mut o.imported.output),
                 "cache_read" => (o.pricing.cache_read, &mut o.imported.cache_read),
-                _ => (o.pricing.cache_write, &mut o.imported.cache_write),
+                "cache_write" => (o.pricing.cache_write, &mut o.imported.cache_write),
+                _ => (o.pricing.cache_write_1h, &mut o.imported.cache_write_1h),
             };
             if let Some(mv) = manual {
                 if !same(mv, new) {

@@ -1,6 +1,9 @@
 //! The stored (on-disk) forms of usage data, versioned: a new field means a new version number
 //! `v`, and older versions keep decoding (a field a version lacks is read with its default),
-//! never a silent change of an existing one.
+//! never a silent change of an existing one. The one exception is an optional count that is
+//! left out when zero and read as zero when absent (`cache_write_1h`): values without it are
+//! byte-for-byte what the version wrote, and older builds of the same version ignore it when
+//! present (only unknown versions are errors), so it needs no new version.
 //!
 //! Encoding: JSON (serde) with a leading `v` version number, so old values stay readable by a
 //! newer build.
@@ -66,6 +69,10 @@ pub struct StoredRecord<'a> {
     pub cache_read: u64,
     /// Cache writes.
     pub cache_write: u64,
+    /// The 1-hour part of `cache_write` (see [`UsageRecord::cache_write_1h_tokens`]); written
+    /// only when not zero, absent reads as 0 (values of every version without it).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub cache_write_1h: u64,
     /// Cost, pico-USD (`None`: unpriced).
     pub cost_pico: Option<u64>,
     /// `reported` | `estimated` | `unpriced`.
@@ -74,6 +81,11 @@ pub struct StoredRecord<'a> {
     /// version 2 on.
     #[serde(default)]
     pub tokens_estimated: bool,
+}
+
+/// Whether a count is zero (optional stored counts are left out then).
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// The version [`encode_record`] writes.
@@ -104,6 +116,7 @@ impl From<StoredRecord<'_>> for UsageRecord {
             cached_input_tokens: s.cached_input,
             cache_read_tokens: s.cache_read,
             cache_write_tokens: s.cache_write,
+            cache_write_1h_tokens: s.cache_write_1h,
             cost_pico_usd: s.cost_pico,
             cost_source: CostSource::parse(&s.cost_source).unwrap_or_default(),
             tokens_estimated: s.tokens_estimated,
@@ -137,6 +150,7 @@ pub fn encode_record(r: &UsageRecord) -> Vec<u8> {
         cached_input: r.cached_input_tokens,
         cache_read: r.cache_read_tokens,
         cache_write: r.cache_write_tokens,
+        cache_write_1h: r.cache_write_1h_tokens,
         cost_pico: r.cost_pico_usd,
         cost_source: Cow::Borrowed(r.cost_source.as_str()),
         tokens_estimated: r.tokens_estimated,
@@ -291,6 +305,7 @@ mod tests {
             cached_input_tokens: 4,
             cache_read_tokens: 5,
             cache_write_tokens: 6,
+            cache_write_1h_tokens: 0,
             cost_pico_usd: Some(7),
             cost_source: CostSource::default(),
             tokens_estimated: true,
@@ -307,6 +322,27 @@ mod tests {
             ..r
         };
         assert_eq!(decode_record(&encode_record(&r)).ok(), Some(r));
+    }
+
+    /// 1-hour cache writes: left out when 0 (the pinned bytes above are unchanged), written
+    /// right after `cache_write` otherwise, and read back; still version 2.
+    #[test]
+    fn one_hour_cache_writes_are_an_optional_v2_field() {
+        let r = UsageRecord {
+            cache_write_tokens: 418,
+            cache_write_1h_tokens: 300,
+            ..UsageRecord::default()
+        };
+        let bytes = encode_record(&r);
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(text.starts_with("{\"v\":2,"), "{text}");
+        assert!(
+            text.contains("\"cache_write\":418,\"cache_write_1h\":300,\"cost_pico\""),
+            "{text}"
+        );
+        assert_eq!(decode_record(&bytes).ok(), Some(r));
+        let none = encode_record(&UsageRecord::default());
+        assert!(!String::from_utf8_lossy(&none).contains("cache_write_1h"));
     }
 
     /// A value a version-1 build wrote (verbatim) still decodes, with `tokens_estimated` false.

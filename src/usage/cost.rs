@@ -10,7 +10,8 @@
 //!    xAI `cost_in_usd_ticks`) wins over any estimate.
 //! 2. A model without a price has cost `None` ("unpriced"), never 0.
 //! 3. Otherwise: uncached prompt x input rate + cache reads x cache-read rate + cache writes x
-//!    cache-write rate + completion (reasoning included) x output rate, per 1M tokens; the rates
+//!    cache-write rate (the 1-hour part of them, Anthropic `ttl: "1h"`, x the 1-hour
+//!    cache-write rate instead) + completion (reasoning included) x output rate, per 1M tokens; the rates
 //!    of the highest tier whose threshold the prompt exceeds replace the base rates (Gemini above
 //!    200k prompt tokens); plus the flat request fee and the search fee for the search context
 //!    size (Perplexity), charged only when the request consumed tokens (a request the provider
@@ -145,18 +146,20 @@ struct Rates {
     output: f64,
     cache_read: f64,
     cache_write: f64,
+    cache_write_1h: f64,
 }
 
 impl Rates {
     /// The base rates, replaced by the highest tier whose threshold `prompt_tokens` exceeds.
-    /// Tiers carry no cache-write rate: it scales with the tier's input rate (the base
-    /// write/input ratio, e.g. Anthropic's 1.25x).
+    /// Tiers carry no cache-write rates: they scale with the tier's input rate (the base
+    /// write/input ratios, e.g. Anthropic's 1.25x and 2x).
     fn for_prompt(p: &Pricing, prompt_tokens: u64) -> Self {
         let base = Rates {
             input: p.input,
             output: p.output,
             cache_read: p.cache_read,
             cache_write: p.cache_write,
+            cache_write_1h: p.cache_write_1h,
         };
         match p
             .tiers
@@ -165,16 +168,22 @@ impl Rates {
             .find(|t| prompt_tokens > t.above_prompt_tokens)
         {
             None => base,
-            Some(t) => Rates {
-                input: t.input,
-                output: t.output,
-                cache_read: t.cache_read,
-                cache_write: if p.input > 0.0 {
-                    p.cache_write * t.input / p.input
-                } else {
-                    p.cache_write
-                },
-            },
+            Some(t) => {
+                let scale = |rate: f64| {
+                    if p.input > 0.0 {
+                        rate * t.input / p.input
+                    } else {
+                        rate
+                    }
+                };
+                Rates {
+                    input: t.input,
+                    output: t.output,
+                    cache_read: t.cache_read,
+                    cache_write: scale(p.cache_write),
+                    cache_write_1h: scale(p.cache_write_1h),
+                }
+            }
         }
     }
 }
@@ -189,12 +198,14 @@ pub fn estimate(p: &Pricing, u: &Usage, search: SearchContextSize) -> f64 {
     // Cache classes are inside the prompt; clamp so inconsistent counts never go negative.
     let cache_read = u.cache_read_tokens.min(u.prompt_tokens);
     let cache_write = u.cache_write_tokens.min(u.prompt_tokens - cache_read);
+    let cache_write_1h = u.cache_write_1h_tokens.min(cache_write);
     let uncached = u.prompt_tokens - cache_read - cache_write;
     // Reasoning is billed as output and is inside the completion count.
     let output = u.completion_tokens.max(u.reasoning_tokens);
     let tokens = uncached as f64 * r.input
         + cache_read as f64 * r.cache_read
-        + cache_write as f64 * r.cache_write
+        + (cache_write - cache_write_1h) as f64 * r.cache_write
+        + cache_write_1h as f64 * r.cache_write_1h
         + output as f64 * r.output;
     let search_fee = match search {
         SearchContextSize::Low => p.search_fees.low,
@@ -222,6 +233,7 @@ mod tests {
             output,
             cache_read,
             cache_write,
+            cache_write_1h: cache_write,
             request_fee: 0.0,
             search_fees: NO_FEES,
             tiers: &[],
@@ -268,6 +280,51 @@ mod tests {
         };
         // 1,000x3 + 5,000x0.3 + 4,000x3.75 + 2,000x15 = 49,500 per 1M.
         assert!(close(usd(&p, &u), 0.0495));
+    }
+
+    #[test]
+    fn one_hour_cache_writes_are_billed_at_their_own_rate() {
+        // Anthropic-style rates: 5-minute writes 1.25x input, 1-hour writes 2x.
+        let p = Pricing {
+            cache_write_1h: 6.0,
+            ..price(3.0, 15.0, 0.3, 3.75)
+        };
+        let u = Usage {
+            cache_read_tokens: 5_000,
+            cache_write_tokens: 4_000,
+            cache_write_1h_tokens: 1_000,
+            ..usage(10_000, 2_000)
+        };
+        // 1,000x3 + 5,000x0.3 + 3,000x3.75 + 1,000x6 + 2,000x15 = 51,750 per 1M.
+        assert!(close(usd(&p, &u), 0.05175), "{}", usd(&p, &u));
+        // More 1-hour tokens than writes (an inconsistent upstream): clamped to the writes.
+        let all_1h = Usage {
+            cache_write_1h_tokens: 9_000,
+            ..u
+        };
+        assert!(close(usd(&p, &all_1h), 0.0585), "{}", usd(&p, &all_1h));
+    }
+
+    #[test]
+    fn tier_scales_one_hour_cache_writes_with_its_input_rate() {
+        static TIERS: [PriceTier; 1] = [PriceTier {
+            above_prompt_tokens: 100,
+            input: 0.5,
+            output: 2.5,
+            cache_read: 0.05,
+        }];
+        let p = Pricing {
+            cache_write_1h: 0.2,
+            tiers: &TIERS,
+            ..price(0.1, 0.5, 0.01, 0.125)
+        };
+        let u = Usage {
+            cache_write_tokens: 1_000,
+            cache_write_1h_tokens: 1_000,
+            ..usage(1_000, 0)
+        };
+        // Tier input 5x base: 1-hour writes at 0.2 x 5 = 1.0 per 1M.
+        assert!(close(usd(&p, &u), 0.001), "{}", usd(&p, &u));
     }
 
     #[test]

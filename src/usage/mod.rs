@@ -384,6 +384,7 @@ impl RequestLog {
             cached_input_tokens: cached_input,
             cache_read_tokens: cache_read,
             cache_write_tokens: u.cache_write_tokens,
+            cache_write_1h_tokens: u.cache_write_1h_tokens.min(u.cache_write_tokens),
             cost_pico_usd: c.pico_usd(),
             cost_source: c.source,
             tokens_estimated,

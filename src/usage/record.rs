@@ -64,6 +64,9 @@ pub struct UsageRecord {
     pub cache_read_tokens: u64,
     /// Cache writes (within `input_tokens`).
     pub cache_write_tokens: u64,
+    /// The part of `cache_write_tokens` written with a 1-hour lifetime (Anthropic
+    /// `cache_creation.ephemeral_1h_input_tokens`), priced at the 1-hour cache-write rate.
+    pub cache_write_1h_tokens: u64,
     /// Cost in pico-USD; `None` when unpriced (never 0 for "unknown").
     pub cost_pico_usd: Option<u64>,
     /// Whether the cost is provider-reported, estimated or unknown.

@@ -480,6 +480,8 @@ pub struct RawUsage {
     output: Option<u64>,
     cache_read: Option<u64>,
     cache_write: Option<u64>,
+    /// `cache_creation.ephemeral_1h_input_tokens`: the 1-hour part of `cache_write`.
+    cache_write_1h: Option<u64>,
     thinking: Option<u64>,
 }
 
@@ -490,13 +492,19 @@ impl RawUsage {
         self.output = count(v, "output_tokens").or(self.output);
         self.cache_read = count(v, "cache_read_input_tokens").or(self.cache_read);
         self.cache_write = count(v, "cache_creation_input_tokens").or(self.cache_write);
+        self.cache_write_1h = v
+            .pointer("/cache_creation/ephemeral_1h_input_tokens")
+            .and_then(Value::as_u64)
+            .or(self.cache_write_1h);
         self.thinking = v
             .pointer("/output_tokens_details/thinking_tokens")
             .and_then(Value::as_u64)
             .or(self.thinking);
     }
 
-    /// Canonical usage: cached input is part of the prompt, thinking part of the completion.
+    /// Canonical usage: cached input is part of the prompt, thinking part of the completion;
+    /// the 1-hour cache writes (`cache_creation.ephemeral_1h_input_tokens`, 0 when the server
+    /// sends no `cache_creation`) are a part of the cache writes, clamped to them.
     pub fn canonical(&self) -> Usage {
         let cache_read = self.cache_read.unwrap_or(0);
         let cache_write = self.cache_write.unwrap_or(0);
@@ -506,6 +514,7 @@ impl RawUsage {
             reasoning_tokens: self.thinking.unwrap_or(0),
             cache_read_tokens: cache_read,
             cache_write_tokens: cache_write,
+            cache_write_1h_tokens: self.cache_write_1h.unwrap_or(0).min(cache_write),
             reported_cost_usd: None,
             timings: None,
         }
@@ -613,6 +622,54 @@ mod tests {
             ),
             (1539, 30, 1111, 418)
         );
+    }
+
+    /// The recorded cache answer (fixture `anthropic/messages_cache_usage.yaml`, 2nd exchange:
+    /// 3 input, 418 written, 1,111 read, 33 output) with 300 of its 418 writes made 1-hour ones
+    /// (`cache_control` `ttl: "1h"`), the model name replaced.
+    fn cache_answer(cache_creation: Option<Value>) -> Value {
+        let mut usage = json!({"input_tokens": 3, "cache_creation_input_tokens": 418,
+            "cache_read_input_tokens": 1111, "output_tokens": 33, "service_tier": "standard",
+            "inference_geo": "not_available"});
+        if let Some(c) = cache_creation {
+            usage["cache_creation"] = c;
+        }
+        json!({"content": [{"text": "Python is a beginner-friendly, versatile programming language.",
+            "type": "text"}], "id": "msg_01KPaKTJSqAKoZri7Ujrny58", "model": "m",
+            "role": "assistant", "stop_reason": "end_turn", "stop_sequence": null,
+            "type": "message", "usage": usage})
+    }
+
+    #[test]
+    fn one_hour_cache_writes_are_decoded_from_cache_creation() {
+        let split = json!({"ephemeral_1h_input_tokens": 300, "ephemeral_5m_input_tokens": 118});
+        let u = decode_response("p", &cache_answer(Some(split)))
+            .unwrap()
+            .usage
+            .unwrap();
+        assert_eq!(
+            (
+                u.prompt_tokens,
+                u.cache_read_tokens,
+                u.cache_write_tokens,
+                u.cache_write_1h_tokens,
+                u.completion_tokens
+            ),
+            (1532, 1111, 418, 300, 33)
+        );
+        // No `cache_creation` (older servers, Anthropic-compatible upstreams): no 1-hour part.
+        let u = decode_response("p", &cache_answer(None))
+            .unwrap()
+            .usage
+            .unwrap();
+        assert_eq!((u.cache_write_tokens, u.cache_write_1h_tokens), (418, 0));
+        // An inconsistent split never exceeds the writes.
+        let too_many = json!({"ephemeral_1h_input_tokens": 5000, "ephemeral_5m_input_tokens": 0});
+        let u = decode_response("p", &cache_answer(Some(too_many)))
+            .unwrap()
+            .usage
+            .unwrap();
+        assert_eq!(u.cache_write_1h_tokens, 418);
     }
 
     #[test]

@@ -268,3 +268,70 @@ impl State {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state() -> State {
+        State {
+            provider: "p",
+            out: Pending::default(),
+            usage: RawUsage::default(),
+            finish: None,
+            tool_of_block: Vec::new(),
+            tools: 0,
+        }
+    }
+
+    fn last_usage(s: &State) -> crate::canonical::Usage {
+        s.out
+            .queue
+            .iter()
+            .rev()
+            .find_map(|e| match e {
+                Ok(StreamEvent::Usage(u)) => Some(*u),
+                _ => None,
+            })
+            .unwrap()
+    }
+
+    /// `message_start` and `message_delta` shaped as WIRE.md §4.5 and the recorded streams show
+    /// them (e.g. fixture `anthropic/messages_stream_thinking.yaml`: the split only in
+    /// `message_start`, `message_delta` repeating the cumulative counts without it), with cache
+    /// reads and writes, 300 of the writes 1-hour ones, and the model name replaced.
+    #[test]
+    fn one_hour_cache_writes_from_message_start_survive_message_delta() {
+        let mut s = state();
+        s.on_event(
+            r#"{"type":"message_start","message":{"model":"m","id":"msg_01QC4g3HwBThD4BaNtBckFDJ","type":"message","role":"assistant","content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":12,"cache_creation_input_tokens":418,"cache_read_input_tokens":1111,"cache_creation":{"ephemeral_5m_input_tokens":118,"ephemeral_1h_input_tokens":300},"output_tokens":1,"service_tier":"standard","inference_geo":"not_available"}}}"#,
+        );
+        let u = last_usage(&s);
+        assert_eq!(
+            (
+                u.prompt_tokens,
+                u.cache_write_tokens,
+                u.cache_write_1h_tokens
+            ),
+            (1541, 418, 300)
+        );
+        s.on_event(
+            r#"{"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},"usage":{"input_tokens":12,"cache_creation_input_tokens":418,"cache_read_input_tokens":1111,"output_tokens":30}}"#,
+        );
+        let u = last_usage(&s);
+        assert_eq!(
+            (
+                u.prompt_tokens,
+                u.cache_write_tokens,
+                u.cache_write_1h_tokens,
+                u.completion_tokens
+            ),
+            (1541, 418, 300, 30)
+        );
+        // A `message_delta` that carries the split too (allowed by the SDK types) updates it.
+        s.on_event(
+            r#"{"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},"usage":{"cache_creation_input_tokens":418,"cache_creation":{"ephemeral_5m_input_tokens":18,"ephemeral_1h_input_tokens":400},"output_tokens":31}}"#,
+        );
+        assert_eq!(last_usage(&s).cache_write_1h_tokens, 400);
+    }
+}

@@ -201,6 +201,7 @@ pub fn decode_usage(v: &Value) -> Usage {
         reasoning_tokens: thoughts,
         cache_read_tokens: n("cachedContentTokenCount"),
         cache_write_tokens: 0,
+        cache_write_1h_tokens: 0,
         reported_cost_usd: None,
         timings: None,
     }

@@ -697,6 +697,7 @@ impl UsageCounts {
                 .or(self.cache_hit)
                 .unwrap_or(0),
             cache_write_tokens: self.cache_write.unwrap_or(0),
+            cache_write_1h_tokens: 0,
             reported_cost_usd: self.reported_cost,
             timings: None,
         }
