@@ -719,6 +719,29 @@ async fn malformed_upstream_json_and_sse_are_502_or_an_error_event() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_larger_than_four_times_the_body_limit_is_502_not_buffered() {
+    // MAX_BODY_BYTES 4096 -> answers are read up to 16 KiB; this one is ~20 KiB of valid JSON.
+    let content = "x".repeat(20 * 1024);
+    let body = format!(
+        "{{\"id\":\"c\",\"object\":\"chat.completion\",\"created\":1,\"model\":\"m\",\"choices\":[{{\"index\":0,\"message\":{{\"role\":\"assistant\",\"content\":\"{content}\"}},\"finish_reason\":\"stop\"}}]}}"
+    );
+    let up = Upstream::start(Script::Json(Box::leak(body.into_boxed_str()))).await;
+    let h = Harness::start("bigjson", &up.base, |c| c.max_body_bytes = 4096).await;
+    for (i, api) in APIS.into_iter().enumerate() {
+        let resp = h.chat(api, false).await;
+        assert_eq!(resp.status(), 502, "{api:?}");
+        let msg = api.error_for(502, &resp.text().await.unwrap());
+        assert!(
+            msg.contains("answer larger than 16384 bytes"),
+            "{api:?}: {msg}"
+        );
+        let r = h.record(i as u64 + 1).await;
+        assert_eq!(r.error.as_deref(), Some("upstream_invalid"), "{api:?}");
+    }
+    h.still_serving().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_that_never_ends_is_cut_by_the_idle_timeout() {
     // Keep-alive comments keep the connection busy (the read timeout never trips) but carry no
     // event: STREAM_IDLE_TIMEOUT_MS ends the stream.

@@ -62,6 +62,13 @@ pub fn transport_error(provider: &'static str, e: &reqwest::Error, config: &Conf
     }
 }
 
+/// Most bytes of a non-streamed upstream answer llm-relay reads: 4 x `MAX_BODY_BYTES` (128 MiB
+/// by default; the largest real answers, 2,048 embeddings of 3,072 floats, are ~80 MB). A larger
+/// (or endless) answer is a 502 instead of memory growing until the process dies.
+pub fn max_answer_bytes(config: &Config) -> usize {
+    config.max_body_bytes.saturating_mul(4)
+}
+
 /// A 2xx upstream response, not yet read.
 pub struct Upstream {
     /// Provider name.
@@ -216,13 +223,49 @@ impl Upstream {
         }))
     }
 
-    /// The whole body (non-streamed responses).
+    /// The whole body (non-streamed responses). A body that arrives in one piece (the usual
+    /// case) is returned without a copy.
+    ///
+    /// Errors: transport failures (502/504); an answer larger than [`max_answer_bytes`] (502).
     pub async fn into_bytes(self, config: &Config) -> Result<bytes::Bytes, ApiError> {
         let provider = self.provider;
-        self.response
-            .bytes()
-            .await
-            .map_err(|e| transport_error(provider, &e, config))
+        let limit = max_answer_bytes(config);
+        let too_large = || ApiError::UpstreamInvalid {
+            provider,
+            reason: format!("answer larger than {limit} bytes"),
+        };
+        let mut response = self.response;
+        if response.content_length().is_some_and(|n| n > limit as u64) {
+            return Err(too_large());
+        }
+        let mut next = async || {
+            response
+                .chunk()
+                .await
+                .map_err(|e| transport_error(provider, &e, config))
+        };
+        let Some(first) = next().await? else {
+            return Ok(bytes::Bytes::new());
+        };
+        if first.len() > limit {
+            return Err(too_large());
+        }
+        let Some(second) = next().await? else {
+            return Ok(first);
+        };
+        let mut body = bytes::BytesMut::with_capacity(first.len() + second.len());
+        body.extend_from_slice(&first);
+        let mut chunk = second;
+        loop {
+            if body.len() + chunk.len() > limit {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+            match next().await? {
+                Some(c) => chunk = c,
+                None => return Ok(body.freeze()),
+            }
+        }
     }
 }
 

@@ -131,8 +131,40 @@ impl futures_util::Stream for StripBom {
     }
 }
 
+/// Longest run of bytes an SSE body may send without a line end (16 MiB, as for an Ollama NDJSON
+/// line): `eventsource-stream` buffers a line until it ends, so an upstream that never ends one
+/// would otherwise grow that buffer until memory runs out.
+pub const MAX_LINE_BYTES: usize = 16 * 1024 * 1024;
+
+/// `body`, ended by an error item once more than `limit` bytes arrived without a `\n` or `\r`
+/// (what is buffered stays below `limit` plus one read).
+fn bounded_lines(body: ByteStream, provider: &'static str, limit: usize) -> ByteStream {
+    use futures_util::future::ready;
+    Box::pin(body.scan((0usize, false), move |(run, over), item| {
+        if *over {
+            return ready(None);
+        }
+        if let Ok(chunk) = &item {
+            // SSE events end with a blank line, so the last line end is near the chunk's end.
+            match chunk.iter().rposition(|&b| b == b'\n' || b == b'\r') {
+                Some(i) => *run = chunk.len() - i - 1,
+                None => *run += chunk.len(),
+            }
+            if *run > limit {
+                *over = true;
+                return ready(Some(Err(ApiError::UpstreamInvalid {
+                    provider,
+                    reason: format!("SSE line longer than {limit} bytes"),
+                })));
+            }
+        }
+        ready(Some(item))
+    }))
+}
+
 /// Decode an SSE `body` with `decoder` into canonical events.
 pub(crate) fn decode<D: SseDecoder>(body: ByteStream, decoder: D) -> EventStream {
+    let body = bounded_lines(body, decoder.provider(), MAX_LINE_BYTES);
     let body: ByteStream = Box::pin(StripBom {
         inner: body,
         head: Some(Vec::new()),
@@ -169,4 +201,45 @@ pub(crate) fn decode<D: SseDecoder>(body: ByteStream, decoder: D) -> EventStream
             }
         },
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunks(parts: &[&'static [u8]]) -> ByteStream {
+        let items: Vec<Result<bytes::Bytes, ApiError>> = parts
+            .iter()
+            .map(|p| Ok(bytes::Bytes::from_static(p)))
+            .collect();
+        Box::pin(futures_util::stream::iter(items))
+    }
+
+    #[tokio::test]
+    async fn a_line_longer_than_the_limit_ends_the_body_with_an_error() {
+        let out: Vec<_> = bounded_lines(
+            chunks(&[b"data: 12", b"345\n\ndata: 1234", b"5678"]),
+            "p",
+            12,
+        )
+        .collect()
+        .await;
+        assert_eq!(out.len(), 3, "{out:?}");
+        assert!(out[0].is_ok() && out[1].is_ok());
+        let err = out[2].as_ref().unwrap_err();
+        assert_eq!(err.status(), 502);
+        assert!(
+            err.to_string().contains("SSE line longer than 12 bytes"),
+            "{err}"
+        );
+        // Lines that end in time pass untouched, whatever the body's length.
+        let out: Vec<_> = bounded_lines(
+            chunks(&[b"data: 1\n\n", b"data: 2\r\n\r\n", b"data: 345\n\n"]),
+            "p",
+            8,
+        )
+        .collect()
+        .await;
+        assert!(out.iter().all(Result::is_ok) && out.len() == 3);
+    }
 }
