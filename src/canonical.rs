@@ -221,6 +221,10 @@ pub struct ChatRequest {
     /// `cache_control`, which caches up to the last cacheable block), since per-block breakpoints
     /// are not modelled; other dialects cache on their own or not at all.
     pub cache_prompt: bool,
+    /// Some `cache_control` of the request asked for the 1-hour TTL (`"ttl": "1h"`, WIRE.md §4.2;
+    /// billed at 2x input instead of 1.25x): the Anthropic dialect's one top-level
+    /// `cache_control` then asks for it (the longest TTL any breakpoint asked for).
+    pub cache_ttl_1h: bool,
 }
 
 /// Why generation stopped.

@@ -373,6 +373,32 @@ async fn claude_names_go_to_anthropic_when_it_is_keyed() {
         json!({"type": "ephemeral"}),
         "{sent}"
     );
+
+    // A breakpoint asking for the 1-hour TTL (WIRE.md §4.2) makes the top-level marker ask for it
+    // too (the longest TTL asked for), so Anthropic reports and bills 1-hour writes.
+    for (system_cc, message_cc) in [
+        (json!({"type": "ephemeral", "ttl": "1h"}), Value::Null),
+        (
+            json!({"type": "ephemeral"}),
+            json!({"type": "ephemeral", "ttl": "1h"}),
+        ),
+    ] {
+        let resp = post(
+            &relay,
+            "/v1/messages",
+            &json!({"model": model, "max_tokens": 10,
+                    "system": [{"type": "text", "text": "long prompt", "cache_control": system_cc}],
+                    "messages": [{"role": "user", "content": [{"type": "text", "text": "hi", "cache_control": message_cc}]}]}),
+        )
+        .await;
+        assert_eq!(resp.status(), 200);
+        let sent = fake.last_json().await;
+        assert_eq!(
+            sent["cache_control"],
+            json!({"type": "ephemeral", "ttl": "1h"}),
+            "{sent}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -306,6 +306,22 @@ fn marks_cache(content: Option<&WireContent>) -> bool {
     }
 }
 
+/// Whether a `cache_control` asks for the 1-hour TTL (`{"type":"ephemeral","ttl":"1h"}`).
+fn ttl_1h(cache_control: Option<&Value>) -> bool {
+    cache_control
+        .and_then(|c| c.get("ttl"))
+        .and_then(Value::as_str)
+        == Some("1h")
+}
+
+/// Whether a block of `content` asks for the 1-hour cache TTL.
+fn marks_cache_1h(content: Option<&WireContent>) -> bool {
+    match content {
+        Some(WireContent::Blocks(blocks)) => blocks.iter().any(|b| ttl_1h(b.get("cache_control"))),
+        _ => false,
+    }
+}
+
 /// What the decoded request asked for that depends on the routed model (set after routing).
 #[derive(Debug, Default, Clone, PartialEq)]
 struct Thinking {
@@ -587,8 +603,18 @@ fn decode_request(r: MessagesRequest) -> Result<(ChatRequest, Thinking), ApiErro
             .iter()
             .flatten()
             .any(|t| t.cache_control.as_ref().is_some_and(|c| !c.is_null()));
+    let cache_ttl_1h = ttl_1h(r.cache_control.as_ref())
+        || marks_cache_1h(r.system.as_ref())
+        || r.messages
+            .iter()
+            .any(|m| marks_cache_1h(m.content.as_ref()))
+        || r.tools
+            .iter()
+            .flatten()
+            .any(|t| ttl_1h(t.cache_control.as_ref()));
     let mut req = ChatRequest {
         cache_prompt,
+        cache_ttl_1h,
         model: r.model,
         stream: r.stream.unwrap_or(false),
         max_tokens,

@@ -3,8 +3,10 @@
 //! Owns the shapes only: [`OverrideSet`] is the whole set as it lives in memory (inside the
 //! snapshot) and as the admin API edits it; [`OverrideSet::rows`] / [`OverrideSet::from_rows`]
 //! turn it into the rows of the `overrides` table and back. Every row value is
-//! `{"v": 1, "data": {...}}`: a new field means a new version and a conversion, never a silent
-//! change of an existing one (persisted data is forever). Never holds a secret: providers carry
+//! `{"v": 1, "data": {...}}`: a changed or removed field means a new version and a conversion,
+//! never a silent change of an existing one (persisted data is forever). An added optional field
+//! that older builds may ignore and whose absence means "unset" (`Prices::cache_write_1h`) stays
+//! in the same version: none of these structs rejects unknown fields. Never holds a secret: providers carry
 //! the NAME of the environment variable with their key.
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -427,7 +427,12 @@ pub fn encode_body_for(facts: &ModelFacts<'_>, req: &ChatRequest) -> Result<Valu
         );
     }
     if req.cache_prompt {
-        m.insert("cache_control".into(), json!({"type": "ephemeral"}));
+        let cc = if req.cache_ttl_1h {
+            json!({"type": "ephemeral", "ttl": "1h"})
+        } else {
+            json!({"type": "ephemeral"})
+        };
+        m.insert("cache_control".into(), cc);
     }
     if let Some(ResponseFormat::JsonSchema { schema, .. }) = &req.response_format
         && !q.drops(Param::ResponseFormat)
