@@ -195,8 +195,14 @@ async fn stream_events_in_spec_order_with_sequence_numbers() {
     let fin = &data[data.len() - 1]["response"];
     assert_eq!(fin["status"], "completed");
     assert_eq!(fin["id"], data[0]["response"]["id"]);
-    assert_eq!(fin["output"][0]["content"][0]["text"], recorded_text.as_str());
-    assert_eq!(fin["usage"]["input_tokens"], recorded_usage["prompt_tokens"]);
+    assert_eq!(
+        fin["output"][0]["content"][0]["text"],
+        recorded_text.as_str()
+    );
+    assert_eq!(
+        fin["usage"]["input_tokens"],
+        recorded_usage["prompt_tokens"]
+    );
     assert_eq!(
         fin["usage"]["output_tokens"],
         recorded_usage["completion_tokens"]
@@ -623,7 +629,10 @@ async fn every_request_leaves_a_priced_usage_record() {
     assert_eq!(ok.provider, "openai");
     assert_eq!(ok.status, 200);
     assert!(ok.complete);
-    assert_eq!(ok.input_tokens, body["usage"]["input_tokens"].as_u64().unwrap());
+    assert_eq!(
+        ok.input_tokens,
+        body["usage"]["input_tokens"].as_u64().unwrap()
+    );
     assert_eq!(
         ok.output_tokens,
         body["usage"]["output_tokens"].as_u64().unwrap()

@@ -383,7 +383,10 @@ fn check_upstream_requests(requests: &[Request]) {
         "{b}"
     );
     assert_eq!(b["max_tokens"], 50, "{b}");
-    assert!(b.get("store").is_none() && b.get("metadata").is_none(), "{b}");
+    assert!(
+        b.get("store").is_none() && b.get("metadata").is_none(),
+        "{b}"
+    );
     let b = one(&bodies, "[oa-resp-stream]");
     assert_eq!(b["stream"], true, "{b}");
     assert_eq!(b["stream_options"], json!({"include_usage": true}), "{b}");

@@ -252,7 +252,11 @@ fn decode_tool(t: &Value) -> Result<Tool, ApiError> {
                 "tool type '{other}' is not supported: only function tools are"
             )));
         }
-        None => return Err(bad("every tool needs a type (only function tools are supported)")),
+        None => {
+            return Err(bad(
+                "every tool needs a type (only function tools are supported)",
+            ));
+        }
     }
     let name = t
         .get("name")
@@ -364,7 +368,11 @@ fn decode_message(req: &mut ChatRequest, item: &Value) -> Result<(), ApiError> {
     let content = match item.get("content") {
         Some(Value::String(s)) => vec![ContentPart::Text(s.clone())],
         Some(Value::Array(parts)) => decode_parts(parts)?,
-        _ => return Err(bad("a message needs content: a string or an array of parts")),
+        _ => {
+            return Err(bad(
+                "a message needs content: a string or an array of parts",
+            ));
+        }
     };
     let role = match role {
         "system" | "developer" => {
@@ -728,7 +736,8 @@ impl StreamEncoder {
                 }
                 if let Open::Reasoning(oi, id, text) = &mut self.open {
                     text.push_str(&t);
-                    let data = json!({"item_id": id, "output_index": oi, "content_index": 0, "delta": t});
+                    let data =
+                        json!({"item_id": id, "output_index": oi, "content_index": 0, "delta": t});
                     self.emit_json(out, "response.reasoning_text.delta", data);
                 }
             }
@@ -780,8 +789,7 @@ impl StreamEncoder {
                             index,
                             output_index: oi,
                             id: new_id("fc_"),
-                            call_id: id
-                                .unwrap_or_else(crate::upstream::openai_compat::new_call_id),
+                            call_id: id.unwrap_or_else(crate::upstream::openai_compat::new_call_id),
                             name: name.unwrap_or_default(),
                             arguments: String::new(),
                         };
@@ -964,8 +972,10 @@ mod tests {
 
     #[test]
     fn string_input_and_instructions() {
-        let r = dec(json!({"model": "m", "input": "hi", "instructions": "be brief",
-                           "max_output_tokens": 9, "reasoning": {"effort": "low"}}))
+        let r = dec(
+            json!({"model": "m", "input": "hi", "instructions": "be brief",
+                           "max_output_tokens": 9, "reasoning": {"effort": "low"}}),
+        )
         .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(r.system, vec!["be brief".to_string()]);
         assert_eq!(r.messages, vec![Message::text(Role::User, "hi")]);
@@ -1010,10 +1020,7 @@ mod tests {
             json!({"model": "m", "input": "x", "tool_choice": {"type": "web_search_preview"}}),
         ] {
             let e = dec(v.clone()).err();
-            assert!(
-                matches!(e, Some(ApiError::BadRequest(_))),
-                "{v} -> {e:?}"
-            );
+            assert!(matches!(e, Some(ApiError::BadRequest(_))), "{v} -> {e:?}");
         }
     }
 
