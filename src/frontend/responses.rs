@@ -783,7 +783,15 @@ impl StreamEncoder {
                 };
                 let mut added = None;
                 let c = match calls.iter().position(|c| c.index == index) {
-                    Some(p) => &mut calls[p],
+                    Some(p) => {
+                        let c = &mut calls[p];
+                        // A name that came after the first fragment still reaches the `.done`
+                        // events and the final item.
+                        if let (true, Some(n)) = (c.name.is_empty(), name) {
+                            c.name = n;
+                        }
+                        c
+                    }
                     None => {
                         let c = OpenCall {
                             index,
@@ -952,12 +960,13 @@ async fn responses_inner(state: &AppState, http: &Request, body: Body) -> Respon
     }
 }
 
-/// Decode a `/v1/responses` body into the canonical request, as the handler does (for the
-/// decoder's unit tests).
+/// Decode a `/v1/responses` request body (`CreateResponse` JSON) into the canonical request, as
+/// the handler does once the body is read (the entry point of the decoder fuzz pass,
+/// tests/fuzz.rs).
 ///
-/// Errors: as the handler's 400s.
-#[cfg(test)]
-fn decode_body(body: &[u8]) -> Result<ChatRequest, ApiError> {
+/// Errors: malformed JSON, wrong shape, a stateful feature or an unsupported item, part or tool
+/// type (400).
+pub fn decode_body(body: &[u8]) -> Result<ChatRequest, ApiError> {
     let wire: CreateResponse = serde_json::from_slice(body).map_err(|e| ApiError::from_json(&e))?;
     decode(wire).map(|(r, _)| r)
 }
