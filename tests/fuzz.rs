@@ -1,7 +1,7 @@
 //! A bounded fuzz pass (proptest) over what parses untrusted bytes:
 //!
-//! - the frontends' request decoders (OpenAI `/v1/chat/completions`, Ollama `/api/chat` and
-//!   `/api/generate`, Anthropic `/v1/messages`): any body decodes or is a 400 (for Anthropic:
+//! - the frontends' request decoders (OpenAI `/v1/chat/completions` and `/v1/responses`, Ollama
+//!   `/api/chat` and `/api/generate`, Anthropic `/v1/messages`): any body decodes or is a 400 (for Anthropic:
 //!   rendered as an `invalid_request_error` with a 4xx status), never a panic; a decoded request
 //!   then encodes for every upstream dialect or is a 400;
 //! - the upstream stream decoders (SSE: OpenAI-compatible, Anthropic, Gemini; NDJSON: Ollama):
@@ -128,6 +128,13 @@ const TOKENS: &[&str] = &[
 const KEYS: &[&str] = &[
     "model",
     "messages",
+    "input",
+    "instructions",
+    "call_id",
+    "output",
+    "max_output_tokens",
+    "reasoning",
+    "effort",
     "role",
     "content",
     "prompt",
@@ -193,6 +200,12 @@ const WORDS: &[&str] = &[
     "image_url",
     "json_object",
     "json_schema",
+    "message",
+    "input_text",
+    "input_image",
+    "output_text",
+    "function_call",
+    "function_call_output",
     "auto",
     "none",
     "required",
@@ -328,6 +341,11 @@ fn request_targets() -> Vec<(&'static str, Decoder, Vec<Vec<u8>>)> {
             "ollama_generate_request",
             llm_relay::frontend::ollama::decode_generate_body,
             with_corpus("ollama_generate_request", Vec::new()),
+        ),
+        (
+            "responses_request",
+            llm_relay::frontend::responses::decode_body,
+            with_corpus("responses_request", Vec::new()),
         ),
         (
             "anthropic_request",

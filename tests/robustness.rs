@@ -175,13 +175,13 @@ async fn malformed_input_gets_client_errors_in_the_right_format() {
 async fn unknown_endpoints_answer_404_in_the_client_format() {
     let relay = Relay::start(&[]).await;
     let resp = relay
-        .post("/v1/responses", &json!({"model": "x", "input": "y"}))
+        .post("/v1/audio/speech", &json!({"model": "x", "input": "y"}))
         .await;
     assert_eq!(resp.status(), 404);
     let v: Value = resp.json().await.unwrap();
     assert_eq!(
         v["error"]["message"],
-        "llm-relay has no endpoint POST /v1/responses"
+        "llm-relay has no endpoint POST /v1/audio/speech"
     );
     assert_eq!(v["error"]["type"], "invalid_request_error");
     let resp = relay

@@ -372,6 +372,26 @@ fn check_upstream_requests(requests: &[Request]) {
         );
     }
 
+    // Responses API: instructions first as the system message, max_output_tokens as the limit;
+    // a stream asks for usage like every stream; a 400 never reaches the upstream.
+    let b = one(&bodies, "[oa-resp]");
+    assert_eq!(b["model"], "gpt-3.5-turbo");
+    assert_eq!(
+        b["messages"],
+        json!([{"role": "system", "content": "Be brief."},
+               {"role": "user", "content": "[oa-resp] Hello, how are you?"}]),
+        "{b}"
+    );
+    assert_eq!(b["max_tokens"], 50, "{b}");
+    assert!(
+        b.get("store").is_none() && b.get("metadata").is_none(),
+        "{b}"
+    );
+    let b = one(&bodies, "[oa-resp-stream]");
+    assert_eq!(b["stream"], true, "{b}");
+    assert_eq!(b["stream_options"], json!({"include_usage": true}), "{b}");
+    assert!(tagged(&bodies, "[oa-resp-prev]").is_empty());
+
     // Legacy completions: the prompt becomes one user message.
     let b = one(&bodies, "[oa-cmpl]");
     assert_eq!(

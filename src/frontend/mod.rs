@@ -8,6 +8,7 @@
 pub mod anthropic;
 pub mod ollama;
 pub mod openai;
+pub mod responses;
 
 use base64::Engine;
 use futures_util::Stream;

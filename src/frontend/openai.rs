@@ -1,5 +1,5 @@
 //! The OpenAI API frontend (`/v1/models`, `/v1/chat/completions`, `/v1/completions`,
-//! `/v1/embeddings`).
+//! `/v1/embeddings`; `/v1/responses` lives in [`super::responses`]).
 //!
 //! Shapes follow OpenAI's OpenAPI spec (`CreateChatCompletionRequest`/`Response`,
 //! `CreateChatCompletionStreamResponse`, `ErrorResponse`; ../shared/specs/openai-openapi.yaml and
@@ -35,6 +35,7 @@ pub fn routes() -> Route {
         .at("/chat/completions", post(chat_completions))
         .at("/completions", post(completions))
         .at("/embeddings", post(embeddings))
+        .at("/responses", post(super::responses::responses))
 }
 
 /// OpenAI's `ErrorResponse` body: `{"error":{"message","type","param","code"}}` (all four keys

@@ -190,6 +190,65 @@ def test_openai_reasoning_model(oa):
     assert r.usage.completion_tokens_details.reasoning_tokens == exp["reasoning_tokens"]
 
 
+def test_openai_responses_create(oa):
+    # The Responses API over the same chat upstream (checked on the upstream side by
+    # sdk_clients.rs: instructions as the system message, max_output_tokens as the limit).
+    exp = EXPECTED["chat_basic"]
+    r = oa.responses.create(
+        model="gpt-3.5-turbo",
+        instructions="Be brief.",
+        input="[oa-resp] Hello, how are you?",
+        max_output_tokens=50,
+        metadata={"k": "v"},
+        store=False,
+    )
+    assert r.object == "response"
+    assert r.id.startswith("resp_")
+    assert r.status == "completed"
+    assert r.model == "gpt-3.5-turbo"
+    assert r.output_text == exp["content"]
+    assert [o.type for o in r.output] == ["message"]
+    assert r.metadata == {"k": "v"}
+    assert r.instructions == "Be brief."
+    u = usage_of("chat_basic")
+    assert (r.usage.input_tokens, r.usage.output_tokens, r.usage.total_tokens) == (
+        u["prompt_tokens"],
+        u["completion_tokens"],
+        u["total_tokens"],
+    )
+
+
+def test_openai_responses_stream(oa):
+    exp = EXPECTED["chat_stream"]
+    events = list(
+        oa.responses.create(
+            model="gpt-3.5-turbo",
+            input=[{"role": "user", "content": "[oa-resp-stream] Count from 1 to 5"}],
+            stream=True,
+        )
+    )
+    types = [e.type for e in events]
+    assert types[:3] == ["response.created", "response.in_progress", "response.output_item.added"]
+    assert types[-1] == "response.completed"
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    assert "".join(e.delta for e in events if e.type == "response.output_text.delta") == exp["text"]
+    final = events[-1].response
+    assert final.status == "completed"
+    assert final.output_text == exp["text"]
+    u = usage_of("chat_stream")
+    assert (final.usage.input_tokens, final.usage.output_tokens, final.usage.total_tokens) == (
+        u["prompt_tokens"],
+        u["completion_tokens"],
+        u["total_tokens"],
+    )
+
+
+def test_openai_responses_previous_response_id_is_a_400(oa):
+    with pytest.raises(openai.BadRequestError) as e:
+        oa.responses.create(model="gpt-3.5-turbo", input="[oa-resp-prev] hi", previous_response_id="resp_1")
+    assert "stateless" in str(e.value)
+
+
 def test_openai_unknown_model(oa):
     with pytest.raises(openai.NotFoundError) as e:
         oa.chat.completions.create(
