@@ -441,7 +441,26 @@ async fn stateful_and_unsupported_requests_are_400_and_never_reach_the_upstream(
     let resp = relay.post_raw("/v1/responses", "{not json").await;
     assert_eq!(resp.status(), 400);
     error_of(&resp.json().await.unwrap());
+    // Nothing at all to send is a 400 too...
+    let resp = relay
+        .post("/v1/responses", &json!({"model": "gpt-4o", "input": []}))
+        .await;
+    assert_eq!(resp.status(), 400);
     assert!(fake.received().await.is_empty());
+    // ...but instructions alone are a request the spec allows: they go upstream as the system
+    // prompt.
+    let resp = relay
+        .post(
+            "/v1/responses",
+            &json!({"model": "gpt-4o", "input": [], "instructions": "Say hi."}),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    let sent = fake.last_json().await;
+    assert_eq!(
+        sent["messages"],
+        json!([{"role": "system", "content": "Say hi."}])
+    );
 }
 
 #[tokio::test]

@@ -193,9 +193,9 @@ fn decode(r: CreateResponse) -> Result<(ChatRequest, Echo), ApiError> {
         }
         Some(_) => return Err(bad("input must be a string or an array of input items")),
     }
-    if req.messages.is_empty() {
+    if req.messages.is_empty() && req.system.is_empty() {
         return Err(bad(
-            "input must contain at least one message or function call output",
+            "input must contain at least one message or function call output (or instructions)",
         ));
     }
     let echo = Echo {
@@ -692,7 +692,9 @@ impl StreamEncoder {
                         "response.function_call_arguments.done",
                         json!({"item_id": c.id, "output_index": c.output_index, "name": c.name, "arguments": c.arguments}),
                     );
-                    let item = call_item(&c.id, &c.call_id, &c.name, &c.arguments, "completed");
+                    // A call cut by the token limit or a failure is not complete (FunctionToolCall
+                    // `status`: in_progress | completed | incomplete).
+                    let item = call_item(&c.id, &c.call_id, &c.name, &c.arguments, status);
                     self.emit_json(
                         out,
                         "response.output_item.done",
