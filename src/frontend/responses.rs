@@ -363,6 +363,7 @@ fn decode_item(
     result
 }
 
+/// A non-`reasoning` input item of type `kind`, appended to `req`.
 fn decode_item_inner(
     req: &mut ChatRequest,
     item: &Value,
