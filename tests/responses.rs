@@ -660,3 +660,162 @@ async fn every_request_leaves_a_priced_usage_record() {
     assert_eq!(bad.endpoint, "/v1/responses");
     assert_eq!(bad.status, 400);
 }
+
+/// The `encrypted_content` of the only reasoning item of `output`.
+fn carrier_of(output: &Value) -> String {
+    let items: Vec<&Value> = output
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["type"] == "reasoning")
+        .collect();
+    assert_eq!(items.len(), 1, "{output}");
+    items[0]["encrypted_content"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no encrypted_content: {output}"))
+        .to_string()
+}
+
+/// The recorded thinking blocks' signatures of an Anthropic answer, JSON or SSE.
+fn recorded_signatures(ex: &common::fixtures::Exchange, stream: bool) -> String {
+    if stream {
+        ex.sse_data()
+            .iter()
+            .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+            .filter_map(|v| {
+                v.pointer("/delta/signature")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            })
+            .collect()
+    } else {
+        ex.response_json()["content"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|b| b["signature"].as_str())
+            .collect()
+    }
+}
+
+/// Anthropic signed thinking reaches the client in the reasoning item's `encrypted_content`
+/// (non-streamed, and streamed in `response.output_item.done` and `response.completed`), and
+/// sent back with the tool round trip it reaches the upstream's assistant turn unchanged, with
+/// thinking still on.
+#[tokio::test]
+async fn anthropic_signed_thinking_round_trips_through_encrypted_content() {
+    let provider = "anthropic";
+    let model = first_model_of(provider);
+    for (fixture, stream) in [
+        ("anthropic/messages_thinking.yaml", false),
+        ("anthropic/messages_stream_thinking.yaml", true),
+    ] {
+        let ex = load(fixture).remove(0);
+        let want_sig = recorded_signatures(&ex, stream);
+        assert!(!want_sig.is_empty(), "{fixture}");
+        let fake = FakeUpstream::start().await;
+        fake.replay(&ex, "/base/messages").await;
+        let relay = Relay::start(&[(provider, format!("{}/base", fake.uri()))]).await;
+        let resp = relay
+            .post(
+                "/v1/responses",
+                &json!({"model": model, "stream": stream, "input": "think",
+                        "reasoning": {"effort": "low"}}),
+            )
+            .await;
+        assert_eq!(resp.status(), 200, "{fixture}");
+        let (carrier, reasoning_text) = if stream {
+            let (names, data) = checked_events(&resp.text().await.unwrap());
+            let done: Vec<&Value> = names
+                .iter()
+                .zip(&data)
+                .filter(|(n, d)| {
+                    *n == "response.output_item.done" && d["item"]["type"] == "reasoning"
+                })
+                .map(|(_, d)| &d["item"])
+                .collect();
+            assert_eq!(done.len(), 1, "{fixture}");
+            let from_done = done[0]["encrypted_content"].as_str().unwrap().to_string();
+            let completed = &data.last().unwrap()["response"]["output"];
+            assert_eq!(carrier_of(completed), from_done, "{fixture}");
+            (from_done, done[0]["content"][0]["text"].clone())
+        } else {
+            let body: Value = resp.json().await.unwrap();
+            let r = body["output"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|i| i["type"] == "reasoning")
+                .unwrap()
+                .clone();
+            (carrier_of(&body["output"]), r["content"][0]["text"].clone())
+        };
+        assert!(carrier.starts_with("llmr1:"), "{carrier}");
+
+        // The tool loop's next step: reasoning item, the call and its output.
+        let resp = relay
+            .post(
+                "/v1/responses",
+                &json!({"model": model, "stream": stream, "reasoning": {"effort": "low"},
+                        "tools": [{"type": "function", "name": "f", "parameters": {"type": "object"}}],
+                        "input": [
+                    {"role": "user", "content": "think"},
+                    {"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": carrier},
+                    {"type": "function_call", "call_id": "toolu_1", "name": "f", "arguments": "{}"},
+                    {"type": "function_call_output", "call_id": "toolu_1", "output": "ok"}]}),
+            )
+            .await;
+        assert_eq!(resp.status(), 200, "{fixture}");
+        let sent = fake.last_json().await;
+        assert_eq!(sent["thinking"]["type"], "enabled", "{fixture}: {sent}");
+        let turn = &sent["messages"][1];
+        assert_eq!(turn["role"], "assistant", "{sent}");
+        assert_eq!(turn["content"][0]["type"], "thinking", "{sent}");
+        assert_eq!(turn["content"][0]["signature"], want_sig.as_str(), "{sent}");
+        assert_eq!(turn["content"][0]["thinking"], reasoning_text, "{sent}");
+        assert_eq!(turn["content"][1]["type"], "tool_use", "{sent}");
+    }
+}
+
+/// Another provider's `encrypted_content` is ignored (no signed thinking, no error); a
+/// malformed one with llm-relay's prefix is a 400 naming the item.
+#[tokio::test]
+async fn foreign_encrypted_content_is_ignored_and_malformed_ours_is_400() {
+    let provider = "anthropic";
+    let model = first_model_of(provider);
+    let ex = load("anthropic/messages_thinking.yaml").remove(0);
+    let fake = FakeUpstream::start().await;
+    fake.replay(&ex, "/base/messages").await;
+    let relay = Relay::start(&[(provider, format!("{}/base", fake.uri()))]).await;
+    let input = |enc: &str| {
+        json!({"model": model, "reasoning": {"effort": "low"},
+               "tools": [{"type": "function", "name": "f", "parameters": {"type": "object"}}],
+               "input": [
+            {"role": "user", "content": "think"},
+            {"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": enc},
+            {"type": "function_call", "call_id": "toolu_1", "name": "f", "arguments": "{}"},
+            {"type": "function_call_output", "call_id": "toolu_1", "output": "ok"}]})
+    };
+    let resp = relay
+        .post("/v1/responses", &input("gAAAAABoOpaqueOpenAIReasoning=="))
+        .await;
+    assert_eq!(resp.status(), 200);
+    let sent = fake.last_json().await;
+    let turn = &sent["messages"][1];
+    assert_eq!(turn["content"][0]["type"], "tool_use", "{sent}");
+    // No signed thinking for the tool loop's last turn: thinking is off for this step.
+    assert!(sent.get("thinking").is_none(), "{sent}");
+
+    let before = fake.received().await.len();
+    let resp = relay
+        .post("/v1/responses", &input("llmr1:not base64!"))
+        .await;
+    assert_eq!(resp.status(), 400);
+    let body: Value = resp.json().await.unwrap();
+    let msg = error_of(&body);
+    assert!(
+        msg.contains("input[1]") && msg.contains("encrypted_content"),
+        "{msg}"
+    );
+    assert_eq!(fake.received().await.len(), before);
+}

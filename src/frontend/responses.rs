@@ -21,6 +21,20 @@
 //! `response.function_call_arguments.delta`*/`.done` for a call) and
 //! `response.output_item.done`.
 //!
+//! Signed reasoning (Anthropic thinking signatures and redacted thinking) round-trips
+//! statelessly through `ReasoningItem.encrypted_content`: the reasoning item of an answer (the
+//! non-streamed item, the streamed `response.output_item.done` item and `response.completed`'s
+//! output) carries `llmr1:` + base64 of the JSON of the signed blocks; a `reasoning` input item
+//! with such an `encrypted_content` gives its blocks to the next assistant message of the same
+//! turn (its `message` and/or `function_call` items), so the Anthropic upstream keeps thinking on
+//! in tool loops. Another provider's `encrypted_content` is ignored; one with our prefix that
+//! does not decode is a 400 naming the item. The field is written whether or not the client
+//! sent `include: ["reasoning.encrypted_content"]`: the spec says `encrypted_content` "is
+//! populated by default for reasoning items returned by `POST /v1/responses`" (`ReasoningItem`),
+//! and llm-relay never stores anything (`store` is always false here), which is exactly the case
+//! the include option exists for. Clients that ignore the field are unaffected. Reasoning items
+//! with only redacted thinking (no text) have empty `content` but are still emitted.
+//!
 //! llm-relay keeps no state: `previous_response_id`, `conversation`, `prompt` (a stored prompt)
 //! and `background: true` are a 400; `store` is accepted and ignored (nothing is stored, so a
 //! response cannot be retrieved later). Only `function` tools are accepted (hosted tools such as
@@ -37,7 +51,7 @@ use super::openai::{error_response, new_id, sse_response};
 use super::{image_from_url, now_unix, read_json};
 use crate::canonical::{
     ChatRequest, ChatResponse, ContentPart, FinishReason, Message, ResponseFormat, Role,
-    StreamEvent, Tool, ToolCall, ToolChoice, Usage,
+    SignedThinking, StreamEvent, Tool, ToolCall, ToolChoice, Usage,
 };
 use crate::error::ApiError;
 use crate::relay::{self, AppState, Reply};
@@ -184,8 +198,9 @@ fn decode(r: CreateResponse) -> Result<(ChatRequest, Echo), ApiError> {
         None | Some(Value::Null) => return Err(bad("input is required")),
         Some(Value::String(s)) => req.messages.push(Message::text(Role::User, s)),
         Some(Value::Array(items)) => {
+            let mut pending = Vec::new();
             for (i, item) in items.iter().enumerate() {
-                decode_item(&mut req, item).map_err(|e| match e {
+                decode_item(&mut req, &mut pending, item).map_err(|e| match e {
                     ApiError::BadRequest(m) => bad(format!("input[{i}]: {m}")),
                     other => other,
                 })?;
@@ -304,11 +319,57 @@ fn str_field<'a>(item: &'a Value, key: &str, kind: &str) -> Result<&'a str, ApiE
 }
 
 /// One input item, appended to `req` (system and developer messages go to `req.system`).
-fn decode_item(req: &mut ChatRequest, item: &Value) -> Result<(), ApiError> {
+///
+/// `pending` holds the signed thinking of `reasoning` items not yet attached: the next assistant
+/// message or function call of the same turn takes it; any other item drops it (reasoning with
+/// no assistant turn after it has nothing to be replayed with).
+fn decode_item(
+    req: &mut ChatRequest,
+    pending: &mut Vec<SignedThinking>,
+    item: &Value,
+) -> Result<(), ApiError> {
     if !item.is_object() {
         return Err(bad("an input item must be an object"));
     }
-    match item.get("type").and_then(Value::as_str) {
+    let kind = item.get("type").and_then(Value::as_str);
+    if kind == Some("reasoning") {
+        // Reasoning from an earlier turn: only its signed blocks (in our `encrypted_content`)
+        // are replayed; the visible text and summary are not.
+        if let Some(blocks) = item
+            .get("encrypted_content")
+            .and_then(Value::as_str)
+            .map(decode_carrier)
+            .transpose()
+            .map_err(|e| bad(format!("reasoning item: malformed encrypted_content: {e}")))?
+            .flatten()
+        {
+            pending.extend(blocks);
+        }
+        return Ok(());
+    }
+    let before = req.messages.len();
+    let result = decode_item_inner(req, item, kind);
+    // The assistant message this item made or extended takes the pending signed thinking.
+    let assistant = matches!(kind, None | Some("message" | "function_call"))
+        && req
+            .messages
+            .last()
+            .is_some_and(|m| m.role == Role::Assistant)
+        && (req.messages.len() > before || kind == Some("function_call"));
+    match req.messages.last_mut() {
+        Some(m) if assistant && result.is_ok() => m.signed_thinking.append(pending),
+        _ => pending.clear(),
+    }
+    result
+}
+
+/// A non-`reasoning` input item of type `kind`, appended to `req`.
+fn decode_item_inner(
+    req: &mut ChatRequest,
+    item: &Value,
+    kind: Option<&str>,
+) -> Result<(), ApiError> {
+    match kind {
         // `EasyInputMessage` may leave `type` out.
         None | Some("message") => decode_message(req, item),
         Some("function_call") => {
@@ -350,13 +411,73 @@ fn decode_item(req: &mut ChatRequest, item: &Value) -> Result<(), ApiError> {
             });
             Ok(())
         }
-        // Reasoning from an earlier turn: not replayed (no upstream can check it here).
-        Some("reasoning") => Ok(()),
         Some("item_reference") => Err(bad(
             "item_reference is not supported: llm-relay is stateless and stores no items",
         )),
         Some(other) => Err(bad(format!("input item type '{other}' is not supported"))),
     }
+}
+
+/// The prefix of the `encrypted_content` llm-relay writes (version 1 of its carrier); any
+/// other `encrypted_content` is someone else's and is ignored.
+const CARRIER_PREFIX: &str = "llmr1:";
+
+/// The `encrypted_content` carrying signed thinking blocks: [`CARRIER_PREFIX`] + base64 of a
+/// JSON array of the blocks in Anthropic's shape (`{"type":"thinking","thinking","signature"}`,
+/// `{"type":"redacted_thinking","data"}`). `None` when there are none.
+fn encode_carrier(blocks: &[SignedThinking]) -> Option<String> {
+    use base64::Engine;
+    if blocks.is_empty() {
+        return None;
+    }
+    let list: Vec<Value> = blocks
+        .iter()
+        .map(|b| match b {
+            SignedThinking::Thinking {
+                thinking,
+                signature,
+            } => json!({"type": "thinking", "thinking": thinking, "signature": signature}),
+            SignedThinking::Redacted { data } => json!({"type": "redacted_thinking", "data": data}),
+        })
+        .collect();
+    let raw = Value::Array(list).to_string();
+    Some(format!(
+        "{CARRIER_PREFIX}{}",
+        base64::engine::general_purpose::STANDARD.encode(raw)
+    ))
+}
+
+/// The signed thinking blocks in an `encrypted_content`: `Ok(None)` when it is not ours
+/// (another provider's), an error naming the fault when it has our prefix but is malformed.
+fn decode_carrier(s: &str) -> Result<Option<Vec<SignedThinking>>, String> {
+    use base64::Engine;
+    let Some(b64) = s.strip_prefix(CARRIER_PREFIX) else {
+        return Ok(None);
+    };
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .map_err(|e| format!("not base64 ({e})"))?;
+    let list: Vec<Value> =
+        serde_json::from_slice(&raw).map_err(|e| format!("not a JSON array ({e})"))?;
+    let field = |b: &Value, k: &str| {
+        b.get(k)
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| format!("a block has no string {k}"))
+    };
+    list.iter()
+        .map(|b| match b.get("type").and_then(Value::as_str) {
+            Some("thinking") => Ok(SignedThinking::Thinking {
+                thinking: field(b, "thinking")?,
+                signature: field(b, "signature")?,
+            }),
+            Some("redacted_thinking") => Ok(SignedThinking::Redacted {
+                data: field(b, "data")?,
+            }),
+            _ => Err("a block is neither thinking nor redacted_thinking".to_string()),
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
 }
 
 /// An `EasyInputMessage`, `InputMessage` or (assistant) `OutputMessage`.
@@ -516,8 +637,20 @@ impl Envelope {
     }
 }
 
-fn reasoning_item(id: &str, text: &str, status: &str) -> Value {
-    json!({"type": "reasoning", "id": id, "summary": [], "content": [{"type": "reasoning_text", "text": text}], "status": status})
+/// A `ReasoningItem`: the text as one `reasoning_text` part (none when empty, e.g. only
+/// redacted thinking), and the signed blocks, if any, in `encrypted_content`.
+fn reasoning_item(id: &str, text: &str, signed: &[SignedThinking], status: &str) -> Value {
+    let content = if text.is_empty() {
+        json!([])
+    } else {
+        json!([{"type": "reasoning_text", "text": text}])
+    };
+    let mut item =
+        json!({"type": "reasoning", "id": id, "summary": [], "content": content, "status": status});
+    if let Some(c) = encode_carrier(signed) {
+        item["encrypted_content"] = c.into();
+    }
+    item
 }
 
 fn output_text(text: &str) -> Value {
@@ -541,8 +674,14 @@ fn complete_body(env: &Envelope, r: &ChatResponse) -> Value {
         "completed"
     };
     let mut output = Vec::new();
-    if let Some(t) = r.thinking.as_deref().filter(|t| !t.is_empty()) {
-        output.push(reasoning_item(&new_id("rs_"), t, item_status));
+    let thinking = r.thinking.as_deref().unwrap_or_default();
+    if !thinking.is_empty() || !r.signed_thinking.is_empty() {
+        output.push(reasoning_item(
+            &new_id("rs_"),
+            thinking,
+            &r.signed_thinking,
+            item_status,
+        ));
     }
     if !r.content.is_empty() {
         output.push(message_item(
@@ -569,13 +708,26 @@ fn complete_body(env: &Envelope, r: &ChatResponse) -> Value {
 enum Open {
     /// None yet, or the last one was closed.
     Nothing,
-    /// A `reasoning` item: output index, id, text so far.
-    Reasoning(usize, String, String),
+    /// A `reasoning` item.
+    Reasoning(OpenReasoning),
     /// A `message` item: output index, id, text so far.
     Message(usize, String, String),
     /// `function_call` items, by canonical call index (kept open together, since fragments of
     /// several calls may interleave).
     Calls(Vec<OpenCall>),
+}
+
+/// A `reasoning` item being streamed.
+struct OpenReasoning {
+    /// Output index.
+    output_index: usize,
+    id: String,
+    /// All reasoning text so far.
+    text: String,
+    /// Where in `text` the block not yet signed starts.
+    unsigned_from: usize,
+    /// The signed blocks so far (a signature ends its block).
+    signed: Vec<SignedThinking>,
 }
 
 /// A `function_call` item being streamed.
@@ -648,13 +800,16 @@ impl StreamEncoder {
     fn close(&mut self, out: &mut Vec<u8>, status: &str) {
         match std::mem::replace(&mut self.open, Open::Nothing) {
             Open::Nothing => {}
-            Open::Reasoning(oi, id, text) => {
-                self.emit_json(
-                    out,
-                    "response.reasoning_text.done",
-                    json!({"item_id": id, "output_index": oi, "content_index": 0, "text": text}),
-                );
-                let item = reasoning_item(&id, &text, status);
+            Open::Reasoning(r) => {
+                let (oi, id, text) = (r.output_index, &r.id, &r.text);
+                if !text.is_empty() {
+                    self.emit_json(
+                        out,
+                        "response.reasoning_text.done",
+                        json!({"item_id": id, "output_index": oi, "content_index": 0, "text": text}),
+                    );
+                }
+                let item = reasoning_item(id, text, &r.signed, status);
                 self.emit_json(
                     out,
                     "response.output_item.done",
@@ -706,12 +861,38 @@ impl StreamEncoder {
         }
     }
 
+    /// The open `reasoning` item, opened (`response.output_item.added`) after closing any other
+    /// open item if needed.
+    fn reasoning(&mut self, out: &mut Vec<u8>) -> Option<&mut OpenReasoning> {
+        if !matches!(self.open, Open::Reasoning(_)) {
+            self.close(out, "completed");
+            let oi = self.next_index();
+            let id = new_id("rs_");
+            self.emit_json(
+                out,
+                "response.output_item.added",
+                json!({"output_index": oi, "item": {"type": "reasoning", "id": id, "summary": [], "content": [], "status": "in_progress"}}),
+            );
+            self.open = Open::Reasoning(OpenReasoning {
+                output_index: oi,
+                id,
+                text: String::new(),
+                unsigned_from: 0,
+                signed: Vec::new(),
+            });
+        }
+        match &mut self.open {
+            Open::Reasoning(r) => Some(r),
+            _ => None,
+        }
+    }
+
     /// The output index the next item gets.
     fn next_index(&self) -> usize {
         self.output.len()
             + match &self.open {
                 Open::Nothing => 0,
-                Open::Reasoning(..) | Open::Message(..) => 1,
+                Open::Reasoning(_) | Open::Message(..) => 1,
                 Open::Calls(c) => c.len(),
             }
     }
@@ -725,22 +906,33 @@ impl StreamEncoder {
                 if t.is_empty() {
                     return;
                 }
-                if !matches!(self.open, Open::Reasoning(..)) {
-                    self.close(out, "completed");
-                    let oi = self.next_index();
-                    let id = new_id("rs_");
-                    self.emit_json(
-                        out,
-                        "response.output_item.added",
-                        json!({"output_index": oi, "item": {"type": "reasoning", "id": id, "summary": [], "content": [], "status": "in_progress"}}),
-                    );
-                    self.open = Open::Reasoning(oi, id, String::new());
+                let Some(r) = self.reasoning(out) else {
+                    return;
+                };
+                r.text.push_str(&t);
+                let data = json!({"item_id": r.id, "output_index": r.output_index, "content_index": 0, "delta": t});
+                self.emit_json(out, "response.reasoning_text.delta", data);
+            }
+            // A signature ends its thinking block (the text since the last one); a signature
+            // without text (thinking display omitted) or a redacted block still makes an item,
+            // so the client can send it back.
+            StreamEvent::ThinkingSignature(signature) => {
+                if let Some(r) = self.reasoning(out) {
+                    let thinking = r
+                        .text
+                        .get(r.unsigned_from..)
+                        .unwrap_or_default()
+                        .to_string();
+                    r.unsigned_from = r.text.len();
+                    r.signed.push(SignedThinking::Thinking {
+                        thinking,
+                        signature,
+                    });
                 }
-                if let Open::Reasoning(oi, id, text) = &mut self.open {
-                    text.push_str(&t);
-                    let data =
-                        json!({"item_id": id, "output_index": oi, "content_index": 0, "delta": t});
-                    self.emit_json(out, "response.reasoning_text.delta", data);
+            }
+            StreamEvent::RedactedThinking(data) => {
+                if let Some(r) = self.reasoning(out) {
+                    r.signed.push(SignedThinking::Redacted { data });
                 }
             }
             StreamEvent::TextDelta(t) => {
@@ -848,10 +1040,8 @@ impl StreamEncoder {
                 self.emit_json(out, kind, json!({"response": r}));
                 self.done = true;
             }
-            // Signatures, encrypted reasoning and the matched stop sequence have no field here.
-            StreamEvent::ThinkingSignature(_)
-            | StreamEvent::RedactedThinking(_)
-            | StreamEvent::StopSequence(_) => {}
+            // The matched stop sequence has no field here.
+            StreamEvent::StopSequence(_) => {}
         }
     }
 
@@ -1033,6 +1223,122 @@ mod tests {
             let e = dec(v.clone()).err();
             assert!(matches!(e, Some(ApiError::BadRequest(_))), "{v} -> {e:?}");
         }
+    }
+
+    #[test]
+    fn carrier_round_trips_and_rejects_malformed() {
+        let blocks = vec![
+            SignedThinking::Thinking {
+                thinking: "plan".into(),
+                signature: "sig".into(),
+            },
+            SignedThinking::Redacted {
+                data: "opaque".into(),
+            },
+        ];
+        let c = encode_carrier(&blocks).unwrap_or_default();
+        assert!(c.starts_with(CARRIER_PREFIX), "{c}");
+        assert_eq!(decode_carrier(&c), Ok(Some(blocks)));
+        assert_eq!(encode_carrier(&[]), None);
+        assert_eq!(decode_carrier("gAAAAABforeign"), Ok(None));
+        for bad in ["llmr1:!!", "llmr1:e30=", "llmr1:W3sidHlwZSI6InRleHQifV0="] {
+            assert!(decode_carrier(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn reasoning_items_attach_signed_thinking_to_the_next_assistant_turn() {
+        let c = encode_carrier(&[SignedThinking::Thinking {
+            thinking: "plan".into(),
+            signature: "sig".into(),
+        }])
+        .unwrap_or_default();
+        let r = dec(json!({"model": "m", "input": [
+            {"role": "user", "content": "weather?"},
+            {"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": c},
+            {"type": "function_call", "call_id": "call_1", "name": "w", "arguments": "{}"},
+            {"type": "function_call_output", "call_id": "call_1", "output": "sunny"},
+            {"type": "reasoning", "id": "rs_2", "summary": [], "encrypted_content": "foreign"},
+            {"type": "message", "role": "assistant", "content": "done"}
+        ]}))
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(r.messages.len(), 4);
+        assert_eq!(r.messages[1].signed_thinking.len(), 1);
+        assert_eq!(r.messages[1].tool_calls.len(), 1);
+        assert!(r.messages[3].signed_thinking.is_empty());
+        let e = dec(json!({"model": "m", "input": [
+            {"role": "user", "content": "x"},
+            {"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": "llmr1:%%"}
+        ]}));
+        assert!(
+            matches!(&e, Err(ApiError::BadRequest(m)) if m.starts_with("input[1]")),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn streamed_signatures_reach_the_reasoning_item() {
+        let env = Envelope {
+            id: "resp_x".into(),
+            model: "m".into(),
+            created_at: 1,
+            echo: Echo {
+                instructions: None,
+                tools: Vec::new(),
+                tool_choice: json!("auto"),
+                temperature: None,
+                top_p: None,
+                parallel_tool_calls: true,
+                metadata: json!({}),
+                max_output_tokens: None,
+                text: json!({"format": {"type": "text"}}),
+                reasoning: Value::Null,
+            },
+        };
+        let mut enc = StreamEncoder::new(env);
+        let mut out = Vec::new();
+        enc.start(&mut out);
+        for ev in [
+            StreamEvent::ThinkingDelta("a".into()),
+            StreamEvent::ThinkingDelta("b".into()),
+            StreamEvent::ThinkingSignature("s1".into()),
+            StreamEvent::RedactedThinking("r".into()),
+            StreamEvent::TextDelta("Hi".into()),
+            StreamEvent::RedactedThinking("r2".into()),
+            StreamEvent::Finish(FinishReason::Stop),
+        ] {
+            enc.event(&mut out, ev);
+        }
+        let evs = events(&out);
+        let items: Vec<&Value> = evs
+            .iter()
+            .filter(|e| e["type"] == "response.output_item.done")
+            .map(|e| &e["item"])
+            .collect();
+        assert_eq!(items.len(), 3);
+        let blocks = |i: &Value| {
+            decode_carrier(i["encrypted_content"].as_str().unwrap_or_default())
+                .ok()
+                .flatten()
+        };
+        assert_eq!(
+            blocks(items[0]),
+            Some(vec![
+                SignedThinking::Thinking {
+                    thinking: "ab".into(),
+                    signature: "s1".into()
+                },
+                SignedThinking::Redacted { data: "r".into() }
+            ])
+        );
+        assert_eq!(items[0]["content"][0]["text"], "ab");
+        assert_eq!(items[2]["content"], json!([]));
+        assert_eq!(
+            blocks(items[2]),
+            Some(vec![SignedThinking::Redacted { data: "r2".into() }])
+        );
+        let done = &evs[evs.len() - 1]["response"]["output"];
+        assert_eq!(done[0], *items[0]);
     }
 
     fn events(out: &[u8]) -> Vec<Value> {
