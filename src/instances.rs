@@ -591,6 +591,27 @@ impl Instances {
         }) || self.snapshot.load().is_ambiguous(&lower)
     }
 
+    /// The instance a pull of `name` goes to, and the model name to pull there: the instance
+    /// `name` is namespaced with (`<instance>-<model>`), else the only configured instance (a
+    /// bare name). `None` with several instances and a bare name, or with none.
+    pub fn pull_target(&self, name: &str) -> Option<(InstanceConfig, String)> {
+        let name = name.trim();
+        let lower = name.to_ascii_lowercase();
+        let instances = self.configured();
+        for i in &instances {
+            if let Some(rest) = lower.strip_prefix(i.name)
+                && rest.starts_with('-')
+                && rest.len() > 1
+            {
+                return Some((i.clone(), name[i.name.len() + 1..].to_string()));
+            }
+        }
+        match instances.as_slice() {
+            [only] => Some((only.clone(), name.to_string())),
+            _ => None,
+        }
+    }
+
     /// Discover every instance once, concurrently, swapping in a new snapshot as each instance
     /// answers (a slow or down instance, up to [`DISCOVERY_TIMEOUT`], never delays the models of
     /// the others). Skipped when another discovery is running. Returns whether it ran.

@@ -1485,3 +1485,66 @@ async fn load_and_unload_requests_reach_the_instance() {
     );
     assert_eq!(hits(&fake, "/api/chat").await, 0);
 }
+
+/// `ollama pull <instance>-<model>` (or a bare name with one server) is pulled by that Ollama
+/// server: its NDJSON progress comes back as it sent it (tests/fixtures/ollama/pull_then_chat.httprr,
+/// the first exchange), and the instances are re-discovered at once so the model is listed. A
+/// catalog model still answers success without a download.
+#[tokio::test]
+async fn pulls_of_instance_models_are_done_by_the_instance() {
+    let pull = load("ollama/pull_then_chat.httprr").remove(0);
+    assert_eq!(pull.path(), "/api/pull");
+    let fake = fake_instance(None, None).await;
+    fake.replay(&pull, "/api/pull").await;
+    let relay = relay_with(&format!("gpu={}", fake.uri()), Duration::from_secs(3600)).await;
+    wait_listed(&relay, "gpu-llama3.2:latest", Duration::from_secs(5)).await;
+    let tags_before = hits(&fake, "/api/tags").await;
+
+    let resp = relay
+        .post(
+            "/api/pull",
+            &json!({"model": "gpu-gemma3:1b", "stream": true}),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.headers()["content-type"],
+        pull.response_header("content-type").unwrap()
+    );
+    let body = resp.bytes().await.unwrap();
+    assert_eq!(body.as_ref(), pull.response_body.as_slice());
+    assert_eq!(
+        received_at(&fake, "/api/pull").await,
+        vec![json!({"model": "gemma3:1b", "stream": true})]
+    );
+    // Re-discovered right after the pull, not at the next hourly refresh.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while hits(&fake, "/api/tags").await == tags_before {
+        assert!(Instant::now() < deadline, "no re-discovery after the pull");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // With one server a bare new name goes there too; a model already there is updated there.
+    let resp = relay
+        .post("/api/pull", &json!({"name": "phi4", "stream": false}))
+        .await;
+    assert_eq!(resp.status(), 200);
+    let resp = relay
+        .post("/api/pull", &json!({"model": "gpu-llama3.2"}))
+        .await;
+    assert_eq!(resp.status(), 200);
+    let pulled: Vec<Value> = received_at(&fake, "/api/pull").await;
+    assert_eq!(pulled[1], json!({"model": "phi4", "stream": false}));
+    assert_eq!(pulled[2], json!({"model": "llama3.2:latest"}));
+
+    // A catalog model has nothing to download (no instance call).
+    let resp = relay
+        .post("/api/pull", &json!({"model": "gpt-4o", "stream": false}))
+        .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.json::<Value>().await.unwrap(),
+        json!({"status": "success"})
+    );
+    assert_eq!(hits(&fake, "/api/pull").await, 3);
+}

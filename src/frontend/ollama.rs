@@ -249,7 +249,73 @@ struct PullRequest {
     #[serde(default)]
     name: Option<String>,
     #[serde(default)]
+    insecure: Option<bool>,
+    #[serde(default)]
     stream: Option<bool>,
+}
+
+/// Pass a pull on to an Ollama server and its answer back as it comes (NDJSON progress lines,
+/// or one object with `stream: false`; WIRE.md §2.7), then re-discover the instances so the new
+/// model is listed. Errors: the server's status and message, or 502/504 when it cannot be reached.
+async fn pull_on_instance(
+    state: &AppState,
+    instance: &crate::instances::InstanceConfig,
+    model: &str,
+    insecure: Option<bool>,
+    stream: Option<bool>,
+) -> Response {
+    let mut body = serde_json::Map::new();
+    body.insert("model".into(), model.into());
+    if let Some(i) = insecure {
+        body.insert("insecure".into(), i.into());
+    }
+    if let Some(s) = stream {
+        body.insert("stream".into(), s.into());
+    }
+    let rb = state
+        .client
+        .post(format!("{}/api/pull", instance.base_url))
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(Value::Object(body).to_string());
+    let upstream = match crate::upstream::client::send_request(
+        rb,
+        instance.name,
+        &crate::upstream::ollama::Ollama,
+        &state.config,
+    )
+    .await
+    {
+        Ok(u) => u,
+        Err(e) => return error_response(&e),
+    };
+    let content_type = upstream
+        .response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/x-ndjson")
+        .to_string();
+    // Re-discover once the answer has been passed on (the pull is over by then), at once: the
+    // on-demand rate limit would otherwise leave a just-pulled model unknown for a while.
+    let instances = std::sync::Arc::clone(&state.instances);
+    let client = state.client.clone();
+    let mut done = Some(move || {
+        tokio::spawn(async move {
+            instances.refresh(&client).await;
+        });
+    });
+    let chunks = upstream
+        .into_stream(&state.config)
+        .map(|r| r.map_err(|e| std::io::Error::other(e.to_string())))
+        .chain(futures_util::stream::poll_fn(move |_| {
+            if let Some(f) = done.take() {
+                f();
+            }
+            std::task::Poll::Ready(None)
+        }));
+    Response::builder()
+        .content_type(content_type)
+        .body(Body::from_bytes_stream(chunks))
 }
 
 #[handler]
@@ -261,6 +327,22 @@ async fn pull(state: Data<&AppState>, body: Body) -> Response {
     let Some(name) = r.model.or(r.name) else {
         return error_response(&ApiError::BadRequest("model is required".into()));
     };
+    // A model of an Ollama server (already there: an update; `<instance>-<model>` or, with one
+    // server, a bare name not in the catalog: a new one) is pulled by that server.
+    let target = relay::resolve_exact(&state, &name);
+    let on_instance = match &target {
+        Some(relay::Target::Instance(m)) => state
+            .instances
+            .configured()
+            .into_iter()
+            .find(|i| i.name == m.instance)
+            .map(|i| (i, m.model.clone())),
+        Some(_) => None,
+        None => state.instances.pull_target(&name),
+    };
+    if let Some((instance, model)) = on_instance {
+        return pull_on_instance(&state, &instance, &model, r.insecure, r.stream).await;
+    }
     if relay::resolve_model(&state, &name).is_err() {
         return error_response(&ApiError::ModelNotFound(name));
     }
