@@ -341,6 +341,14 @@ async fn pull(state: Data<&AppState>, body: Body) -> Response {
         None => state.instances.pull_target(&name),
     };
     if let Some((instance, model)) = on_instance {
+        // An instance (or model) the admin disabled is not reachable through llm-relay.
+        if state
+            .overrides
+            .load()
+            .instance_disabled(instance.name, &model)
+        {
+            return error_response(&ApiError::ModelNotFound(name));
+        }
         return pull_on_instance(&state, &instance, &model, r.insecure, r.stream).await;
     }
     if relay::resolve_model(&state, &name).is_err() {
