@@ -997,6 +997,20 @@ async fn custom_ollama_provider_is_discovered_and_listed() {
     );
     let r = relay.post("/api/chat", &json!({"model": "lab-house-llm", "messages": [{"role": "user", "content": "hi"}], "stream": false})).await;
     assert_eq!(r.status(), 404);
+    // Nor can it be pulled onto that server through llm-relay.
+    Mock::given(method("POST"))
+        .and(path("/api/pull"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"status": "success"})))
+        .mount(&ollama)
+        .await;
+    let r = relay
+        .post(
+            "/api/pull",
+            &json!({"model": "lab-house-llm", "stream": false}),
+        )
+        .await;
+    assert_eq!(r.status(), 404);
+    assert_eq!(pulls_at(&ollama).await, 0);
     assert_eq!(
         admin
             .put(
@@ -1013,6 +1027,15 @@ async fn custom_ollama_provider_is_discovered_and_listed() {
         (&m["enabled"], &m["overridden"]),
         (&json!(true), &json!(false))
     );
+    // Enabled again: the pull reaches the server.
+    let r = relay
+        .post(
+            "/api/pull",
+            &json!({"model": "lab-house-llm", "stream": false}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(pulls_at(&ollama).await, 1);
     // An alias to a discovered model (target in the API's `instance/model` form).
     let (s, a) = admin
         .post(
@@ -1030,6 +1053,17 @@ async fn custom_ollama_provider_is_discovered_and_listed() {
     let (_, v) = admin.get("/instances").await;
     assert_eq!(v["instances"].as_array().map(Vec::len), Some(0));
     admin.stop().await;
+}
+
+/// How many `/api/pull` requests a fake Ollama server received.
+async fn pulls_at(ollama: &MockServer) -> usize {
+    ollama
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.url.path() == "/api/pull")
+        .count()
 }
 
 #[tokio::test]

@@ -341,12 +341,13 @@ async fn pull(state: Data<&AppState>, body: Body) -> Response {
         None => state.instances.pull_target(&name),
     };
     if let Some((instance, model)) = on_instance {
-        // An instance (or model) the admin disabled is not reachable through llm-relay.
-        if state
-            .overrides
-            .load()
-            .instance_disabled(instance.name, &model)
-        {
+        // An instance (or model) the admin disabled is not reachable through llm-relay; a name
+        // without a tag means `:latest`, as the server lists it.
+        let snap = state.overrides.load();
+        let disabled = snap.instance_disabled(instance.name, &model)
+            || (!model.contains(':')
+                && snap.instance_disabled(instance.name, &format!("{model}:latest")));
+        if disabled {
             return error_response(&ApiError::ModelNotFound(name));
         }
         return pull_on_instance(&state, &instance, &model, r.insecure, r.stream).await;
