@@ -1507,10 +1507,7 @@ async fn pulls_of_instance_models_are_done_by_the_instance() {
         )
         .await;
     assert_eq!(resp.status(), 200);
-    assert_eq!(
-        resp.headers()["content-type"],
-        pull.response_header("content-type").unwrap()
-    );
+    assert_eq!(resp.headers()["content-type"], "application/x-ndjson");
     let body = resp.bytes().await.unwrap();
     assert_eq!(body.as_ref(), pull.response_body.as_slice());
     assert_eq!(
@@ -1525,17 +1522,26 @@ async fn pulls_of_instance_models_are_done_by_the_instance() {
     }
 
     // With one server a bare new name goes there too; a model already there is updated there.
+    // The server is always asked for a stream (a non-streamed pull sends nothing until the
+    // download ends); a client that asked for one object gets the last progress line.
     let resp = relay
         .post("/api/pull", &json!({"name": "phi4", "stream": false}))
         .await;
     assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.json::<Value>().await.unwrap(),
+        json!({"status": "success"})
+    );
     let resp = relay
         .post("/api/pull", &json!({"model": "gpu-llama3.2"}))
         .await;
     assert_eq!(resp.status(), 200);
     let pulled: Vec<Value> = received_at(&fake, "/api/pull").await;
-    assert_eq!(pulled[1], json!({"model": "phi4", "stream": false}));
-    assert_eq!(pulled[2], json!({"model": "llama3.2:latest"}));
+    assert_eq!(pulled[1], json!({"model": "phi4", "stream": true}));
+    assert_eq!(
+        pulled[2],
+        json!({"model": "llama3.2:latest", "stream": true})
+    );
 
     // A catalog model has nothing to download (no instance call).
     let resp = relay
@@ -1547,4 +1553,70 @@ async fn pulls_of_instance_models_are_done_by_the_instance() {
         json!({"status": "success"})
     );
     assert_eq!(hits(&fake, "/api/pull").await, 3);
+}
+
+/// A pull the server breaks off mid-way ends with Ollama's own NDJSON error line (not a cut
+/// body), and the instances are still re-discovered.
+#[tokio::test]
+async fn a_pull_cut_mid_way_ends_with_an_error_line() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let tags_hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let hits_in = std::sync::Arc::clone(&tags_hits);
+    tokio::spawn(async move {
+        let tags = recorded_tags().to_string();
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                return;
+            };
+            let tags = tags.clone();
+            let hits_in = std::sync::Arc::clone(&hits_in);
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 64 * 1024];
+                let n = sock.read(&mut buf).await.unwrap_or(0);
+                let head = String::from_utf8_lossy(&buf[..n]).to_string();
+                if head.starts_with("GET /api/tags") {
+                    hits_in.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let resp = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{tags}",
+                        tags.len()
+                    );
+                    let _ = sock.write_all(resp.as_bytes()).await;
+                } else {
+                    // One progress line, then the connection dies without the last chunk.
+                    let line = "{\"status\":\"pulling manifest\"}\n";
+                    let resp = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/x-ndjson\r\ntransfer-encoding: chunked\r\n\r\n{:x}\r\n{line}\r\n",
+                        line.len()
+                    );
+                    let _ = sock.write_all(resp.as_bytes()).await;
+                    let _ = sock.flush().await;
+                }
+            });
+        }
+    });
+    let relay = relay_with(&format!("gpu=http://{addr}"), Duration::from_secs(3600)).await;
+    wait_listed(&relay, "gpu-llama3.2:latest", Duration::from_secs(5)).await;
+    let before = tags_hits.load(std::sync::atomic::Ordering::SeqCst);
+    let resp = relay
+        .post("/api/pull", &json!({"model": "gpu-gemma3:1b"}))
+        .await;
+    assert_eq!(resp.status(), 200);
+    let body = resp.text().await.unwrap();
+    let lines = ndjson(&body);
+    assert_eq!(lines[0], json!({"status": "pulling manifest"}), "{body}");
+    assert!(
+        lines.last().unwrap()["error"]
+            .as_str()
+            .is_some_and(|e| !e.is_empty()),
+        "{body}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while tags_hits.load(std::sync::atomic::Ordering::SeqCst) == before {
+        assert!(
+            Instant::now() < deadline,
+            "no re-discovery after the cut pull"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

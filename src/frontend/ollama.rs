@@ -254,9 +254,32 @@ struct PullRequest {
     stream: Option<bool>,
 }
 
-/// Pass a pull on to an Ollama server and its answer back as it comes (NDJSON progress lines,
-/// or one object with `stream: false`; WIRE.md §2.7), then re-discover the instances so the new
-/// model is listed. Errors: the server's status and message, or 502/504 when it cannot be reached.
+/// Starts a re-discovery of the instances when dropped: when a forwarded pull's answer ends,
+/// fails or is abandoned by the client, so a pulled model is listed at once (the on-demand rate
+/// limit would otherwise leave it unknown for a while).
+struct RediscoverOnDrop {
+    instances: std::sync::Arc<crate::instances::Instances>,
+    client: reqwest::Client,
+}
+
+impl Drop for RediscoverOnDrop {
+    fn drop(&mut self) {
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let (instances, client) = (std::sync::Arc::clone(&self.instances), self.client.clone());
+            rt.spawn(async move {
+                instances.refresh(&client).await;
+            });
+        }
+    }
+}
+
+/// Pass a pull on to an Ollama server (WIRE.md §2.7). The server is always asked for a stream
+/// (it then answers at once and keeps sending progress lines; with `stream: false` it would send
+/// nothing until the download ends and trip `UPSTREAM_READ_TIMEOUT_MS`, cancelling it). A client
+/// that asked for a stream gets the progress lines as they come, and a failure mid-way as an
+/// `{"error": "..."}` line, as Ollama sends it; one that did not gets the last line as one
+/// object, or the error with status 500. The instances are re-discovered afterwards.
+/// Errors before the answer starts: the server's status and message, or 502/504.
 async fn pull_on_instance(
     state: &AppState,
     instance: &crate::instances::InstanceConfig,
@@ -269,9 +292,7 @@ async fn pull_on_instance(
     if let Some(i) = insecure {
         body.insert("insecure".into(), i.into());
     }
-    if let Some(s) = stream {
-        body.insert("stream".into(), s.into());
-    }
+    body.insert("stream".into(), true.into());
     let rb = state
         .client
         .post(format!("{}/api/pull", instance.base_url))
@@ -288,34 +309,77 @@ async fn pull_on_instance(
         Ok(u) => u,
         Err(e) => return error_response(&e),
     };
-    let content_type = upstream
-        .response
-        .headers()
-        .get(reqwest::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("application/x-ndjson")
-        .to_string();
-    // Re-discover once the answer has been passed on (the pull is over by then), at once: the
-    // on-demand rate limit would otherwise leave a just-pulled model unknown for a while.
-    let instances = std::sync::Arc::clone(&state.instances);
-    let client = state.client.clone();
-    let mut done = Some(move || {
-        tokio::spawn(async move {
-            instances.refresh(&client).await;
-        });
-    });
-    let chunks = upstream
-        .into_stream(&state.config)
-        .map(|r| r.map_err(|e| std::io::Error::other(e.to_string())))
-        .chain(futures_util::stream::poll_fn(move |_| {
-            if let Some(f) = done.take() {
-                f();
+    let guard = RediscoverOnDrop {
+        instances: std::sync::Arc::clone(&state.instances),
+        client: state.client.clone(),
+    };
+    let mut chunks = upstream.into_stream(&state.config);
+    if stream == Some(false) {
+        // Only the last complete line matters; progress lines are small, so keep just the tail.
+        let mut tail: Vec<u8> = Vec::new();
+        let mut last = Vec::new();
+        while let Some(item) = chunks.next().await {
+            match item {
+                Ok(bytes) => {
+                    tail.extend_from_slice(&bytes);
+                    if let Some(end) = tail.iter().rposition(|&b| b == b'\n') {
+                        if let Some(line) = tail[..end]
+                            .split(|&b| b == b'\n')
+                            .rfind(|l| !l.iter().all(u8::is_ascii_whitespace))
+                        {
+                            last = line.to_vec();
+                        }
+                        tail.drain(..=end);
+                    }
+                    if tail.len() > crate::upstream::ollama::MAX_LINE_BYTES {
+                        return error_response(&ApiError::UpstreamInvalid {
+                            provider: instance.name,
+                            reason: "pull progress line too long".into(),
+                        });
+                    }
+                }
+                Err(e) => return error_response(&e),
             }
-            std::task::Poll::Ready(None)
-        }));
+        }
+        if !tail.iter().all(u8::is_ascii_whitespace) {
+            last = tail;
+        }
+        drop(guard);
+        let answer: Value = serde_json::from_slice(&last).unwrap_or_else(|_| json!({}));
+        if let Some(err) = answer.get("error") {
+            return Response::builder()
+                .status(StatusCode::INTERNAL_SERVER_ERROR)
+                .content_type("application/json; charset=utf-8")
+                .body(json!({"error": err}).to_string());
+        }
+        return json_response(&answer);
+    }
+    let mut guard = Some(guard);
+    let mut failed = false;
+    let lines = futures_util::stream::poll_fn(move |cx| {
+        use std::task::Poll;
+        if failed {
+            guard.take();
+            return Poll::Ready(None);
+        }
+        match chunks.as_mut().poll_next(cx) {
+            Poll::Ready(Some(Ok(b))) => Poll::Ready(Some(Ok::<_, std::io::Error>(b))),
+            Poll::Ready(Some(Err(e))) => {
+                // Cut mid-way: the error as Ollama's own NDJSON error line, then the end.
+                failed = true;
+                let line = format!("{}\n", json!({"error": e.to_string()}));
+                Poll::Ready(Some(Ok(bytes::Bytes::from(line))))
+            }
+            Poll::Ready(None) => {
+                guard.take();
+                Poll::Ready(None)
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    });
     Response::builder()
-        .content_type(content_type)
-        .body(Body::from_bytes_stream(chunks))
+        .content_type("application/x-ndjson")
+        .body(Body::from_bytes_stream(lines))
 }
 
 #[handler]
@@ -338,7 +402,19 @@ async fn pull(state: Data<&AppState>, body: Body) -> Response {
             .find(|i| i.name == m.instance)
             .map(|i| (i, m.model.clone())),
         Some(_) => None,
-        None => state.instances.pull_target(&name),
+        // Only a name llm-relay does not know otherwise (no catalog model, alias or custom model,
+        // enabled or not) is new to a server: a custom alias must never start a registry download.
+        None => {
+            let known = !matches!(
+                state.overrides.load().lookup(&name),
+                crate::overrides::Lookup::None
+            ) || crate::catalog::resolve(&name).is_some();
+            if known {
+                None
+            } else {
+                state.instances.pull_target(&name)
+            }
+        }
     };
     if let Some((instance, model)) = on_instance {
         // An instance (or model) the admin disabled is not reachable through llm-relay; a name

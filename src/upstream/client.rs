@@ -235,7 +235,8 @@ impl Upstream {
             reason: format!("answer larger than {limit} bytes"),
         };
         let mut response = self.response;
-        if response.content_length().is_some_and(|n| n > limit as u64) {
+        let declared = response.content_length();
+        if declared.is_some_and(|n| n > limit as u64) {
             return Err(too_large());
         }
         let mut next = async || {
@@ -253,7 +254,9 @@ impl Upstream {
         let Some(second) = next().await? else {
             return Ok(first);
         };
-        let mut body = bytes::BytesMut::with_capacity(first.len() + second.len());
+        // Sized once when the length is declared (no doubling copies of a large answer).
+        let size = declared.map_or(first.len() + second.len(), |n| n as usize);
+        let mut body = bytes::BytesMut::with_capacity(size.min(limit));
         body.extend_from_slice(&first);
         let mut chunk = second;
         loop {

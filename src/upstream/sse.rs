@@ -131,40 +131,91 @@ impl futures_util::Stream for StripBom {
     }
 }
 
-/// Longest run of bytes an SSE body may send without a line end (16 MiB, as for an Ollama NDJSON
-/// line): `eventsource-stream` buffers a line until it ends, so an upstream that never ends one
-/// would otherwise grow that buffer until memory runs out.
-pub const MAX_LINE_BYTES: usize = 16 * 1024 * 1024;
+/// Most bytes one SSE event may take (64 MiB; lines included, up to the blank line that ends
+/// it): `eventsource-stream` buffers an event's lines until that blank line, so an upstream that
+/// never sends one would otherwise grow the buffer until memory runs out. Large enough for an
+/// image sent inline in one event by an image-generating model.
+pub const MAX_EVENT_BYTES: usize = 64 * 1024 * 1024;
 
-/// `body`, ended by an error item once more than `limit` bytes arrived without a `\n` or `\r`
-/// (what is buffered stays below `limit` plus one read).
-fn bounded_lines(body: ByteStream, provider: &'static str, limit: usize) -> ByteStream {
-    use futures_util::future::ready;
-    Box::pin(body.scan((0usize, false), move |(run, over), item| {
-        if *over {
-            return ready(None);
+/// Where the body is relative to SSE event boundaries (WIRE: lines end with `\r\n`, `\n` or
+/// `\r`; a blank line ends an event).
+#[derive(Debug, Clone, Copy)]
+struct EventBound {
+    /// Bytes since the last blank line.
+    run: usize,
+    /// The last byte ended a line.
+    at_line_start: bool,
+    /// The last byte was `\r` (a `\n` right after it belongs to the same line end).
+    prev_cr: bool,
+}
+
+impl EventBound {
+    fn new() -> Self {
+        EventBound {
+            run: 0,
+            at_line_start: true,
+            prev_cr: false,
         }
-        if let Ok(chunk) = &item {
-            // SSE events end with a blank line, so the last line end is near the chunk's end.
-            match chunk.iter().rposition(|&b| b == b'\n' || b == b'\r') {
-                Some(i) => *run = chunk.len() - i - 1,
-                None => *run += chunk.len(),
+    }
+
+    /// Account for `chunk`; the bytes of the event still open afterwards.
+    fn feed(&mut self, chunk: &[u8]) -> usize {
+        // The usual case, a chunk of whole events: it ends with a blank line, whatever came before.
+        if chunk.ends_with(b"\n\n") || chunk.ends_with(b"\r\r") || chunk.ends_with(b"\r\n\r\n") {
+            *self = EventBound {
+                run: 0,
+                at_line_start: true,
+                prev_cr: chunk.ends_with(b"\r"),
+            };
+            return 0;
+        }
+        for &b in chunk {
+            self.run += 1;
+            match b {
+                b'\n' if self.prev_cr => self.prev_cr = false,
+                b'\n' | b'\r' => {
+                    self.prev_cr = b == b'\r';
+                    if self.at_line_start {
+                        self.run = 0;
+                    }
+                    self.at_line_start = true;
+                }
+                _ => {
+                    self.prev_cr = false;
+                    self.at_line_start = false;
+                }
             }
-            if *run > limit {
+        }
+        self.run
+    }
+}
+
+/// `body`, ended by an error item once one event grows past `limit` bytes without the blank line
+/// that ends it (what is buffered stays below `limit` plus one read).
+fn bounded_events(body: ByteStream, provider: &'static str, limit: usize) -> ByteStream {
+    use futures_util::future::ready;
+    Box::pin(
+        body.scan((EventBound::new(), false), move |(bound, over), item| {
+            if *over {
+                return ready(None);
+            }
+            if let Ok(chunk) = &item
+                && bound.feed(chunk) > limit
+            {
                 *over = true;
                 return ready(Some(Err(ApiError::UpstreamInvalid {
                     provider,
-                    reason: format!("SSE line longer than {limit} bytes"),
+                    reason: format!("SSE event larger than {limit} bytes"),
                 })));
             }
-        }
-        ready(Some(item))
-    }))
+            ready(Some(item))
+        }),
+    )
 }
 
 /// Decode an SSE `body` with `decoder` into canonical events.
 pub(crate) fn decode<D: SseDecoder>(body: ByteStream, decoder: D) -> EventStream {
-    let body = bounded_lines(body, decoder.provider(), MAX_LINE_BYTES);
+    let body = bounded_events(body, decoder.provider(), MAX_EVENT_BYTES);
     let body: ByteStream = Box::pin(StripBom {
         inner: body,
         head: Some(Vec::new()),
@@ -216,11 +267,12 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_line_longer_than_the_limit_ends_the_body_with_an_error() {
-        let out: Vec<_> = bounded_lines(
-            chunks(&[b"data: 12", b"345\n\ndata: 1234", b"5678"]),
+    async fn an_event_larger_than_the_limit_ends_the_body_with_an_error() {
+        // Short lines without the blank line that ends the event grow it all the same.
+        let out: Vec<_> = bounded_events(
+            chunks(&[b"data: 1\ndata: 2\n", b"data: 3\n", b"data: 4\n"]),
             "p",
-            12,
+            25,
         )
         .collect()
         .await;
@@ -229,17 +281,27 @@ mod tests {
         let err = out[2].as_ref().unwrap_err();
         assert_eq!(err.status(), 502);
         assert!(
-            err.to_string().contains("SSE line longer than 12 bytes"),
+            err.to_string().contains("SSE event larger than 25 bytes"),
             "{err}"
         );
-        // Lines that end in time pass untouched, whatever the body's length.
-        let out: Vec<_> = bounded_lines(
-            chunks(&[b"data: 1\n\n", b"data: 2\r\n\r\n", b"data: 345\n\n"]),
+        // Events that end in time pass untouched, whatever the body's length, with every line
+        // ending, and with a blank line split across reads.
+        let out: Vec<_> = bounded_events(
+            chunks(&[
+                b"data: 0123456789\n\n",
+                b"data: 0123456789\r\n\r\n",
+                b"data: 0123456789\r\r",
+                b"data: 0123456789\n",
+                b"\ndata: 0123456789\r",
+                b"\n\r\ndata: x",
+                b"\n\n",
+            ]),
             "p",
-            8,
+            20,
         )
         .collect()
         .await;
-        assert!(out.iter().all(Result::is_ok) && out.len() == 3);
+        assert!(out.iter().all(Result::is_ok), "{out:?}");
+        assert_eq!(out.len(), 7);
     }
 }

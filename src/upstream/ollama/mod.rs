@@ -17,6 +17,8 @@
 
 mod stream;
 
+pub use stream::MAX_LINE_BYTES;
+
 use serde_json::{Map, Value, json};
 
 use super::{ByteStream, Dialect, EventStream, UpstreamRequest};
