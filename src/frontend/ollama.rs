@@ -315,37 +315,20 @@ async fn pull_on_instance(
     };
     let mut chunks = upstream.into_stream(&state.config);
     if stream == Some(false) {
-        // Only the last complete line matters; progress lines are small, so keep just the tail.
-        let mut tail: Vec<u8> = Vec::new();
-        let mut last = Vec::new();
-        while let Some(item) = chunks.next().await {
-            match item {
-                Ok(bytes) => {
-                    tail.extend_from_slice(&bytes);
-                    if let Some(end) = tail.iter().rposition(|&b| b == b'\n') {
-                        if let Some(line) = tail[..end]
-                            .split(|&b| b == b'\n')
-                            .rfind(|l| !l.iter().all(u8::is_ascii_whitespace))
-                        {
-                            last = line.to_vec();
-                        }
-                        tail.drain(..=end);
-                    }
-                    if tail.len() > crate::upstream::ollama::MAX_LINE_BYTES {
-                        return error_response(&ApiError::UpstreamInvalid {
-                            provider: instance.name,
-                            reason: "pull progress line too long".into(),
-                        });
-                    }
-                }
+        // The last progress line is the answer (`{"status":"success"}` or `{"error":...}`).
+        let mut lines = crate::upstream::ollama::lines(instance.name, chunks);
+        let mut last = None;
+        while let Some(line) = lines.next().await {
+            match line {
+                Ok(l) if l.trim().is_empty() => {}
+                Ok(l) => last = Some(l),
                 Err(e) => return error_response(&e),
             }
         }
-        if !tail.iter().all(u8::is_ascii_whitespace) {
-            last = tail;
-        }
         drop(guard);
-        let answer: Value = serde_json::from_slice(&last).unwrap_or_else(|_| json!({}));
+        let answer: Value = last
+            .and_then(|l| serde_json::from_str(&l).ok())
+            .unwrap_or_else(|| json!({}));
         if let Some(err) = answer.get("error") {
             return Response::builder()
                 .status(StatusCode::INTERNAL_SERVER_ERROR)

@@ -17,7 +17,7 @@
 
 mod stream;
 
-pub use stream::MAX_LINE_BYTES;
+pub use stream::{MAX_LINE_BYTES, lines};
 
 use serde_json::{Map, Value, json};
 

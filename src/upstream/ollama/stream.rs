@@ -117,10 +117,20 @@ fn decode_line<L>(st: &mut State<L>, line: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// The lines of an NDJSON body as they arrive (at most [`MAX_LINE_BYTES`] each): a transport
+/// failure, an overlong line or text that is not UTF-8 is an error item.
+pub fn lines(
+    provider: &'static str,
+    body: ByteStream,
+) -> impl Stream<Item = Result<String, ApiError>> + Unpin + Send {
+    let reader = StreamReader::new(body.map(|r| r.map_err(|e| io::Error::other(Carried(e)))));
+    FramedRead::new(reader, LinesCodec::new_with_max_length(MAX_LINE_BYTES))
+        .map(move |r| r.map_err(|e| line_error(provider, e)))
+}
+
 /// Turn an NDJSON body into canonical events, line by line as bytes arrive.
 pub fn decode(provider: &'static str, body: ByteStream) -> EventStream {
-    let reader = StreamReader::new(body.map(|r| r.map_err(|e| io::Error::other(Carried(e)))));
-    let lines = FramedRead::new(reader, LinesCodec::new_with_max_length(MAX_LINE_BYTES));
+    let lines = lines(provider, body);
     let st = State {
         lines,
         provider,
@@ -133,7 +143,7 @@ pub fn decode(provider: &'static str, body: ByteStream) -> EventStream {
 
 async fn next<L>(st: Option<State<L>>) -> Option<(Result<StreamEvent, ApiError>, Option<State<L>>)>
 where
-    L: Stream<Item = Result<String, LinesCodecError>> + Unpin,
+    L: Stream<Item = Result<String, ApiError>> + Unpin,
 {
     let mut st = st?;
     loop {
@@ -149,7 +159,7 @@ where
                     return Some((Err(e), None));
                 }
             }
-            Some(Err(e)) => return Some((Err(line_error(st.provider, e)), None)),
+            Some(Err(e)) => return Some((Err(e), None)),
             None => {
                 return Some((
                     Err(ApiError::UpstreamStream {
