@@ -248,25 +248,15 @@ pub async fn embed(
             } else {
                 "/api/embed"
             };
-            let rb = state
-                .client
-                .post(format!("{}{path}", m.base_url))
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(body);
-            client::send_request(
-                rb,
-                provider,
-                &crate::upstream::ollama::Ollama,
-                &state.config,
-            )
-            .await
-            .inspect_err(|e| {
-                if e.status() == 404 {
-                    state.instances.refresh_soon(&state.client);
-                }
-            })?
-            .into_bytes(&state.config)
-            .await?
+            crate::upstream::ollama::post_to_instance(state, &m.base_url, m.instance, path, body)
+                .await
+                .inspect_err(|e| {
+                    if e.status() == 404 {
+                        state.instances.refresh_soon(&state.client);
+                    }
+                })?
+                .into_bytes(&state.config)
+                .await?
         }
     };
     let answer = match target {
@@ -368,20 +358,11 @@ pub async fn load_on_instance(
     } else {
         "/api/generate"
     };
-    let rb = state
-        .client
-        .post(format!("{}{path}", m.base_url))
-        .header(reqwest::header::CONTENT_TYPE, "application/json")
-        .body(serde_json::to_vec(&Value::Object(fields)).unwrap_or_default());
-    client::send_request(
-        rb,
-        m.instance,
-        &crate::upstream::ollama::Ollama,
-        &state.config,
-    )
-    .await?
-    .into_bytes(&state.config)
-    .await?;
+    let body = serde_json::to_vec(&Value::Object(fields)).unwrap_or_default();
+    crate::upstream::ollama::post_to_instance(state, &m.base_url, m.instance, path, body)
+        .await?
+        .into_bytes(&state.config)
+        .await?;
     Ok(())
 }
 

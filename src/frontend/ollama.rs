@@ -293,16 +293,12 @@ async fn pull_on_instance(
         body.insert("insecure".into(), i.into());
     }
     body.insert("stream".into(), true.into());
-    let rb = state
-        .client
-        .post(format!("{}/api/pull", instance.base_url))
-        .header(reqwest::header::CONTENT_TYPE, "application/json")
-        .body(Value::Object(body).to_string());
-    let upstream = match crate::upstream::client::send_request(
-        rb,
+    let upstream = match crate::upstream::ollama::post_to_instance(
+        state,
+        &instance.base_url,
         instance.name,
-        &crate::upstream::ollama::Ollama,
-        &state.config,
+        "/api/pull",
+        Value::Object(body).to_string().into_bytes(),
     )
     .await
     {

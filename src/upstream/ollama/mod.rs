@@ -73,12 +73,7 @@ pub async fn send_to_instance(
     req: &ChatRequest,
 ) -> Result<(&'static dyn Dialect, super::client::Upstream), ApiError> {
     let body = encode_chat(&m.model, req)?;
-    let rb = state
-        .client
-        .post(format!("{}{CHAT_PATH}", m.base_url))
-        .header(reqwest::header::CONTENT_TYPE, "application/json")
-        .body(body);
-    let upstream = super::client::send_request(rb, m.instance, &Ollama, &state.config)
+    let upstream = post_to_instance(state, &m.base_url, m.instance, CHAT_PATH, body)
         .await
         .inspect_err(|e| {
             // The model was removed from the instance since the last discovery: re-discover.
@@ -87,6 +82,26 @@ pub async fn send_to_instance(
             }
         })?;
     Ok((&Ollama, upstream))
+}
+
+/// POST the JSON `body` to `path` of the Ollama server `instance` at `base_url` (no auth: Ollama
+/// servers take none) and check the status, as every request llm-relay sends an instance does
+/// (chat, embeddings, loads, pulls).
+///
+/// Errors: the server's status and message (kept), transport failures (502/504).
+pub async fn post_to_instance(
+    state: &crate::relay::AppState,
+    base_url: &str,
+    instance: &'static str,
+    path: &str,
+    body: Vec<u8>,
+) -> Result<super::client::Upstream, ApiError> {
+    let rb = state
+        .client
+        .post(format!("{base_url}{path}"))
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(body);
+    super::client::send_request(rb, instance, &Ollama, &state.config).await
 }
 
 /// Serialized `/api/chat` body for `model` (the name exactly as the Ollama server lists it).
