@@ -1278,24 +1278,7 @@ mod tests {
 
     #[test]
     fn streamed_signatures_reach_the_reasoning_item() {
-        let env = Envelope {
-            id: "resp_x".into(),
-            model: "m".into(),
-            created_at: 1,
-            echo: Echo {
-                instructions: None,
-                tools: Vec::new(),
-                tool_choice: json!("auto"),
-                temperature: None,
-                top_p: None,
-                parallel_tool_calls: true,
-                metadata: json!({}),
-                max_output_tokens: None,
-                text: json!({"format": {"type": "text"}}),
-                reasoning: Value::Null,
-            },
-        };
-        let mut enc = StreamEncoder::new(env);
+        let mut enc = StreamEncoder::new(test_envelope());
         let mut out = Vec::new();
         enc.start(&mut out);
         for ev in [
@@ -1341,6 +1324,27 @@ mod tests {
         assert_eq!(done[0], *items[0]);
     }
 
+    /// The envelope of a request that set nothing but its model.
+    fn test_envelope() -> Envelope {
+        Envelope {
+            id: "resp_x".into(),
+            model: "m".into(),
+            created_at: 1,
+            echo: Echo {
+                instructions: None,
+                tools: Vec::new(),
+                tool_choice: json!("auto"),
+                temperature: None,
+                top_p: None,
+                parallel_tool_calls: true,
+                metadata: json!({}),
+                max_output_tokens: None,
+                text: json!({"format": {"type": "text"}}),
+                reasoning: Value::Null,
+            },
+        }
+    }
+
     fn events(out: &[u8]) -> Vec<Value> {
         String::from_utf8_lossy(out)
             .split("\n\n")
@@ -1357,24 +1361,7 @@ mod tests {
 
     #[test]
     fn stream_events_in_order_with_sequence_numbers() {
-        let env = Envelope {
-            id: "resp_x".into(),
-            model: "m".into(),
-            created_at: 1,
-            echo: Echo {
-                instructions: None,
-                tools: Vec::new(),
-                tool_choice: json!("auto"),
-                temperature: None,
-                top_p: None,
-                parallel_tool_calls: true,
-                metadata: json!({}),
-                max_output_tokens: None,
-                text: json!({"format": {"type": "text"}}),
-                reasoning: Value::Null,
-            },
-        };
-        let mut enc = StreamEncoder::new(env);
+        let mut enc = StreamEncoder::new(test_envelope());
         let mut out = Vec::new();
         enc.start(&mut out);
         for ev in [
