@@ -1010,7 +1010,7 @@ async fn custom_ollama_provider_is_discovered_and_listed() {
         )
         .await;
     assert_eq!(r.status(), 404);
-    assert_eq!(pulls_at(&ollama).await, 0);
+    assert_eq!(hits_at(&ollama, "/api/pull").await, 0);
     assert_eq!(
         admin
             .put(
@@ -1035,7 +1035,7 @@ async fn custom_ollama_provider_is_discovered_and_listed() {
         )
         .await;
     assert_eq!(r.status(), 200);
-    assert_eq!(pulls_at(&ollama).await, 1);
+    assert_eq!(hits_at(&ollama, "/api/pull").await, 1);
     // An alias to a discovered model (target in the API's `instance/model` form).
     let (s, a) = admin
         .post(
@@ -1048,6 +1048,23 @@ async fn custom_ollama_provider_is_discovered_and_listed() {
         (201, &json!("lab/house-llm:latest")),
         "{a}"
     );
+    // `/api/ps` asks the server what it has loaded, unless the whole provider is disabled.
+    Mock::given(method("GET"))
+        .and(path("/api/ps"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"models": [
+            {"name": "house-llm:latest", "model": "house-llm:latest", "size": 42}]})))
+        .mount(&ollama)
+        .await;
+    let ps: Value = relay.get("/api/ps").await.json().await.unwrap();
+    assert_eq!(ps["models"][0]["name"], "lab-house-llm:latest", "{ps}");
+    let (s, _) = admin.put("/providers/lab", json!({"enabled": false})).await;
+    assert_eq!(s, 200);
+    let before = hits_at(&ollama, "/api/ps").await;
+    let ps: Value = relay.get("/api/ps").await.json().await.unwrap();
+    assert_eq!(ps, json!({"models": []}));
+    assert_eq!(hits_at(&ollama, "/api/ps").await, before);
+    let (s, _) = admin.put("/providers/lab", json!({"enabled": true})).await;
+    assert_eq!(s, 200);
     // Removing the provider removes the instance.
     assert_eq!(admin.delete("/providers/lab").await.0, 204);
     let (_, v) = admin.get("/instances").await;
@@ -1055,14 +1072,14 @@ async fn custom_ollama_provider_is_discovered_and_listed() {
     admin.stop().await;
 }
 
-/// How many `/api/pull` requests a fake Ollama server received.
-async fn pulls_at(ollama: &MockServer) -> usize {
+/// How many requests a fake Ollama server received at `p`.
+async fn hits_at(ollama: &MockServer, p: &str) -> usize {
     ollama
         .received_requests()
         .await
         .unwrap()
         .iter()
-        .filter(|r| r.url.path() == "/api/pull")
+        .filter(|r| r.url.path() == p)
         .count()
 }
 
